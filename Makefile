@@ -1,0 +1,49 @@
+# Thin wrapper around CMake.  `make run` and `make test` are all a new
+# machine needs: both install missing Debian packages first (scripts/deps.sh).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CONF ?=
+
+.PHONY: all build deps run test unit integration check-sanitize bench clean format
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+
+build: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: deps build
+	@bash scripts/run.sh $(CONF)
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+integration: build
+	bash tests/integration/run.sh $(BUILD)
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	bash tests/integration/run.sh $(BUILD)
+
+# ASan+UBSan over every unit test, TSan over sched/ (a separate build each).
+check-sanitize: deps
+	cmake -S . -B build-asan -DSLUICE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+	cmake -S . -B build-tsan -DSLUICE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L tsan -j $(JOBS)
+
+bench: deps build
+	bash bench/ingest.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan build-tsan

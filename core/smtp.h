@@ -1,0 +1,97 @@
+/*
+ * NAME
+ *	smtp - the inbound SMTP session (RFC 5321 + ESMTP), free of I/O
+ * SYNOPSIS
+ *	#include "core/smtp.h"
+ * DESCRIPTION
+ *	A session is fed the bytes a connection receives and produces the bytes
+ *	to send back; it never touches a socket, so it runs the same under the
+ *	io_uring worker and in unit tests.  Message bodies are kept as slices
+ *	over the receive buffers (dot-unstuffing cuts slices, it never copies)
+ *	and appended to the spool with vectored writes; the final reply to a
+ *	message waits for the spool's group commit (spool_writer_sync_done()
+ *	runs the session's callback, which queues 250 or 451/452 and then
+ *	processes any input the client pipelined meanwhile).
+ *
+ *	Every reply the server can send comes from the table in smtp_reply.c.
+ *
+ *	Ownership: a session borrows its smtp_server (which must outlive it) and
+ *	takes references on the mbufs it keeps.  Everything runs on the thread
+ *	that owns the session's worker.
+ *
+ *	Output: the session owns two output buffers.  smtp_session_out_take()
+ *	freezes the pending bytes for one send and directs later replies to the
+ *	other buffer; the frozen bytes stay valid until smtp_session_out_done().
+ */
+#ifndef SLUICE_CORE_SMTP_H
+#define SLUICE_CORE_SMTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/cfg.h"
+#include "core/mbuf.h"
+#include "storage/spool.h"
+
+struct smtp_server;
+struct smtp_session;
+
+/* Counters of one worker's sessions (owner thread only). */
+struct smtp_stats {
+    uint64_t sessions;
+    uint64_t messages;       /* acknowledged with 250 */
+    uint64_t rejected;       /* messages refused after DATA/BDAT */
+    uint64_t tempfailed;     /* 4xx after DATA (spool errors) */
+    uint64_t rcpt_rejected;
+    uint64_t protocol_errors;
+    uint64_t timeouts;
+};
+
+/* kick(cookie) is called when a session gains output or wants to close
+ * outside a call into it (after a group commit completes).  cfg and spool
+ * are borrowed and must outlive the server. */
+struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_writer *spool,
+                                       void (*kick)(void *cookie));
+void smtp_server_destroy(struct smtp_server *srv);
+const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv);
+
+struct smtp_session *smtp_session_create(struct smtp_server *srv, void *cookie,
+                                         const struct sockaddr *peer, socklen_t peerlen);
+/* Releases every buffer; a commit still in flight is orphaned (the message
+ * stays in the spool; the client never saw its 250). */
+void smtp_session_destroy(struct smtp_session *s);
+
+enum smtp_start {
+    SMTP_START_OK,          /* 220 greeting */
+    SMTP_START_PER_IP,      /* 421 4.7.0 too many connections from you, close */
+    SMTP_START_FULL,        /* 421 4.3.2 server busy, close */
+    SMTP_START_SHUTDOWN,    /* 421 4.3.2 shutting down, close */
+};
+void smtp_session_start(struct smtp_session *s, enum smtp_start how);
+
+/* Bytes [off, off+len) of b were received.  The session takes references
+ * on b for whatever it keeps. */
+void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, uint32_t len);
+/* The client closed its side or the connection failed. */
+void smtp_session_eof(struct smtp_session *s);
+/* Called about once a second: idle timeout and minimum data rate. */
+void smtp_session_tick(struct smtp_session *s, uint64_t now_ms);
+/* The server is stopping: 421 at the next command boundary, then close. */
+void smtp_session_shutdown(struct smtp_session *s);
+
+/* Output. */
+bool smtp_session_out_take(struct smtp_session *s, const char **p, size_t *len);
+void smtp_session_out_done(struct smtp_session *s);
+/* True once the session wants the connection closed after its pending
+ * output has been sent (QUIT, 421, a fatal error). */
+bool smtp_session_closing(const struct smtp_session *s);
+/* Bytes of received input the session holds unprocessed (pipelined while a
+ * commit was pending); the caller may stop reading above a bound. */
+size_t smtp_session_backlog(const struct smtp_session *s);
+
+/* Uses the monotonic coarse clock unless a test sets one (0 = real). */
+void smtp_set_test_clock(uint64_t now_ms);
+
+#endif

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sluice needs to build, test and benchmark,
+# only those that are missing.  Not root: prints the apt-get line instead.
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config liburing-dev libssl-dev libjemalloc-dev
+      libcriterion-dev python3 python3-pytest python3-aiosmtpd swaks postfix
+      strace openssl procps iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "sluice: missing Debian packages; run as root:" >&2
+    echo "  apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "sluice: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# postfix is only wanted for smtp-source/smtp-sink and the benchmark peer:
+# never let its package start a system-wide instance on port 25.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
