@@ -91,6 +91,11 @@ bool smtp_session_closing(const struct smtp_session *s);
  * commit was pending); the caller may stop reading above a bound. */
 size_t smtp_session_backlog(const struct smtp_session *s);
 
+/* The worker's receive buffers are running out: move body slices the
+ * session holds to the spool now (and copy any queued input out of the
+ * ring's buffers), so that every buffer it references goes back. */
+void smtp_session_release_buffers(struct smtp_session *s);
+
 /* Uses the monotonic coarse clock unless a test sets one (0 = real). */
 void smtp_set_test_clock(uint64_t now_ms);
 

@@ -1,0 +1,288 @@
+/*
+ * NAME
+ *	conn - one client connection on a worker's ring
+ * DESCRIPTION
+ *	Life of a connection: accepted (a slot, a session, the greeting, a
+ *	multishot recv armed) -> OPEN (received bytes go to the session; its
+ *	replies go out with one send at a time, batched per loop turn) ->
+ *	LINGER once the session is done and its last reply is sent (our FIN is
+ *	out; the client's remaining bytes are read and dropped until its FIN or
+ *	NET_LINGER_MS, so a final 421/554 is not destroyed by a reset) ->
+ *	CLOSING (shutdown(2) ends the multishot recv) -> the slot is freed once
+ *	no operation is outstanding.
+ *
+ *	Received buffers: the CQE hands us buffer `bid` with one reference;
+ *	the session takes references on what it keeps, and our reference is
+ *	dropped right after, which returns the buffer to the ring unless the
+ *	session holds slices of it.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/net_int.h"
+
+uint64_t net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct io_uring_sqe *net_sqe(struct net_worker *w)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+    if (sqe == NULL) {
+        io_uring_submit(&w->ring);
+        sqe = io_uring_get_sqe(&w->ring);
+    }
+    if (sqe == NULL)
+        log_panic("net_sqe: submission queue full after submit");
+    return sqe;
+}
+
+static void net_conn_mark(struct net_worker *w, struct net_conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        c->next_dirty = w->dirty;
+        w->dirty = c;
+    }
+}
+
+void net_conn_kick(void *cookie)
+{
+    struct net_conn *c = cookie;
+    net_conn_mark(c->w, c);
+}
+
+void net_conn_arm_recv(struct net_worker *w, struct net_conn *c)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = NET_BGID;
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_RECV, c->gen, c->idx));
+    c->recv_armed = true;
+    c->recv_want = false;
+}
+
+static void net_conn_submit_send(struct net_worker *w, struct net_conn *c)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_send(sqe, c->fd, c->send_p, c->send_left, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_SEND, c->gen, c->idx));
+    c->sending = true;
+}
+
+static void net_conn_drop_session(struct net_conn *c)
+{
+    if (c->sess) {
+        smtp_session_destroy(c->sess);
+        c->sess = NULL;
+    }
+}
+
+/* Ends the connection: no more output; the slot is freed once the recv and
+ * any send have completed (see net_conn_flush). */
+void net_conn_close_now(struct net_worker *w, struct net_conn *c)
+{
+    net_conn_drop_session(c);
+    if (c->state != NET_CONN_CLOSING) {
+        c->state = NET_CONN_CLOSING;
+        shutdown(c->fd, SHUT_RDWR); /* completes the multishot recv */
+    }
+    net_conn_mark(w, c);
+}
+
+static void net_conn_free(struct net_worker *w, struct net_conn *c)
+{
+    net_conn_drop_session(c);
+    close(c->fd);
+    if (c->counted_ip)
+        net_iplimit_release((const struct sockaddr *)&c->peer);
+    c->counted_ip = false;
+    c->state = NET_CONN_FREE;
+    c->fd = -1;
+    c->gen = (c->gen + 1) & 0xffffff;
+    c->next_free = w->free_head;
+    w->free_head = c->idx;
+    w->active--;
+}
+
+void net_conn_accepted(struct net_worker *w, int fd)
+{
+    const struct cfg *cfg = w->srv->cfg;
+    if (w->stopping || w->free_head == UINT32_MAX) {
+        close(fd);
+        return;
+    }
+    struct net_conn *c = &w->conns[w->free_head];
+    w->free_head = c->next_free;
+    w->active++;
+    w->accepted++;
+    c->w = w;
+    c->state = NET_CONN_OPEN;
+    c->fd = fd;
+    c->recv_armed = c->recv_want = c->sending = c->dirty = c->counted_ip = false;
+    c->send_p = NULL;
+    c->send_left = 0;
+    c->peerlen = sizeof(c->peer);
+    if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
+        memset(&c->peer, 0, sizeof(c->peer));
+        c->peerlen = sizeof(struct sockaddr_in);
+        c->peer.ss_family = AF_INET;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    enum smtp_start how = SMTP_START_OK;
+    const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
+    if (w->active > cfg->max_connections) {
+        how = SMTP_START_FULL;
+    } else if (cfg->max_conn_per_ip > 0 &&
+               !cfg_cidr_match(cfg->conn_limit_exceptions, cfg->nconn_limit_exceptions, peer)) {
+        if (net_iplimit_acquire(peer, cfg->max_conn_per_ip))
+            c->counted_ip = true;
+        else
+            how = SMTP_START_PER_IP;
+    }
+    c->sess = smtp_session_create(w->smtp, c, peer, c->peerlen);
+    if (c->sess == NULL) {
+        log_msg(LOG_WARN, "out of memory for a session; connection closed");
+        c->state = NET_CONN_CLOSING;
+        net_conn_free(w, c);
+        return;
+    }
+    smtp_session_start(c->sess, how);
+    net_conn_arm_recv(w, c);
+    net_conn_mark(w, c);
+}
+
+void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        c->recv_armed = false;
+    if (res > 0) {
+        struct mbuf *b = &w->bufs.bufs[cqe->flags >> IORING_CQE_BUFFER_SHIFT];
+        w->bufs.free--;
+        b->refs = 1; /* ours, dropped below */
+        if (c->state == NET_CONN_OPEN)
+            smtp_session_input(c->sess, b, 0, (uint32_t)res);
+        mbuf_unref(b);
+        if (!c->recv_armed && c->state != NET_CONN_CLOSING)
+            c->recv_want = true;
+    } else if (res == -ENOBUFS) {
+        c->recv_want = true;
+        net_conn_release_buffers(w);
+    } else if (res == 0 || c->state != NET_CONN_OPEN) {
+        /* the client's FIN, or our shutdown ending the recv */
+        if (c->state == NET_CONN_OPEN)
+            smtp_session_eof(c->sess);
+        net_conn_close_now(w, c);
+    } else {
+        log_msg(LOG_DEBUG, "recv: %s", strerror(-res));
+        if (c->sess)
+            smtp_session_eof(c->sess);
+        net_conn_close_now(w, c);
+    }
+    net_conn_mark(w, c);
+}
+
+void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res)
+{
+    c->sending = false;
+    if (res < 0) {
+        if (res != -EPIPE && res != -ECONNRESET)
+            log_msg(LOG_DEBUG, "send: %s", strerror(-res));
+        if (c->sess)
+            smtp_session_eof(c->sess);
+        net_conn_close_now(w, c);
+        return;
+    }
+    if ((size_t)res < c->send_left && c->state == NET_CONN_OPEN) {
+        c->send_p += res;
+        c->send_left -= (size_t)res;
+        net_conn_submit_send(w, c);
+        return;
+    }
+    c->send_p = NULL;
+    c->send_left = 0;
+    if (c->sess)
+        smtp_session_out_done(c->sess);
+    net_conn_mark(w, c);
+}
+
+/* End of a loop turn for a connection that had something happen. */
+void net_conn_flush(struct net_worker *w, struct net_conn *c)
+{
+    switch (c->state) {
+    case NET_CONN_OPEN:
+        if (!c->sending) {
+            const char *p;
+            size_t len;
+            if (smtp_session_out_take(c->sess, &p, &len)) {
+                c->send_p = p;
+                c->send_left = len;
+                net_conn_submit_send(w, c);
+            } else if (smtp_session_closing(c->sess)) {
+                net_conn_drop_session(c);
+                c->state = NET_CONN_LINGER;
+                c->linger_until_ms = net_now_ms() + NET_LINGER_MS;
+                shutdown(c->fd, SHUT_WR);
+            }
+        }
+        break;
+    case NET_CONN_LINGER:
+        break;
+    case NET_CONN_CLOSING:
+        if (!c->recv_armed && !c->sending)
+            net_conn_free(w, c);
+        return;
+    case NET_CONN_FREE:
+        return;
+    }
+    if (c->recv_want && !c->recv_armed && w->bufs.free > w->bufs.count / 16)
+        net_conn_arm_recv(w, c);
+}
+
+void net_conn_tick(struct net_worker *w, struct net_conn *c, uint64_t now_ms)
+{
+    switch (c->state) {
+    case NET_CONN_OPEN:
+        smtp_session_tick(c->sess, now_ms);
+        if (w->stopping)
+            smtp_session_shutdown(c->sess);
+        net_conn_mark(w, c);
+        break;
+    case NET_CONN_LINGER:
+        if (now_ms >= c->linger_until_ms || w->stopping)
+            net_conn_close_now(w, c);
+        break;
+    case NET_CONN_CLOSING:
+        net_conn_mark(w, c);
+        break;
+    case NET_CONN_FREE:
+        break;
+    }
+}
+
+/* The ring ran dry: sessions move the body slices they hold to the spool
+ * (or copy them out), so the buffers go back and no connection starves. */
+void net_conn_release_buffers(struct net_worker *w)
+{
+    for (uint32_t i = 0; i < w->nconns_cap; i++) {
+        struct net_conn *c = &w->conns[i];
+        if (c->state == NET_CONN_OPEN) {
+            smtp_session_release_buffers(c->sess);
+            net_conn_mark(w, c);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * NAME
+ *	net - the io_uring network layer: workers, listeners, connections
+ * SYNOPSIS
+ *	#include "net/net.h"
+ * DESCRIPTION
+ *	net_server_create() binds every listen address (one SO_REUSEPORT
+ *	socket per address per worker) and checks that io_uring is usable, so
+ *	that start-up errors are reported before anything runs.
+ *	net_server_run() starts the workers and returns when they have stopped.
+ *	Each worker owns one ring (SINGLE_ISSUER | DEFER_TASKRUN), a provided
+ *	buffer ring feeding multishot recv, multishot accept on its listeners,
+ *	its spool writer, its sessions, and a one-second tick timer; see
+ *	docs/network.md.
+ *
+ *	net_server_stop() may be called from any thread (it writes to each
+ *	worker's eventfd): listeners close, sessions get 421 at their next
+ *	command boundary, in-flight group commits finish, and the workers exit
+ *	once their connections are gone or after a bound (5 s).
+ * DIAGNOSTICS
+ *	net_server_create() returns -errno with one line in err naming the
+ *	address or the facility ("listen 127.0.0.1:25: Address already in use").
+ */
+#ifndef SLUICE_NET_NET_H
+#define SLUICE_NET_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/cfg.h"
+#include "storage/spool.h"
+
+struct net_server;
+
+struct net_stats {
+    uint64_t accepted;
+    uint64_t sessions;
+    uint64_t messages; /* acknowledged with 250 */
+    uint64_t commits;  /* COMMIT records written */
+    uint64_t syncs;    /* fdatasync batches */
+    uint64_t sync_errors;
+};
+
+/* cfg and sp are borrowed and must outlive the server. */
+int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server **out, char *err,
+                      size_t errlen);
+/* The address each listen entry is bound to ("127.0.0.1:41234" after port 0). */
+size_t net_server_listen_count(const struct net_server *srv);
+const char *net_server_listen_addr(const struct net_server *srv, size_t i);
+/* Runs the workers until they stop.  0, or -errno with err filled when a
+ * worker could not start (its ring or buffer ring setup failed). */
+int net_server_run(struct net_server *srv, char *err, size_t errlen);
+void net_server_stop(struct net_server *srv);
+/* Sums of every worker's counters (meaningful after run returned). */
+void net_server_stats(const struct net_server *srv, struct net_stats *st);
+void net_server_destroy(struct net_server *srv);
+
+/* Checks that this kernel lets us set up the rings sluice needs.  0, or
+ * -errno with an explanation in err. */
+int net_probe_uring(char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * NAME
+ *	net_int - what the files of net/ share
+ * DESCRIPTION
+ *	user_data packs op (8 bits), generation (24 bits) and index (32 bits)
+ *	and is dispatched by one switch in worker.c.  A connection slot is
+ *	reused with a new generation, so a late completion for a closed
+ *	connection is recognised and dropped.
+ */
+#ifndef SLUICE_NET_NET_INT_H
+#define SLUICE_NET_NET_INT_H
+
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/cfg.h"
+#include "core/mbuf.h"
+#include "core/smtp.h"
+#include "net/net.h"
+#include "storage/spool.h"
+
+#define NET_BGID 1
+#define NET_MAX_LISTEN 16
+#define NET_CONN_SPARE 64      /* slots beyond max_connections, for the 421 */
+#define NET_LINGER_MS 5000     /* wait for the client's FIN after ours */
+#define NET_STOP_GRACE_MS 5000 /* bound on a graceful stop */
+
+enum net_op {
+    NET_OP_ACCEPT = 1, /* index = listener */
+    NET_OP_RECV,
+    NET_OP_SEND,
+    NET_OP_FSYNC,
+    NET_OP_TICK,
+    NET_OP_WAKE,
+};
+
+static inline uint64_t net_ud(enum net_op op, uint32_t gen, uint32_t idx)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffff) << 32) | idx;
+}
+static inline enum net_op net_ud_op(uint64_t ud) { return (enum net_op)(ud >> 56); }
+static inline uint32_t net_ud_gen(uint64_t ud) { return (uint32_t)(ud >> 32) & 0xffffff; }
+static inline uint32_t net_ud_idx(uint64_t ud) { return (uint32_t)ud; }
+
+enum net_conn_state {
+    NET_CONN_FREE,
+    NET_CONN_OPEN,      /* session running */
+    NET_CONN_LINGER,    /* our side shut down; draining until the client's FIN */
+    NET_CONN_CLOSING,   /* shut down; freed when no operation is outstanding */
+};
+
+struct net_worker;
+
+struct net_conn {
+    struct net_worker *w;
+    enum net_conn_state state;
+    int fd;
+    uint32_t gen;
+    uint32_t idx;
+    struct smtp_session *sess;
+    bool recv_armed;      /* a multishot recv is outstanding */
+    bool recv_want;       /* re-arm when buffers are available */
+    bool sending;         /* a send is outstanding */
+    bool dirty;           /* on the worker's dirty list */
+    bool counted_ip;      /* holds a per-IP count */
+    const char *send_p;   /* the frozen output being sent */
+    size_t send_left;
+    uint64_t linger_until_ms;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    struct net_conn *next_dirty;
+    uint32_t next_free;
+};
+
+struct net_bufring {
+    struct io_uring_buf_ring *br;
+    size_t br_bytes;
+    char *mem;
+    size_t mem_bytes;
+    struct mbuf *bufs;
+    unsigned count;
+    unsigned size;
+    unsigned mask;
+    unsigned pending_adds; /* returned since the last advance */
+    unsigned free;         /* in the kernel's hands or pending */
+};
+
+struct net_server;
+
+struct net_worker {
+    struct net_server *srv;
+    unsigned id;
+    pthread_t thread;
+    struct io_uring ring;
+    bool ring_ok;
+    int wake_fd;
+    uint64_t wake_val;
+    int listen_fd[NET_MAX_LISTEN];
+    bool accept_armed[NET_MAX_LISTEN];
+    struct net_bufring bufs;
+    struct net_conn *conns;
+    uint32_t nconns_cap;
+    uint32_t free_head;
+    uint32_t active;
+    struct net_conn *dirty;
+    struct spool_writer *spool;
+    struct smtp_server *smtp;
+    bool fsync_inflight;
+    bool stopping;
+    uint64_t stop_deadline_ms;
+    struct __kernel_timespec tick_ts;
+    uint64_t accepted;
+    struct smtp_stats smtp_final;
+    struct spool_writer_stats spool_final;
+    int start_err;
+    char start_msg[256];
+};
+
+struct net_server {
+    const struct cfg *cfg;
+    struct spool *spool;
+    unsigned nworkers;
+    struct net_worker *workers;
+    size_t nlisten;
+    char listen_text[NET_MAX_LISTEN][64];
+    atomic_bool stop; /* release in net_server_stop pairs with acquire in the worker's wake */
+    pthread_mutex_t start_lock;
+    pthread_cond_t start_cond;
+    unsigned started; /* workers past set-up, under start_lock */
+};
+
+/* bufring.c */
+int net_bufring_init(struct net_worker *w, char *err, size_t errlen);
+void net_bufring_fini(struct net_worker *w);
+void net_bufring_flush(struct net_worker *w);
+
+/* iplimit.c: per-client-address connection counts across all workers */
+bool net_iplimit_acquire(const struct sockaddr *sa, unsigned limit);
+void net_iplimit_release(const struct sockaddr *sa);
+
+/* conn.c */
+void net_conn_accepted(struct net_worker *w, int fd);
+void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe);
+void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res);
+void net_conn_flush(struct net_worker *w, struct net_conn *c);
+void net_conn_close_now(struct net_worker *w, struct net_conn *c);
+void *net_worker_main(void *arg);
+void net_conn_kick(void *cookie);
+void net_conn_arm_recv(struct net_worker *w, struct net_conn *c);
+void net_conn_tick(struct net_worker *w, struct net_conn *c, uint64_t now_ms);
+void net_conn_release_buffers(struct net_worker *w);
+struct io_uring_sqe *net_sqe(struct net_worker *w);
+uint64_t net_now_ms(void);
+
+#endif

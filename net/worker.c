@@ -1,0 +1,275 @@
+/*
+ * NAME
+ *	worker - one thread, one ring: the loop that drives connections
+ * DESCRIPTION
+ *	A loop turn: submit and wait for at least one completion, reap every
+ *	completion ready (one switch on the op packed in user_data), then the
+ *	end of the turn: send what the sessions produced (one send per
+ *	connection at a time), start the group commit of the records appended
+ *	during the turn (one IORING_OP_FSYNC with DATASYNC; its completion
+ *	releases the 250 replies), re-arm receives that ran out of buffers,
+ *	publish returned buffers.  Only this thread submits to its ring
+ *	(SINGLE_ISSUER | DEFER_TASKRUN).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "net/net_int.h"
+
+static void net_worker_arm_accept(struct net_worker *w, size_t i)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_multishot_accept(sqe, w->listen_fd[i], NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_ACCEPT, 0, (uint32_t)i));
+    w->accept_armed[i] = true;
+}
+
+static void net_worker_arm_wake(struct net_worker *w)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof(w->wake_val), 0);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_WAKE, 0, 0));
+}
+
+static void net_worker_arm_tick(struct net_worker *w)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    w->tick_ts.tv_sec = 1;
+    w->tick_ts.tv_nsec = 0;
+    io_uring_prep_timeout(sqe, &w->tick_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_TICK, 0, 0));
+}
+
+static void net_worker_begin_stop(struct net_worker *w)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->stop_deadline_ms = net_now_ms() + NET_STOP_GRACE_MS;
+    for (size_t i = 0; i < w->srv->nlisten; i++)
+        shutdown(w->listen_fd[i], SHUT_RDWR); /* ends the multishot accept */
+    for (uint32_t i = 0; i < w->nconns_cap; i++)
+        net_conn_tick(w, &w->conns[i], net_now_ms());
+}
+
+static void net_worker_on_accept(struct net_worker *w, struct io_uring_cqe *cqe)
+{
+    uint32_t i = net_ud_idx(cqe->user_data);
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        w->accept_armed[i] = false;
+    if (cqe->res >= 0) {
+        net_conn_accepted(w, cqe->res);
+    } else if (!w->stopping && cqe->res != -EINTR && cqe->res != -ECONNABORTED) {
+        log_msg(LOG_WARN, "accept on %s: %s", w->srv->listen_text[i], strerror(-cqe->res));
+    }
+    /* EMFILE and friends: re-armed by the next tick, not in a hot loop */
+    if (!w->accept_armed[i] && !w->stopping &&
+        (cqe->res >= 0 || cqe->res == -EINTR || cqe->res == -ECONNABORTED))
+        net_worker_arm_accept(w, i);
+}
+
+static void net_worker_on_tick(struct net_worker *w)
+{
+    uint64_t now = net_now_ms();
+    for (uint32_t i = 0; i < w->nconns_cap; i++)
+        net_conn_tick(w, &w->conns[i], now);
+    if (!w->stopping) {
+        for (size_t i = 0; i < w->srv->nlisten; i++)
+            if (!w->accept_armed[i])
+                net_worker_arm_accept(w, i);
+    } else if (now >= w->stop_deadline_ms) {
+        for (uint32_t i = 0; i < w->nconns_cap; i++)
+            if (w->conns[i].state == NET_CONN_OPEN || w->conns[i].state == NET_CONN_LINGER)
+                net_conn_close_now(w, &w->conns[i]);
+    }
+    net_worker_arm_tick(w);
+}
+
+static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    enum net_op op = net_ud_op(ud);
+    struct net_conn *c = NULL;
+    if (op == NET_OP_RECV || op == NET_OP_SEND) {
+        uint32_t idx = net_ud_idx(ud);
+        c = idx < w->nconns_cap ? &w->conns[idx] : NULL;
+        if (c == NULL || c->gen != net_ud_gen(ud) || c->state == NET_CONN_FREE) {
+            if (cqe->flags & IORING_CQE_F_BUFFER) { /* stale: give the buffer back */
+                struct mbuf *b = &w->bufs.bufs[cqe->flags >> IORING_CQE_BUFFER_SHIFT];
+                w->bufs.free--;
+                b->refs = 1;
+                mbuf_unref(b);
+            }
+            return;
+        }
+    }
+    switch (op) {
+    case NET_OP_ACCEPT:
+        net_worker_on_accept(w, cqe);
+        break;
+    case NET_OP_RECV:
+        net_conn_recv_cqe(w, c, cqe);
+        break;
+    case NET_OP_SEND:
+        net_conn_send_cqe(w, c, cqe->res);
+        break;
+    case NET_OP_FSYNC:
+        w->fsync_inflight = false;
+        if (cqe->res < 0)
+            log_msg(LOG_ERROR, "spool: fdatasync failed: %s; the batch is refused with 451",
+                    strerror(-cqe->res));
+        spool_writer_sync_done(w->spool, cqe->res);
+        break;
+    case NET_OP_TICK:
+        net_worker_on_tick(w);
+        break;
+    case NET_OP_WAKE:
+        /* acquire: pairs with the release store in net_server_stop */
+        if (atomic_load_explicit(&w->srv->stop, memory_order_acquire))
+            net_worker_begin_stop(w);
+        else
+            net_worker_arm_wake(w);
+        break;
+    default:
+        log_panic("net_worker_dispatch: unknown op %d", (int)op);
+    }
+}
+
+static void net_worker_end_turn(struct net_worker *w)
+{
+    /* replies first: group-commit completions above made some of them */
+    while (w->dirty) {
+        struct net_conn *c = w->dirty;
+        w->dirty = c->next_dirty;
+        c->dirty = false;
+        net_conn_flush(w, c);
+    }
+    if (!w->fsync_inflight) {
+        int fd = spool_writer_sync_fd(w->spool);
+        if (fd >= 0) {
+            struct io_uring_sqe *sqe = net_sqe(w);
+            io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+            io_uring_sqe_set_data64(sqe, net_ud(NET_OP_FSYNC, 0, 0));
+            w->fsync_inflight = true;
+        }
+    }
+    net_bufring_flush(w);
+}
+
+static bool net_worker_done(struct net_worker *w)
+{
+    if (!w->stopping || w->active > 0 || w->fsync_inflight || spool_writer_busy(w->spool))
+        return false;
+    for (size_t i = 0; i < w->srv->nlisten; i++)
+        if (w->accept_armed[i])
+            return false;
+    return true;
+}
+
+static int net_worker_setup(struct net_worker *w)
+{
+    const struct cfg *cfg = w->srv->cfg;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
+    p.cq_entries = 16384;
+    int rc = io_uring_queue_init_params(1024, &w->ring, &p);
+    if (rc < 0) {
+        snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: io_uring_queue_init: %s", w->id,
+                 strerror(-rc));
+        return rc;
+    }
+    w->ring_ok = true;
+    rc = net_bufring_init(w, w->start_msg, sizeof(w->start_msg));
+    if (rc < 0)
+        return rc;
+    rc = spool_writer_create(w->srv->spool, w->id, &w->spool);
+    if (rc < 0) {
+        snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: spool %s: %s", w->id,
+                 spool_dir(w->srv->spool), strerror(-rc));
+        return rc;
+    }
+    w->smtp = smtp_server_create(cfg, w->spool, net_conn_kick);
+    w->nconns_cap = cfg->max_connections + NET_CONN_SPARE;
+    w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
+    if (w->smtp == NULL || w->conns == NULL) {
+        snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: out of memory", w->id);
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < w->nconns_cap; i++) {
+        w->conns[i].idx = i;
+        w->conns[i].fd = -1;
+        w->conns[i].w = w;
+        w->conns[i].next_free = i + 1 < w->nconns_cap ? i + 1 : UINT32_MAX;
+    }
+    w->free_head = 0;
+    for (size_t i = 0; i < w->srv->nlisten; i++)
+        net_worker_arm_accept(w, i);
+    net_worker_arm_wake(w);
+    net_worker_arm_tick(w);
+    return 0;
+}
+
+static void net_worker_teardown(struct net_worker *w)
+{
+    if (w->smtp) {
+        w->smtp_final = *smtp_server_stats(w->smtp);
+        smtp_server_destroy(w->smtp);
+        w->smtp = NULL;
+    }
+    if (w->spool) {
+        spool_writer_stats(w->spool, &w->spool_final);
+        spool_writer_destroy(w->spool);
+        w->spool = NULL;
+    }
+    free(w->conns);
+    w->conns = NULL;
+    net_bufring_fini(w);
+    if (w->ring_ok)
+        io_uring_queue_exit(&w->ring);
+    w->ring_ok = false;
+}
+
+void *net_worker_main(void *arg)
+{
+    struct net_worker *w = arg;
+    char tag[16];
+    snprintf(tag, sizeof(tag), "w%u", w->id);
+    log_set_thread_tag(tag);
+
+    int rc = net_worker_setup(w);
+    pthread_mutex_lock(&w->srv->start_lock);
+    w->start_err = rc;
+    w->srv->started++;
+    pthread_cond_broadcast(&w->srv->start_cond);
+    pthread_mutex_unlock(&w->srv->start_lock);
+    if (rc < 0) {
+        net_worker_teardown(w);
+        return NULL;
+    }
+
+    for (;;) {
+        rc = io_uring_submit_and_wait(&w->ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+            log_panic("worker %u: io_uring_submit_and_wait: %s", w->id, strerror(-rc));
+        unsigned head, n = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&w->ring, head, cqe)
+        {
+            net_worker_dispatch(w, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&w->ring, n);
+        net_worker_end_turn(w);
+        if (net_worker_done(w))
+            break;
+    }
+    net_worker_teardown(w);
+    return NULL;
+}
