@@ -130,6 +130,8 @@ struct net_server {
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     unsigned started; /* workers past set-up, under start_lock */
+    long long fault_fsync_after; /* -1: off (SLUICE_FAULT_FSYNC_AFTER) */
+    atomic_uint_least64_t fsyncs_done;
 };
 
 /* bufring.c */

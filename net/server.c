@@ -138,6 +138,12 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server
     srv->nworkers = cfg->workers ? cfg->workers : 1;
     srv->nlisten = cfg->nlisten;
     atomic_init(&srv->stop, false);
+    atomic_init(&srv->fsyncs_done, 0);
+    const char *fault = getenv("SLUICE_FAULT_FSYNC_AFTER");
+    srv->fault_fsync_after = fault && *fault ? strtoll(fault, NULL, 10) : -1;
+    if (srv->fault_fsync_after >= 0)
+        log_msg(LOG_WARN, "fault injection: every fdatasync after the first %lld fails",
+                srv->fault_fsync_after);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));

@@ -22,6 +22,18 @@
 #include "core/log.h"
 #include "net/net_int.h"
 
+/* Fault injection for the durability tests (docs/network.md): with
+ * SLUICE_FAULT_FSYNC_AFTER=K in the environment, every group commit after
+ * the first K is reported as failed with EIO, as a dying disk would. */
+static bool net_fault_fsync(struct net_server *srv)
+{
+    if (srv->fault_fsync_after < 0)
+        return false;
+    /* relaxed: a counter; which worker's sync is the K+1-th does not matter */
+    return atomic_fetch_add_explicit(&srv->fsyncs_done, 1, memory_order_relaxed) >=
+           (uint64_t)srv->fault_fsync_after;
+}
+
 static void net_worker_arm_accept(struct net_worker *w, size_t i)
 {
     struct io_uring_sqe *sqe = net_sqe(w);
@@ -119,13 +131,17 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     case NET_OP_SEND:
         net_conn_send_cqe(w, c, cqe->res);
         break;
-    case NET_OP_FSYNC:
+    case NET_OP_FSYNC: {
+        int res = cqe->res;
         w->fsync_inflight = false;
-        if (cqe->res < 0)
+        if (res == 0 && net_fault_fsync(w->srv))
+            res = -EIO;
+        if (res < 0)
             log_msg(LOG_ERROR, "spool: fdatasync failed: %s; the batch is refused with 451",
-                    strerror(-cqe->res));
-        spool_writer_sync_done(w->spool, cqe->res);
+                    strerror(-res));
+        spool_writer_sync_done(w->spool, res);
         break;
+    }
     case NET_OP_TICK:
         net_worker_on_tick(w);
         break;
