@@ -1,0 +1,237 @@
+/*
+ * NAME
+ *	smtp_reply - the one table of SMTP replies
+ * SYNOPSIS
+ *	#include "core/smtp_int.h"
+ *
+ *	smtp_reply(s, SMTP_R_RCPT_OK);
+ *	smtp_replyf(s, SMTP_R_QUEUED, "%s", idstr);
+ *	smtp_reply_ehlo(s);
+ * DESCRIPTION
+ *	Every reply the server sends is a row of smtp_replies: the code, the
+ *	RFC 3463 enhanced status code (RFC 2034; none on the greeting, 354
+ *	and the EHLO lines), the text, and flags:
+ *
+ *	HOST	the text starts with the server's hostname (RFC 5321 4.2)
+ *	PRE	a detail goes before the text instead of after it
+ *	ERROR	a protocol error: counts toward cfg->max_errors
+ *	CLOSE	the session ends once this reply is sent
+ *
+ *	When an error pushes the count over max_errors, 421 4.7.0 follows it
+ *	and the session closes.  Once a session is closing nothing more is
+ *	emitted, so a 421 is always the last line.
+ * DIAGNOSTICS
+ *	An unknown reply id panics.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/smtp_int.h"
+
+enum {
+    SMTP_RF_HOST = 1u << 0,
+    SMTP_RF_PRE = 1u << 1,
+    SMTP_RF_ERROR = 1u << 2,
+    SMTP_RF_CLOSE = 1u << 3,
+};
+
+struct smtp_reply_def {
+    const char *code;
+    const char *esc; /* NULL: no enhanced status code */
+    const char *text;
+    unsigned flags;
+};
+
+#define E SMTP_RF_ERROR
+#define C SMTP_RF_CLOSE
+#define H SMTP_RF_HOST
+
+static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
+    [SMTP_R_GREETING] = {"220", NULL, "ESMTP sluice", H},
+    [SMTP_R_PER_IP] = {"421", "4.7.0", "Error: too many connections from your address", H | C},
+    [SMTP_R_FULL] = {"421", "4.3.2", "Error: server busy, try again later", H | C},
+    [SMTP_R_SHUTDOWN] = {"421", "4.3.2", "Error: service shutting down", H | C},
+    [SMTP_R_HELO] = {"250", NULL, "", H},
+    [SMTP_R_EHLO] = {"250", NULL, "", H},
+    [SMTP_R_HELP] = {"214", "2.0.0", "See https://www.rfc-editor.org/rfc/rfc5321", 0},
+    [SMTP_R_OK] = {"250", "2.0.0", "Ok", 0},
+    [SMTP_R_MAIL_OK] = {"250", "2.1.0", "Ok", 0},
+    [SMTP_R_RCPT_OK] = {"250", "2.1.5", "Ok", 0},
+    [SMTP_R_QUEUED] = {"250", "2.0.0", "Ok: queued as", 0},
+    [SMTP_R_BDAT_OK] = {"250", "2.0.0", "octets received", SMTP_RF_PRE},
+    [SMTP_R_VRFY] = {"252", "2.0.0", "Cannot VRFY user, but will accept message", 0},
+    [SMTP_R_DATA_GO] = {"354", NULL, "End data with <CR><LF>.<CR><LF>", 0},
+    [SMTP_R_BYE] = {"221", "2.0.0", "Bye", C},
+    [SMTP_R_TIMEOUT] = {"421", "4.4.2", "Error: timeout exceeded", H | C},
+    [SMTP_R_SLOW] = {"421", "4.4.2", "Error: minimum data rate not met", H | C},
+    [SMTP_R_TOO_MANY_ERRORS] = {"421", "4.7.0", "Too many errors", H | C},
+    [SMTP_R_BACKLOG] = {"421", "4.7.0", "Error: too much pipelined input", H | C},
+    [SMTP_R_NOMEM_CLOSE] = {"421", "4.3.0", "Error: out of memory", H | C},
+    [SMTP_R_SYNC] = {"554", "5.5.0", "Error: SMTP protocol synchronization", E | C},
+    [SMTP_R_LINE_TOO_LONG] = {"500", "5.5.2", "Line too long", E},
+    [SMTP_R_BARE_LF] = {"500", "5.5.2", "Error: bare <LF> received", E},
+    [SMTP_R_NUL] = {"500", "5.5.2", "Error: NUL character in command", E},
+    [SMTP_R_BARE_CR] = {"501", "5.5.2", "Syntax error: bare <CR> in command", E},
+    [SMTP_R_BAD_UTF8] = {"501", "5.5.2", "Malformed UTF-8", E},
+    [SMTP_R_UNKNOWN] = {"500", "5.5.2", "Error: command not recognized", E},
+    [SMTP_R_NO_ARGS] = {"501", "5.5.4", "Syntax error: no arguments allowed", E},
+    [SMTP_R_HELO_SYNTAX] = {"501", "5.5.4", "Syntax: EHLO hostname", E},
+    [SMTP_R_HELO_BAD] = {"501", "5.5.4", "Invalid hostname", E},
+    [SMTP_R_VRFY_SYNTAX] = {"501", "5.5.4", "Syntax: VRFY address", E},
+    [SMTP_R_NEED_HELO] = {"503", "5.5.1", "Error: send HELO/EHLO first", E},
+    [SMTP_R_NESTED_MAIL] = {"503", "5.5.1", "Error: nested MAIL command", E},
+    [SMTP_R_NEED_MAIL] = {"503", "5.5.1", "Error: need MAIL command", E},
+    [SMTP_R_NEED_RCPT] = {"554", "5.5.1", "No valid recipients", E},
+    [SMTP_R_DATA_AFTER_BDAT] = {"503", "5.5.1", "Error: DATA after BDAT", E},
+    [SMTP_R_MAIL_SYNTAX] = {"501", "5.5.4", "Syntax: MAIL FROM:<address>", E},
+    [SMTP_R_RCPT_SYNTAX] = {"501", "5.5.4", "Syntax: RCPT TO:<address>", E},
+    [SMTP_R_SENDER_BAD] = {"501", "5.1.7", "Bad sender address syntax", E},
+    [SMTP_R_RCPT_BAD] = {"501", "5.1.3", "Bad recipient address syntax", E},
+    [SMTP_R_SENDER_LONG] = {"501", "5.1.7", "Path too long", E},
+    [SMTP_R_RCPT_LONG] = {"501", "5.1.3", "Path too long", E},
+    [SMTP_R_PARAM_SYNTAX] = {"501", "5.5.4", "Bad parameter syntax", E},
+    [SMTP_R_PARAM_UNKNOWN] = {"555", "5.5.4", "unsupported parameter", E},
+    [SMTP_R_SIZE_EXCEEDED] = {"552", "5.3.4", "Message size exceeds fixed maximum message size",
+                              0},
+    [SMTP_R_NEED_UTF8] = {"553", "5.6.7", "Non-ASCII address requires SMTPUTF8", 0},
+    [SMTP_R_RELAY_DENIED] = {"554", "5.7.1", "Relay access denied", 0},
+    [SMTP_R_TOO_MANY_RCPTS] = {"452", "4.5.3", "Too many recipients", 0},
+    [SMTP_R_BARE_DATA] = {"550", "5.6.0", "Message contains bare CR or LF", 0},
+    [SMTP_R_DATA_LINE_LONG] = {"550", "5.5.2", "Message line too long", 0},
+    [SMTP_R_NO_STORAGE] = {"452", "4.3.1", "Insufficient system storage", 0},
+    [SMTP_R_WRITE_ERROR] = {"451", "4.3.0", "Error: queue file write error", 0},
+    [SMTP_R_NOMEM] = {"451", "4.3.0", "Error: out of memory", 0},
+    [SMTP_R_BDAT_SYNTAX] = {"501", "5.5.4", "Syntax: BDAT count [LAST]", E | C},
+};
+
+#undef E
+#undef C
+#undef H
+
+static const struct smtp_reply_def *smtp_reply_def(enum smtp_reply_id id)
+{
+    if (id <= SMTP_R_NONE || id >= SMTP_R_COUNT_ || smtp_replies[id].code == NULL)
+        log_panic("smtp_reply: unknown reply id %d", (int)id);
+    return &smtp_replies[id];
+}
+
+const char *smtp_reply_code(enum smtp_reply_id id) { return smtp_reply_def(id)->code; }
+
+/* A reply line being built; it never exceeds the command line limit. */
+struct smtp_rline {
+    char p[SMTP_LINE_MAX];
+    size_t n;
+};
+
+static void smtp_rline_put(struct smtp_rline *l, const char *p, size_t n)
+{
+    size_t room = sizeof(l->p) - 2 - l->n; /* CRLF always fits */
+    if (n > room)
+        n = room;
+    memcpy(l->p + l->n, p, n);
+    l->n += n;
+}
+
+static void smtp_rline_str(struct smtp_rline *l, const char *p) { smtp_rline_put(l, p, strlen(p)); }
+
+/* One line "CODE<sep>[ESC ][HOST ]TEXT[ DETAIL]\r\n" (or DETAIL before TEXT). */
+static void smtp_reply_line(struct smtp_session *s, const struct smtp_reply_def *d, char sep,
+                            const char *text, const char *detail)
+{
+    struct smtp_rline l = {.n = 0};
+    bool pre = detail != NULL && (d->flags & SMTP_RF_PRE);
+    const char *parts[2] = {pre ? detail : text, pre ? text : detail};
+    bool first = true;
+
+    smtp_rline_str(&l, d->code);
+    smtp_rline_put(&l, &sep, 1);
+    if (d->esc) {
+        smtp_rline_str(&l, d->esc);
+        first = false;
+    }
+    if (d->flags & SMTP_RF_HOST) {
+        const char *h = s->cfg->hostname;
+        if (!first)
+            smtp_rline_put(&l, " ", 1);
+        smtp_rline_put(&l, h, strnlen(h, SMTP_DOMAIN_MAX));
+        first = false;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (parts[i] == NULL || parts[i][0] == '\0')
+            continue;
+        if (!first)
+            smtp_rline_put(&l, " ", 1);
+        smtp_rline_str(&l, parts[i]);
+        first = false;
+    }
+    memcpy(l.p + l.n, "\r\n", 2);
+    smtp_out_append(s, l.p, l.n + 2);
+}
+
+/* Error counting and closing, after the reply went out. */
+static void smtp_reply_after(struct smtp_session *s, const struct smtp_reply_def *d)
+{
+    if (d->flags & SMTP_RF_ERROR) {
+        s->errors++;
+        s->srv->stats.protocol_errors++;
+        if (!(d->flags & SMTP_RF_CLOSE) && s->errors > s->cfg->max_errors) {
+            smtp_reply_line(s, &smtp_replies[SMTP_R_TOO_MANY_ERRORS], ' ',
+                            smtp_replies[SMTP_R_TOO_MANY_ERRORS].text, NULL);
+            smtp_close(s);
+            return;
+        }
+    }
+    if (d->flags & SMTP_RF_CLOSE)
+        smtp_close(s);
+}
+
+void smtp_reply(struct smtp_session *s, enum smtp_reply_id id)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(id);
+    if (s->closing)
+        return;
+    smtp_reply_line(s, d, ' ', d->text, NULL);
+    smtp_reply_after(s, d);
+}
+
+void smtp_replyf(struct smtp_session *s, enum smtp_reply_id id, const char *fmt, ...)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(id);
+    char detail[SMTP_LINE_MAX];
+    va_list ap;
+    if (s->closing)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    smtp_reply_line(s, d, ' ', d->text, detail);
+    smtp_reply_after(s, d);
+}
+
+/* RFC 5321 4.1.1.1 with the keywords of the extensions we implement. */
+void smtp_reply_ehlo(struct smtp_session *s)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(SMTP_R_EHLO);
+    char size[40];
+    if (s->closing)
+        return;
+    snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+    const char *const kw[] = {"PIPELINING", size,      "8BITMIME", "SMTPUTF8",
+                              "ENHANCEDSTATUSCODES", "CHUNKING"};
+    const size_t nkw = sizeof(kw) / sizeof(kw[0]);
+    smtp_reply_line(s, d, '-', d->text, NULL);
+    struct smtp_reply_def plain = {d->code, NULL, "", 0};
+    for (size_t i = 0; i < nkw; i++)
+        smtp_reply_line(s, &plain, i + 1 < nkw ? '-' : ' ', kw[i], NULL);
+}
+
+void smtp_reply_help(struct smtp_session *s)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(SMTP_R_HELP);
+    if (s->closing)
+        return;
+    smtp_reply_line(s, d, '-', "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT HELP",
+                    NULL);
+    smtp_reply_line(s, d, ' ', d->text, NULL);
+}
