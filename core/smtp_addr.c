@@ -304,8 +304,7 @@ bool smtp_xtext_valid(const char *p, size_t len)
     return true;
 }
 
-enum smtp_reply_id smtp_mail_params_parse(const char *p, bool esmtp,
-                                          struct smtp_mail_params *out)
+enum smtp_reply_id smtp_mail_params_parse(const char *p, bool esmtp, struct smtp_mail_params *out)
 {
     struct smtp_param prm;
     const char *body = NULL, *ret = NULL;
@@ -425,13 +424,13 @@ bool smtp_helo_valid(const char *p, size_t len)
 {
     if (len == 0 || len > SMTP_HELO_MAX)
         return false;
-    if (p[0] == '[') { /* an address literal, loosely: printable, no nesting */
+    if (p[0] == '[') { /* an address literal, loosely: what v4, v6 and tags use */
         if (len < 3 || p[len - 1] != ']')
             return false;
         for (size_t i = 1; i + 1 < len; i++) {
             unsigned char c = (unsigned char)p[i];
-            if (c < 33 || c > 126 || c == '[' || c == ']' || c == '\\')
-                return false;
+            if (!smtp_is_alnum(c) && c != '.' && c != ':' && c != '-')
+                return false; /* nothing that could end a Received: clause */
         }
         return true;
     }

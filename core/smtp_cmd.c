@@ -316,7 +316,10 @@ static void smtp_proceed_rset(struct smtp_session *s, const char *arg)
     smtp_reply(s, SMTP_R_OK);
 }
 
-static void smtp_proceed_noop(struct smtp_session *s, const char *arg) { smtp_reply(s, SMTP_R_OK); }
+static void smtp_proceed_noop(struct smtp_session *s, const char *arg)
+{
+    smtp_reply(s, SMTP_R_OK);
+}
 
 static void smtp_proceed_vrfy(struct smtp_session *s, const char *arg)
 {
@@ -328,7 +331,10 @@ static void smtp_proceed_quit(struct smtp_session *s, const char *arg)
     smtp_reply(s, SMTP_R_BYE);
 }
 
-static void smtp_proceed_help(struct smtp_session *s, const char *arg) { smtp_reply_help(s); }
+static void smtp_proceed_help(struct smtp_session *s, const char *arg)
+{
+    smtp_reply_help(s);
+}
 
 static const struct smtp_cmd smtp_cmds[] = {
     {"EHLO", SMTP_ARGS_ANY, smtp_check_helo, smtp_proceed_ehlo},

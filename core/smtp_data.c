@@ -231,8 +231,8 @@ static void smtp_rfc5322_date(int64_t ms, char *out, size_t len)
 static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arrival_ms)
 {
     char date[64], idstr[17];
-    const char *with = s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP")
-                                                   : "SMTP";
+    const char *with =
+        s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
     size_t cap = 160 + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX + SMTP_PATH_MAX;
     struct mbuf *m = mbuf_heap(cap);
     if (m == NULL)

@@ -26,16 +26,16 @@
 
 /* ---- limits ---- */
 
-#define SMTP_LINE_MAX 512          /* command line incl. CRLF (RFC 5321 4.5.3.1.4) */
-#define SMTP_AUTH_LINE_MAX 12288   /* AUTH responses (RFC 4954), for later */
-#define SMTP_HELO_MAX 255          /* stored HELO/EHLO argument */
-#define SMTP_PATH_MAX 256          /* path incl. <> (RFC 5321 4.5.3.1.3) */
-#define SMTP_LOCAL_MAX 64          /* local part (4.5.3.1.1) */
-#define SMTP_DOMAIN_MAX 255        /* domain (4.5.3.1.2) */
-#define SMTP_ENVID_MAX 100         /* ENVID (RFC 3461 4.4) */
-#define SMTP_PARAMS_MAX 256        /* the normalized MAIL parameters */
-#define SMTP_FLUSH_BYTES (256u * 1024) /* body slices held before a spool append */
-#define SMTP_FLUSH_SLICES 256u     /* ... or this many slices (one writev) */
+#define SMTP_LINE_MAX 512               /* command line incl. CRLF (RFC 5321 4.5.3.1.4) */
+#define SMTP_AUTH_LINE_MAX 12288        /* AUTH responses (RFC 4954), for later */
+#define SMTP_HELO_MAX 255               /* stored HELO/EHLO argument */
+#define SMTP_PATH_MAX 256               /* path incl. <> (RFC 5321 4.5.3.1.3) */
+#define SMTP_LOCAL_MAX 64               /* local part (4.5.3.1.1) */
+#define SMTP_DOMAIN_MAX 255             /* domain (4.5.3.1.2) */
+#define SMTP_ENVID_MAX 100              /* ENVID (RFC 3461 4.4) */
+#define SMTP_PARAMS_MAX 256             /* the normalized MAIL parameters */
+#define SMTP_FLUSH_BYTES (256u * 1024)  /* body slices held before a spool append */
+#define SMTP_FLUSH_SLICES 256u          /* ... or this many slices (one writev) */
 #define SMTP_BACKLOG_MAX (1024u * 1024) /* unprocessed input: then 421 */
 #define SMTP_OUT_HIWAT (64u * 1024)     /* pending output: stop reading commands */
 
@@ -118,10 +118,10 @@ const char *smtp_reply_code(enum smtp_reply_id id);
 struct smtp_path {
     char addr[SMTP_PATH_MAX + 1]; /* mailbox, no <> or source route; "" = <> */
     size_t len;
-    size_t local_len;  /* octets of the local part (quotes included) */
-    bool has_domain;   /* false for <> and <postmaster> */
-    bool literal;      /* the domain is an address literal [..] */
-    bool non_ascii;    /* UTF-8 somewhere (needs SMTPUTF8) */
+    size_t local_len; /* octets of the local part (quotes included) */
+    bool has_domain;  /* false for <> and <postmaster> */
+    bool literal;     /* the domain is an address literal [..] */
+    bool non_ascii;   /* UTF-8 somewhere (needs SMTPUTF8) */
 };
 
 enum smtp_addr_err { SMTP_ADDR_OK, SMTP_ADDR_SYNTAX, SMTP_ADDR_TOO_LONG };
@@ -138,8 +138,7 @@ struct smtp_mail_params {
 };
 /* p: the text after the path (after its separating spaces).  esmtp: the
  * client said EHLO.  Returns SMTP_R_NONE or the reply to send. */
-enum smtp_reply_id smtp_mail_params_parse(const char *p, bool esmtp,
-                                          struct smtp_mail_params *out);
+enum smtp_reply_id smtp_mail_params_parse(const char *p, bool esmtp, struct smtp_mail_params *out);
 enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp);
 
 /* The HELO/EHLO argument: a domain or an address literal, printable ASCII. */
@@ -262,9 +261,9 @@ struct smtp_session {
     struct spool_txn *committed; /* waiting for its done callback */
 
     struct smtp_obuf out[2];
-    unsigned out_cur;  /* the buffer replies go to */
-    bool out_taken;    /* the other one is being sent */
-    bool out_failed;   /* out of memory for output: close */
+    unsigned out_cur; /* the buffer replies go to */
+    bool out_taken;   /* the other one is being sent */
+    bool out_failed;  /* out of memory for output: close */
 
     uint64_t last_input_ms;
     bool data_timing; /* DATA or BDAT in progress: the rate is checked */

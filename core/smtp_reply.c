@@ -92,8 +92,7 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_RCPT_LONG] = {"501", "5.1.3", "Path too long", E},
     [SMTP_R_PARAM_SYNTAX] = {"501", "5.5.4", "Bad parameter syntax", E},
     [SMTP_R_PARAM_UNKNOWN] = {"555", "5.5.4", "unsupported parameter", E},
-    [SMTP_R_SIZE_EXCEEDED] = {"552", "5.3.4", "Message size exceeds fixed maximum message size",
-                              0},
+    [SMTP_R_SIZE_EXCEEDED] = {"552", "5.3.4", "Message size exceeds fixed maximum message size", 0},
     [SMTP_R_NEED_UTF8] = {"553", "5.6.7", "Non-ASCII address requires SMTPUTF8", 0},
     [SMTP_R_RELAY_DENIED] = {"554", "5.7.1", "Relay access denied", 0},
     [SMTP_R_TOO_MANY_RCPTS] = {"452", "4.5.3", "Too many recipients", 0},
@@ -116,7 +115,10 @@ static const struct smtp_reply_def *smtp_reply_def(enum smtp_reply_id id)
     return &smtp_replies[id];
 }
 
-const char *smtp_reply_code(enum smtp_reply_id id) { return smtp_reply_def(id)->code; }
+const char *smtp_reply_code(enum smtp_reply_id id)
+{
+    return smtp_reply_def(id)->code;
+}
 
 /* A reply line being built; it never exceeds the command line limit. */
 struct smtp_rline {
@@ -133,7 +135,10 @@ static void smtp_rline_put(struct smtp_rline *l, const char *p, size_t n)
     l->n += n;
 }
 
-static void smtp_rline_str(struct smtp_rline *l, const char *p) { smtp_rline_put(l, p, strlen(p)); }
+static void smtp_rline_str(struct smtp_rline *l, const char *p)
+{
+    smtp_rline_put(l, p, strlen(p));
+}
 
 /* One line "CODE<sep>[ESC ][HOST ]TEXT[ DETAIL]\r\n" (or DETAIL before TEXT). */
 static void smtp_reply_line(struct smtp_session *s, const struct smtp_reply_def *d, char sep,
@@ -217,7 +222,7 @@ void smtp_reply_ehlo(struct smtp_session *s)
     if (s->closing)
         return;
     snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->cfg->max_message_size);
-    const char *const kw[] = {"PIPELINING", size,      "8BITMIME", "SMTPUTF8",
+    const char *const kw[] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
                               "ENHANCEDSTATUSCODES", "CHUNKING"};
     const size_t nkw = sizeof(kw) / sizeof(kw[0]);
     smtp_reply_line(s, d, '-', d->text, NULL);

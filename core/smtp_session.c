@@ -84,9 +84,15 @@ struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_write
     return srv;
 }
 
-void smtp_server_destroy(struct smtp_server *srv) { free(srv); }
+void smtp_server_destroy(struct smtp_server *srv)
+{
+    free(srv);
+}
 
-const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv) { return &srv->stats; }
+const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv)
+{
+    return &srv->stats;
+}
 
 /* ---- the input queue ---- */
 
@@ -119,8 +125,7 @@ void smtp_inq_consume(struct smtp_session *s, size_t n)
         s->inq.n = 0;
         s->inq_head = 0;
     } else if (s->inq_head >= 64 && s->inq_head * 2 >= s->inq.n) {
-        memmove(s->inq.v, s->inq.v + s->inq_head,
-                (s->inq.n - s->inq_head) * sizeof(*s->inq.v));
+        memmove(s->inq.v, s->inq.v + s->inq_head, (s->inq.n - s->inq_head) * sizeof(*s->inq.v));
         s->inq.n -= s->inq_head;
         s->inq_head = 0;
     }
@@ -178,9 +183,15 @@ void smtp_session_out_done(struct smtp_session *s)
     smtp_session_pump(s); /* it may have stopped at the output high-water mark */
 }
 
-bool smtp_session_closing(const struct smtp_session *s) { return s->closing; }
+bool smtp_session_closing(const struct smtp_session *s)
+{
+    return s->closing;
+}
 
-size_t smtp_session_backlog(const struct smtp_session *s) { return s->inq_bytes; }
+size_t smtp_session_backlog(const struct smtp_session *s)
+{
+    return s->inq_bytes;
+}
 
 /* ---- command lines ---- */
 
@@ -290,9 +301,8 @@ static void smtp_session_peer(struct smtp_session *s, const struct sockaddr *pee
         }
     }
     const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
-    if (sa->sa_family == AF_INET &&
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->client,
-                  sizeof(s->client)) != NULL) {
+    if (sa->sa_family == AF_INET && inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+                                              s->client, sizeof(s->client)) != NULL) {
         snprintf(s->client_lit, sizeof(s->client_lit), "[%s]", s->client);
     } else if (sa->sa_family == AF_INET6 &&
                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->client,
@@ -314,8 +324,8 @@ struct smtp_session *smtp_session_create(struct smtp_server *srv, void *cookie,
     s->cfg = srv->cfg;
     s->cookie = cookie;
     smtp_session_peer(s, peer, peerlen);
-    s->trusted = cfg_cidr_match(s->cfg->mynetworks, s->cfg->nmynetworks,
-                                (const struct sockaddr *)&s->peer);
+    s->trusted =
+        cfg_cidr_match(s->cfg->mynetworks, s->cfg->nmynetworks, (const struct sockaddr *)&s->peer);
     s->phase = SMTP_P_NEW;
     mchain_init(&s->inq);
     mchain_init(&s->txn.body);

@@ -31,8 +31,7 @@ Test(smtp_addr, good_paths)
     cr_assert_str_eq(pa.addr, "");
     cr_assert_eq(pa.len, 0);
 
-    cr_assert_eq(parse("<@r1.example,@r2.example:u.v@d.example>", false, &pa, NULL),
-                 SMTP_ADDR_OK);
+    cr_assert_eq(parse("<@r1.example,@r2.example:u.v@d.example>", false, &pa, NULL), SMTP_ADDR_OK);
     cr_assert_str_eq(pa.addr, "u.v@d.example"); /* the route is dropped */
 
     cr_assert_eq(parse("<\"x y;z\\\"\"@d.example>", false, &pa, NULL), SMTP_ADDR_OK);
@@ -56,11 +55,11 @@ Test(smtp_addr, good_paths)
 Test(smtp_addr, bad_paths)
 {
     static const char *const bad[] = {
-        "a@b.example",         /* no brackets */
-        "<a@b.example",        /* unterminated */
-        "<;sleep 5;>",         /* CVE-2020-7247 */
+        "a@b.example",  /* no brackets */
+        "<a@b.example", /* unterminated */
+        "<;sleep 5;>",  /* CVE-2020-7247 */
         "<;sleep 5;@x.example>",
-        "<a@b@c.example>",     /* user@dom@host */
+        "<a@b@c.example>", /* user@dom@host */
         "<a..b@c.example>",
         "<.a@c.example>",
         "<a.@c.example>",
@@ -79,7 +78,7 @@ Test(smtp_addr, bad_paths)
         "<@r1.example:>",
         "<@r1.example,r2:a@b.example>",
         "<a@b_c.example>",
-        "<>",                  /* not allowed for a recipient */
+        "<>", /* not allowed for a recipient */
         "",
         "<",
     };
@@ -127,9 +126,9 @@ Test(smtp_addr, mail_params)
     struct smtp_mail_params m;
     cr_assert_eq(smtp_mail_params_parse("", true, &m), SMTP_R_NONE);
     cr_assert_str_eq(m.norm, "");
-    cr_assert_eq(smtp_mail_params_parse("envid=a+2Bb ret=hdrs smtputf8 body=8bitmime SIZE=0100",
-                                        true, &m),
-                 SMTP_R_NONE);
+    cr_assert_eq(
+        smtp_mail_params_parse("envid=a+2Bb ret=hdrs smtputf8 body=8bitmime SIZE=0100", true, &m),
+        SMTP_R_NONE);
     cr_assert_str_eq(m.norm, "SIZE=100 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=a+2Bb");
     cr_assert(m.has_size && m.size == 100 && m.smtputf8);
     cr_assert_eq(smtp_mail_params_parse("SIZE=18446744073709551615", true, &m), SMTP_R_NONE);
@@ -138,9 +137,23 @@ Test(smtp_addr, mail_params)
     cr_assert_str_eq(m.norm, "BODY=7BIT");
 
     static const char *const syntax[] = {
-        "SIZE=18446744073709551616", "SIZE=123456789012345678901", "SIZE=99999999999999999999999",
-        "SIZE=-1", "SIZE=1x", "SIZE=", "SIZE", "SIZE=1 SIZE=2", "BODY=BINARYMIME", "BODY",
-        "SMTPUTF8=yes", "RET=NONE", "ENVID=a+2b", "ENVID=a+2", "ENVID=", "=x", "-X=1",
+        "SIZE=18446744073709551616",
+        "SIZE=123456789012345678901",
+        "SIZE=99999999999999999999999",
+        "SIZE=-1",
+        "SIZE=1x",
+        "SIZE=",
+        "SIZE",
+        "SIZE=1 SIZE=2",
+        "BODY=BINARYMIME",
+        "BODY",
+        "SMTPUTF8=yes",
+        "RET=NONE",
+        "ENVID=a+2b",
+        "ENVID=a+2",
+        "ENVID=",
+        "=x",
+        "-X=1",
         "SIZE=1=2",
     };
     for (size_t i = 0; i < sizeof(syntax) / sizeof(syntax[0]); i++)
@@ -186,10 +199,11 @@ Test(smtp_addr, rcpt_params)
 
 Test(smtp_addr, helo_names)
 {
-    static const char *const good[] = {"mx.example.test", "[192.0.2.1]", "[IPv6:::1]", "host_1",
-                                       "localhost", "192.0.2.1"};
-    static const char *const bad[] = {"foo bar", "", "h\xc3\xa9llo", "[a]b", "[]", "a;b",
-                                      "a<b>", "[a\\b]", "[[a]]"};
+    static const char *const good[] = {"mx.example.test", "[192.0.2.1]", "[IPv6:::1]",
+                                       "host_1",          "localhost",   "192.0.2.1"};
+    static const char *const bad[] = {"foo bar", "",      "h\xc3\xa9llo", "[a]b",
+                                      "[]",      "a;b",   "a<b>",         "[a\\b]",
+                                      "[[a]]",   "[a;b]", "[a(b)]",       "[a b]"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         cr_assert(smtp_helo_valid(good[i], strlen(good[i])), "%s", good[i]);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -202,8 +216,9 @@ Test(smtp_addr, helo_names)
 
 Test(smtp_addr, utf8)
 {
-    static const char *const good[] = {"plain", "caf\xc3\xa9", "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
-                                       "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"};
+    static const char *const good[] = {
+        "plain",        "caf\xc3\xa9",      "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
+        "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"};
     static const char *const bad[] = {
         "\xc0\x80",         /* overlong NUL */
         "\xc1\xbf",         /* overlong */
@@ -214,13 +229,15 @@ Test(smtp_addr, utf8)
         "\xed\xa0\x80",     /* surrogate */
         "\xed\xbf\xbf",     /* surrogate */
         "\xf4\x90\x80\x80", /* > U+10FFFF */
-        "\xf5\x80\x80\x80", "\xff", "\xfe",
-        "\x80",             /* stray continuation */
+        "\xf5\x80\x80\x80",
+        "\xff",
+        "\xfe",
+        "\x80", /* stray continuation */
         "a\xbf",
-        "\xe2\x82",         /* truncated */
+        "\xe2\x82", /* truncated */
         "\xc3",
         "\xf0\x9d\x84",
-        "\xe2\x28\xa1",     /* bad continuation */
+        "\xe2\x28\xa1", /* bad continuation */
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         cr_assert(smtp_utf8_valid(good[i], strlen(good[i])), "%zu", i);

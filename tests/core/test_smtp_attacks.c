@@ -4,7 +4,8 @@
  */
 #include "test_smtp_harness.h"
 
-#define OV(...) (const char *[]){__VA_ARGS__}, sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)
+#define OV(...)                                                                                    \
+    (const char *[]){__VA_ARGS__}, sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)
 
 /* P1: CVE-2023-51764/-51765/-51766 */
 static const struct {
@@ -12,9 +13,12 @@ static const struct {
     size_t len;
     bool bare;
 } smuggle[] = {
-#define V(lit, bare) {lit, sizeof(lit) - 1, bare}
-    V("\n.\n", true),       V("\r.\r", true),     V("\n.\r\n", true),    V("\r\n.\n", true),
-    V("\r.\r\n", true),     V("\r\n.\r", true),   V("\r\n\0.\r\n", false), V("\n.\r", true),
+#define V(lit, bare)                                                                               \
+    {                                                                                              \
+        lit, sizeof(lit) - 1, bare                                                                 \
+    }
+    V("\n.\n", true),       V("\r.\r", true),        V("\n.\r\n", true),      V("\r\n.\n", true),
+    V("\r.\r\n", true),     V("\r\n.\r", true),      V("\r\n\0.\r\n", false), V("\n.\r", true),
     V("\r\n.\r\r\n", true), V("\r\n.\0\r\n", false),
 #undef V
 };
@@ -534,7 +538,10 @@ Test(smtp_attacks, backlog_bound_while_parked)
 
 /* The ring is short of buffers: the session lets go of every one. */
 static int ring_released;
-static void ring_release(struct mbuf *b) { ring_released++; }
+static void ring_release(struct mbuf *b)
+{
+    ring_released++;
+}
 
 Test(smtp_attacks, release_buffers)
 {

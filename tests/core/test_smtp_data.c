@@ -34,8 +34,8 @@ struct result {
 };
 
 /* Scans in pieces cut at cuts[0..ncuts); stops at the end like the session. */
-static void scan_cut(const char *in, size_t len, const size_t *cuts, size_t ncuts,
-                     uint64_t maxline, struct result *r)
+static void scan_cut(const char *in, size_t len, const size_t *cuts, size_t ncuts, uint64_t maxline,
+                     struct result *r)
 {
     memset(r, 0, sizeof(*r));
     smtp_dscan_init(&r->d);
@@ -124,11 +124,11 @@ static const struct {
     size_t len;
     bool bare;
 } smuggle[] = {
-    {S("\n.\n"), true},         {S("\r.\r"), true},       {S("\n.\r\n"), true},
-    {S("\r\n.\n"), true},       {S("\r.\r\n"), true},     {S("\r\n.\r"), true},
-    {S("\r\n\0.\r\n"), false},  {S("\n.\r"), true},       {S("\r\n.\r\r\n"), true},
-    {S("\r\n.\n\r\n"), true},   {S("\r\n .\r\n"), false}, {S("\r\n.\0\r\n"), false},
-    {S("\n\n.\n\n"), true},     {S("\r\r.\r\r"), true},   {S("\r\n.\r.\r\n"), true},
+    {S("\n.\n"), true},        {S("\r.\r"), true},       {S("\n.\r\n"), true},
+    {S("\r\n.\n"), true},      {S("\r.\r\n"), true},     {S("\r\n.\r"), true},
+    {S("\r\n\0.\r\n"), false}, {S("\n.\r"), true},       {S("\r\n.\r\r\n"), true},
+    {S("\r\n.\n\r\n"), true},  {S("\r\n .\r\n"), false}, {S("\r\n.\0\r\n"), false},
+    {S("\n\n.\n\n"), true},    {S("\r\r.\r\r"), true},   {S("\r\n.\r.\r\n"), true},
 };
 
 Test(smtp_data, smuggling_never_ends)

@@ -45,9 +45,12 @@ struct h {
     bool manual; /* h_send does not drain output */
 };
 
-static void h_kick(void *cookie) { ((struct h *)cookie)->kicks++; }
+static inline void h_kick(void *cookie)
+{
+    ((struct h *)cookie)->kicks++;
+}
 
-static void h_collect(struct h *h)
+static inline void h_collect(struct h *h)
 {
     const char *p;
     size_t n;
@@ -66,7 +69,7 @@ static void h_collect(struct h *h)
     }
 }
 
-static struct smtp_session *h_session(struct h *h, const char *ip)
+static inline struct smtp_session *h_session(struct h *h, const char *ip)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -90,8 +93,8 @@ static struct smtp_session *h_session(struct h *h, const char *ip)
 }
 
 /* A session from ip (127.0.0.1 is in mynetworks), greeted, with overrides. */
-static void h_init_how(struct h *h, const char *ip, const char *const *ov, size_t nov,
-                       enum smtp_start how)
+static inline void h_init_how(struct h *h, const char *ip, const char *const *ov, size_t nov,
+                              enum smtp_start how)
 {
     char err[256];
     const char *all[32];
@@ -115,13 +118,13 @@ static void h_init_how(struct h *h, const char *ip, const char *const *ov, size_
     h_collect(h);
 }
 
-static void h_init(struct h *h, const char *ip, const char *const *ov, size_t nov)
+static inline void h_init(struct h *h, const char *ip, const char *const *ov, size_t nov)
 {
     h_init_how(h, ip, ov, nov, SMTP_START_OK);
 }
 
 /* Drives the group commit like the worker loop: one fdatasync per batch. */
-static void h_sync_res(struct h *h, int forced)
+static inline void h_sync_res(struct h *h, int forced)
 {
     int fd;
     while ((fd = spool_writer_sync_fd(h->w)) >= 0) {
@@ -131,9 +134,12 @@ static void h_sync_res(struct h *h, int forced)
     h_collect(h);
 }
 
-static void h_sync(struct h *h) { h_sync_res(h, 0); }
+static inline void h_sync(struct h *h)
+{
+    h_sync_res(h, 0);
+}
 
-static void h_feed(struct h *h, const char *p, size_t n)
+static inline void h_feed(struct h *h, const char *p, size_t n)
 {
     struct mbuf *m = mbuf_heap(n ? n : 1);
     cr_assert_not_null(m);
@@ -145,16 +151,19 @@ static void h_feed(struct h *h, const char *p, size_t n)
 }
 
 /* Feeds n bytes in pieces of `piece` octets (1: byte by byte). */
-static void h_feed_split(struct h *h, const char *p, size_t n, size_t piece)
+static inline void h_feed_split(struct h *h, const char *p, size_t n, size_t piece)
 {
     for (size_t i = 0; i < n; i += piece)
         h_feed(h, p + i, n - i < piece ? n - i : piece);
 }
 
-static void h_send(struct h *h, const char *str) { h_feed(h, str, strlen(str)); }
+static inline void h_send(struct h *h, const char *str)
+{
+    h_feed(h, str, strlen(str));
+}
 
 /* Pops the next complete reply into h->reply; false if there is none. */
-static bool h_pop(struct h *h)
+static inline bool h_pop(struct h *h)
 {
     size_t pos = h->outpos, k = 0;
     for (;;) {
@@ -177,27 +186,27 @@ static bool h_pop(struct h *h)
 }
 
 /* The last line of the reply just popped. */
-static const char *h_last(struct h *h)
+static inline const char *h_last(struct h *h)
 {
     const char *nl = strrchr(h->reply, '\n');
     return nl ? nl + 1 : h->reply;
 }
 
 /* The next reply's last line starts with want (e.g. "250 2.1.0"). */
-#define h_expect(h, want)                                                                     \
-    do {                                                                                      \
-        cr_assert(h_pop(h), "no reply; wanted %s", (want));                                   \
-        cr_assert(strncmp(h_last(h), (want), strlen(want)) == 0, "got \"%s\", wanted \"%s\"", \
-                  h_last(h), (want));                                                         \
+#define h_expect(h, want)                                                                          \
+    do {                                                                                           \
+        cr_assert(h_pop(h), "no reply; wanted %s", (want));                                        \
+        cr_assert(strncmp(h_last(h), (want), strlen(want)) == 0, "got \"%s\", wanted \"%s\"",      \
+                  h_last(h), (want));                                                              \
     } while (0)
 
-#define h_expect_none(h)                                                                      \
-    do {                                                                                      \
-        cr_assert(!h_pop(h), "unexpected reply \"%s\"", (h)->reply);                            \
+#define h_expect_none(h)                                                                           \
+    do {                                                                                           \
+        cr_assert(!h_pop(h), "unexpected reply \"%s\"", (h)->reply);                               \
     } while (0)
 
 /* EHLO + MAIL + RCPT, each answered. */
-static void h_envelope(struct h *h, const char *from, const char *to)
+static inline void h_envelope(struct h *h, const char *from, const char *to)
 {
     char line[600];
     h_send(h, "EHLO client.example\r\n");
@@ -215,7 +224,7 @@ struct h_live {
     uint64_t ids[64];
 };
 
-static int h_live_cb(void *arg, const struct spool_msginfo *m)
+static inline int h_live_cb(void *arg, const struct spool_msginfo *m)
 {
     struct h_live *l = arg;
     if (l->n < 64)
@@ -224,7 +233,7 @@ static int h_live_cb(void *arg, const struct spool_msginfo *m)
     return 0;
 }
 
-static uint64_t h_live_count(struct h *h, struct h_live *l)
+static inline uint64_t h_live_count(struct h *h, struct h_live *l)
 {
     struct h_live tmp;
     if (l == NULL)
@@ -235,7 +244,7 @@ static uint64_t h_live_count(struct h *h, struct h_live *l)
 }
 
 /* The stored body of message id; malloc'd, NUL-terminated. */
-static char *h_body(struct h *h, uint64_t id, size_t *len)
+static inline char *h_body(struct h *h, uint64_t id, size_t *len)
 {
     int fd = memfd_create("body", 0);
     cr_assert_geq(fd, 0);
@@ -251,7 +260,7 @@ static char *h_body(struct h *h, uint64_t id, size_t *len)
 }
 
 /* The id in the "250 2.0.0 Ok: queued as ID" just popped. */
-static uint64_t h_queued_id(struct h *h)
+static inline uint64_t h_queued_id(struct h *h)
 {
     const char *p = strstr(h_last(h), "queued as ");
     uint64_t id;
@@ -261,7 +270,7 @@ static uint64_t h_queued_id(struct h *h)
 }
 
 /* The body after the Received: header we add (checked for its shape). */
-static const char *h_after_received(const char *body)
+static inline const char *h_after_received(const char *body)
 {
     cr_assert(strncmp(body, "Received: from ", 15) == 0, "no Received: %s", body);
     const char *p = body;
@@ -274,12 +283,12 @@ static const char *h_after_received(const char *body)
     }
 }
 
-static int h_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static inline int h_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path);
 }
 
-static void h_fini(struct h *h)
+static inline void h_fini(struct h *h)
 {
     if (h->s)
         smtp_session_destroy(h->s);

@@ -4,7 +4,8 @@
  */
 #include "test_smtp_harness.h"
 
-#define OV(...) (const char *[]){__VA_ARGS__}, sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)
+#define OV(...)                                                                                    \
+    (const char *[]){__VA_ARGS__}, sizeof((const char *[]){__VA_ARGS__}) / sizeof(char *)
 
 Test(smtp_session, greeting_and_ehlo)
 {
@@ -490,5 +491,77 @@ Test(smtp_session, output_is_double_buffered)
     cr_assert(memcmp(p2, "250 2.0.0 Ok\r\n", n2) == 0);
     smtp_session_out_done(h.s);
     cr_assert(!smtp_session_out_take(h.s, &p2, &n2));
+    h_fini(&h);
+}
+
+/* The next message, pipelined behind the dot, is committed from inside
+ * the first one's done callback (spool_writer_sync_done is on the stack). */
+Test(smtp_session, next_message_from_the_done_callback)
+{
+    struct h h;
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h_envelope(&h, "a@b.example", "u@example.test");
+    h_send(&h, "DATA\r\n");
+    h_expect(&h, "354 ");
+    h_send(&h, "one\r\n.\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n"
+               "BDAT 5 LAST\r\ntwo\r\nQUIT\r\n");
+    h_expect_none(&h);
+    int fd = spool_writer_sync_fd(h.w);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fdatasync(fd), 0);
+    spool_writer_sync_done(h.w, 0); /* 250, then MAIL RCPT BDAT: parked again */
+    h_collect(&h);
+    h_expect(&h, "250 2.0.0 Ok: queued as");
+    uint64_t id1 = h_queued_id(&h);
+    h_expect(&h, "250 2.1.0");
+    h_expect(&h, "250 2.1.5");
+    h_expect_none(&h);
+    cr_assert(spool_writer_busy(h.w));
+    h_sync(&h);
+    h_expect(&h, "250 2.0.0 Ok: queued as");
+    uint64_t id2 = h_queued_id(&h);
+    h_expect(&h, "221 ");
+    cr_assert_neq(id1, id2);
+    char *b1 = h_body(&h, id1, NULL), *b2 = h_body(&h, id2, NULL);
+    cr_assert_str_eq(h_after_received(b1), "one\r\n");
+    cr_assert_str_eq(h_after_received(b2), "two\r\n");
+    free(b1);
+    free(b2);
+    cr_assert_eq(h.kicks, 2);
+
+    const struct smtp_stats *st = smtp_server_stats(h.srv);
+    cr_assert_eq(st->sessions, 1);
+    cr_assert_eq(st->messages, 2);
+    cr_assert_eq(st->rejected + st->tempfailed + st->rcpt_rejected + st->protocol_errors, 0);
+    h_fini(&h);
+}
+
+/* A client that never reads its replies stops being read at the
+ * output high-water mark instead of growing the output without end. */
+Test(smtp_session, output_high_water)
+{
+    struct h h;
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h.manual = true;
+    char *many = malloc(6 * 20000);
+    for (int i = 0; i < 20000; i++)
+        memcpy(many + i * 6, "NOOP\r\n", 6);
+    h_feed(&h, many, 6 * 20000); /* 20000 x 14 octets of replies */
+    free(many);
+    size_t pending = h.s->out[h.s->out_cur].len;
+    cr_assert_geq(pending, SMTP_OUT_HIWAT);
+    cr_assert_lt(pending, SMTP_OUT_HIWAT + 64);
+    cr_assert_gt(smtp_session_backlog(h.s), 0);
+    h.manual = false;
+    h_collect(&h); /* take/done resumes the pump */
+    cr_assert_eq(smtp_session_backlog(h.s), 0);
+    size_t n = 0;
+    while (h_pop(&h)) {
+        cr_assert_str_eq(h.reply, "250 2.0.0 Ok");
+        n++;
+    }
+    cr_assert_eq(n, 20000);
     h_fini(&h);
 }
