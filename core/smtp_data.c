@@ -29,6 +29,11 @@
  *
  *	BDAT (RFC 3030) takes exactly n octets, no unstuffing; the same CR/LF
  *	and line checks apply and the verdict comes with LAST.
+ * DIAGNOSTICS
+ *	Spool errors are logged (warn) and answered 452 4.3.1 (ENOSPC) or
+ *	451 4.3.0: an append error after the end of the data (the client is
+ *	still sending until then), a commit error at once.  A done callback
+ *	for a session that is not parked panics.
  */
 #include <errno.h>
 #include <stdio.h>
