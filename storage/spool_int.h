@@ -1,0 +1,230 @@
+/*
+ * NAME
+ *	spool_int - internals shared by the files of storage/
+ * SYNOPSIS
+ *	#include "storage/spool_int.h"
+ * DESCRIPTION
+ *	The on-disk format of docs/spool-format.md as constants and codecs
+ *	(record.c), CRC32C (crc32c.c), segment names and the sequential
+ *	segment reader (segment.c), the recovery index (index.c), the scan
+ *	engine (recover.c) and the spool handle (spool.c).  Nothing here is
+ *	for other modules: they include storage/spool.h.
+ */
+#ifndef SLUICE_STORAGE_SPOOL_INT_H
+#define SLUICE_STORAGE_SPOOL_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "storage/spool.h"
+
+/* ---- format constants ---- */
+
+#define SPOOL_SEG_MAGIC "SLUICESG"
+#define SPOOL_SEG_VERSION 1u
+#define SPOOL_SEG_HDR 40u         /* segment header; records start here */
+#define SPOOL_REC_HDR 24u         /* record header */
+#define SPOOL_REC_MAGIC 0x5352u   /* high half of a record's type word */
+#define SPOOL_REC_MAX (64u << 20) /* largest payload: longer is garbage */
+#define SPOOL_COMMIT_LEN 16u      /* u64 body size, u32 body crc, u32 flags */
+#define SPOOL_START_MIN (8u + 4u * 5u)
+#define SPOOL_SEG_NAME_LEN 18u /* "seg-ww-ssssssss.sg" */
+#define SPOOL_SEG_DEFAULT (64ull << 20)
+#define SPOOL_WORKERS 256u
+
+enum spool_rectype {
+    SPOOL_REC_START = 1,
+    SPOOL_REC_DATA = 2,
+    SPOOL_REC_COMMIT = 3,
+    SPOOL_REC_ABORT = 4,
+    SPOOL_REC_REMOVE = 5,
+};
+
+static inline uint64_t spool_pad8(uint64_t n)
+{
+    return (n + 7) & ~(uint64_t)7;
+}
+
+/* Little-endian fields, byte by byte: the format does not depend on the host. */
+static inline void spool_put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline void spool_put64(unsigned char *p, uint64_t v)
+{
+    spool_put32(p, (uint32_t)v);
+    spool_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t spool_get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t spool_get64(const unsigned char *p)
+{
+    return (uint64_t)spool_get32(p) | (uint64_t)spool_get32(p + 4) << 32;
+}
+
+/* ---- crc32c.c ---- */
+
+/* crc continues a previous value (0 to start), like zlib's crc32(). */
+uint32_t spool_crc32c(uint32_t crc, const void *p, size_t n);
+uint32_t spool_crc32c_sw(uint32_t crc, const void *p, size_t n);
+/* SSE4.2; falls back to the table when the CPU lacks it. */
+uint32_t spool_crc32c_hw(uint32_t crc, const void *p, size_t n);
+bool spool_crc32c_hw_ok(void);
+/* The crc of A||B from crc(A), crc(B) and len(B). */
+uint32_t spool_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
+
+/* ---- record.c ---- */
+
+/* A record as the reader hands it out; payload valid until the next read. */
+struct spool_rec {
+    uint32_t type;
+    uint32_t len; /* payload octets, padding excluded */
+    uint64_t id;
+    uint32_t crc;  /* as stored */
+    uint32_t pcrc; /* crc32c of the payload alone */
+    uint64_t off;  /* offset of the record header in its segment */
+    const unsigned char *payload;
+};
+
+/* Fills a record header; pcrc is the crc32c of the payload. */
+void spool_rec_hdr_encode(unsigned char h[SPOOL_REC_HDR], uint32_t type, uint32_t len, uint64_t id,
+                          uint32_t pcrc);
+/* Plausibility of a header alone: NULL, or what is wrong. */
+const char *spool_rec_hdr_decode(const unsigned char h[SPOOL_REC_HDR], struct spool_rec *rec);
+/* The payload (and its padding) against the header's crc: NULL or why not. */
+const char *spool_rec_payload_check(const unsigned char h[SPOOL_REC_HDR], struct spool_rec *rec,
+                                    const unsigned char *payload);
+
+/* START payload: the length spool_env_encode() writes (may exceed
+ * SPOOL_REC_MAX: the caller refuses such an envelope). */
+uint64_t spool_env_len(const struct spool_env *env);
+void spool_env_encode(const struct spool_env *env, unsigned char *out);
+/* Decoded envelope storage, reused from message to message. */
+struct spool_envdec {
+    char *mem;
+    size_t memcap;
+    const char **rcpts;
+    size_t rcptcap;
+};
+/* Fills m's envelope fields (pointing into d) from a START payload:
+ * 0, -EBADMSG or -ENOMEM. */
+int spool_env_decode(const unsigned char *p, size_t len, struct spool_msginfo *m,
+                     struct spool_envdec *d);
+void spool_envdec_fini(struct spool_envdec *d);
+
+void spool_commit_encode(unsigned char out[SPOOL_COMMIT_LEN], uint64_t size, uint32_t crc);
+bool spool_commit_decode(const unsigned char *p, size_t len, uint64_t *size, uint32_t *crc);
+
+/* ---- segment.c ---- */
+
+struct spool_seg {
+    unsigned worker;
+    uint64_t seq;
+    char name[SPOOL_SEG_NAME_LEN + 1];
+};
+
+void spool_seg_name(char out[SPOOL_SEG_NAME_LEN + 1], unsigned worker, uint64_t seq);
+bool spool_seg_parse(const char *name, unsigned *worker, uint64_t *seq);
+/* Every segment file of the directory, sorted by (worker, seq); *out is
+ * the caller's to free.  0 or -errno. */
+int spool_seg_list(int dirfd, struct spool_seg **out, size_t *n);
+void spool_seg_hdr_encode(unsigned char h[SPOOL_SEG_HDR], unsigned worker, uint64_t seq,
+                          int64_t created_ms);
+
+/* Sequential reader of one segment, bounded by its size at open. */
+struct spool_rd {
+    int fd;
+    uint64_t size;
+    uint64_t off; /* the next record */
+    unsigned char *buf;
+    size_t cap;
+    uint64_t boff; /* file offset of buf[0] */
+    size_t blen;
+};
+
+/* 0; -EBADMSG for a bad header (*why says what, *torn whether it looks
+ * like a segment whose creation never reached the disk); -errno. */
+int spool_rd_open(int dirfd, const struct spool_seg *s, bool rw, struct spool_rd *rd,
+                  const char **why, bool *torn);
+/* 1 and *rec; 0 at a clean end; -EBADMSG with *why for a bad record at
+ * rd->off (the end of the usable segment); -errno. */
+int spool_rd_next(struct spool_rd *rd, struct spool_rec *rec, const char **why);
+void spool_rd_close(struct spool_rd *rd);
+
+/* 0 or -errno. */
+int spool_fsync_dir(int dirfd);
+
+/* ---- index.c: message id -> what recovery learnt about it ---- */
+
+enum {
+    SPOOL_IX_START = 1,
+    SPOOL_IX_COMMIT = 2,
+    SPOOL_IX_ABORT = 4,
+    SPOOL_IX_REMOVE = 8,
+    SPOOL_IX_BAD = 16, /* records out of order, or the body does not match COMMIT */
+};
+
+struct spool_ient {
+    uint64_t id; /* 0: empty slot */
+    uint64_t size;
+    uint64_t start_off; /* START record's header */
+    uint32_t start_seg; /* index into the segment list */
+    uint32_t start_len;
+    uint32_t crc; /* running body crc */
+    uint8_t flags;
+};
+
+struct spool_index {
+    struct spool_ient *v;
+    size_t cap; /* power of two, or 0 */
+    size_t n;
+};
+
+void spool_index_init(struct spool_index *ix);
+void spool_index_fini(struct spool_index *ix);
+/* The entry for id, created if create; NULL when absent or out of memory. */
+struct spool_ient *spool_index_get(struct spool_index *ix, uint64_t id, bool create);
+static inline bool spool_ient_live(const struct spool_ient *e)
+{
+    return (e->flags & ~(SPOOL_IX_START | SPOOL_IX_COMMIT)) == 0 &&
+           (e->flags & SPOOL_IX_COMMIT) != 0 && (e->flags & SPOOL_IX_START) != 0;
+}
+
+/* ---- recover.c ---- */
+
+/* Scans dirfd: repairs torn tails when repair (the caller holds the lock),
+ * calls cb for live messages, fills rep, and next_seq[w] with one more than
+ * the largest segment sequence of worker w (if next_seq is not NULL). */
+int spool_recover(int dirfd, bool repair, spool_scan_fn *cb, void *arg,
+                  struct spool_scan_report *rep, uint64_t next_seq[SPOOL_WORKERS]);
+
+/* ---- spool.c ---- */
+
+struct spool {
+    char *dir;
+    int dirfd;
+    int lockfd;
+    /* relaxed: a tuning knob; writers pick it up at their next append */
+    _Atomic uint64_t seg_size;
+    /* The mutex guards writer creation and destruction only (a rare control
+     * path), never an append. */
+    pthread_mutex_t mu;
+    uint64_t max_id;
+    uint64_t next_seq[SPOOL_WORKERS];
+    bool busy[SPOOL_WORKERS];
+    unsigned nwriters;
+};
+
+#endif

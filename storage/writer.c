@@ -1,0 +1,508 @@
+/*
+ * NAME
+ *	writer - a worker's appender: segments, vectored appends, rotation
+ * SYNOPSIS
+ *	#include "storage/spool.h"
+ *
+ *	int spool_writer_create(struct spool *sp, unsigned worker,
+ *		struct spool_writer **out);
+ *	void spool_writer_destroy(struct spool_writer *w);
+ * DESCRIPTION
+ *	A writer always starts a new segment, seg-<worker>-<seq>.sg with seq
+ *	one past the largest the spool has seen for that worker; it never
+ *	appends to a segment an earlier process wrote.  Creating a segment
+ *	writes its header and fsyncs the spool directory before any record
+ *	goes in (durability D1); the header itself becomes durable with the
+ *	first fdatasync of the segment.
+ *
+ *	An append is one pwritev() of record headers, the caller's iovecs
+ *	and padding (looping only over IOV_MAX and short writes).  If it
+ *	fails, the file is cut back to where it was, so a torn record never
+ *	sits in the middle of a segment; if even the cut fails the segment is
+ *	poisoned (SPOOL_SEG_CUT) and the next append starts a new one.
+ *
+ *	Rotation: when an append would take the segment past the configured
+ *	size (and it holds at least one record), a new segment is created,
+ *	the old one is fdatasync'd synchronously (once per segment: a few ms
+ *	every 64 MiB), and closed - unless the group-commit sync in flight
+ *	uses its fd, in which case spool_writer_sync_done() closes it.  So
+ *	every commit still waiting for a sync has its records either in the
+ *	current segment, which the next group-commit sync covers, or in a
+ *	segment that was already synced.  If that synchronous sync fails,
+ *	the old segment is poisoned like a failed group-commit sync (see
+ *	commit.c): every commit in it is refused and never acknowledged.
+ *
+ *	Message ids are (seconds << 32) | (worker << 24) | counter; seconds
+ *	start past the largest id the spool has seen, follow the clock when
+ *	it is ahead, and advance by one when the counter wraps: ids grow per
+ *	worker across restarts even if the clock steps back.
+ * DIAGNOSTICS
+ *	0 or -errno; -ENOSPC stands for every "no space" error (EDQUOT,
+ *	EFBIG).  spool_writer_destroy() panics with a sync in flight or
+ *	transactions still open.
+ */
+#include "storage/writer_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+static const unsigned char wb_zeros[8];
+
+/* ---- transaction lists ---- */
+
+void spool_tl_push(struct spool_tlist *l, struct spool_txn *t)
+{
+    t->next = NULL;
+    t->prev = l->tail;
+    if (l->tail)
+        l->tail->next = t;
+    else
+        l->head = t;
+    l->tail = t;
+    l->n++;
+}
+
+void spool_tl_remove(struct spool_tlist *l, struct spool_txn *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        l->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    else
+        l->tail = t->prev;
+    t->prev = t->next = NULL;
+    l->n--;
+}
+
+struct spool_txn *spool_tl_pop(struct spool_tlist *l)
+{
+    struct spool_txn *t = l->head;
+    if (t)
+        spool_tl_remove(l, t);
+    return t;
+}
+
+/* ---- building an append ---- */
+
+void spool_wb_reset(struct spool_writer *w)
+{
+    w->niov = 0;
+    w->nhdr = 0;
+    w->wlen = 0;
+}
+
+static int wb_reserve(struct spool_writer *w, size_t niov, size_t nhdr)
+{
+    if (w->niov + niov > w->iovcap) {
+        size_t nc = w->iovcap ? w->iovcap * 2 : 64;
+        while (nc < w->niov + niov)
+            nc *= 2;
+        struct iovec *ni = realloc(w->iov, nc * sizeof(*ni));
+        if (ni == NULL)
+            return -ENOMEM;
+        w->iov = ni;
+        int32_t *ns = realloc(w->slot, nc * sizeof(*ns));
+        if (ns == NULL)
+            return -ENOMEM;
+        w->slot = ns;
+        w->iovcap = nc;
+    }
+    if (w->nhdr + nhdr > w->hdrcap) {
+        size_t nc = w->hdrcap ? w->hdrcap * 2 : 16;
+        while (nc < w->nhdr + nhdr)
+            nc *= 2;
+        struct spool_whdr *nh = realloc(w->hdr, nc * sizeof(*nh));
+        if (nh == NULL)
+            return -ENOMEM;
+        w->hdr = nh;
+        w->hdrcap = nc;
+    }
+    return 0;
+}
+
+/* Appends an iovec; slot >= 0 names a header (its address is fixed at
+ * flush time, since w->hdr may still move). */
+static void wb_iov(struct spool_writer *w, const void *p, size_t len, int32_t slot)
+{
+    w->iov[w->niov].iov_base = (void *)p;
+    w->iov[w->niov].iov_len = len;
+    w->slot[w->niov] = slot;
+    w->niov++;
+}
+
+static void wb_pad(struct spool_writer *w, uint32_t len)
+{
+    size_t pad = (size_t)(spool_pad8(len) - len);
+    if (pad)
+        wb_iov(w, wb_zeros, pad, -1);
+    w->wlen += SPOOL_REC_HDR + spool_pad8(len);
+}
+
+int spool_wb_rec(struct spool_writer *w, uint32_t type, uint64_t id, const void *p, uint32_t len,
+                 bool copy)
+{
+    if (wb_reserve(w, 3, 1) < 0)
+        return -ENOMEM;
+    size_t k = w->nhdr++;
+    uint32_t pcrc = spool_crc32c(0, p, len);
+    spool_rec_hdr_encode(w->hdr[k].b, type, len, id, pcrc);
+    if (copy) {
+        if (len)
+            memcpy(w->hdr[k].b + SPOOL_REC_HDR, p, len);
+        wb_iov(w, NULL, SPOOL_REC_HDR + len, (int32_t)k);
+    } else {
+        wb_iov(w, NULL, SPOOL_REC_HDR, (int32_t)k);
+        if (len)
+            wb_iov(w, p, len, -1);
+    }
+    wb_pad(w, len);
+    return 0;
+}
+
+int spool_wb_data(struct spool_writer *w, uint64_t id, const struct iovec *iov, int iovcnt,
+                  uint64_t *size, uint32_t *crc)
+{
+    int i = 0;
+    size_t ioff = 0;
+    while (i < iovcnt) {
+        if (wb_reserve(w, 1, 1) < 0)
+            return -ENOMEM;
+        size_t k = w->nhdr++, hi = w->niov;
+        wb_iov(w, NULL, SPOOL_REC_HDR, (int32_t)k);
+        uint32_t rlen = 0, pcrc = 0;
+        while (i < iovcnt && rlen < w->data_max) {
+            size_t avail = iov[i].iov_len - ioff;
+            if (avail == 0) {
+                i++;
+                ioff = 0;
+                continue;
+            }
+            size_t take = avail < w->data_max - rlen ? avail : w->data_max - rlen;
+            const char *p = (const char *)iov[i].iov_base + ioff;
+            if (wb_reserve(w, 2, 0) < 0)
+                return -ENOMEM;
+            wb_iov(w, p, take, -1);
+            pcrc = spool_crc32c(pcrc, p, take);
+            rlen += (uint32_t)take;
+            ioff += take;
+        }
+        if (rlen == 0) { /* only empty iovecs were left */
+            w->niov = hi;
+            w->nhdr = k;
+            break;
+        }
+        if (wb_reserve(w, 1, 0) < 0)
+            return -ENOMEM;
+        spool_rec_hdr_encode(w->hdr[k].b, SPOOL_REC_DATA, rlen, id, pcrc);
+        wb_pad(w, rlen);
+        *crc = spool_crc32c_combine(*crc, pcrc, rlen);
+        *size += rlen;
+    }
+    return 0;
+}
+
+/* ---- segments ---- */
+
+static int no_space(int r)
+{
+    return r == -EDQUOT || r == -EFBIG ? -ENOSPC : r;
+}
+
+static int pwrite_full(int fd, const void *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return no_space(-errno);
+        if (k == 0)
+            return -EIO;
+        p = (const char *)p + k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+void spool_wseg_close(struct spool_wseg *s)
+{
+    if (s == NULL)
+        return;
+    if (close(s->fd) < 0)
+        log_msg(LOG_WARN, "spool: %s: close: %s", s->name, strerror(errno));
+    free(s);
+}
+
+static int seg_create(struct spool_writer *w, struct spool_wseg **out)
+{
+    struct spool_wseg *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return -ENOMEM;
+    int dirfd = w->sp->dirfd, r;
+    for (;;) {
+        s->seq = w->next_seq++;
+        spool_seg_name(s->name, w->worker, s->seq);
+        s->fd = openat(dirfd, s->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (s->fd >= 0)
+            break;
+        r = no_space(-errno);
+        if (r != -EEXIST || s->seq > UINT32_MAX) {
+            log_msg(LOG_WARN, "spool: %s: create: %s", s->name, strerror(-r));
+            free(s);
+            return r;
+        }
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned char h[SPOOL_SEG_HDR];
+    spool_seg_hdr_encode(h, w->worker, s->seq, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    r = pwrite_full(s->fd, h, sizeof(h), 0);
+    if (r == 0)
+        r = spool_fsync_dir(dirfd);
+    if (r < 0) {
+        log_msg(LOG_WARN, "spool: %s: cannot start segment: %s", s->name, strerror(-r));
+        unlinkat(dirfd, s->name, 0);
+        close(s->fd);
+        free(s);
+        return r;
+    }
+    s->size = SPOOL_SEG_HDR;
+    w->st.segments++;
+    *out = s;
+    return 0;
+}
+
+/* Marks everything that depends on seg's data as failed with err. */
+void spool_writer_poison(struct spool_writer *w, struct spool_wseg *seg, int err)
+{
+    seg->poison = SPOOL_SEG_SYNC;
+    for (struct spool_txn *t = w->pending.head; t; t = t->next)
+        if (!t->err)
+            t->err = err;
+    if (w->flight_seg == seg)
+        for (struct spool_txn *t = w->flight.head; t; t = t->next)
+            if (!t->err)
+                t->err = err;
+    for (struct spool_txn *t = w->active.head; t; t = t->next)
+        if (t->started && !t->err && t->first_seq <= seg->seq && seg->seq <= t->last_seq)
+            t->err = err;
+}
+
+/* Starts a new segment and retires cur (see DESCRIPTION). */
+static int writer_rotate(struct spool_writer *w)
+{
+    struct spool_wseg *old = w->cur, *nw;
+    int r = seg_create(w, &nw);
+    if (r < 0)
+        return old->poison ? r : 0; /* a healthy segment may grow past its size */
+    if (old->poison != SPOOL_SEG_SYNC && old->synced < old->size) {
+        w->st.syncs++;
+        r = w->datasync(old->fd);
+        if (r == 0) {
+            old->synced = old->size;
+        } else {
+            w->st.sync_errors++;
+            log_msg(LOG_ERROR, "spool: %s: fdatasync at rotation: %s: its commits are refused",
+                    old->name, strerror(-r));
+            spool_writer_poison(w, old, r);
+        }
+    }
+    w->cur = nw;
+    if (w->flight_seg != old)
+        spool_wseg_close(old);
+    return 0;
+}
+
+static int writev_full(int fd, struct iovec *iov, size_t niov, uint64_t off)
+{
+    size_t i = 0;
+    while (i < niov) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        int cnt = niov - i > IOV_MAX ? IOV_MAX : (int)(niov - i);
+        ssize_t k = pwritev(fd, iov + i, cnt, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return no_space(-errno);
+        if (k == 0)
+            return -EIO;
+        off += (uint64_t)k;
+        size_t left = (size_t)k;
+        while (left > 0 && i < niov) {
+            if (left >= iov[i].iov_len) {
+                left -= iov[i].iov_len;
+                i++;
+            } else {
+                iov[i].iov_base = (char *)iov[i].iov_base + left;
+                iov[i].iov_len -= left;
+                left = 0;
+            }
+        }
+    }
+    return 0;
+}
+
+int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
+{
+    struct spool_wseg *s = w->cur;
+    /* relaxed: a tuning knob (spool_set_segment_size) */
+    uint64_t max = atomic_load_explicit(&w->sp->seg_size, memory_order_relaxed);
+    if (s->poison || (s->size > SPOOL_SEG_HDR && s->size + w->wlen > max)) {
+        int r = writer_rotate(w);
+        if (r < 0)
+            return r;
+        s = w->cur;
+    }
+    if (t && t->err)
+        return t->err;
+    for (size_t i = 0; i < w->niov; i++)
+        if (w->slot[i] >= 0)
+            w->iov[i].iov_base = w->hdr[w->slot[i]].b;
+    int r = writev_full(s->fd, w->iov, w->niov, s->size);
+    if (r < 0) {
+        log_msg(LOG_WARN, "spool: %s: append of %" PRIu64 " octets at %" PRIu64 ": %s", s->name,
+                w->wlen, s->size, strerror(-r));
+        if (ftruncate(s->fd, (off_t)s->size) < 0) {
+            log_msg(LOG_ERROR, "spool: %s: cannot cut a failed append back: %s; segment abandoned",
+                    s->name, strerror(errno));
+            s->poison = SPOOL_SEG_CUT;
+        }
+        return r;
+    }
+    s->size += w->wlen;
+    w->st.bytes += w->wlen;
+    if (t) {
+        if (!t->started)
+            t->first_seq = s->seq;
+        t->last_seq = s->seq;
+        t->started = true;
+    }
+    return 0;
+}
+
+/* ---- the writer ---- */
+
+static int writer_fdatasync(int fd)
+{
+    return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+uint64_t spool_writer_next_id(struct spool_writer *w)
+{
+    uint32_t now = (uint32_t)time(NULL);
+    if (now > w->id_sec) {
+        w->id_sec = now;
+        w->id_ctr = 0;
+    } else if (w->id_ctr > 0xffffffu) {
+        w->id_sec++;
+        w->id_ctr = 0;
+    }
+    uint64_t id = (uint64_t)w->id_sec << 32 | (uint64_t)w->worker << 24 | w->id_ctr++;
+    w->max_id = id;
+    return id;
+}
+
+int spool_writer_create(struct spool *sp, unsigned worker, struct spool_writer **out)
+{
+    *out = NULL;
+    if (worker >= SPOOL_WORKERS)
+        return -EINVAL;
+    struct spool_writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    pthread_mutex_lock(&sp->mu);
+    if (sp->busy[worker]) {
+        pthread_mutex_unlock(&sp->mu);
+        free(w);
+        return -EBUSY;
+    }
+    sp->busy[worker] = true;
+    sp->nwriters++;
+    w->next_seq = sp->next_seq[worker] ? sp->next_seq[worker] : 1;
+    w->max_id = sp->max_id;
+    pthread_mutex_unlock(&sp->mu);
+
+    w->sp = sp;
+    w->worker = worker;
+    w->data_max = SPOOL_REC_MAX;
+    w->datasync = writer_fdatasync;
+    uint32_t now = (uint32_t)time(NULL), past = (uint32_t)(w->max_id >> 32) + 1;
+    w->id_sec = now > past ? now : past;
+    int r = seg_create(w, &w->cur);
+    if (r < 0) {
+        pthread_mutex_lock(&sp->mu);
+        sp->busy[worker] = false;
+        sp->nwriters--;
+        if (w->next_seq > sp->next_seq[worker])
+            sp->next_seq[worker] = w->next_seq;
+        pthread_mutex_unlock(&sp->mu);
+        free(w);
+        return r;
+    }
+    *out = w;
+    return 0;
+}
+
+void spool_writer_destroy(struct spool_writer *w)
+{
+    if (w->flight_seg)
+        log_panic("spool_writer_destroy: worker %u: a sync is in flight", w->worker);
+    if (w->active.head)
+        log_panic("spool_writer_destroy: worker %u: %zu transactions still open", w->worker,
+                  w->active.n);
+    while (w->pending.head) {
+        int fd = spool_writer_sync_fd(w);
+        spool_writer_sync_done(w, w->datasync(fd));
+    }
+    struct spool_wseg *s = w->cur;
+    if (s->size == SPOOL_SEG_HDR && !s->poison) {
+        /* nothing in it: leave no empty segment behind */
+        if (unlinkat(w->sp->dirfd, s->name, 0) == 0)
+            spool_fsync_dir(w->sp->dirfd);
+    } else if (s->poison != SPOOL_SEG_SYNC && s->synced < s->size) {
+        /* only ABORT and REMOVE records can be unsynced here: nothing waits for them */
+        int r = w->datasync(s->fd);
+        if (r < 0)
+            log_msg(LOG_WARN, "spool: %s: fdatasync at close: %s", s->name, strerror(-r));
+    }
+    spool_wseg_close(s);
+    struct spool *sp = w->sp;
+    pthread_mutex_lock(&sp->mu);
+    sp->busy[w->worker] = false;
+    sp->nwriters--;
+    if (w->next_seq > sp->next_seq[w->worker])
+        sp->next_seq[w->worker] = w->next_seq;
+    if (w->max_id > sp->max_id)
+        sp->max_id = w->max_id;
+    pthread_mutex_unlock(&sp->mu);
+    free(w->iov);
+    free(w->slot);
+    free(w->hdr);
+    free(w);
+}
+
+void spool_writer_stats(const struct spool_writer *w, struct spool_writer_stats *st)
+{
+    *st = w->st;
+}
+
+int spool_writer_remove(struct spool_writer *w, uint64_t id)
+{
+    spool_wb_reset(w);
+    int r = spool_wb_rec(w, SPOOL_REC_REMOVE, id, NULL, 0, false);
+    return r < 0 ? r : spool_wb_flush(w, NULL);
+}

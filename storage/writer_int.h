@@ -1,0 +1,115 @@
+/*
+ * NAME
+ *	writer_int - the writer and transaction structures (writer.c, txn.c)
+ * SYNOPSIS
+ *	#include "storage/writer_int.h"
+ * DESCRIPTION
+ *	A writer appends to one open segment (cur).  Every append is built
+ *	in the writer's scratch arrays first (spool_wb_*: record headers,
+ *	the caller's iovecs, padding) and then goes out as one vectored write
+ *	(spool_wb_flush), so a message's records never interleave with
+ *	another's half-written record and a failed write can be cut back.
+ *
+ *	Transactions live on one of three lists: active (begun, not yet
+ *	committed), pending (committed, waiting for the next sync) and
+ *	flight (committed, covered by the sync in flight).
+ */
+#ifndef SLUICE_STORAGE_WRITER_INT_H
+#define SLUICE_STORAGE_WRITER_INT_H
+
+#include "storage/spool_int.h"
+
+/* Why a segment takes no more records. */
+enum spool_poison {
+    SPOOL_SEG_OK = 0,
+    SPOOL_SEG_CUT,  /* a failed write could not be cut back: its tail is garbage */
+    SPOOL_SEG_SYNC, /* a sync failed: nothing in it can be trusted to be durable */
+};
+
+struct spool_wseg {
+    int fd;
+    uint64_t seq;
+    uint64_t size;   /* octets written (and not cut back) */
+    uint64_t synced; /* octets covered by a successful sync */
+    enum spool_poison poison;
+    char name[SPOOL_SEG_NAME_LEN + 1];
+};
+
+struct spool_txn;
+
+struct spool_tlist {
+    struct spool_txn *head, *tail;
+    size_t n;
+};
+
+/* One record header plus a small payload (COMMIT) that travels with it. */
+struct spool_whdr {
+    unsigned char b[SPOOL_REC_HDR + SPOOL_COMMIT_LEN];
+};
+
+struct spool_writer {
+    struct spool *sp;
+    unsigned worker;
+    struct spool_wseg *cur;        /* never NULL: poisoned until a successor exists */
+    struct spool_wseg *flight_seg; /* segment whose fd the sync in flight uses, or NULL */
+    uint64_t flight_mark;          /* its size when that sync was issued */
+    struct spool_tlist active, pending, flight;
+    uint64_t next_seq;
+    uint32_t id_sec, id_ctr;
+    uint64_t max_id;
+    uint32_t data_max;       /* largest DATA payload (SPOOL_REC_MAX; tests lower it) */
+    int (*datasync)(int fd); /* the writer's own syncs: fdatasync, 0 or -errno (tests inject) */
+    /* scratch for one append: iov[i] is a header iff slot[i] >= 0 */
+    struct iovec *iov;
+    int32_t *slot;
+    size_t niov, iovcap;
+    struct spool_whdr *hdr;
+    size_t nhdr, hdrcap;
+    uint64_t wlen; /* octets the append will write */
+    struct spool_writer_stats st;
+};
+
+struct spool_txn {
+    struct spool_writer *w;
+    struct spool_txn *prev, *next;
+    uint64_t id;
+    uint64_t first_seq, last_seq; /* segments holding its records, if started */
+    uint64_t body_size;
+    uint32_t body_crc;
+    int err; /* set when its records can no longer be trusted */
+    bool started, committed, orphan;
+    spool_done_fn *done;
+    void *arg;
+    uint32_t start_len;
+    unsigned char start[]; /* the START payload */
+};
+
+void spool_tl_push(struct spool_tlist *l, struct spool_txn *t);
+void spool_tl_remove(struct spool_tlist *l, struct spool_txn *t);
+struct spool_txn *spool_tl_pop(struct spool_tlist *l);
+
+/* writer.c: building and writing one append */
+void spool_wb_reset(struct spool_writer *w);
+/* A record whose payload is `len` octets at p (kept by reference: it must
+ * stay valid until the flush), or copied if copy (len <= SPOOL_COMMIT_LEN). */
+int spool_wb_rec(struct spool_writer *w, uint32_t type, uint64_t id, const void *p, uint32_t len,
+                 bool copy);
+/* DATA records for iov (split at w->data_max); *size and *crc are advanced
+ * over the body octets added.  0 or -ENOMEM. */
+int spool_wb_data(struct spool_writer *w, uint64_t id, const struct iovec *iov, int iovcnt,
+                  uint64_t *size, uint32_t *crc);
+/* Writes what was built as one vectored write, rotating first if needed.
+ * t (may be NULL) owns the records: if t->err is set by a rotation,
+ * nothing is written and t->err is returned.  0 or -errno. */
+int spool_wb_flush(struct spool_writer *w, struct spool_txn *t);
+
+void spool_wseg_close(struct spool_wseg *s);
+/* Marks every transaction whose records seg holds as failed with err
+ * (writer.c; commit.c calls it when a group-commit sync fails). */
+void spool_writer_poison(struct spool_writer *w, struct spool_wseg *seg, int err);
+
+uint64_t spool_writer_next_id(struct spool_writer *w);
+/* Appends a REMOVE record for id (for the queue manager; not synced). */
+int spool_writer_remove(struct spool_writer *w, uint64_t id);
+
+#endif
