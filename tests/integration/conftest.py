@@ -24,10 +24,11 @@ SPOOLTOOL = os.path.join(BUILD, "bin", "sluice-spool")
 class Daemon:
     """A running sluiced; stderr is collected in self.log."""
 
-    def __init__(self, spool, overrides, conf=None):
+    def __init__(self, spool, overrides, conf=None, env=None):
         self.spool = spool
         self.overrides = overrides
         self.conf = conf
+        self.env = env  # extra environment variables (e.g. fault injection)
         self.proc = None
         self.log_lines = []
         self.host = "127.0.0.1"
@@ -42,10 +43,14 @@ class Daemon:
             args += ["-o", f"{k}={v}"]
         self.log_lines = []
         self.port = None
+        env = None
+        if self.env:
+            env = dict(os.environ)
+            env.update({k: str(v) for k, v in self.env.items()})
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
-                                     errors="replace")
+                                     errors="replace", env=env)
         threading.Thread(target=self._reader, daemon=True).start()
         deadline = time.monotonic() + timeout
         with self._cv:
@@ -130,7 +135,7 @@ def spool_cat(spool, msgid):
 def daemon_factory(tmp_path):
     started = []
 
-    def make(spool=None, conf=None, **overrides):
+    def make(spool=None, conf=None, env=None, **overrides):
         spool = spool or str(tmp_path / "spool")
         ov = {
             "listen": "127.0.0.1:0",
@@ -140,7 +145,7 @@ def daemon_factory(tmp_path):
             "relay_domains": '["example.test"]',
         }
         ov.update({k: v for k, v in overrides.items()})
-        d = Daemon(spool, ov, conf)
+        d = Daemon(spool, ov, conf, env)
         started.append(d)
         return d.start()
 
@@ -218,3 +223,153 @@ def raw(daemon):
     yield make
     for c in conns:
         c.close()
+
+
+# ---- helpers shared by the test modules ----
+
+def spool_verify(spool):
+    """Runs `sluice-spool DIR verify`; returns (exit code, stdout+stderr)."""
+    r = subprocess.run([SPOOLTOOL, spool, "verify"], capture_output=True,
+                       text=True, errors="replace", timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def msg_id(m):
+    return m["id"]
+
+
+def msg_sender(m):
+    return m["sender"]
+
+
+def msg_rcpts(m):
+    for k in ("recipients", "rcpts"):
+        if k in m:
+            return list(m[k])
+    raise KeyError("no recipients field in %r" % (m,))
+
+
+def spool_senders(spool):
+    """The sender of every live message (a list: duplicates show)."""
+    return [msg_sender(m) for m in spool_list(spool)]
+
+
+def split_received(stored):
+    """Splits a stored body into (the Received: header the server prepended,
+    the rest).  Asserts the header is there and is one header (its
+    continuation lines start with white space)."""
+    assert stored.startswith(b"Received:"), stored[:200]
+    pos = 0
+    while True:
+        eol = stored.index(b"\r\n", pos)
+        pos = eol + 2
+        if stored[pos:pos + 1] not in (b" ", b"\t"):
+            break
+    hdr = stored[:pos]
+    assert b"\r" not in hdr.replace(b"\r\n", b""), hdr
+    assert b"\n" not in hdr.replace(b"\r\n", b""), hdr
+    return hdr, stored[pos:]
+
+
+def stored_body(spool, m):
+    """The body as the client sent it (the Received: header removed)."""
+    return split_received(spool_cat(spool, msg_id(m)))[1]
+
+
+def find_by_sender(spool, sender):
+    return [m for m in spool_list(spool) if msg_sender(m) == sender]
+
+
+def code_class(text):
+    """'250 2.0.0 Ok' -> ('250', '2.0.0'); enhanced code None if absent."""
+    last = text.split("\n")[-1]
+    m = re.match(r"(\d{3})[ -](\d\.\d{1,3}\.\d{1,3})?", last)
+    return m.group(1), m.group(2)
+
+
+def assert_reply(reply, code, enhanced=None):
+    c, t = reply
+    assert c == code, "expected %s, got %r" % (code, t)
+    if enhanced is not None:
+        got = code_class(t)[1]
+        assert got == enhanced, "expected %s %s, got %r" % (code, enhanced, t)
+
+
+def raw_session(port, ehlo="client.example.test"):
+    """A Raw connection past the greeting and EHLO."""
+    c = Raw(port)
+    assert c.reply()[0] == 220
+    c2, t = c.cmd("EHLO " + ehlo)
+    assert c2 == 250, t
+    return c
+
+
+def replies_until_close(c, timeout=5, limit=50):
+    """Reads replies until the server closes (or timeout); returns them."""
+    out = []
+    c.s.settimeout(timeout)
+    for _ in range(limit):
+        try:
+            out.append(c.reply())
+        except (ConnectionError, OSError):
+            break
+    return out
+
+
+# ---- the on-disk spool format (docs/spool-format.md, storage/spool_int.h) ----
+
+SEG_HDR = 40
+REC_HDR = 24
+REC_MAGIC = 0x5352
+REC_TYPES = {1: "START", 2: "DATA", 3: "COMMIT", 4: "ABORT", 5: "REMOVE"}
+
+
+def spool_segments(spool):
+    """Segment files (seg-WW-SSSSSSSS.sg), oldest first per worker."""
+    names = sorted(n for n in os.listdir(spool)
+                   if re.fullmatch(r"seg-[0-9a-f]{2}-[0-9a-f]{8}\.sg", n))
+    return [os.path.join(spool, n) for n in names]
+
+
+def segment_records(path):
+    """[(offset, end, type name, message id)] of the well-formed-looking
+    records of a segment (headers only: no crc check); stops at the first
+    header that does not parse."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    out = []
+    off = SEG_HDR
+    while off + REC_HDR <= len(data):
+        word, length, mid = struct.unpack_from("<IIQ", data, off)
+        if word >> 16 != REC_MAGIC or (word & 0xffff) not in REC_TYPES:
+            break
+        end = off + REC_HDR + ((length + 7) & ~7)
+        if end > len(data):
+            break
+        out.append((off, end, REC_TYPES[word & 0xffff], mid))
+        off = end
+    return out
+
+
+# ---- a time bound on every test ----
+
+TEST_TIMEOUT = int(os.environ.get("SLUICE_TEST_TIMEOUT", "120"))
+
+
+class SuiteTimeout(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _time_bound():
+    """SIGALRM after TEST_TIMEOUT seconds raises in the test's main thread
+    (a blocked socket call included), so a hung daemon fails one test and
+    the fixtures still kill it."""
+    def expired(signum, frame):
+        raise SuiteTimeout("test exceeded %d s" % TEST_TIMEOUT)
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(TEST_TIMEOUT)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
