@@ -13,7 +13,11 @@
  *	acts and replies.
  *
  *	The line handed in has passed the line checks (CRLF, no NUL, no bare
- *	CR, valid UTF-8) and has its CRLF removed.  Verbs match without
+ *	CR, valid UTF-8) and has its CRLF removed.  EHLO, HELO and DATA must
+ *	end a pipelined group (RFC 2920 3.1): with input queued behind them
+ *	the answer is 554 5.5.0 and the session ends.  (NOOP, VRFY and QUIT
+ *	are on the RFC's list too, but nothing goes wrong when a client does
+ *	not wait for them, so they are let through.)  Verbs match without
  *	regard to case and must be followed by SP or the end of the line.
  *
  *	Relay control (RCPT): a client outside cfg->mynetworks may only name
@@ -34,9 +38,16 @@ enum smtp_args {
     SMTP_ARGS_ANY,  /* the check step decides */
 };
 
+/* RFC 2920 3.1: a command whose reply changes what the client may send
+ * next must end its pipelined group; input queued behind it means the
+ * client did not wait (and, behind DATA, content sent before the 354 is
+ * how a message is smuggled). */
+enum smtp_group { SMTP_GROUP_ANY, SMTP_GROUP_LAST };
+
 struct smtp_cmd {
     const char *verb;
     enum smtp_args args;
+    enum smtp_group group;
     enum smtp_reply_id (*check)(struct smtp_session *s, const char *arg);
     void (*proceed)(struct smtp_session *s, const char *arg);
 };
@@ -239,12 +250,6 @@ static enum smtp_reply_id smtp_check_data(struct smtp_session *s, const char *ar
 
 static void smtp_proceed_data(struct smtp_session *s, const char *arg)
 {
-    /* RFC 2920 3.1: DATA ends a group; content before the 354 is the
-     * client not waiting for it (and a way to smuggle a message) */
-    if (s->inq_bytes > 0) {
-        smtp_reply(s, SMTP_R_SYNC);
-        return;
-    }
     enum smtp_reply_id r = smtp_msg_begin(s);
     if (r != SMTP_R_NONE) {
         smtp_reply(s, r);
@@ -337,17 +342,17 @@ static void smtp_proceed_help(struct smtp_session *s, const char *arg)
 }
 
 static const struct smtp_cmd smtp_cmds[] = {
-    {"EHLO", SMTP_ARGS_ANY, smtp_check_helo, smtp_proceed_ehlo},
-    {"HELO", SMTP_ARGS_ANY, smtp_check_helo, smtp_proceed_helo},
-    {"MAIL", SMTP_ARGS_ANY, smtp_check_mail, smtp_proceed_mail},
-    {"RCPT", SMTP_ARGS_ANY, smtp_check_rcpt, smtp_proceed_rcpt},
-    {"DATA", SMTP_ARGS_NONE, smtp_check_data, smtp_proceed_data},
-    {"BDAT", SMTP_ARGS_ANY, smtp_check_bdat, smtp_proceed_bdat},
-    {"RSET", SMTP_ARGS_NONE, smtp_check_none, smtp_proceed_rset},
-    {"NOOP", SMTP_ARGS_ANY, smtp_check_none, smtp_proceed_noop},
-    {"VRFY", SMTP_ARGS_ANY, smtp_check_vrfy, smtp_proceed_vrfy},
-    {"QUIT", SMTP_ARGS_NONE, smtp_check_none, smtp_proceed_quit},
-    {"HELP", SMTP_ARGS_ANY, smtp_check_none, smtp_proceed_help},
+    {"EHLO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_ehlo},
+    {"HELO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_helo},
+    {"MAIL", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_mail, smtp_proceed_mail},
+    {"RCPT", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_rcpt, smtp_proceed_rcpt},
+    {"DATA", SMTP_ARGS_NONE, SMTP_GROUP_LAST, smtp_check_data, smtp_proceed_data},
+    {"BDAT", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_bdat, smtp_proceed_bdat},
+    {"RSET", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_rset},
+    {"NOOP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_noop},
+    {"VRFY", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_vrfy, smtp_proceed_vrfy},
+    {"QUIT", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_quit},
+    {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
 };
 
 void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
@@ -367,7 +372,9 @@ void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
         if (vlen != strlen(c->verb) || strncasecmp(line, c->verb, vlen) != 0)
             continue;
         enum smtp_reply_id r = SMTP_R_NONE;
-        if (c->args == SMTP_ARGS_NONE && *arg != '\0')
+        if (c->group == SMTP_GROUP_LAST && s->inq_bytes > 0)
+            r = SMTP_R_SYNC; /* the line is consumed: what is left came after it */
+        else if (c->args == SMTP_ARGS_NONE && *arg != '\0')
             r = SMTP_R_NO_ARGS;
         else
             r = c->check(s, arg);

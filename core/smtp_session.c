@@ -25,9 +25,13 @@
  *	smtp_session_out_take() hands that buffer to the sender and switches
  *	out_cur, smtp_session_out_done() empties the sent one.
  *
- *	Synchronisation (RFC 2920): input before the greeting was taken for
- *	sending, or content already queued behind DATA, is a client that does
- *	not wait for replies: 554 5.5.0 and close.
+ *	Synchronisation (RFC 2920; Postfix smtpd_forbid_unauth_pipelining):
+ *	a client that does not wait for replies where it must gets 554 5.5.0
+ *	and the session ends: input before the greeting was taken for
+ *	sending; a command line with more input queued behind it before an
+ *	EHLO reply offered PIPELINING (this also catches a client that talks
+ *	before the greeting, whose greeting was sent anyway); input behind
+ *	EHLO, HELO or DATA (smtp_cmd.c).
  *
  *	Timers: smtp_session_tick() compares now_ms (CLOCK_MONOTONIC_COARSE
  *	milliseconds, the clock smtp_now_ms() reads) with the time of the last
@@ -235,7 +239,9 @@ static void smtp_line_feed(struct smtp_session *s)
     bool over = s->line_over;
     s->linelen = 0;
     s->line_over = false;
-    if (over)
+    if (s->inq_bytes > 0 && s->hello != SMTP_HELLO_EHLO)
+        smtp_reply(s, SMTP_R_SYNC); /* pipelining, never offered (RFC 2920 3.1) */
+    else if (over)
         smtp_reply(s, SMTP_R_LINE_TOO_LONG);
     else
         smtp_line_done(s, s->line, len);

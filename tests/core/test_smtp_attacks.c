@@ -95,9 +95,10 @@ Test(smtp_attacks, p2_content_before_354)
     struct h h;
     h_init(&h, NULL, NULL, 0);
     h_expect(&h, "220 ");
-    h_send(&h, "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n"
-               "DATA\r\nSubject: early\r\n\r\nx\r\n.\r\n");
+    h_send(&h, "EHLO client.example\r\n");
     h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n"
+               "DATA\r\nSubject: early\r\n\r\nx\r\n.\r\n");
     h_expect(&h, "250 2.1.0");
     h_expect(&h, "250 2.1.5");
     h_expect(&h, "554 5.5.0 Error: SMTP protocol synchronization");
@@ -105,6 +106,59 @@ Test(smtp_attacks, p2_content_before_354)
     cr_assert(smtp_session_closing(h.s));
     h_sync(&h);
     cr_assert_eq(h_live_count(&h, NULL), 0);
+    h_fini(&h);
+}
+
+/* RFC 2920 3.1, Postfix smtpd_forbid_unauth_pipelining: no pipelining
+ * before PIPELINING was offered; EHLO, HELO and DATA end a group. */
+Test(smtp_attacks, p2_unauthorized_pipelining)
+{
+    static const char *const bad[] = {
+        /* a client that talked before the greeting: its EHLO came with more */
+        "EHLO early.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n",
+        "NOOP\r\nNOOP\r\n",
+        "BOGUS\r\nEHLO x\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct h h;
+        h_init(&h, NULL, NULL, 0);
+        h_expect(&h, "220 ");
+        h_send(&h, bad[i]);
+        h_expect(&h, "554 5.5.0 Error: SMTP protocol synchronization");
+        h_expect_none(&h);
+        cr_assert(smtp_session_closing(h.s));
+        h_fini(&h);
+    }
+    /* after HELO nothing was offered either */
+    struct h h;
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h_send(&h, "HELO client.example\r\n");
+    h_expect(&h, "250 mx.example.test");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\n");
+    h_expect(&h, "554 5.5.0");
+    h_fini(&h);
+    /* after EHLO: pipelining is fine, but not behind EHLO itself */
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h_send(&h, "EHLO client.example\r\n");
+    h_expect(&h, "250 CHUNKING");
+    h_send(&h, "NOOP\r\nRSET\r\nEHLO again.example\r\nNOOP\r\n");
+    h_expect(&h, "250 2.0.0");
+    h_expect(&h, "250 2.0.0");
+    h_expect(&h, "554 5.5.0");
+    h_expect_none(&h);
+    h_fini(&h);
+    /* a refused DATA with content behind it: the content is never read
+     * as commands */
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h_send(&h, "EHLO client.example\r\n");
+    h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\nDATA\r\nRCPT TO:<u@example.test>\r\n");
+    h_expect(&h, "250 2.1.0");
+    h_expect(&h, "554 5.5.0");
+    h_expect_none(&h);
     h_fini(&h);
 }
 
@@ -130,6 +184,8 @@ Test(smtp_attacks, p4_long_command_lines)
     struct h h;
     h_init(&h, NULL, NULL, 0);
     h_expect(&h, "220 ");
+    h_send(&h, "EHLO client.example\r\n");
+    h_expect(&h, "250 CHUNKING");
     char line[600];
     memcpy(line, "NOOP ", 5);
     memset(line + 5, 'x', sizeof(line) - 5);
@@ -202,8 +258,9 @@ Test(smtp_attacks, p6_recipient_limit)
     struct h h;
     h_init(&h, NULL, OV("max_recipients=100"));
     h_expect(&h, "220 ");
-    h_send(&h, "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n");
+    h_send(&h, "EHLO client.example\r\n");
     h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\n");
     h_expect(&h, "250 2.1.0");
     for (int i = 0; i < 105; i++) {
         char line[64];
@@ -225,8 +282,9 @@ Test(smtp_attacks, p6_million_rcpt_flood_is_flat)
     struct h h;
     h_init(&h, NULL, OV("max_recipients=100"));
     h_expect(&h, "220 ");
-    h_send(&h, "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n");
+    h_send(&h, "EHLO client.example\r\n");
     h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\n");
     h_expect(&h, "250 2.1.0");
     const char rc[] = "RCPT TO:<someone@example.test>\r\n";
     size_t per = 1024, rl = sizeof(rc) - 1;
@@ -325,6 +383,8 @@ Test(smtp_attacks, p9_too_many_errors)
     struct h h;
     h_init(&h, NULL, OV("max_errors=3"));
     h_expect(&h, "220 ");
+    h_send(&h, "EHLO client.example\r\n");
+    h_expect(&h, "250 CHUNKING");
     h_send(&h, "BOGUS\r\nBOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n");
     h_expect(&h, "500 5.5.2");
     h_expect(&h, "500 5.5.2");
@@ -365,8 +425,9 @@ Test(smtp_attacks, p11_open_relay)
     struct h h;
     h_init(&h, "192.0.2.10", NULL, 0);
     h_expect(&h, "220 ");
-    h_send(&h, "EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n");
+    h_send(&h, "EHLO client.example\r\n");
     h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\n");
     h_expect(&h, "250 2.1.0");
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         char line[300];
@@ -441,8 +502,9 @@ Test(smtp_attacks, p13_p15_command_line_attacks)
     h_expect(&h, "555 5.5.4 unsupported parameter");
     h_send(&h, "MAIL FROM:<a@b.example> BODY=9BIT\r\n");
     h_expect(&h, "501 5.5.4");
-    h_send(&h, "HELO client.example\r\nMAIL FROM:<a@b.example> SIZE=10\r\n");
+    h_send(&h, "HELO client.example\r\n");
     h_expect(&h, "250 mx.example.test");
+    h_send(&h, "MAIL FROM:<a@b.example> SIZE=10\r\n");
     h_expect(&h, "555 5.5.4"); /* no parameters after HELO */
     h_fini(&h);
 }
@@ -452,14 +514,17 @@ Test(smtp_attacks, p14_received_stays_one_header)
     struct h h;
     h_init(&h, NULL, NULL, 0);
     h_expect(&h, "220 ");
-    h_send(&h, "HELO evil\r\nX-Injected: yes\r\n");
+    h_send(&h, "HELO evil\r\n");
     h_expect(&h, "250 mx.example.test");
+    h_send(&h, "X-Injected: yes\r\n");
     h_expect(&h, "500 5.5.2");
     h_send(&h, "HELO evil\rX-Injected: yes\r\n");
     h_expect(&h, "501 5.5.2");
-    h_send(&h, "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@example.test>\r\nDATA\r\n");
+    h_send(&h, "MAIL FROM:<a@b.example>\r\n"); /* no pipelining after HELO */
     h_expect(&h, "250 2.1.0");
+    h_send(&h, "RCPT TO:<u@example.test>\r\n");
     h_expect(&h, "250 2.1.5");
+    h_send(&h, "DATA\r\n");
     h_expect(&h, "354 ");
     h_send(&h, "Subject: s\r\n\r\nb\r\n.\r\n");
     h_sync(&h);

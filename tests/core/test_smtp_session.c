@@ -70,8 +70,9 @@ Test(smtp_session, simple_commands)
     h_expect(&h, "503 5.5.1");
     h_send(&h, "DATA\r\n");
     h_expect(&h, "503 5.5.1");
-    h_send(&h, "DATA foo\r\nRSET x\r\nQUIT now\r\n");
+    h_send(&h, "DATA foo\r\n");
     h_expect(&h, "501 5.5.4");
+    h_send(&h, "RSET x\r\nQUIT now\r\n");
     h_expect(&h, "501 5.5.4");
     h_expect(&h, "501 5.5.4");
     h_send(&h, "NOOPX\r\nFOO\r\n\r\nMAIL\r\n");
@@ -160,9 +161,10 @@ Test(smtp_session, pipelined_group_and_parking)
     struct h h;
     h_init(&h, NULL, NULL, 0);
     h_expect(&h, "220 ");
-    h_send(&h, "EHLO client.example\r\nMAIL FROM:<> size=20 BODY=8BITMIME\r\n"
-               "RCPT TO:<a@example.test>\r\nRCPT TO:<b@example.test> NOTIFY=NEVER\r\nDATA\r\n");
+    h_send(&h, "EHLO client.example\r\n");
     h_expect(&h, "250 CHUNKING");
+    h_send(&h, "MAIL FROM:<> size=20 BODY=8BITMIME\r\n"
+               "RCPT TO:<a@example.test>\r\nRCPT TO:<b@example.test> NOTIFY=NEVER\r\nDATA\r\n");
     h_expect(&h, "250 2.1.0");
     h_expect(&h, "250 2.1.5");
     h_expect(&h, "250 2.1.5");
@@ -544,6 +546,8 @@ Test(smtp_session, output_high_water)
     struct h h;
     h_init(&h, NULL, NULL, 0);
     h_expect(&h, "220 ");
+    h_send(&h, "EHLO client.example\r\n");
+    h_expect(&h, "250 CHUNKING");
     h.manual = true;
     char *many = malloc(6 * 20000);
     for (int i = 0; i < 20000; i++)
