@@ -61,8 +61,9 @@ static void smtp_dscan_eol(struct smtp_dscan *d, uint64_t maxline)
     d->state = SMTP_DS_BOL;
 }
 
-/* One content octet inside a line (any state but CR/DOT*). */
-static void smtp_dscan_text(struct smtp_dscan *d, char c)
+/* One content octet inside a line (any state but CR/DOT*).  A line over
+ * the limit is flagged at once, so its message stops going to disk. */
+static void smtp_dscan_text(struct smtp_dscan *d, char c, uint64_t maxline)
 {
     if (c == '\r') {
         d->state = SMTP_DS_CR;
@@ -70,7 +71,8 @@ static void smtp_dscan_text(struct smtp_dscan *d, char c)
     }
     if (c == '\n')
         d->bare = true; /* a line end without CR is content, never a line end */
-    d->linelen++;
+    if (++d->linelen > maxline)
+        d->longline = true;
     d->state = SMTP_DS_TEXT;
 }
 
@@ -90,11 +92,11 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
                 run = i + 1;
                 d->state = SMTP_DS_DOT;
             } else {
-                smtp_dscan_text(d, c);
+                smtp_dscan_text(d, c, maxline);
             }
             break;
         case SMTP_DS_TEXT:
-            smtp_dscan_text(d, c);
+            smtp_dscan_text(d, c, maxline);
             break;
         case SMTP_DS_CR:
             if (c == '\n') {
@@ -102,7 +104,7 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
             } else {
                 d->bare = true; /* the CR before c */
                 d->linelen++;
-                smtp_dscan_text(d, c);
+                smtp_dscan_text(d, c, maxline);
             }
             break;
         case SMTP_DS_DOT:
@@ -113,7 +115,7 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
                 run = i + 1;
                 d->state = SMTP_DS_DOT_CR;
             } else {
-                smtp_dscan_text(d, c); /* a stuffed line: "..x" keeps ".x" */
+                smtp_dscan_text(d, c, maxline); /* a stuffed line: "..x" keeps ".x" */
             }
             break;
         case SMTP_DS_DOT_CR:
@@ -125,7 +127,7 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
              * that the held CR is not stored does not matter */
             d->bare = true;
             d->linelen++;
-            smtp_dscan_text(d, c);
+            smtp_dscan_text(d, c, maxline);
             break;
         }
     }
@@ -146,7 +148,7 @@ void smtp_dscan_raw(struct smtp_dscan *d, const char *p, size_t len, uint64_t ma
             d->bare = true;
             d->linelen++;
         }
-        smtp_dscan_text(d, c);
+        smtp_dscan_text(d, c, maxline);
     }
 }
 
@@ -203,12 +205,12 @@ void smtp_msg_flush(struct smtp_session *s)
 static void smtp_msg_add(struct smtp_session *s, struct mbuf *m, uint32_t off, uint32_t n)
 {
     s->txn.size += n;
-    if (s->txn.st == NULL)
-        return; /* already refused: scan only */
     if (s->txn.size > s->cfg->max_message_size) {
-        smtp_msg_fail(s, SMTP_R_SIZE_EXCEEDED);
+        smtp_msg_fail(s, SMTP_R_SIZE_EXCEEDED); /* BDAT answers it at the chunk's end */
         return;
     }
+    if (s->txn.st == NULL)
+        return; /* already refused: scan only */
     if (mchain_push(&s->txn.body, m, off, n) < 0) {
         smtp_msg_fail(s, SMTP_R_NOMEM);
         return;

@@ -252,6 +252,28 @@ Test(smtp_attacks, p5_text_line_lengths)
     h_fini(&h);
 }
 
+/* A line over the limit stops the message going to disk at once. */
+Test(smtp_attacks, p5_long_line_dropped_early)
+{
+    struct h h;
+    h_init(&h, NULL, NULL, 0);
+    h_expect(&h, "220 ");
+    h_envelope(&h, "a@b.example", "u@example.test");
+    h_send(&h, "DATA\r\n");
+    h_expect(&h, "354 ");
+    char *y = malloc(1 << 20);
+    memset(y, 'y', 1 << 20);
+    h_feed(&h, y, 1 << 20);
+    free(y);
+    cr_assert_null(h.s->txn.st, "still writing a message that will be refused");
+    cr_assert_eq(h.s->txn.body.n, 0);
+    h_send(&h, "\r\n.\r\n");
+    h_expect(&h, "550 5.5.2");
+    h_sync(&h);
+    cr_assert_eq(h_live_count(&h, NULL), 0);
+    h_fini(&h);
+}
+
 /* P6 */
 Test(smtp_attacks, p6_recipient_limit)
 {
