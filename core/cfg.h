@@ -91,6 +91,7 @@ struct cfg {
     unsigned buffer_count;       /* provided buffers per worker, default 1024 */
     unsigned buffer_size;        /* bytes each, default 16384 */
     uint64_t segment_size;       /* spool segment size, default 64 MiB */
+    unsigned commit_delay_us;    /* group commit: wait this long for siblings, default 1000 */
     char *log_level;             /* "debug" | "info" | "warn" | "error", default info */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };

@@ -116,6 +116,7 @@ static const struct cfg_key cfg_keys[] = {
     {"data_rate_grace", CFG_T_DURATION_MS, "30s", 0, CFG_DAY, CFG_F(data_rate_grace_ms), NULL},
     {"buffer_count", CFG_T_UINT, "1024", 64, 32768, CFG_F(buffer_count), cfg_check_pow2},
     {"buffer_size", CFG_T_UINT, "16384", 1024, 1 << 20, CFG_F(buffer_size), NULL},
+    {"commit_delay_us", CFG_T_UINT, "1000", 0, 100000, CFG_F(commit_delay_us), NULL},
     {"segment_size", CFG_T_SIZE, "64mb", 64 * 1024, 1LL << 40, CFG_F(segment_size), NULL},
     {"log_level", CFG_T_LEVEL, "info", 0, 0, CFG_F(log_level), NULL},
 };

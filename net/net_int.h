@@ -35,6 +35,7 @@ enum net_op {
     NET_OP_FSYNC,
     NET_OP_TICK,
     NET_OP_WAKE,
+    NET_OP_DELAY, /* group-commit delay timer; index = its generation */
 };
 
 static inline uint64_t net_ud(enum net_op op, uint32_t gen, uint32_t idx)
@@ -109,6 +110,10 @@ struct net_worker {
     struct spool_writer *spool;
     struct smtp_server *smtp;
     bool fsync_inflight;
+    bool delay_armed;  /* a commit-delay timer is pending */
+    bool delay_done;   /* it fired: sync the batch now */
+    uint32_t delay_gen; /* a timer of an older generation is stale */
+    struct __kernel_timespec delay_ts;
     bool stopping;
     uint64_t stop_deadline_ms;
     struct __kernel_timespec tick_ts;

@@ -145,6 +145,12 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     case NET_OP_TICK:
         net_worker_on_tick(w);
         break;
+    case NET_OP_DELAY:
+        if (net_ud_idx(ud) == w->delay_gen) {
+            w->delay_armed = false;
+            w->delay_done = true;
+        }
+        break;
     case NET_OP_WAKE:
         /* acquire: pairs with the release store in net_server_stop */
         if (atomic_load_explicit(&w->srv->stop, memory_order_acquire))
@@ -157,6 +163,40 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     }
 }
 
+/* Starts the fdatasync for the commits queued so far, unless messages are
+ * mid-DATA on this worker: then it waits up to commit_delay_us for their
+ * commits to join the batch (PostgreSQL's commit_delay with
+ * commit_siblings), which is what keeps fdatasync per message low when
+ * many sessions send at once.  A full batch does not wait. */
+static void net_worker_group_commit(struct net_worker *w)
+{
+    unsigned delay = w->srv->cfg->commit_delay_us;
+    if (delay > 0 && !w->delay_done && !w->stopping && spool_writer_pending(w->spool) < 64 &&
+        spool_writer_open_txns(w->spool) > 0) {
+        if (!w->delay_armed) {
+            struct io_uring_sqe *sqe = net_sqe(w);
+            w->delay_ts.tv_sec = 0;
+            w->delay_ts.tv_nsec = (long long)delay * 1000;
+            io_uring_prep_timeout(sqe, &w->delay_ts, 0, 0);
+            io_uring_sqe_set_data64(sqe, net_ud(NET_OP_DELAY, 0, w->delay_gen));
+            w->delay_armed = true;
+        }
+        return;
+    }
+    int fd = spool_writer_sync_fd(w->spool);
+    if (fd < 0)
+        return;
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_FSYNC, 0, 0));
+    w->fsync_inflight = true;
+    w->delay_done = false;
+    if (w->delay_armed) { /* its completion is stale now */
+        w->delay_armed = false;
+        w->delay_gen++;
+    }
+}
+
 static void net_worker_end_turn(struct net_worker *w)
 {
     /* replies first: group-commit completions above made some of them */
@@ -166,15 +206,8 @@ static void net_worker_end_turn(struct net_worker *w)
         c->dirty = false;
         net_conn_flush(w, c);
     }
-    if (!w->fsync_inflight) {
-        int fd = spool_writer_sync_fd(w->spool);
-        if (fd >= 0) {
-            struct io_uring_sqe *sqe = net_sqe(w);
-            io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-            io_uring_sqe_set_data64(sqe, net_ud(NET_OP_FSYNC, 0, 0));
-            w->fsync_inflight = true;
-        }
-    }
+    if (!w->fsync_inflight && spool_writer_pending(w->spool) > 0)
+        net_worker_group_commit(w);
     net_bufring_flush(w);
 }
 

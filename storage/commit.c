@@ -57,6 +57,10 @@ int spool_writer_sync_fd(struct spool_writer *w)
     return w->cur->fd;
 }
 
+size_t spool_writer_open_txns(const struct spool_writer *w) { return w->active.n; }
+
+size_t spool_writer_pending(const struct spool_writer *w) { return w->pending.n; }
+
 bool spool_writer_busy(const struct spool_writer *w)
 {
     return w->pending.head != NULL || w->flight_seg != NULL;
