@@ -55,6 +55,10 @@ struct smtp_stats {
 struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_writer *spool,
                                        void (*kick)(void *cookie));
 void smtp_server_destroy(struct smtp_server *srv);
+/* Event sinks for this worker's sessions (borrowed; NULL: none).  Set
+ * before the first session is created. */
+struct sink_worker;
+void smtp_server_set_sinks(struct smtp_server *srv, struct sink_worker *sw);
 const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv);
 
 struct smtp_session *smtp_session_create(struct smtp_server *srv, void *cookie,

@@ -1,0 +1,155 @@
+/*
+ * NAME
+ *	engine - the daemon's side of event sinks: bindings, chains, dispatch
+ * SYNOPSIS
+ *	#include "sinks/engine.h"
+ * DESCRIPTION
+ *	sink_engine_create() reads every `binding "NAME" { ... }` block of the
+ *	configuration tree, loads each sink (`builtin:NAME` or a path to a
+ *	shared object exporting SINK_ENTRY_SYMBOL, refused unless its
+ *	abi_version is SINK_ABI_VERSION), creates one instance per binding with
+ *	its properties, and builds one chain per event, sorted by priority
+ *	(equal priorities keep configuration order) with the server's own
+ *	handler at SINK_PRIORITY_DEFAULT.  The engine is shared by every
+ *	worker and read-only after creation, except for lock-free statistics
+ *	(relaxed atomic counters and a latency histogram per binding) and the
+ *	server property bag (a mutex: a rare control path).
+ *
+ *	Each worker has a sink_worker: its pending calls (a handler returned
+ *	SINK_PENDING) and their deadlines.  A completion made on another thread
+ *	is posted to the owning worker through the scheduler
+ *	(sched_post: the worker's inbox, and a wake of its ring); a call past
+ *	its deadline is settled by sink_worker_expire() with the binding's
+ *	on_deadline verdict, and the late completion is then ignored.
+ *
+ *	The session describes an event with a sink_event_data (borrowed; for a
+ *	call that goes pending it must stay valid until done runs: the session
+ *	parks meanwhile) and runs the chain with sink_dispatch().
+ */
+#ifndef SLUICE_SINKS_ENGINE_H
+#define SLUICE_SINKS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/cfg.h"
+#include "sinks/sink.h"
+
+struct sched_pool;
+struct sink_engine;
+struct sink_worker;
+struct sink_call;
+struct sink_bag;
+
+/* ---- engine (main thread) ---- */
+
+/* NULL with one line in err: "binding \"x\" (sluice.conf:12): sink ./y.so: ..." */
+struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t errlen);
+void sink_engine_destroy(struct sink_engine *e);
+/* Any enabled binding on ev (the session skips the engine entirely when
+ * there is none: no cost without sinks). */
+bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev);
+/* `sluiced --bindings`: the resolved chain of every event, the server's own
+ * handler included, one line per link. */
+void sink_engine_print_bindings(const struct sink_engine *e, FILE *f);
+/* Per-binding counters: calls, each verdict, deadline misses, latency
+ * histogram (µs buckets); on SIGUSR1 and at exit. */
+void sink_engine_print_stats(const struct sink_engine *e, FILE *f);
+
+/* ---- per worker (its owner thread only, except where said) ---- */
+
+/* pool: the scheduler whose worker `index` is this worker (completions
+ * from other threads are posted there). */
+struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool *pool,
+                                       unsigned index);
+void sink_worker_destroy(struct sink_worker *sw);
+/* Milliseconds from now_ms to the earliest pending deadline; UINT64_MAX if
+ * nothing is pending.  The worker waits no longer than that. */
+uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms);
+/* Settles every pending call whose deadline is <= now_ms. */
+void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms);
+/* Monotonic milliseconds, the clock deadlines use (CLOCK_MONOTONIC). */
+uint64_t sink_now_ms(void);
+
+/* ---- property bags (session and message scope belong to the session) ---- */
+struct sink_bag *sink_bag_create(void);
+void sink_bag_clear(struct sink_bag *b);
+void sink_bag_destroy(struct sink_bag *b);
+
+/* ---- one event ---- */
+
+/* A held message: the session implements it (core/), the engine only calls
+ * through ops.  sink_msgref_*() in sink.h dispatch to these. */
+struct sink_msgref_ops {
+    uint64_t (*size)(const struct sink_msgref *m);
+    ssize_t (*read)(struct sink_msgref *m, uint64_t off, void *buf, size_t len);
+    void (*release)(struct sink_msgref *m);
+};
+struct sink_msgref {
+    const struct sink_msgref_ops *ops;
+};
+
+enum sink_edit_op { SINK_EDIT_ADD, SINK_EDIT_REMOVE, SINK_EDIT_CHANGE };
+
+struct sink_event_data {
+    const char *client_addr;
+    const char *helo;
+    const char *tls;
+    const char *auth_user;
+    const char *verb;           /* command-type events: upper-cased verb */
+    const char *args;
+    const char *sender;         /* NULL before MAIL */
+    const char *mail_params;
+    size_t nrcpt;
+    const char *const *rcpts;   /* accepted so far */
+    const char *rcpt;           /* rcpt: the candidate */
+    int reply_code;             /* response: the reply about to go out */
+    const char *reply_text;     /* its whole text, possibly multi-line, no final CRLF */
+    uint64_t msg_id;
+    uint64_t body_size;
+    /* eod/submission body access, implemented by the session: a pointer to
+     * contiguous body bytes at off (*len > 0), valid until the next call
+     * or the end of handle(); 0, or -errno; *len == 0 at the end. */
+    int (*body_at)(void *arg, uint64_t off, const char **p, size_t *len);
+    struct sink_msgref *(*body_hold)(void *arg);
+    /* header edits (eod): recorded by the session, applied when written */
+    int (*edit)(void *arg, enum sink_edit_op op, const char *name, const char *value);
+    void *body_arg;
+    struct sink_bag *session_bag;
+    struct sink_bag *message_bag;
+};
+
+/* The chain's outcome.  code 0: no link set a reply (the session answers
+ * with its own reply for the verdict). */
+struct sink_result {
+    enum sink_verdict verdict;
+    int code;
+    char enhanced[16];
+    char text[512];
+    const char *binding; /* the deciding binding's name, "server" or NULL */
+};
+
+/* The server's own handler as a link: checks the command (it may set
+ * res->code/text, e.g. a 554 relay refusal) and returns its verdict. */
+typedef enum sink_verdict sink_server_fn(void *arg, struct sink_result *res);
+/* A chain that went pending is finished: runs on the worker's thread. */
+typedef void sink_done_fn(void *arg, const struct sink_result *res);
+
+/* One dispatch at a time per call object (one per session). */
+struct sink_call *sink_call_create(struct sink_worker *sw);
+/* The session is going away: a pending dispatch is abandoned (done will
+ * not run; a late sink_complete is absorbed). */
+void sink_call_destroy(struct sink_call *c);
+
+/* Runs ev's chain: sinks below the default priority, server(sarg) (may be
+ * NULL: an event the server has no handler for), the rest.  Returns true
+ * with *res filled when it finished synchronously; false when a link went
+ * pending: done(darg, res) runs later on this worker (res valid during the
+ * call).  d is borrowed until then. */
+bool sink_dispatch(struct sink_call *c, enum sink_event ev, const struct sink_event_data *d,
+                   sink_server_fn *server, void *sarg, sink_done_fn *done, void *darg,
+                   struct sink_result *res);
+
+#endif

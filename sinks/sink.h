@@ -1,0 +1,203 @@
+/*
+ * NAME
+ *	sink.h - the sluice event-sink ABI (the one header a sink author includes)
+ * SYNOPSIS
+ *	#include <sluice/sink.h>      (in the tree: "sinks/sink.h")
+ *
+ *	static enum sink_verdict handle(void *inst, struct sink_ctx *ctx) { ... }
+ *	static const struct sink_module mod = {
+ *	    .abi_version = SINK_ABI_VERSION, .name = "hello",
+ *	    .events = SINK_EVMASK(SINK_EV_MAIL), .handle = handle,
+ *	};
+ *	SINK_MODULE(mod)
+ * DESCRIPTION
+ *	A sink is bound to an event by a `binding` block in sluice.conf.  When
+ *	the event fires, the bindings of that event run in priority order
+ *	(lower first; equal priorities in configuration order); the server's
+ *	own handler is a link of the same chain at priority 24575.  Each link
+ *	answers with a verdict.  CONTINUE passes to the next link; CONSUMED
+ *	stops the chain and the event succeeds (links after it, the server's
+ *	own included, do not run); REJECT (5xx), TEMPFAIL (4xx), DROP (421 and
+ *	close), DISCARD (accept, then throw the message away) and QUARANTINE
+ *	(accept, keep it apart) stop the chain.  PENDING means the sink will
+ *	answer later with sink_complete(), from any thread, exactly once; if
+ *	the binding's deadline passes first, its on_deadline verdict applies
+ *	and the late answer is ignored (the context is freed then).
+ *
+ *	Threads: handle() runs on the worker thread that owns the session.
+ *	One instance serves every worker, so handle() must be reentrant.
+ *	Context: ctx and everything read through it are valid until handle()
+ *	returns; a PENDING sink may afterwards call only sink_set_reply(),
+ *	sink_complete() and the sink_msgref_*() functions of a message it held
+ *	with sink_message_hold() (valid on any thread until released).  Copy
+ *	anything else you need before returning PENDING.
+ *
+ *	Versioning: a module whose abi_version differs from the daemon's
+ *	SINK_ABI_VERSION is refused at start with a message naming both.
+ * DIAGNOSTICS
+ *	Functions returning int answer 0 or a negative errno: -EINVAL (bad
+ *	argument, e.g. CR/LF in a header value), -ENOTSUP (not available at
+ *	this event), -ENOENT, -ENOMEM.
+ */
+#ifndef SLUICE_SINK_H
+#define SLUICE_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SINK_ABI_VERSION 1
+#define SINK_PRIORITY_DEFAULT 24575 /* also the server's own handler */
+#define SINK_PRIORITY_MAX 32767
+
+enum sink_event {
+    /* inbound protocol */
+    SINK_EV_CONNECT,
+    SINK_EV_HELO,
+    SINK_EV_MAIL,
+    SINK_EV_RCPT,
+    SINK_EV_DATA,       /* DATA or first BDAT, before 354 */
+    SINK_EV_EOD,        /* end of data, before the final reply */
+    SINK_EV_COMMAND,    /* any command line, known verb or not */
+    SINK_EV_RESPONSE,   /* a reply about to be sent */
+    SINK_EV_DISCONNECT,
+    /* transport */
+    SINK_EV_SUBMISSION, /* the message is durable in the spool */
+    /* reserved for later releases (accepted in bindings, not yet fired) */
+    SINK_EV_PRECATEGORIZE,
+    SINK_EV_CATEGORIZE,
+    SINK_EV_POSTCATEGORIZE,
+    SINK_EV_ROUTE,
+    SINK_EV_OUT_SESSION,
+    SINK_EV_OUT_MESSAGE,
+    SINK_EV_OUT_RCPT,
+    SINK_EV_OUT_DATA,
+    SINK_EV_OUT_QUIT,
+    SINK_EV_DELIVERED,
+    SINK_EV_DEFERRED,
+    SINK_EV_BOUNCE,
+    SINK_EV_AUTH,
+    SINK_EV_COUNT
+};
+
+#define SINK_EVMASK(ev) (UINT64_C(1) << (ev))
+
+enum sink_verdict {
+    SINK_CONTINUE,
+    SINK_CONSUMED,
+    SINK_REJECT,
+    SINK_TEMPFAIL,
+    SINK_DROP,
+    SINK_DISCARD,
+    SINK_QUARANTINE,
+    SINK_PENDING,
+};
+
+enum sink_scope { SINK_SCOPE_MESSAGE, SINK_SCOPE_SESSION, SINK_SCOPE_SERVER };
+
+struct sink_ctx;    /* one event, one binding */
+struct sink_props;  /* the binding's `properties { }` */
+struct sink_msgref; /* a held message body */
+
+struct sink_module {
+    uint32_t abi_version; /* SINK_ABI_VERSION */
+    const char *name;
+    uint64_t events;      /* SINK_EVMASK() of the events it can handle */
+    /* One instance per binding.  props is borrowed for the call.  0, or a
+     * negative errno with a message in err.  May be NULL. */
+    int (*create)(const struct sink_props *props, void **instance, char *err, size_t errlen);
+    void (*destroy)(void *instance); /* may be NULL */
+    enum sink_verdict (*handle)(void *instance, struct sink_ctx *ctx);
+};
+
+/* A shared object exports this one symbol. */
+#define SINK_ENTRY_SYMBOL "sluice_sink_module"
+typedef const struct sink_module *sink_entry_fn(void);
+#define SINK_MODULE(mod)                                                                           \
+    __attribute__((visibility("default"))) const struct sink_module *sluice_sink_module(void)      \
+    {                                                                                              \
+        return &(mod);                                                                             \
+    }
+
+/* ---- binding properties (create time) ---- */
+const char *sink_props_get(const struct sink_props *p, const char *key); /* NULL if absent */
+long long sink_props_get_int(const struct sink_props *p, const char *key, long long dflt);
+int sink_props_get_bool(const struct sink_props *p, const char *key, int dflt);
+size_t sink_props_count(const struct sink_props *p);
+const char *sink_props_key(const struct sink_props *p, size_t i);
+const char *sink_props_value(const struct sink_props *p, size_t i);
+
+/* ---- the event ---- */
+enum sink_event sink_event(const struct sink_ctx *ctx);
+const char *sink_event_name(enum sink_event ev); /* "mail", "out_rcpt", ... */
+const char *sink_binding_name(const struct sink_ctx *ctx);
+
+/* ---- session ---- */
+const char *sink_client_addr(const struct sink_ctx *ctx); /* "192.0.2.1" */
+const char *sink_helo(const struct sink_ctx *ctx);        /* NULL before HELO/EHLO */
+const char *sink_tls(const struct sink_ctx *ctx);         /* "TLSv1.3 ..." or NULL */
+const char *sink_auth_user(const struct sink_ctx *ctx);   /* NULL if not authenticated */
+
+/* ---- the command (connect: NULL; command, helo, mail, rcpt, data) ---- */
+const char *sink_command_verb(const struct sink_ctx *ctx); /* upper-cased */
+const char *sink_command_args(const struct sink_ctx *ctx); /* after the verb, "" if none */
+
+/* ---- envelope ---- */
+const char *sink_sender(const struct sink_ctx *ctx);      /* "" null sender, NULL before MAIL */
+const char *sink_mail_params(const struct sink_ctx *ctx); /* "SIZE=100 BODY=8BITMIME" */
+size_t sink_rcpt_count(const struct sink_ctx *ctx);       /* accepted recipients */
+const char *sink_rcpt(const struct sink_ctx *ctx, size_t i);
+const char *sink_rcpt_current(const struct sink_ctx *ctx); /* rcpt event: the candidate */
+
+/* ---- the reply (every event that answers a command) ---- */
+/* Sets the reply this binding's verdict sends: code 200..599 matching the
+ * verdict class, enhanced "x.y.z" or NULL, text without CR/LF. */
+int sink_set_reply(struct sink_ctx *ctx, int code, const char *enhanced, const char *text);
+/* response event: the reply about to be sent (change it with sink_set_reply) */
+int sink_response_code(const struct sink_ctx *ctx);
+const char *sink_response_text(const struct sink_ctx *ctx);
+
+/* ---- the message (eod, submission) ---- */
+uint64_t sink_message_id(const struct sink_ctx *ctx); /* 0 before the spool has it */
+uint64_t sink_body_size(const struct sink_ctx *ctx);
+/* Reading without copying: each call yields the next piece of the body
+ * (headers included, CRLF line ends, dot-unstuffed) in *p; returns its
+ * length, 0 at the end, or a negative errno. */
+struct sink_body_iter {
+    uint64_t opaque[8];
+};
+int sink_body_begin(struct sink_ctx *ctx, struct sink_body_iter *it);
+ssize_t sink_body_next(struct sink_body_iter *it, const char **p);
+/* The value of the nth (0-based) header field called name (any case),
+ * unfolded, copied into buf (NUL-terminated, truncated to buflen - 1).
+ * Returns the value's full length, or -ENOENT. */
+ssize_t sink_header_get(struct sink_ctx *ctx, const char *name, unsigned nth, char *buf,
+                        size_t buflen);
+/* Header edits are recorded as an edit list and applied when the message
+ * is written or sent, never by rewriting what was received (eod). */
+int sink_header_add(struct sink_ctx *ctx, const char *name, const char *value);
+int sink_header_remove(struct sink_ctx *ctx, const char *name); /* every field of that name */
+int sink_header_change(struct sink_ctx *ctx, const char *name, const char *value); /* the first */
+
+/* Keeps the body readable on any thread after handle() returns. */
+struct sink_msgref *sink_message_hold(struct sink_ctx *ctx);
+uint64_t sink_msgref_size(const struct sink_msgref *m);
+ssize_t sink_msgref_read(struct sink_msgref *m, uint64_t off, void *buf, size_t len);
+void sink_msgref_release(struct sink_msgref *m);
+
+/* ---- property bags: per message, per session, per server ---- */
+const char *sink_prop_get(struct sink_ctx *ctx, enum sink_scope scope, const char *key);
+int sink_prop_set(struct sink_ctx *ctx, enum sink_scope scope, const char *key, const char *value);
+
+/* ---- asynchronous completion ---- */
+/* For a handler that returned SINK_PENDING: any thread, exactly once. */
+void sink_complete(struct sink_ctx *ctx, enum sink_verdict v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
