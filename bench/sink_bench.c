@@ -1,0 +1,421 @@
+/*
+ * NAME
+ *	sink-bench - throughput benchmarks for the sink engine
+ * SYNOPSIS
+ *	sink-bench [--quick] [--section NAME]... [--list]
+ * DESCRIPTION
+ *	Runs a list of sections and prints one line per measurement: the
+ *	median over several repetitions, the target, and PASS or MISS.  It is
+ *	a benchmark, not a test: the exit status is 0 unless a section failed
+ *	to run, whatever the numbers.
+ *
+ *	Sections (run in this order; --section picks some):
+ *	sched-deque	owner push+pop cost (single thread), steal cost (one
+ *			thief draining a pre-filled deque while the owner idles)
+ *	sched-pool	tasks per second on 1 and 2 workers for independent
+ *			CPU-bound tasks (~2 us of arithmetic each), and the
+ *			speedup from 1 to 2
+ *
+ *	To add a section: write `static int bench_NAME(const struct bench_cfg *)`
+ *	and add it to bench_sections[].  Use bench_report() for result lines.
+ *
+ *	--quick uses fewer repetitions and smaller counts.
+ */
+#include "sched/sched.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct bench_cfg {
+    bool quick;
+    unsigned reps;
+};
+
+static double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the calling thread: the deque micro-benchmarks charge an
+ * operation only for the time its thread ran, so a busy machine that
+ * preempts the thread does not inflate the cost (it still costs caches). */
+static double bench_thread_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Share of CPU time spent idle over the next 300 ms (from /proc/stat), or
+ * -1: other load on the machine makes every number here meaningless. */
+static double bench_idle_share(void)
+{
+    unsigned long long v[2][8];
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen("/proc/stat", "r");
+        if (f == NULL)
+            return -1;
+        int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[k][0], &v[k][1],
+                       &v[k][2], &v[k][3], &v[k][4], &v[k][5], &v[k][6], &v[k][7]);
+        fclose(f);
+        if (n != 8)
+            return -1;
+        if (k == 0)
+            usleep(300000);
+    }
+    unsigned long long total = 0, idle = (v[1][3] - v[0][3]) + (v[1][4] - v[0][4]);
+    for (int i = 0; i < 8; i++)
+        total += v[1][i] - v[0][i];
+    return total ? (double)idle / (double)total : -1;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double bench_median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), bench_cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+enum bench_goal { BENCH_AT_MOST, BENCH_AT_LEAST, BENCH_INFO };
+
+/* One result line: what, value, unit, and how it compares with its target. */
+static void bench_report(const char *what, double value, const char *unit, enum bench_goal goal,
+                         double target)
+{
+    char tgt[48] = "";
+    const char *verdict = "";
+    if (goal == BENCH_AT_MOST) {
+        snprintf(tgt, sizeof(tgt), "target <= %g %s", target, unit);
+        verdict = value <= target ? "PASS" : "MISS";
+    } else if (goal == BENCH_AT_LEAST) {
+        snprintf(tgt, sizeof(tgt), "target >= %g %s", target, unit);
+        verdict = value >= target ? "PASS" : "MISS";
+    }
+    printf("  %-34s %12.2f %-8s %-22s %s\n", what, value, unit, tgt, verdict);
+    fflush(stdout);
+}
+
+/*
+ * sched-deque
+ */
+static void bench_nop(struct sched_task *t)
+{
+    (void)t;
+}
+
+/* Owner push+pop: batches of 32 pushes then 32 pops (the deque is rarely
+ * empty in use, so most pops take no CAS), and single push-pop pairs
+ * (every pop is the last task: fence plus CAS on top). */
+static double bench_push_pop_ns(unsigned batch, unsigned long pairs)
+{
+    static _Alignas(SCHED_CACHELINE) struct sched_deque q;
+    struct sched_task t[64];
+    for (unsigned i = 0; i < 64; i++)
+        t[i] = (struct sched_task){bench_nop, NULL};
+    if (sched_deque_init(&q, 8) < 0)
+        return -1;
+    unsigned long rounds = pairs / batch;
+    double t0 = bench_thread_cpu();
+    for (unsigned long r = 0; r < rounds; r++) {
+        for (unsigned i = 0; i < batch; i++)
+            sched_deque_push_owner(&q, &t[i]);
+        for (unsigned i = 0; i < batch; i++) {
+            struct sched_task *x = sched_deque_pop_owner(&q);
+            __asm__ volatile("" : : "r"(x) : "memory"); /* keep the pop */
+        }
+    }
+    double ns = (bench_thread_cpu() - t0) * 1e9 / (double)(rounds * batch);
+    sched_deque_fini(&q);
+    return ns;
+}
+
+struct steal_arg {
+    struct sched_deque *q;
+    unsigned long n;
+    double ns;
+};
+
+static void *bench_thief(void *arg)
+{
+    struct steal_arg *a = arg;
+    unsigned long got = 0;
+    double t0 = bench_thread_cpu();
+    while (got < a->n) {
+        struct sched_task *x = sched_deque_steal(a->q);
+        if (x != NULL && x != SCHED_ABORT)
+            got++;
+    }
+    a->ns = (bench_thread_cpu() - t0) * 1e9 / (double)a->n;
+    return NULL;
+}
+
+static double bench_steal_ns(unsigned long n)
+{
+    static _Alignas(SCHED_CACHELINE) struct sched_deque q;
+    static struct sched_task task = {bench_nop, NULL};
+    unsigned log_cap = 1;
+    while ((1UL << log_cap) < n)
+        log_cap++;
+    if (sched_deque_init(&q, log_cap) < 0)
+        return -1;
+    for (unsigned long i = 0; i < n; i++)
+        sched_deque_push_owner(&q, &task); /* the owner fills it, then idles */
+    struct steal_arg a = {&q, n, 0};
+    pthread_t th;
+    if (pthread_create(&th, NULL, bench_thief, &a) != 0)
+        return -1;
+    pthread_join(th, NULL);
+    sched_deque_fini(&q);
+    return a.ns;
+}
+
+static int bench_sched_deque(const struct bench_cfg *cfg)
+{
+    unsigned long pairs = cfg->quick ? 2000000 : 10000000;
+    unsigned long steals = cfg->quick ? 1UL << 18 : 1UL << 20;
+    double pp32[16], pp1[16], st[16];
+    printf("  (thread CPU time per operation)\n");
+    bench_push_pop_ns(32, pairs / 4); /* warm up */
+    for (unsigned r = 0; r < cfg->reps; r++) {
+        pp32[r] = bench_push_pop_ns(32, pairs);
+        pp1[r] = bench_push_pop_ns(1, pairs);
+        st[r] = bench_steal_ns(steals);
+        if (pp32[r] < 0 || pp1[r] < 0 || st[r] < 0)
+            return -1;
+    }
+    bench_report("owner push+pop (batches of 32)", bench_median(pp32, cfg->reps), "ns/pair",
+                 BENCH_AT_MOST, 20);
+    bench_report("owner push+pop (one at a time)", bench_median(pp1, cfg->reps), "ns/pair",
+                 BENCH_INFO, 0);
+    bench_report("steal (owner idle)", bench_median(st, cfg->reps), "ns/task", BENCH_AT_MOST, 150);
+    return 0;
+}
+
+/*
+ * sched-pool
+ */
+struct work {
+    struct sched_task task;
+    uint64_t out;
+};
+
+static unsigned bench_iters; /* calibrated: ~2 us of arithmetic */
+static struct work *bench_works;
+static unsigned bench_nworks;
+static struct sched_pool *bench_pool;
+
+static uint64_t bench_crunch(uint64_t x, unsigned iters)
+{
+    for (unsigned i = 0; i < iters; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        x ^= x >> 29;
+    }
+    return x;
+}
+
+static void bench_work_run(struct sched_task *t)
+{
+    struct work *w = (struct work *)t;
+    w->out = bench_crunch(w->out, bench_iters);
+}
+
+/* The root spawns every task from its worker: they land in its deque and
+ * the other workers steal them, which is the path sink work takes. */
+static void bench_root_run(struct sched_task *t)
+{
+    (void)t;
+    for (unsigned i = 0; i < bench_nworks; i++)
+        if (sched_spawn(bench_pool, &bench_works[i].task) < 0)
+            abort();
+}
+
+static void bench_calibrate(void)
+{
+    unsigned iters = 100000;
+    double best = 1e9;
+    for (int r = 0; r < 5; r++) {
+        double t0 = bench_now();
+        volatile uint64_t sink = bench_crunch((uint64_t)r, iters);
+        (void)sink;
+        double dt = bench_now() - t0;
+        if (dt < best)
+            best = dt;
+    }
+    double ns_per_iter = best * 1e9 / iters;
+    bench_iters = (unsigned)(2000.0 / ns_per_iter);
+    if (bench_iters == 0)
+        bench_iters = 1;
+}
+
+static uint64_t bench_pool_ran(struct sched_pool *p)
+{
+    uint64_t ran = 0;
+    for (unsigned i = 0; i < sched_pool_size(p); i++) {
+        struct sched_worker_stats s;
+        sched_worker_stats(sched_pool_worker(p, i), &s);
+        ran += s.ran;
+    }
+    return ran;
+}
+
+static double bench_process_cpu(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Tasks per second with n workers, or -1.  *share: the CPU time the process
+ * got during the run over n x wall time (below ~0.9: other load took the
+ * CPUs from the workers and the rate says little). */
+static double bench_pool_rate(unsigned nworkers, unsigned ntasks, uint64_t *stolen, double *share)
+{
+    struct sched_pool *p = sched_pool_create(nworkers, NULL);
+    if (p == NULL || sched_pool_start(p) < 0)
+        return -1;
+    for (unsigned i = 0; i < ntasks; i++)
+        bench_works[i] = (struct work){{bench_work_run, NULL}, i};
+    bench_pool = p;
+    bench_nworks = ntasks;
+    struct sched_task root = {bench_root_run, NULL};
+    usleep(10000); /* let the workers park: start from idle */
+    double c0 = bench_process_cpu();
+    double t0 = bench_now();
+    sched_spawn(p, &root);
+    /* Poll the workers' counters (single-writer: no cache line shared by
+     * the workers is written per task).  1 ms granularity on a run of
+     * 100 ms or more; polling more often would take CPU from the workers. */
+    struct timespec nap = {0, 1000000};
+    while (bench_pool_ran(p) < (uint64_t)ntasks + 1)
+        nanosleep(&nap, NULL);
+    double dt = bench_now() - t0;
+    *share = (bench_process_cpu() - c0) / (dt * nworkers);
+    *stolen = 0;
+    for (unsigned i = 0; i < nworkers; i++) {
+        struct sched_worker_stats s;
+        sched_worker_stats(sched_pool_worker(p, i), &s);
+        *stolen += s.stolen;
+    }
+    sched_pool_destroy(p);
+    return ntasks / dt;
+}
+
+static int bench_sched_pool(const struct bench_cfg *cfg)
+{
+    unsigned ntasks = cfg->quick ? 50000 : 200000;
+    bench_works = calloc(ntasks, sizeof(*bench_works));
+    if (bench_works == NULL)
+        return -1;
+    bench_calibrate();
+    double t0 = bench_now();
+    volatile uint64_t sink = bench_crunch(1, bench_iters * 1000);
+    (void)sink;
+    double task_us = (bench_now() - t0) * 1e6 / 1000;
+    printf("  (%u tasks of %u iterations, %.2f us each; %ld CPUs online)\n", ntasks, bench_iters,
+           task_us, sysconf(_SC_NPROCESSORS_ONLN));
+    double r1[16], r2[16], sh1[16], sh2[16];
+    uint64_t st1 = 0, st2 = 0;
+    for (unsigned r = 0; r < cfg->reps; r++) {
+        r1[r] = bench_pool_rate(1, ntasks, &st1, &sh1[r]);
+        r2[r] = bench_pool_rate(2, ntasks, &st2, &sh2[r]);
+        if (r1[r] < 0 || r2[r] < 0) {
+            free(bench_works);
+            return -1;
+        }
+    }
+    double m1 = bench_median(r1, cfg->reps), m2 = bench_median(r2, cfg->reps);
+    bench_report("1 worker", m1, "tasks/s", BENCH_INFO, 0);
+    bench_report("2 workers", m2, "tasks/s", BENCH_INFO, 0);
+    double s1 = bench_median(sh1, cfg->reps), s2 = bench_median(sh2, cfg->reps);
+    printf("  (CPU share the workers got, median: %.0f%% with 1, %.0f%% with 2%s)\n", s1 * 100,
+           s2 * 100, s1 < 0.9 || s2 < 0.9 ? " -- disturbed by other load" : "");
+    printf("  (2 workers: %llu of %u tasks stolen in the last run)\n", (unsigned long long)st2,
+           ntasks);
+    bench_report("speedup 1 -> 2 workers", m2 / m1, "x", BENCH_AT_LEAST, 1.8);
+    free(bench_works);
+    return 0;
+}
+
+/*
+ * Driver.
+ */
+struct bench_section {
+    const char *name;
+    const char *title;
+    int (*run)(const struct bench_cfg *cfg);
+};
+
+static const struct bench_section bench_sections[] = {
+    {"sched-deque", "scheduler: Chase-Lev deque", bench_sched_deque},
+    {"sched-pool", "scheduler: worker pool throughput", bench_sched_pool},
+};
+#define BENCH_NSECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
+
+static void bench_usage(FILE *f)
+{
+    fprintf(f, "usage: sink-bench [--quick] [--section NAME]... [--list]\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_cfg cfg = {.quick = false};
+    bool want[BENCH_NSECTIONS] = {false};
+    bool any = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            cfg.quick = true;
+        } else if (strcmp(argv[i], "--section") == 0 && i + 1 < argc) {
+            const char *name = argv[++i];
+            size_t k;
+            for (k = 0; k < BENCH_NSECTIONS; k++)
+                if (strcmp(bench_sections[k].name, name) == 0)
+                    break;
+            if (k == BENCH_NSECTIONS) {
+                fprintf(stderr, "sink-bench: no section %s (--list)\n", name);
+                return 2;
+            }
+            want[k] = any = true;
+        } else if (strcmp(argv[i], "--list") == 0) {
+            for (size_t k = 0; k < BENCH_NSECTIONS; k++)
+                printf("%-14s %s\n", bench_sections[k].name, bench_sections[k].title);
+            return 0;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            bench_usage(stdout);
+            return 0;
+        } else {
+            bench_usage(stderr);
+            return 2;
+        }
+    }
+    cfg.reps = cfg.quick ? 3 : 7;
+    printf("sink-bench%s: medians of %u runs\n", cfg.quick ? " --quick" : "", cfg.reps);
+    double idle = bench_idle_share();
+    if (idle >= 0)
+        printf("CPUs idle before the run: %.0f%%%s\n", idle * 100,
+               idle < 0.8 ? " -- the machine is busy: numbers are unreliable" : "");
+    int status = 0;
+    for (size_t k = 0; k < BENCH_NSECTIONS; k++) {
+        if (any && !want[k])
+            continue;
+        printf("\n== %s (%s)\n", bench_sections[k].title, bench_sections[k].name);
+        if (bench_sections[k].run(&cfg) < 0) {
+            fprintf(stderr, "sink-bench: %s: failed to run\n", bench_sections[k].name);
+            status = 1;
+        }
+    }
+    return status;
+}
