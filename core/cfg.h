@@ -88,7 +88,7 @@ struct cfg {
     uint64_t idle_timeout_ms;    /* default 300s (RFC 5321 4.5.3.2) */
     uint64_t min_data_rate;      /* bytes/s during DATA, default 128, 0 = off */
     uint64_t data_rate_grace_ms; /* default 30s before the rate is checked */
-    unsigned buffer_count;       /* provided buffers per worker, default 1024 */
+    unsigned buffer_count;       /* provided buffers per worker, default 512 */
     unsigned buffer_size;        /* bytes each, default 16384 */
     uint64_t segment_size;       /* spool segment size, default 64 MiB */
     unsigned commit_delay_us;    /* group commit: wait this long for siblings, default 1000 */

@@ -114,7 +114,7 @@ static const struct cfg_key cfg_keys[] = {
     {"idle_timeout", CFG_T_DURATION_MS, "300s", 100, CFG_DAY, CFG_F(idle_timeout_ms), NULL},
     {"min_data_rate", CFG_T_SIZE, "128", 0, 1LL << 30, CFG_F(min_data_rate), NULL},
     {"data_rate_grace", CFG_T_DURATION_MS, "30s", 0, CFG_DAY, CFG_F(data_rate_grace_ms), NULL},
-    {"buffer_count", CFG_T_UINT, "1024", 64, 32768, CFG_F(buffer_count), cfg_check_pow2},
+    {"buffer_count", CFG_T_UINT, "512", 64, 32768, CFG_F(buffer_count), cfg_check_pow2},
     {"buffer_size", CFG_T_UINT, "16384", 1024, 1 << 20, CFG_F(buffer_size), NULL},
     {"commit_delay_us", CFG_T_UINT, "1000", 0, 100000, CFG_F(commit_delay_us), NULL},
     {"segment_size", CFG_T_SIZE, "64mb", 64 * 1024, 1LL << 40, CFG_F(segment_size), NULL},

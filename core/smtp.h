@@ -60,6 +60,9 @@ void smtp_server_destroy(struct smtp_server *srv);
 struct sink_worker;
 void smtp_server_set_sinks(struct smtp_server *srv, struct sink_worker *sw);
 const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv);
+/* Sessions of this server between an accepted MAIL and the commit of that
+ * message: the siblings a short group-commit delay can wait for. */
+unsigned smtp_server_open_txns(const struct smtp_server *srv);
 
 struct smtp_session *smtp_session_create(struct smtp_server *srv, void *cookie,
                                          const struct sockaddr *peer, socklen_t peerlen);

@@ -52,9 +52,18 @@ struct smtp_cmd {
     void (*proceed)(struct smtp_session *s, const char *arg);
 };
 
+void smtp_txn_unsibling(struct smtp_session *s)
+{
+    if (s->txn.sibling) {
+        s->txn.sibling = false;
+        s->srv->open_txns--;
+    }
+}
+
 void smtp_txn_reset(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
+    smtp_txn_unsibling(s);
     smtp_msg_drop(s);
     for (uint32_t i = 0; i < t->nrcpt; i++)
         free(t->rcpts[i]);
@@ -154,6 +163,8 @@ static void smtp_proceed_mail(struct smtp_session *s, const char *arg)
     memcpy(t->params, prm.norm, sizeof(t->params));
     t->smtputf8 = prm.smtputf8;
     t->active = true;
+    t->sibling = true;
+    s->srv->open_txns++;
     smtp_reply(s, SMTP_R_MAIL_OK);
 }
 

@@ -95,9 +95,24 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
                 smtp_dscan_text(d, c, maxline);
             }
             break;
-        case SMTP_DS_TEXT:
-            smtp_dscan_text(d, c, maxline);
+        case SMTP_DS_TEXT: {
+            /* the hot case: skip to the line's CR with memchr (vectorised)
+             * instead of a state step per octet; a LF before it is bare */
+            const char *cr = memchr(p + i, '\r', len - i);
+            size_t end = cr ? (size_t)(cr - p) : len;
+            if (memchr(p + i, '\n', end - i) != NULL)
+                d->bare = true;
+            d->linelen += end - i;
+            if (d->linelen > maxline)
+                d->longline = true;
+            if (cr == NULL) {
+                i = len; /* the rest of the piece is content */
+                goto out;
+            }
+            d->state = SMTP_DS_CR;
+            i = end; /* the loop steps past the CR */
             break;
+        }
         case SMTP_DS_CR:
             if (c == '\n') {
                 smtp_dscan_eol(d, maxline);
@@ -131,6 +146,7 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
             break;
         }
     }
+out:
     if (len > run)
         emit(arg, run, len - run);
     return len;
@@ -348,6 +364,7 @@ static void smtp_msg_end(struct smtp_session *s)
     uint32_t n = mchain_iov(&t->body, 0, iov, SMTP_FLUSH_SLICES); /* n < FLUSH_SLICES */
     struct spool_txn *st = t->st;
     t->st = NULL;
+    smtp_txn_unsibling(s);
     int rc = spool_txn_commit(st, iov, (int)n, smtp_msg_done, s);
     mchain_clear(&t->body); /* written (or failed) by now */
     smtp_txn_reset(s);

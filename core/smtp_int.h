@@ -186,6 +186,7 @@ struct smtp_server {
     struct spool_writer *spool;
     void (*kick)(void *cookie);
     struct smtp_stats stats;
+    unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
 };
 
 enum smtp_phase {
@@ -201,6 +202,7 @@ enum smtp_hello { SMTP_HELLO_NONE, SMTP_HELLO_HELO, SMTP_HELLO_EHLO };
 /* The mail transaction: from MAIL to the end of the message. */
 struct smtp_txn {
     bool active;   /* MAIL accepted */
+    bool sibling;  /* counted in srv->open_txns: MAIL accepted, not yet committed */
     bool smtputf8; /* MAIL ... SMTPUTF8 */
     bool bdat;     /* a BDAT chunk was given */
     char sender[SMTP_PATH_MAX + 1];
@@ -285,6 +287,9 @@ void smtp_inq_consume(struct smtp_session *s, size_t n);
 void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len);
 /* Forgets the transaction (aborting an uncommitted spool txn). */
 void smtp_txn_reset(struct smtp_session *s);
+/* The transaction's commit is queued (or it ended): no longer a sibling the
+ * group commit should wait for. */
+void smtp_txn_unsibling(struct smtp_session *s);
 
 /* smtp_data.c */
 /* DATA accepted: begins the spool txn and adds the Received: header. */

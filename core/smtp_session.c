@@ -76,6 +76,8 @@ uint64_t smtp_now_ms(void)
 
 /* ---- the server ---- */
 
+unsigned smtp_server_open_txns(const struct smtp_server *srv) { return srv->open_txns; }
+
 struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_writer *spool,
                                        void (*kick)(void *cookie))
 {

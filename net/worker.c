@@ -163,16 +163,16 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     }
 }
 
-/* Starts the fdatasync for the commits queued so far, unless messages are
- * mid-DATA on this worker: then it waits up to commit_delay_us for their
+/* Starts the fdatasync for the commits queued so far, unless other
+ * sessions on this worker are inside a transaction: then it waits up to commit_delay_us for their
  * commits to join the batch (PostgreSQL's commit_delay with
- * commit_siblings), which is what keeps fdatasync per message low when
+ * commit_siblings: here, sessions between MAIL and their commit), which is what keeps fdatasync per message low when
  * many sessions send at once.  A full batch does not wait. */
 static void net_worker_group_commit(struct net_worker *w)
 {
     unsigned delay = w->srv->cfg->commit_delay_us;
     if (delay > 0 && !w->delay_done && !w->stopping && spool_writer_pending(w->spool) < 64 &&
-        spool_writer_open_txns(w->spool) > 0) {
+        smtp_server_open_txns(w->smtp) > 0) {
         if (!w->delay_armed) {
             struct io_uring_sqe *sqe = net_sqe(w);
             w->delay_ts.tv_sec = 0;

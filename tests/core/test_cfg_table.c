@@ -97,7 +97,7 @@ Test(cfg_table, defaults)
     cr_assert_eq(c->idle_timeout_ms, 300000);
     cr_assert_eq(c->min_data_rate, 128);
     cr_assert_eq(c->data_rate_grace_ms, 30000);
-    cr_assert_eq(c->buffer_count, 1024);
+    cr_assert_eq(c->buffer_count, 512);
     cr_assert_eq(c->buffer_size, 16384);
     cr_assert_eq(c->segment_size, 64ull << 20);
     cr_assert_str_eq(c->log_level, "info");
