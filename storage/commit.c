@@ -104,7 +104,7 @@ static void batch_complete(struct spool_tlist *l)
     while ((t = spool_tl_pop(l)) != NULL) {
         if (!t->orphan && t->done)
             t->done(t->arg, t->id, t->err);
-        free(t);
+        spool_txn_free(t);
     }
 }
 

@@ -13,8 +13,9 @@
  *
  *	START carries the envelope, every string as a u32 length and its
  *	octets (never delimited, never NUL-terminated); COMMIT carries the
- *	body size and the body's crc32c.  DATA carries body octets as they
- *	are; ABORT and REMOVE have no payload.
+ *	body size, the body's crc32c and the message flags.  DATA carries
+ *	body octets as they are; EDITS a header edit list (edits.c); ABORT
+ *	and REMOVE have no payload.
  * DIAGNOSTICS
  *	The decoders return NULL or a short text saying what is wrong; the
  *	envelope decoder returns -EBADMSG or -ENOMEM.
@@ -42,7 +43,7 @@ const char *spool_rec_hdr_decode(const unsigned char h[SPOOL_REC_HDR], struct sp
     if (word >> 16 != SPOOL_REC_MAGIC)
         return "bad record magic";
     rec->type = word & 0xffff;
-    if (rec->type < SPOOL_REC_START || rec->type > SPOOL_REC_REMOVE)
+    if (rec->type < SPOOL_REC_START || rec->type > SPOOL_REC_TYPE_MAX)
         return "unknown record type";
     rec->len = spool_get32(h + 4);
     rec->id = spool_get64(h + 8);
@@ -66,6 +67,10 @@ const char *spool_rec_hdr_decode(const unsigned char h[SPOOL_REC_HDR], struct sp
     case SPOOL_REC_REMOVE:
         if (rec->len != 0)
             return "ABORT or REMOVE record with a payload";
+        break;
+    case SPOOL_REC_EDITS:
+        if (rec->len < SPOOL_EDITS_MIN)
+            return "EDITS record too short";
         break;
     }
     return NULL;
@@ -217,4 +222,14 @@ bool spool_commit_decode(const unsigned char *p, size_t len, uint64_t *size, uin
     *size = spool_get64(p);
     *crc = spool_get32(p + 8);
     return true;
+}
+
+void spool_commit_set_flags(unsigned char out[SPOOL_COMMIT_LEN], uint32_t flags)
+{
+    spool_put32(out + 12, flags);
+}
+
+uint32_t spool_commit_flags(const unsigned char p[SPOOL_COMMIT_LEN])
+{
+    return spool_get32(p + 12);
 }

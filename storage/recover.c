@@ -20,8 +20,11 @@
  *	or all zeros) is removed in repair mode.
  *
  *	A message is live iff it has a START and a COMMIT record, the DATA
- *	records between them add up to COMMIT's size and crc, and no ABORT
- *	or REMOVE record names it anywhere.  A message's records may span
+ *	records between them add up to COMMIT's size and crc, at most one
+ *	well-formed EDITS record sits between its DATA and COMMIT records,
+ *	and no ABORT or REMOVE record names it anywhere.  spool_read_body()
+ *	applies the EDITS list to the header as it copies (edits.c);
+ *	spool_read_body_raw() copies what was received.  A message's records may span
  *	several segments of its worker (rotation), so the index is global.
  *	Live messages are reported in the order of their START records; the
  *	envelope is read again from disk at that point, so the index holds
@@ -58,6 +61,7 @@ struct scan {
     uint64_t only; /* spool_read_body: the one id of interest, else 0 */
     struct body_loc *locs;
     size_t nloc, loccap;
+    struct body_loc edits; /* only: its EDITS payload (len 0: none) */
     struct spool_scan_report rep;
 };
 
@@ -73,6 +77,18 @@ static int scan_loc_push(struct scan *sc, uint32_t seg, const struct spool_rec *
     }
     sc->locs[sc->nloc++] = (struct body_loc){seg, r->off + SPOOL_REC_HDR, r->len};
     return 0;
+}
+
+/* An EDITS payload that decodes: 0 with the count (saturated), or -EBADMSG. */
+static int scan_edits_check(const struct spool_rec *r, uint16_t *n)
+{
+    struct spool_editdec d;
+    int rc = spool_edits_decode(r->payload, r->len, &d);
+    if (rc == -ENOMEM)
+        rc = 0; /* cannot check it now; spool_read_body will */
+    *n = d.n > UINT16_MAX ? UINT16_MAX : (uint16_t)d.n;
+    spool_editdec_fini(&d);
+    return rc;
 }
 
 static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
@@ -107,6 +123,20 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
         if (sc->only)
             return scan_loc_push(sc, seg, r);
         break;
+    case SPOOL_REC_EDITS:
+        if ((e->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) != SPOOL_IX_START ||
+            scan_edits_check(r, &e->nedits) < 0) {
+            char ids[17];
+            spool_id_str(r->id, ids);
+            log_msg(LOG_WARN, "spool: %s: bad or misplaced EDITS record of %s: not live",
+                    sc->segs[seg].name, ids);
+            e->flags |= SPOOL_IX_BAD;
+            break;
+        }
+        e->flags |= SPOOL_IX_EDITS;
+        if (sc->only)
+            sc->edits = (struct body_loc){seg, r->off + SPOOL_REC_HDR, r->len};
+        break;
     case SPOOL_REC_COMMIT:
         if ((e->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START ||
             !spool_commit_decode(r->payload, r->len, &size, &crc) || size != e->size ||
@@ -118,6 +148,7 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
             e->flags |= SPOOL_IX_BAD;
         }
         e->flags |= SPOOL_IX_COMMIT;
+        e->mflags = (uint8_t)spool_commit_flags(r->payload);
         break;
     case SPOOL_REC_ABORT:
         e->flags |= SPOOL_IX_ABORT;
@@ -267,6 +298,8 @@ static int scan_report_live(struct scan *sc, struct spool_ient **live, size_t n,
             break;
         m.id = e->id;
         m.size = e->size;
+        m.flags = e->mflags;
+        m.nedits = e->nedits;
         r = cb(arg, &m);
     }
     if (fd >= 0)
@@ -352,14 +385,50 @@ static int write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-/* Copies the DATA payloads of sc->locs to fd. */
-static int body_copy(struct scan *sc, int out)
+static int write_out(void *arg, const void *p, size_t n)
+{
+    return write_all(*(int *)arg, p, n);
+}
+
+/* The decoded EDITS list of the message sc->only, if any. */
+static int body_edits(struct scan *sc, struct spool_editdec *d)
+{
+    memset(d, 0, sizeof(*d));
+    if (sc->edits.len == 0)
+        return 0;
+    unsigned char *p = malloc(sc->edits.len);
+    if (p == NULL)
+        return -ENOMEM;
+    int fd = openat(sc->dirfd, sc->segs[sc->edits.seg].name, O_RDONLY | O_CLOEXEC);
+    int r = fd < 0 ? -errno : pread_all(fd, p, sc->edits.len, sc->edits.off);
+    if (fd >= 0)
+        close(fd);
+    if (r == 0)
+        r = spool_edits_decode(p, sc->edits.len, d);
+    free(p);
+    return r;
+}
+
+/* Copies the DATA payloads of sc->locs to fd, through the edits unless raw. */
+static int body_copy(struct scan *sc, int out, bool raw)
 {
     enum { CHUNK = 1 << 16 };
+    struct spool_editdec ed;
+    struct spool_efilter ef;
+    int r = raw ? 0 : body_edits(sc, &ed);
+    if (r < 0)
+        return r;
+    if (raw)
+        memset(&ed, 0, sizeof(ed));
+    spool_ef_init(&ef, ed.v, ed.n, write_out, &out);
+    if (ed.n == 0)
+        ef.passing = true; /* nothing to apply: no need to look for the header's end */
     unsigned char *buf = malloc(CHUNK);
-    if (buf == NULL)
+    if (buf == NULL) {
+        spool_editdec_fini(&ed);
         return -ENOMEM;
-    int fd = -1, r = 0;
+    }
+    int fd = -1;
     uint32_t fdseg = UINT32_MAX;
     for (size_t i = 0; r == 0 && i < sc->nloc; i++) {
         const struct body_loc *l = &sc->locs[i];
@@ -377,17 +446,21 @@ static int body_copy(struct scan *sc, int out)
             size_t n = l->len - done < CHUNK ? l->len - done : CHUNK;
             r = pread_all(fd, buf, n, l->off + done);
             if (r == 0)
-                r = write_all(out, buf, n);
+                r = spool_ef_feed(&ef, buf, n);
             done += (uint32_t)n;
         }
     }
+    if (r == 0)
+        r = spool_ef_finish(&ef);
     if (fd >= 0)
         close(fd);
+    spool_ef_fini(&ef);
+    spool_editdec_fini(&ed);
     free(buf);
     return r;
 }
 
-int spool_read_body(const char *dir, uint64_t id, int fd)
+static int read_body(const char *dir, uint64_t id, int fd, bool raw)
 {
     if (id == 0)
         return -ENOENT;
@@ -401,11 +474,21 @@ int spool_read_body(const char *dir, uint64_t id, int fd)
     int r = scan_all(&sc);
     if (r == 0) {
         const struct spool_ient *e = spool_index_get(&sc.ix, id, false);
-        r = e && spool_ient_live(e) ? body_copy(&sc, fd) : -ENOENT;
+        r = e && spool_ient_live(e) ? body_copy(&sc, fd, raw) : -ENOENT;
     }
     close(sc.dirfd);
     scan_fini(&sc);
     return r;
+}
+
+int spool_read_body(const char *dir, uint64_t id, int fd)
+{
+    return read_body(dir, id, fd, false);
+}
+
+int spool_read_body_raw(const char *dir, uint64_t id, int fd)
+{
+    return read_body(dir, id, fd, true);
 }
 
 int spool_verify(const char *dir, char *msg, size_t msglen)

@@ -149,7 +149,8 @@ static const char *seg_hdr_check(const unsigned char h[SPOOL_SEG_HDR], const str
         return "bad segment magic";
     if (spool_crc32c(0, h, 36) != spool_get32(h + 36))
         return "segment header crc mismatch";
-    if (spool_get32(h + 8) != SPOOL_SEG_VERSION)
+    uint32_t version = spool_get32(h + 8);
+    if (version < SPOOL_SEG_VERSION_MIN || version > SPOOL_SEG_VERSION)
         return "unsupported segment version";
     if (spool_get32(h + 12) != s->worker || spool_get64(h + 16) != s->seq)
         return "segment header does not match the file name";

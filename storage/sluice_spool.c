@@ -4,7 +4,7 @@
  * SYNOPSIS
  *	sluice-spool DIR list [--json]
  *	sluice-spool DIR verify
- *	sluice-spool DIR cat ID
+ *	sluice-spool DIR cat [--raw] ID
  *	sluice-spool DIR stats
  * DESCRIPTION
  *	Read-only: the tool never takes the spool lock and never repairs, so
@@ -12,9 +12,11 @@
  *	at that moment reads as a torn tail and is skipped).
  *
  *	list prints one line per live message: id, arrival time (ISO 8601,
- *	UTC), body size, <sender> and the recipients; --json prints one JSON
- *	array of objects instead.  verify checks every record of every
- *	segment.  cat writes a message's body to standard output.  stats
+ *	UTC), body size, the word "quarantine" for a quarantined message,
+ *	<sender> and the recipients; --json prints one JSON array of objects
+ *	instead.  verify checks every record of every segment.  cat writes a
+ *	message's body to standard output with the header edits sinks made
+ *	applied; --raw writes it exactly as it was received.  stats
  *	prints segment, record and message counts and the spool's size.
  * DIAGNOSTICS
  *	Exit 0 on success; 1 when verify finds a bad record, cat finds no
@@ -41,7 +43,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: %s DIR list [--json]   live messages\n"
             "       %s DIR verify          check every record of every segment\n"
-            "       %s DIR cat ID          write a message body to standard output\n"
+            "       %s DIR cat [--raw] ID  write a message body (--raw: without sink edits)\n"
             "       %s DIR stats           segment, record and message counts\n",
             prog, prog, prog, prog);
 }
@@ -140,7 +142,8 @@ static int list_cb(void *arg, const struct spool_msginfo *m)
     spool_id_str(m->id, ids);
     iso_time(m->arrival_ms, when);
     if (!c->json) {
-        printf("%s %s %" PRIu64 " <%s>", ids, when, m->size, m->sender);
+        printf("%s %s %" PRIu64 "%s <%s>", ids, when, m->size,
+               (m->flags & SPOOL_MSG_QUARANTINE) ? " quarantine" : "", m->sender);
         for (uint32_t i = 0; i < m->nrcpt; i++)
             printf(" <%s>", m->rcpts[i]);
         putchar('\n');
@@ -155,6 +158,8 @@ static int list_cb(void *arg, const struct spool_msginfo *m)
         json_str(stdout, m->sender);
         fputs(", \"params\": ", stdout);
         json_str(stdout, m->params);
+        printf(", \"quarantine\": %s, \"edits\": %" PRIu32,
+               (m->flags & SPOOL_MSG_QUARANTINE) ? "true" : "false", m->nedits);
         fputs(",\n   \"rcpts\": [", stdout);
         for (uint32_t i = 0; i < m->nrcpt; i++) {
             if (i)
@@ -202,13 +207,24 @@ static int cmd_verify(const char *dir, int argc)
 static int cmd_cat(const char *dir, int argc, char **argv)
 {
     uint64_t id;
-    if (argc != 1)
+    bool raw = false;
+    const char *ids = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--raw") == 0)
+            raw = true;
+        else if (ids == NULL)
+            ids = argv[i];
+        else
+            return fail(2, "cat needs one message id");
+    }
+    if (ids == NULL)
         return fail(2, "cat needs one message id");
-    if (!spool_id_parse(argv[0], &id))
-        return fail(2, "%s: not a message id (16 hex digits)", argv[0]);
-    int r = spool_read_body(dir, id, STDOUT_FILENO);
+    if (!spool_id_parse(ids, &id))
+        return fail(2, "%s: not a message id (16 hex digits)", ids);
+    int r =
+        raw ? spool_read_body_raw(dir, id, STDOUT_FILENO) : spool_read_body(dir, id, STDOUT_FILENO);
     if (r == -ENOENT)
-        return fail(1, "%s: no such live message in %s", argv[0], dir);
+        return fail(1, "%s: no such live message in %s", ids, dir);
     return r < 0 ? fail(1, "%s: %s", dir, strerror(-r)) : 0;
 }
 

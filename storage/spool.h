@@ -67,6 +67,24 @@ struct spool_msginfo {
     const char *params;
     uint32_t nrcpt;
     const char *const *rcpts;
+    uint32_t flags;  /* SPOOL_MSG_* from its COMMIT record */
+    uint32_t nedits; /* header edits stored with it (EDITS record) */
+};
+
+/* Message flags, carried in the COMMIT record. */
+#define SPOOL_MSG_QUARANTINE 0x1u /* accepted, to be kept apart (a sink's verdict) */
+
+/* A header edit, applied when the body is read (never by rewriting it):
+ * ADD inserts "name: value" after the Received: field the receiving server
+ * prepended (at the top if the message does not start with one), after
+ * earlier additions; REMOVE deletes every field called name (any case),
+ * continuation lines included; CHANGE replaces the value of the first field
+ * called name, or adds it like ADD.  Edits apply in order. */
+enum spool_edit_op { SPOOL_EDIT_ADD = 1, SPOOL_EDIT_REMOVE = 2, SPOOL_EDIT_CHANGE = 3 };
+struct spool_edit {
+    enum spool_edit_op op;
+    const char *name;  /* printable ASCII without ':' (RFC 5322 ftext), 1..996 octets */
+    const char *value; /* no CR, LF or NUL; NULL for REMOVE; the field fits 998 octets */
 };
 
 struct spool_scan_report {
@@ -105,8 +123,11 @@ void spool_set_segment_size(struct spool *sp, uint64_t bytes);
 /* Calls cb for every live message; a non-zero return from cb stops the scan
  * and is returned.  A torn tail is skipped, not repaired. */
 int spool_scan(const char *dir, spool_scan_fn *cb, void *arg, struct spool_scan_report *rep);
-/* Writes the stored body of message id to fd.  -ENOENT if not live. */
+/* Writes the body of message id to fd, its header edits applied.  -ENOENT
+ * if not live. */
 int spool_read_body(const char *dir, uint64_t id, int fd);
+/* The body exactly as received (without the edits). */
+int spool_read_body_raw(const char *dir, uint64_t id, int fd);
 /* Checks every record of every segment.  0, or -EBADMSG with a line naming
  * the segment, offset and what is wrong in msg. */
 int spool_verify(const char *dir, char *msg, size_t msglen);
@@ -143,6 +164,36 @@ void spool_txn_abort(struct spool_txn *t);
 /* After a successful commit, before done ran: done will not be called (the
  * receiver is gone); the message stays committed. */
 void spool_txn_orphan(struct spool_txn *t);
+
+/* Before commit: the header edits to store with the message (an EDITS
+ * record written with COMMIT; a later call replaces the list; n 0 clears
+ * it).  The strings are copied.  0, -EINVAL (an edit that is not
+ * spool_edit_valid) or -ENOMEM. */
+int spool_txn_set_edits(struct spool_txn *t, const struct spool_edit *v, size_t n);
+bool spool_edit_valid(const struct spool_edit *e);
+/* Before commit: SPOOL_MSG_* flags for the COMMIT record. */
+void spool_txn_set_flags(struct spool_txn *t, uint32_t flags);
+
+/* Body octets appended so far (DATA records written, the commit's included
+ * once it returned 0). */
+uint64_t spool_txn_size(const struct spool_txn *t);
+/* Reads body octets [off, off+len) of those back from the segments (owner
+ * thread, until the txn is freed: after abort, or after done ran).
+ * 0, -ERANGE past spool_txn_size(), or -errno. */
+int spool_txn_read(const struct spool_txn *t, uint64_t off, void *buf, size_t len);
+
+/* A read-only reference to the body octets a txn has appended so far,
+ * usable on any thread and independent of the txn and its writer (it holds
+ * its own descriptors of the segments).  NULL on out of memory or when a
+ * segment cannot be opened.  References are counted: _ref adds one, any
+ * thread may release. */
+struct spool_bodyref;
+struct spool_bodyref *spool_txn_bodyref(const struct spool_txn *t);
+struct spool_bodyref *spool_bodyref_ref(struct spool_bodyref *r);
+void spool_bodyref_release(struct spool_bodyref *r);
+uint64_t spool_bodyref_size(const struct spool_bodyref *r);
+/* 0, -ERANGE past the size, or -errno.  Any thread, concurrently. */
+int spool_bodyref_read(const struct spool_bodyref *r, uint64_t off, void *buf, size_t len);
 
 /* Group commit.  Returns the fd whose fdatasync makes every commit queued so
  * far durable and marks that batch in flight; -1 when nothing is queued or

@@ -25,7 +25,8 @@
 /* ---- format constants ---- */
 
 #define SPOOL_SEG_MAGIC "SLUICESG"
-#define SPOOL_SEG_VERSION 1u
+#define SPOOL_SEG_VERSION 2u      /* written; 2 added the EDITS record */
+#define SPOOL_SEG_VERSION_MIN 1u  /* oldest version read */
 #define SPOOL_SEG_HDR 40u         /* segment header; records start here */
 #define SPOOL_REC_HDR 24u         /* record header */
 #define SPOOL_REC_MAGIC 0x5352u   /* high half of a record's type word */
@@ -42,7 +43,10 @@ enum spool_rectype {
     SPOOL_REC_COMMIT = 3,
     SPOOL_REC_ABORT = 4,
     SPOOL_REC_REMOVE = 5,
+    SPOOL_REC_EDITS = 6,
 };
+#define SPOOL_REC_TYPE_MAX SPOOL_REC_EDITS
+#define SPOOL_EDITS_MIN 4u /* u32 count */
 
 static inline uint64_t spool_pad8(uint64_t n)
 {
@@ -126,6 +130,43 @@ void spool_envdec_fini(struct spool_envdec *d);
 
 void spool_commit_encode(unsigned char out[SPOOL_COMMIT_LEN], uint64_t size, uint32_t crc);
 bool spool_commit_decode(const unsigned char *p, size_t len, uint64_t *size, uint32_t *crc);
+/* The flags word of a COMMIT payload (SPOOL_MSG_*). */
+void spool_commit_set_flags(unsigned char out[SPOOL_COMMIT_LEN], uint32_t flags);
+uint32_t spool_commit_flags(const unsigned char p[SPOOL_COMMIT_LEN]);
+
+/* ---- edits.c: the EDITS record and applying it ---- */
+
+uint64_t spool_edits_len(const struct spool_edit *v, size_t n);
+void spool_edits_encode(const struct spool_edit *v, size_t n, unsigned char *out);
+/* A decoded list; the strings point into mem. */
+struct spool_editdec {
+    struct spool_edit *v;
+    size_t n;
+    char *mem;
+};
+/* 0, -EBADMSG or -ENOMEM. */
+int spool_edits_decode(const unsigned char *p, size_t len, struct spool_editdec *d);
+void spool_editdec_fini(struct spool_editdec *d);
+
+typedef int spool_out_fn(void *arg, const void *p, size_t n); /* 0 or -errno */
+/* Writes the header section hdr[0, len) with v applied (docs/spool-format.md). */
+int spool_edits_apply(const char *hdr, size_t len, const struct spool_edit *v, size_t n,
+                      spool_out_fn *out, void *arg);
+/* A body passed through in pieces, the edits applied to its header section. */
+struct spool_efilter {
+    const struct spool_edit *v;
+    size_t n;
+    spool_out_fn *out;
+    void *arg;
+    char *buf; /* the header section so far */
+    size_t len, cap, scanned;
+    bool passing; /* the header section is done: pass everything on */
+};
+void spool_ef_init(struct spool_efilter *f, const struct spool_edit *v, size_t n, spool_out_fn *out,
+                   void *arg);
+int spool_ef_feed(struct spool_efilter *f, const void *p, size_t n);
+int spool_ef_finish(struct spool_efilter *f);
+void spool_ef_fini(struct spool_efilter *f);
 
 /* ---- segment.c ---- */
 
@@ -174,6 +215,7 @@ enum {
     SPOOL_IX_ABORT = 4,
     SPOOL_IX_REMOVE = 8,
     SPOOL_IX_BAD = 16, /* records out of order, or the body does not match COMMIT */
+    SPOOL_IX_EDITS = 32,
 };
 
 struct spool_ient {
@@ -184,6 +226,8 @@ struct spool_ient {
     uint32_t start_len;
     uint32_t crc; /* running body crc */
     uint8_t flags;
+    uint8_t mflags;  /* COMMIT's flags (SPOOL_MSG_*, the low octet) */
+    uint16_t nedits; /* edits in its EDITS record (saturating) */
 };
 
 struct spool_index {
@@ -198,7 +242,7 @@ void spool_index_fini(struct spool_index *ix);
 struct spool_ient *spool_index_get(struct spool_index *ix, uint64_t id, bool create);
 static inline bool spool_ient_live(const struct spool_ient *e)
 {
-    return (e->flags & ~(SPOOL_IX_START | SPOOL_IX_COMMIT)) == 0 &&
+    return (e->flags & ~(SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) == 0 &&
            (e->flags & SPOOL_IX_COMMIT) != 0 && (e->flags & SPOOL_IX_START) != 0;
 }
 

@@ -18,6 +18,11 @@
  *	A transaction whose records became doubtful (a failed sync or
  *	rotation sync of a segment holding them, or a failed append) has
  *	t->err set: appends and the commit return it, and the caller aborts.
+ *
+ *	Header edits (spool_txn_set_edits) are encoded into the txn at once
+ *	and go out as an EDITS record between the last DATA record and
+ *	COMMIT, in the commit's single write; message flags go into COMMIT.
+ *	So a message is live with its edits or not at all.
  * DIAGNOSTICS
  *	0 or -errno (-ENOSPC: no space).  Committing, aborting or appending
  *	to a committed transaction, or orphaning an uncommitted one, panics.
@@ -28,6 +33,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -105,8 +111,11 @@ int spool_txn_commit(struct spool_txn *t, const struct iovec *iov, int iovcnt, s
         r = spool_wb_rec(w, SPOOL_REC_START, t->id, t->start, t->start_len, false);
     if (r == 0)
         r = spool_wb_data(w, t->id, iov, iovcnt, &size, &crc);
+    if (r == 0 && t->edits != NULL)
+        r = spool_wb_rec(w, SPOOL_REC_EDITS, t->id, t->edits, t->edits_len, false);
     if (r == 0) {
         spool_commit_encode(c, size, crc);
+        spool_commit_set_flags(c, t->mflags);
         r = spool_wb_rec(w, SPOOL_REC_COMMIT, t->id, c, sizeof(c), true);
     }
     if (r == 0)
@@ -146,7 +155,50 @@ void spool_txn_abort(struct spool_txn *t)
             log_msg(LOG_DEBUG, "spool: ABORT of %s not written: %s", ids, strerror(-r));
         }
     }
+    spool_txn_free(t);
+}
+
+void spool_txn_free(struct spool_txn *t)
+{
+    if (t->ext != NULL && t->ext->rfd >= 0)
+        close(t->ext->rfd);
+    free(t->ext);
+    free(t->edits);
     free(t);
+}
+
+int spool_txn_set_edits(struct spool_txn *t, const struct spool_edit *v, size_t n)
+{
+    txn_check_open(t, "spool_txn_set_edits");
+    for (size_t i = 0; i < n; i++)
+        if (!spool_edit_valid(&v[i]))
+            return -EINVAL;
+    unsigned char *p = NULL;
+    uint64_t len = 0;
+    if (n > 0) {
+        len = spool_edits_len(v, n);
+        if (len > SPOOL_REC_MAX)
+            return -EINVAL;
+        p = malloc((size_t)len);
+        if (p == NULL)
+            return -ENOMEM;
+        spool_edits_encode(v, n, p);
+    }
+    free(t->edits);
+    t->edits = p;
+    t->edits_len = (uint32_t)len;
+    return 0;
+}
+
+void spool_txn_set_flags(struct spool_txn *t, uint32_t flags)
+{
+    txn_check_open(t, "spool_txn_set_flags");
+    t->mflags = flags;
+}
+
+uint64_t spool_txn_size(const struct spool_txn *t)
+{
+    return t->body_size;
 }
 
 void spool_txn_orphan(struct spool_txn *t)

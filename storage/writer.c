@@ -99,6 +99,21 @@ void spool_wb_reset(struct spool_writer *w)
     w->niov = 0;
     w->nhdr = 0;
     w->wlen = 0;
+    w->ndpos = 0;
+}
+
+static int wb_dpos(struct spool_writer *w, uint64_t rel, uint32_t len)
+{
+    if (w->ndpos == w->dposcap) {
+        size_t nc = w->dposcap ? w->dposcap * 2 : 8;
+        struct spool_dpos *nd = realloc(w->dpos, nc * sizeof(*nd));
+        if (nd == NULL)
+            return -ENOMEM;
+        w->dpos = nd;
+        w->dposcap = nc;
+    }
+    w->dpos[w->ndpos++] = (struct spool_dpos){rel, len};
+    return 0;
 }
 
 static int wb_reserve(struct spool_writer *w, size_t niov, size_t nhdr)
@@ -201,7 +216,7 @@ int spool_wb_data(struct spool_writer *w, uint64_t id, const struct iovec *iov, 
             w->nhdr = k;
             break;
         }
-        if (wb_reserve(w, 1, 0) < 0)
+        if (wb_reserve(w, 1, 0) < 0 || wb_dpos(w, w->wlen + SPOOL_REC_HDR, rlen) < 0)
             return -ENOMEM;
         spool_rec_hdr_encode(w->hdr[k].b, SPOOL_REC_DATA, rlen, id, pcrc);
         wb_pad(w, rlen);
@@ -253,7 +268,8 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
     for (;;) {
         s->seq = w->next_seq++;
         spool_seg_name(s->name, w->worker, s->seq);
-        s->fd = openat(dirfd, s->name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        /* read as well: spool_txn_read() reads a message being received */
+        s->fd = openat(dirfd, s->name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (s->fd >= 0)
             break;
         r = no_space(-errno);
@@ -356,8 +372,44 @@ static int writev_full(int fd, struct iovec *iov, size_t niov, uint64_t off)
     return 0;
 }
 
+/* Room in t's extents for the DATA payloads of the append being built, so
+ * that nothing can fail once they are on disk. */
+static int wb_ext_reserve(struct spool_writer *w, struct spool_txn *t)
+{
+    if (t == NULL || w->ndpos == 0)
+        return 0;
+    size_t have = t->ext ? t->ext->cap : 0, need = (t->ext ? t->ext->n : 0) + w->ndpos;
+    if (need <= have)
+        return 0;
+    size_t nc = have ? have * 2 : 4;
+    while (nc < need)
+        nc *= 2;
+    struct spool_extents *ne = realloc(t->ext, sizeof(*ne) + nc * sizeof(ne->v[0]));
+    if (ne == NULL)
+        return -ENOMEM;
+    if (t->ext == NULL) {
+        ne->n = 0;
+        ne->rfd = -1;
+        ne->rseq = 0;
+    }
+    ne->cap = nc;
+    t->ext = ne;
+    return 0;
+}
+
+static void wb_ext_record(struct spool_writer *w, struct spool_txn *t, uint64_t seq, uint64_t base)
+{
+    for (size_t i = 0; t && i < w->ndpos; i++) {
+        struct spool_extents *x = t->ext;
+        uint64_t boff = x->n ? x->v[x->n - 1].boff + x->v[x->n - 1].len : 0;
+        x->v[x->n++] = (struct spool_extent){seq, base + w->dpos[i].rel, w->dpos[i].len, boff};
+    }
+}
+
 int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
 {
+    if (wb_ext_reserve(w, t) < 0)
+        return -ENOMEM;
     struct spool_wseg *s = w->cur;
     /* relaxed: a tuning knob (spool_set_segment_size) */
     uint64_t max = atomic_load_explicit(&w->sp->seg_size, memory_order_relaxed);
@@ -383,6 +435,7 @@ int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
         }
         return r;
     }
+    wb_ext_record(w, t, s->seq, s->size);
     s->size += w->wlen;
     w->st.bytes += w->wlen;
     if (t) {
@@ -492,6 +545,7 @@ void spool_writer_destroy(struct spool_writer *w)
     free(w->iov);
     free(w->slot);
     free(w->hdr);
+    free(w->dpos);
     free(w);
 }
 

@@ -37,6 +37,31 @@ struct spool_wseg {
 
 struct spool_txn;
 
+/* Where one DATA record's payload went: segment, file offset, octets, and
+ * the body offset of its first octet (spool_txn_read, body refs). */
+struct spool_extent {
+    uint64_t seq;
+    uint64_t off;
+    uint64_t len;
+    uint64_t boff;
+};
+
+/* A txn's extents, and a read fd cached for a segment that is no longer
+ * the writer's current one (-1: none).  Allocated with the first DATA
+ * record; mutable through a const txn (reading caches the fd). */
+struct spool_extents {
+    size_t n, cap;
+    int rfd;
+    uint64_t rseq;
+    struct spool_extent v[];
+};
+
+/* A DATA payload's place inside the append being built (spool_wb_data). */
+struct spool_dpos {
+    uint64_t rel; /* offset from the start of the append */
+    uint32_t len;
+};
+
 struct spool_tlist {
     struct spool_txn *head, *tail;
     size_t n;
@@ -65,7 +90,9 @@ struct spool_writer {
     size_t niov, iovcap;
     struct spool_whdr *hdr;
     size_t nhdr, hdrcap;
-    uint64_t wlen; /* octets the append will write */
+    uint64_t wlen;           /* octets the append will write */
+    struct spool_dpos *dpos; /* DATA payloads of the append being built */
+    size_t ndpos, dposcap;
     struct spool_writer_stats st;
 };
 
@@ -80,6 +107,10 @@ struct spool_txn {
     bool started, committed, orphan;
     spool_done_fn *done;
     void *arg;
+    struct spool_extents *ext; /* its DATA records, or NULL */
+    unsigned char *edits;      /* the EDITS payload, or NULL */
+    uint32_t edits_len;
+    uint32_t mflags; /* COMMIT flags (SPOOL_MSG_*) */
     uint32_t start_len;
     unsigned char start[]; /* the START payload */
 };
@@ -100,8 +131,12 @@ int spool_wb_data(struct spool_writer *w, uint64_t id, const struct iovec *iov, 
                   uint64_t *size, uint32_t *crc);
 /* Writes what was built as one vectored write, rotating first if needed.
  * t (may be NULL) owns the records: if t->err is set by a rotation,
- * nothing is written and t->err is returned.  0 or -errno. */
+ * nothing is written and t->err is returned.  On success the DATA
+ * payloads of the append are added to t's extents.  0 or -errno. */
 int spool_wb_flush(struct spool_writer *w, struct spool_txn *t);
+
+/* txn.c: frees what a txn owns besides itself (extents, edits). */
+void spool_txn_free(struct spool_txn *t);
 
 void spool_wseg_close(struct spool_wseg *s);
 /* Marks every transaction whose records seg holds as failed with err
