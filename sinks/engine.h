@@ -25,6 +25,12 @@
  *	The session describes an event with a sink_event_data (borrowed; for a
  *	call that goes pending it must stay valid until done runs: the session
  *	parks meanwhile) and runs the chain with sink_dispatch().
+ *
+ *	Shutdown order: every sink_call of a worker, then the sink_workers
+ *	(on their owner threads, still attached to the pool: completions
+ *	already queued are run then), then the engine (each sink's destroy()
+ *	waits for its own threads), and only then the sched pool, which a
+ *	completing thread may still be touching inside sched_post().
  */
 #ifndef SLUICE_SINKS_ENGINE_H
 #define SLUICE_SINKS_ENGINE_H
@@ -65,6 +71,8 @@ void sink_engine_print_stats(const struct sink_engine *e, FILE *f);
 struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool *pool,
                                        unsigned index);
 void sink_worker_destroy(struct sink_worker *sw);
+/* The engine sw was created for (borrowed): for sink_engine_bound(). */
+struct sink_engine *sink_worker_engine(const struct sink_worker *sw);
 /* Milliseconds from now_ms to the earliest pending deadline; UINT64_MAX if
  * nothing is pending.  The worker waits no longer than that. */
 uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms);

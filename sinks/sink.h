@@ -110,7 +110,9 @@ struct sink_module {
     /* One instance per binding.  props is borrowed for the call.  0, or a
      * negative errno with a message in err.  May be NULL. */
     int (*create)(const struct sink_props *props, void **instance, char *err, size_t errlen);
-    void (*destroy)(void *instance); /* may be NULL */
+    /* May be NULL.  Must not return while a thread of the sink may still
+     * call sink_complete(): complete or abandon held calls first. */
+    void (*destroy)(void *instance);
     enum sink_verdict (*handle)(void *instance, struct sink_ctx *ctx);
 };
 

@@ -1,0 +1,198 @@
+/*
+ * NAME
+ *	pending - a worker's pending sink calls and their deadlines
+ * SYNOPSIS
+ *	#include "sinks/engine.h"
+ *
+ *	struct sink_worker *sink_worker_create(struct sink_engine *e,
+ *					       struct sched_pool *pool, unsigned index);
+ *	uint64_t sink_worker_next_deadline(const struct sink_worker *sw,
+ *					   uint64_t now_ms);
+ *	void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms);
+ *	void sink_worker_destroy(struct sink_worker *sw);
+ * DESCRIPTION
+ *	A worker keeps every ctx whose handler returned SINK_PENDING in a
+ *	binary min-heap on its deadline (each ctx knows its slot, so the
+ *	completion task removes it in O(log n)).  Everything here runs on
+ *	the worker's owner thread.
+ *
+ *	sink_worker_expire() pops every ctx whose deadline is <= now and
+ *	tries to move it PENDING -> EXPIRED; when that wins, dispatch.c
+ *	settles the chain with the binding's on_deadline.  When it loses,
+ *	the sink has completed and its task is on the way: it finds the ctx
+ *	already out of the heap.
+ *
+ *	pool NULL (tests, tools without a scheduler): completions are queued
+ *	on the worker's own inbox and run by sink_worker_expire(); nothing
+ *	wakes the worker, so its owner polls (sink_worker_next_deadline()
+ *	says 0 while completions wait).
+ *
+ *	sink_worker_destroy() requires every call of the worker destroyed
+ *	(which abandons their pending ctxs); completions whose tasks are
+ *	still queued are run first, on the owner thread, when the calling
+ *	thread is attached to the worker (or pool is NULL).
+ * DIAGNOSTICS
+ *	sink_worker_destroy() with calls left panics.  Completions that
+ *	cannot be run are logged and leaked.
+ */
+#include "sinks/sink_int.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "core/log.h"
+
+struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool *pool,
+                                       unsigned index)
+{
+    if (e == NULL)
+        log_panic("sink_worker_create: no engine");
+    if (pool != NULL && index >= sched_pool_size(pool))
+        log_panic("sink_worker_create: worker %u of %u", index, sched_pool_size(pool));
+    struct sink_worker *sw = calloc(1, sizeof(*sw));
+    if (sw == NULL)
+        return NULL;
+    sw->e = e;
+    sw->pool = pool;
+    sw->index = index;
+    sched_inbox_init(&sw->inbox);
+    return sw;
+}
+
+struct sink_engine *sink_worker_engine(const struct sink_worker *sw)
+{
+    return sw->e;
+}
+
+/* Runs the completions queued on the worker's own inbox (pool NULL). */
+static void sink_worker_drain(struct sink_worker *sw)
+{
+    struct sched_task *t = sched_inbox_drain_owner(&sw->inbox);
+    while (t != NULL) {
+        struct sched_task *next = t->next; /* t may be freed by its fn */
+        t->fn(t);
+        t = next;
+    }
+}
+
+void sink_worker_destroy(struct sink_worker *sw)
+{
+    if (sw == NULL)
+        return;
+    if (sw->ncalls != 0)
+        log_panic("sink_worker_destroy: %zu calls still exist", sw->ncalls);
+    /* What is left completed and awaits its task; one that posts between
+     * its CAS and sched_post is a few instructions away, hence the yield. */
+    struct sched_worker *w = sw->pool ? sched_pool_worker(sw->pool, sw->index) : NULL;
+    while (sw->n > 0) {
+        if (sw->pool == NULL)
+            sink_worker_drain(sw);
+        else if (sched_worker_current() == w)
+            sched_worker_run_budget(w, 64);
+        else {
+            log_msg(LOG_WARN, "sinks: worker %u destroyed with %zu completions queued", sw->index,
+                    sw->n);
+            break;
+        }
+        if (sw->n > 0)
+            sched_yield();
+    }
+    free(sw->heap);
+    free(sw);
+}
+
+/* ---- the heap ---- */
+
+static void sink_heap_set(struct sink_worker *sw, size_t i, struct sink_ctx *ctx)
+{
+    sw->heap[i] = ctx;
+    ctx->slot = i;
+}
+
+static void sink_heap_up(struct sink_worker *sw, size_t i)
+{
+    struct sink_ctx *x = sw->heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (sw->heap[p]->deadline_ms <= x->deadline_ms)
+            break;
+        sink_heap_set(sw, i, sw->heap[p]);
+        i = p;
+    }
+    sink_heap_set(sw, i, x);
+}
+
+static void sink_heap_down(struct sink_worker *sw, size_t i)
+{
+    struct sink_ctx *x = sw->heap[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        uint64_t best = x->deadline_ms;
+        if (l < sw->n && sw->heap[l]->deadline_ms < best)
+            m = l, best = sw->heap[l]->deadline_ms;
+        if (l + 1 < sw->n && sw->heap[l + 1]->deadline_ms < best)
+            m = l + 1;
+        if (m == i)
+            break;
+        sink_heap_set(sw, i, sw->heap[m]);
+        i = m;
+    }
+    sink_heap_set(sw, i, x);
+}
+
+int sink_pending_add(struct sink_worker *sw, struct sink_ctx *ctx)
+{
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 64;
+        struct sink_ctx **h = realloc(sw->heap, cap * sizeof(*h));
+        if (h == NULL)
+            return -ENOMEM;
+        sw->heap = h;
+        sw->cap = cap;
+    }
+    sw->heap[sw->n] = ctx;
+    sink_heap_up(sw, sw->n++);
+    return 0;
+}
+
+void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx)
+{
+    size_t i = ctx->slot;
+    if (i == SIZE_MAX)
+        return;
+    ctx->slot = SIZE_MAX;
+    struct sink_ctx *last = sw->heap[--sw->n];
+    if (i == sw->n)
+        return;
+    sink_heap_set(sw, i, last);
+    sink_heap_up(sw, i);
+    sink_heap_down(sw, last->slot);
+}
+
+uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms)
+{
+    if (sw->pool == NULL && !sched_inbox_empty(&sw->inbox))
+        return 0;
+    if (sw->n == 0)
+        return UINT64_MAX;
+    uint64_t d = sw->heap[0]->deadline_ms;
+    return d <= now_ms ? 0 : d - now_ms;
+}
+
+void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
+{
+    if (sw->pool == NULL)
+        sink_worker_drain(sw);
+    while (sw->n > 0 && sw->heap[0]->deadline_ms <= now_ms) {
+        struct sink_ctx *ctx = sw->heap[0];
+        sink_pending_remove(sw, ctx);
+        int want = SINK_CTX_PENDING;
+        /* acq_rel: pairs with the sink's CAS in sink_complete(); whichever
+         * wins owns the verdict.  The loser only drops its reference.
+         * Acquire on failure: nothing to read, the task brings the answer. */
+        if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_EXPIRED,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            sink_expired(ctx);
+    }
+}

@@ -1,0 +1,242 @@
+/*
+ * NAME
+ *	sink_int - details shared by the files of the sinks module
+ * SYNOPSIS
+ *	#include "sinks/sink_int.h"
+ * DESCRIPTION
+ *	The engine (engine.c: chains, --bindings), a binding's configuration
+ *	(binding.c) and its sink (module.c: builtin table, dlopen), rules
+ *	(rule.c), property lists and bags (props.c), statistics (stats.c),
+ *	the event context behind the sink.h accessors (ctx.c) and the
+ *	dispatcher with its pending calls and deadlines (dispatch.c,
+ *	pending.c).
+ *
+ *	Ownership: the engine owns its bindings; a binding owns its rule,
+ *	properties, statistics, instance and module handle.  A sink_ctx is
+ *	owned by its call while the call dispatches synchronously; once a
+ *	handler returns SINK_PENDING it is shared by the engine and the sink
+ *	(two references, see dispatch.c) and leaves the call.
+ *
+ *	Other modules include only sinks/sink.h and sinks/engine.h.  Unit
+ *	tests use sink_engine_create_tree() to build an engine from a parsed
+ *	tree without the rest of the configuration.
+ */
+#ifndef SLUICE_SINKS_SINK_INT_H
+#define SLUICE_SINKS_SINK_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sched/sched.h"
+#include "sinks/engine.h"
+#include "sinks/sink.h"
+
+#define SINK_DEADLINE_DEFAULT_MS 5000
+#define SINK_DEADLINE_MAX_MS (3600 * 1000) /* an hour: beyond that it is a hang */
+
+/* ---- properties and bags (props.c) ---- */
+
+/* A binding's `properties { }`: keys and values owned, in file order. */
+struct sink_props {
+    size_t n, cap;
+    char **key;
+    char **val;
+};
+
+struct sink_props *sink_props_new(void);
+void sink_props_free(struct sink_props *p);
+int sink_props_add(struct sink_props *p, const char *key, const char *val); /* 0 or -ENOMEM */
+
+/* A bag is the same list with set/remove; session and message bags are
+ * touched only by their session's worker, the server bag only under the
+ * engine's mutex. */
+struct sink_bag {
+    struct sink_props p;
+};
+const char *sink_bag_get(const struct sink_bag *b, const char *key);
+int sink_bag_set(struct sink_bag *b, const char *key, const char *val); /* NULL val removes */
+
+/* ---- rules (rule.c) ---- */
+
+struct sink_rule;
+/* NULL with a message in err ("condition 2: unknown key \"FOO\""). */
+struct sink_rule *sink_rule_compile(const char *text, char *err, size_t errlen);
+void sink_rule_free(struct sink_rule *r);
+bool sink_rule_match(const struct sink_rule *r, enum sink_event ev,
+                     const struct sink_event_data *d);
+/* Case-insensitive glob: `*` any run, `?` one character. */
+bool sink_glob_match(const char *pat, const char *s);
+
+/* ---- statistics (stats.c) ---- */
+
+#define SINK_HIST_BUCKETS 22 /* <1us, [1,2), [2,4), ... [2^19,2^20), >= 2^20 us */
+
+/* Relaxed atomic counters, one set per binding on cache lines of its own:
+ * every worker adds to them, nobody orders anything by them. */
+struct sink_stats {
+    _Alignas(SCHED_CACHELINE) _Atomic uint64_t calls;
+    _Atomic uint64_t skipped; /* the rule did not match */
+    _Atomic uint64_t verdicts[SINK_PENDING + 1];
+    _Atomic uint64_t deadline_misses;
+    _Atomic uint64_t late;      /* completions after the deadline (or abandon) */
+    _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
+    _Atomic uint64_t hist[SINK_HIST_BUCKETS];
+};
+
+struct sink_stats *sink_stats_new(void);
+void sink_stats_free(struct sink_stats *st);
+void sink_stats_latency(struct sink_stats *st, uint64_t ns);
+unsigned sink_stats_bucket(uint64_t ns);
+/* The upper bound in microseconds of the bucket holding quantile q
+ * (0 < q <= 1) of the histogram, UINT64_MAX for the open last bucket, 0 if
+ * the histogram is empty. */
+uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q);
+
+/* ---- bindings (binding.c, module.c) ---- */
+
+struct sink_binding {
+    char *name;
+    unsigned line;
+    enum sink_event ev;
+    char *sink; /* "builtin:access" or a path, as configured */
+    int priority;
+    unsigned order;         /* position in the configuration */
+    struct sink_rule *rule; /* NULL: always */
+    char *rule_text;
+    bool enabled;
+    uint64_t deadline_ms;
+    enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
+    struct sink_props *props;
+    const struct sink_module *mod;
+    void *inst;
+    bool created;             /* create() succeeded: destroy() is owed */
+    void *dl;                 /* dlopen handle; NULL for a builtin */
+    struct sink_stats *stats; /* aligned: its own cache lines */
+    _Atomic bool warned;      /* a bad reply was logged once */
+};
+
+/* Reads one `binding "name" { }` block into b (zeroed by the caller);
+ * false with err "binding \"x\" (line N): what". */
+bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *err, size_t errlen);
+/* Loads the sink, checks ABI and events, creates the instance. */
+bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
+void sink_binding_fini(struct sink_binding *b);
+/* The builtin sink called name, or NULL; sink_builtin_names() for messages. */
+const struct sink_module *sink_builtin_find(const char *name);
+const char *sink_builtin_names(void);
+/* Adds m (borrowed, static) as builtin:NAME: 0, -EEXIST, -ENOSPC, -EINVAL. */
+int sink_builtin_register(const struct sink_module *m);
+
+/* Builtins (builtin_*.c). */
+extern const struct sink_module sink_builtin_access;
+extern const struct sink_module sink_builtin_header;
+extern const struct sink_module sink_builtin_delay;
+extern const struct sink_module sink_builtin_command;
+
+/* ---- the engine (engine.c) ---- */
+
+struct sink_chain {
+    struct sink_binding **link; /* enabled bindings, in run order */
+    unsigned n;
+    unsigned server_at; /* the server runs before link[server_at] */
+};
+
+struct sink_engine {
+    struct sink_binding **b; /* every binding, configuration order */
+    size_t nb;
+    struct sink_chain chain[SINK_EV_COUNT];
+    /* The server bag: any worker may read or set it at any time.  A mutex,
+     * because it is a rare control path (sinks sharing a counter or a
+     * flag), values are strings that must be copied under the lock, and
+     * a lock-free map would cost more code than it could ever save. */
+    pthread_mutex_t server_mu;
+    struct sink_bag server_bag;
+};
+
+struct sink_engine *sink_engine_create_tree(const struct cfg_node *tree, char *err, size_t errlen);
+bool sink_event_fires(enum sink_event ev); /* false: reserved for later releases */
+int sink_event_parse(const char *name);    /* the event, or -1 */
+
+/* ---- one event in one binding (ctx.c, dispatch.c) ---- */
+
+enum sink_ctx_state {
+    SINK_CTX_PENDING,   /* handle() running or answer outstanding */
+    SINK_CTX_COMPLETED, /* sink_complete() won: its task owns the ctx */
+    SINK_CTX_EXPIRED,   /* the deadline won: the late answer frees it */
+    SINK_CTX_ABANDONED, /* the call went away: the late answer frees it */
+};
+
+/* Copies of server-bag values handed to a sink, freed with the ctx. */
+struct sink_copy {
+    struct sink_copy *next;
+    char s[];
+};
+
+struct sink_ctx {
+    struct sched_task task;   /* the completion, run on the owning worker */
+    _Atomic int state;        /* enum sink_ctx_state */
+    _Atomic int refs;         /* engine + sink while pending */
+    enum sink_verdict answer; /* written before the COMPLETED CAS */
+    /* fixed for one handle() call (owner thread) */
+    struct sink_engine *e;
+    struct sink_binding *b;
+    enum sink_event ev;
+    const struct sink_event_data *d;
+    struct sink_call *call; /* NULL once abandoned */
+    struct sink_worker *sw;
+    unsigned step;  /* the chain position of this link */
+    uint64_t t0_ns; /* when handle() was called */
+    uint64_t deadline_ms;
+    size_t slot; /* index in sw's pending heap, SIZE_MAX if none */
+    struct sink_copy *copies;
+    /* the reply set by sink_set_reply() */
+    int code;
+    char enhanced[16];
+    char text[512];
+};
+
+void sink_ctx_copies_free(struct sink_ctx *ctx);
+/* Whether code suits verdict v at event ev (response: anything goes). */
+bool sink_reply_class_ok(enum sink_event ev, enum sink_verdict v, int code);
+
+/* ---- workers, calls, pending calls (dispatch.c, pending.c) ---- */
+
+struct sink_worker {
+    struct sink_engine *e;
+    struct sched_pool *pool; /* NULL: completions queue on inbox */
+    unsigned index;
+    struct sched_inbox inbox; /* completions when pool is NULL */
+    struct sink_ctx **heap;   /* pending calls, min-heap on deadline_ms */
+    size_t n, cap;
+    size_t ncalls;
+};
+
+struct sink_call {
+    struct sink_worker *sw;
+    struct sink_ctx *ctx;     /* spare for the next link, or NULL */
+    struct sink_ctx *pending; /* the outstanding link, or NULL */
+    bool busy;                /* a dispatch is under way */
+    enum sink_event ev;
+    const struct sink_event_data *d;
+    sink_server_fn *server;
+    void *sarg;
+    sink_done_fn *done;
+    void *darg;
+    int carried;            /* reply code of a CONTINUE link, kept across the server */
+    struct sink_result res; /* the outcome once a link went pending */
+};
+
+uint64_t sink_now_ns(void);
+/* Pending set of the owner (pending.c). */
+int sink_pending_add(struct sink_worker *sw, struct sink_ctx *ctx); /* 0 or -ENOMEM */
+void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx);
+/* Drops one reference; the last frees the ctx. */
+void sink_ctx_unref(struct sink_ctx *ctx);
+void sink_ctx_free(struct sink_ctx *ctx);
+/* dispatch.c: the completion task and the deadline path. */
+void sink_complete_task(struct sched_task *t);
+void sink_expired(struct sink_ctx *ctx);
+
+#endif
