@@ -47,6 +47,9 @@ struct smtp_stats {
     uint64_t rcpt_rejected;
     uint64_t protocol_errors;
     uint64_t timeouts;
+    uint64_t sink_refused; /* commands and messages refused by a sink's verdict */
+    uint64_t discarded;    /* messages a sink discarded (250, not stored) */
+    uint64_t quarantined;  /* messages stored with the quarantine flag */
 };
 
 /* kick(cookie) is called when a session gains output or wants to close
@@ -56,7 +59,10 @@ struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_write
                                        void (*kick)(void *cookie));
 void smtp_server_destroy(struct smtp_server *srv);
 /* Event sinks for this worker's sessions (borrowed; NULL: none).  Set
- * before the first session is created. */
+ * before the first session is created.  With sinks, destroy every session
+ * and then the server before the sink_worker (the server abandons the
+ * submission calls still running).  docs/smtp.md says which event fires
+ * where and how verdicts become replies. */
 struct sink_worker;
 void smtp_server_set_sinks(struct smtp_server *srv, struct sink_worker *sw);
 const struct smtp_stats *smtp_server_stats(const struct smtp_server *srv);

@@ -24,9 +24,24 @@
  *	a domain in cfg->relay_domains or our hostname, or <postmaster>; for
  *	such a client the source-routing tricks (% ! or @ in the local part,
  *	an address literal as the domain) are refused even for our domains.
+ *
+ *	Event sinks (smtp_sinks.c): every command line is first the command
+ *	event (a sink may answer it - an unknown verb too - or refuse it);
+ *	then EHLO/HELO, MAIL, RCPT, DATA and the first BDAT fire their own
+ *	event once their arguments parsed.  The checks that follow parsing
+ *	(SMTPUTF8 and SIZE for MAIL; SMTPUTF8, relay control and the
+ *	recipient limit for RCPT) are the server's link of that event's
+ *	chain, and the command's effect and 250 are its continuation, so a
+ *	sink before the server's link that says CONSUMED accepts what the
+ *	checks would refuse, and a sink after it sees only what they passed.
+ *	max_recipients still bounds the stored list: it is memory.  While a
+ *	sink decides, nothing is read; input that EHLO, HELO or DATA find
+ *	queued once it has decided came without waiting for their reply
+ *	(554 5.5.0, as when it comes with the command).
  * DIAGNOSTICS
  *	Every refusal is a row of the reply table.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -68,12 +83,22 @@ void smtp_txn_reset(struct smtp_session *s)
     for (uint32_t i = 0; i < t->nrcpt; i++)
         free(t->rcpts[i]);
     t->nrcpt = 0;
-    t->active = t->smtputf8 = t->bdat = false;
+    t->active = t->smtputf8 = t->bdat = t->discard = t->quarantine = false;
     t->sender[0] = t->params[0] = '\0';
     t->size = 0;
     t->fail = SMTP_R_NONE;
     smtp_dscan_init(&t->scan);
     s->data_timing = false;
+    smtp_sinks_txn_reset(s);
+}
+
+/* DISCARD and QUARANTINE inside a transaction mark its message. */
+static void smtp_txn_mark(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    if (o->verdict == SINK_DISCARD)
+        s->txn.discard = true;
+    else if (o->verdict == SINK_QUARANTINE)
+        s->txn.quarantine = true;
 }
 
 /* ---- EHLO / HELO ---- */
@@ -83,29 +108,45 @@ static enum smtp_reply_id smtp_check_helo(struct smtp_session *s, const char *ar
     return *arg == '\0' ? SMTP_R_HELO_SYNTAX : SMTP_R_NONE;
 }
 
-static bool smtp_hello(struct smtp_session *s, const char *arg, enum smtp_hello how)
+static void smtp_hello_cont(struct smtp_session *s, const struct smtp_outcome *o)
 {
-    size_t len = strlen(arg);
-    if (!smtp_helo_valid(arg, len)) {
-        smtp_reply(s, SMTP_R_HELO_BAD);
-        return false;
+    if (s->inq_bytes > 0) { /* sent while a sink decided: it did not wait */
+        smtp_reply(s, SMTP_R_SYNC);
+        return;
     }
+    if (!smtp_outcome_ok(o)) {
+        smtp_reply(s, o->reply);
+        return;
+    }
+    size_t len = strlen(s->cand_helo);
     smtp_txn_reset(s); /* RFC 5321 4.1.4: EHLO resets the transaction */
-    memcpy(s->helo, arg, len + 1);
-    s->hello = how;
-    return true;
+    memmove(s->helo, s->cand_helo, len + 1);
+    s->hello = s->cand_hello;
+    if (s->hello == SMTP_HELLO_EHLO)
+        smtp_reply_ehlo(s); /* its keywords are ours: a sink's 250 does not replace them */
+    else
+        smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_HELO, 2));
+}
+
+static void smtp_hello(struct smtp_session *s, const char *arg, enum smtp_hello how)
+{
+    if (!smtp_helo_valid(arg, strlen(arg))) {
+        smtp_reply(s, SMTP_R_HELO_BAD);
+        return;
+    }
+    s->cand_helo = arg;
+    s->cand_hello = how;
+    smtp_event(s, SINK_EV_HELO, NULL, smtp_hello_cont);
 }
 
 static void smtp_proceed_ehlo(struct smtp_session *s, const char *arg)
 {
-    if (smtp_hello(s, arg, SMTP_HELLO_EHLO))
-        smtp_reply_ehlo(s);
+    smtp_hello(s, arg, SMTP_HELLO_EHLO);
 }
 
 static void smtp_proceed_helo(struct smtp_session *s, const char *arg)
 {
-    if (smtp_hello(s, arg, SMTP_HELLO_HELO))
-        smtp_reply(s, SMTP_R_HELO);
+    smtp_hello(s, arg, SMTP_HELLO_HELO);
 }
 
 /* ---- MAIL ---- */
@@ -133,39 +174,55 @@ static bool smtp_after_path(const char **pp)
     return true;
 }
 
+/* The server's link of the mail event. */
+static enum smtp_reply_id smtp_mail_check(struct smtp_session *s)
+{
+    const struct smtp_mail_params *prm = &s->cand_prm;
+    if (s->cand.non_ascii && !prm->smtputf8)
+        return SMTP_R_NEED_UTF8;
+    if (prm->has_size && prm->size > s->cfg->max_message_size)
+        return SMTP_R_SIZE_EXCEEDED;
+    return SMTP_R_NONE;
+}
+
+static void smtp_mail_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    if (!smtp_outcome_ok(o)) {
+        smtp_reply(s, o->reply);
+        return;
+    }
+    struct smtp_txn *t = &s->txn;
+    memcpy(t->sender, s->cand.addr, s->cand.len + 1);
+    memcpy(t->params, s->cand_prm.norm, sizeof(t->params));
+    t->smtputf8 = s->cand_prm.smtputf8;
+    t->active = true;
+    t->sibling = true;
+    s->srv->open_txns++;
+    smtp_txn_mark(s, o);
+    smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_MAIL_OK, 2));
+}
+
 static void smtp_proceed_mail(struct smtp_session *s, const char *arg)
 {
     const char *p = arg + 5;
-    struct smtp_path path;
-    struct smtp_mail_params prm;
     while (*p == ' ') /* "MAIL FROM: <a@b>" is common enough to tolerate */
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, true, &path);
+    enum smtp_addr_err e = smtp_path_parse(&p, true, &s->cand);
     if (e == SMTP_ADDR_TOO_LONG) {
         smtp_reply(s, SMTP_R_SENDER_LONG);
         return;
     }
-    if (e != SMTP_ADDR_OK || (path.len > 0 && !path.has_domain) || !smtp_after_path(&p)) {
+    if (e != SMTP_ADDR_OK || (s->cand.len > 0 && !s->cand.has_domain) || !smtp_after_path(&p)) {
         smtp_reply(s, SMTP_R_SENDER_BAD);
         return;
     }
-    enum smtp_reply_id r = smtp_mail_params_parse(p, s->hello == SMTP_HELLO_EHLO, &prm);
-    if (r == SMTP_R_NONE && path.non_ascii && !prm.smtputf8)
-        r = SMTP_R_NEED_UTF8;
-    if (r == SMTP_R_NONE && prm.has_size && prm.size > s->cfg->max_message_size)
-        r = SMTP_R_SIZE_EXCEEDED;
+    enum smtp_reply_id r = smtp_mail_params_parse(p, s->hello == SMTP_HELLO_EHLO, &s->cand_prm);
     if (r != SMTP_R_NONE) {
         smtp_reply(s, r);
         return;
     }
-    struct smtp_txn *t = &s->txn;
-    memcpy(t->sender, path.addr, path.len + 1);
-    memcpy(t->params, prm.norm, sizeof(t->params));
-    t->smtputf8 = prm.smtputf8;
-    t->active = true;
-    t->sibling = true;
-    s->srv->open_txns++;
-    smtp_reply(s, SMTP_R_MAIL_OK);
+    smtp_sinks_txn_reset(s); /* a new MAIL: a new message property bag */
+    smtp_event(s, SINK_EV_MAIL, smtp_mail_check, smtp_mail_cont);
 }
 
 /* ---- RCPT ---- */
@@ -216,34 +273,53 @@ static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct s
     return SMTP_R_NONE;
 }
 
+/* The server's link of the rcpt event: relay control and the limit. */
+static enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s)
+{
+    if (s->cand.non_ascii && !s->txn.smtputf8)
+        return SMTP_R_NEED_UTF8;
+    if (!smtp_rcpt_allowed(s, &s->cand))
+        return SMTP_R_RELAY_DENIED;
+    if (s->txn.nrcpt >= s->cfg->max_recipients)
+        return SMTP_R_TOO_MANY_RCPTS;
+    return SMTP_R_NONE;
+}
+
+static void smtp_rcpt_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    enum smtp_reply_id r = o->reply;
+    if (smtp_outcome_ok(o))
+        r = smtp_rcpt_store(s, &s->cand); /* the limit holds whatever a sink said */
+    if (!smtp_outcome_ok(o) || r != SMTP_R_NONE) {
+        s->srv->stats.rcpt_rejected++;
+        smtp_reply(s, r);
+        return;
+    }
+    smtp_txn_mark(s, o);
+    smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_RCPT_OK, 2));
+}
+
 static void smtp_proceed_rcpt(struct smtp_session *s, const char *arg)
 {
     const char *p = arg + 3;
-    struct smtp_path path;
     enum smtp_reply_id r = SMTP_R_NONE;
     while (*p == ' ')
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, false, &path);
+    enum smtp_addr_err e = smtp_path_parse(&p, false, &s->cand);
     if (e == SMTP_ADDR_TOO_LONG)
         r = SMTP_R_RCPT_LONG;
     else if (e != SMTP_ADDR_OK || !smtp_after_path(&p))
         r = SMTP_R_RCPT_BAD;
-    else if (!path.has_domain && strcasecmp(path.addr, "postmaster") != 0)
+    else if (!s->cand.has_domain && strcasecmp(s->cand.addr, "postmaster") != 0)
         r = SMTP_R_RCPT_BAD; /* RFC 5321 4.5.1: only Postmaster may omit it */
     if (r == SMTP_R_NONE)
         r = smtp_rcpt_params_parse(p, s->hello == SMTP_HELLO_EHLO);
-    if (r == SMTP_R_NONE && path.non_ascii && !s->txn.smtputf8)
-        r = SMTP_R_NEED_UTF8;
-    if (r == SMTP_R_NONE && !smtp_rcpt_allowed(s, &path))
-        r = SMTP_R_RELAY_DENIED;
-    if (r == SMTP_R_NONE)
-        r = smtp_rcpt_store(s, &path);
     if (r != SMTP_R_NONE) {
         s->srv->stats.rcpt_rejected++;
         smtp_reply(s, r);
         return;
     }
-    smtp_reply(s, SMTP_R_RCPT_OK);
+    smtp_event(s, SINK_EV_RCPT, smtp_rcpt_check, smtp_rcpt_cont);
 }
 
 /* ---- DATA / BDAT ---- */
@@ -259,15 +335,30 @@ static enum smtp_reply_id smtp_check_data(struct smtp_session *s, const char *ar
     return SMTP_R_NONE;
 }
 
-static void smtp_proceed_data(struct smtp_session *s, const char *arg)
+static void smtp_data_cont(struct smtp_session *s, const struct smtp_outcome *o)
 {
+    if (s->inq_bytes > 0) { /* sent while a sink decided: content before 354 */
+        smtp_reply(s, SMTP_R_SYNC);
+        return;
+    }
+    if (!smtp_outcome_ok(o)) {
+        smtp_txn_reset(s);
+        smtp_reply(s, o->reply);
+        return;
+    }
+    smtp_txn_mark(s, o);
     enum smtp_reply_id r = smtp_msg_begin(s);
     if (r != SMTP_R_NONE) {
         smtp_reply(s, r);
         return;
     }
-    smtp_reply(s, SMTP_R_DATA_GO);
+    smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_DATA_GO, 354));
     s->phase = SMTP_P_DATA;
+}
+
+static void smtp_proceed_data(struct smtp_session *s, const char *arg)
+{
+    smtp_event(s, SINK_EV_DATA, NULL, smtp_data_cont);
 }
 
 /* "BDAT" SP chunk-size [ SP end-marker ], chunk-size = 1*DIGIT */
@@ -306,12 +397,36 @@ static enum smtp_reply_id smtp_check_bdat(struct smtp_session *s, const char *ar
     return smtp_bdat_args(arg, &n, &last) ? SMTP_R_NONE : SMTP_R_BDAT_SYNTAX;
 }
 
+/* After the data event of the first chunk: its octets follow in any case. */
+static void smtp_bdat_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    uint64_t n = s->chunk.n;
+    bool last = s->chunk.last;
+    if (o->verdict == SINK_DROP) {
+        smtp_reply(s, o->reply); /* and close: the octets need not be read */
+        return;
+    }
+    if (!smtp_outcome_ok(o)) {
+        smtp_txn_reset(s);
+        smtp_bdat_start(s, n, last, o->reply); /* read and dropped, then refused */
+        return;
+    }
+    smtp_txn_mark(s, o);
+    smtp_bdat_start(s, n, last, SMTP_R_NONE);
+}
+
 static void smtp_proceed_bdat(struct smtp_session *s, const char *arg)
 {
     uint64_t n = 0;
     bool last = false;
     smtp_bdat_args(arg, &n, &last);
-    smtp_bdat_start(s, n, last); /* sequence errors are answered after the octets */
+    if (s->txn.active && s->txn.nrcpt > 0 && !s->txn.bdat && smtp_sink_bound(s, SINK_EV_DATA)) {
+        s->chunk.n = n;
+        s->chunk.last = last;
+        smtp_event(s, SINK_EV_DATA, NULL, smtp_bdat_cont);
+        return;
+    }
+    smtp_bdat_start(s, n, last, SMTP_R_NONE); /* sequence errors come after the octets */
 }
 
 /* ---- the rest ---- */
@@ -366,25 +481,16 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
 };
 
-void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
+void smtp_cmd_exec(struct smtp_session *s)
 {
-    while (len > 0 && line[len - 1] == ' ')
-        len--;
-    line[len] = '\0';
-    size_t vlen = 0;
-    while (vlen < len && line[vlen] != ' ')
-        vlen++;
-    const char *arg = line + vlen;
-    while (*arg == ' ')
-        arg++;
-
+    const char *arg = s->cmd_args;
     for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
         const struct smtp_cmd *c = &smtp_cmds[i];
-        if (vlen != strlen(c->verb) || strncasecmp(line, c->verb, vlen) != 0)
+        if (strcmp(s->cmd_verb, c->verb) != 0)
             continue;
         enum smtp_reply_id r = SMTP_R_NONE;
-        if (c->group == SMTP_GROUP_LAST && s->inq_bytes > 0)
-            r = SMTP_R_SYNC; /* the line is consumed: what is left came after it */
+        if (c->group == SMTP_GROUP_LAST && s->cmd_behind)
+            r = SMTP_R_SYNC;
         else if (c->args == SMTP_ARGS_NONE && *arg != '\0')
             r = SMTP_R_NO_ARGS;
         else
@@ -396,4 +502,35 @@ void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
         return;
     }
     smtp_reply(s, SMTP_R_UNKNOWN);
+}
+
+/* After the command event: a sink answered, refused, or let it through. */
+static void smtp_cmd_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    if (o->verdict == SINK_CONSUMED)
+        smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_OK, 2));
+    else if (!smtp_outcome_ok(o))
+        smtp_reply(s, o->reply);
+    else
+        smtp_cmd_exec(s);
+}
+
+void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
+{
+    while (len > 0 && line[len - 1] == ' ')
+        len--;
+    line[len] = '\0';
+    size_t vlen = 0;
+    while (vlen < len && line[vlen] != ' ') {
+        line[vlen] = (char)toupper((unsigned char)line[vlen]); /* verbs match in any case */
+        vlen++;
+    }
+    const char *arg = line + vlen;
+    while (*arg == ' ')
+        arg++;
+    line[vlen] = '\0'; /* the verb: arg is past it */
+    s->cmd_verb = line;
+    s->cmd_args = arg;
+    s->cmd_behind = s->inq_bytes > 0; /* the line is consumed: this came after it */
+    smtp_event(s, SINK_EV_COMMAND, NULL, smtp_cmd_cont);
 }

@@ -22,9 +22,14 @@
  *	Past max_message_size the spool txn is aborted and the rest is only
  *	scanned: the reply is 552 5.3.4 after the end.
  *
- *	At the end the txn is committed and the session PARKS until the
+ *	At the end the eod event runs (smtp_sinks.c; the sinks read the body
+ *	through smtp_sinkmsg.c and may record header edits): a refusal aborts
+ *	the txn (nothing stays live), DISCARD aborts it and answers 250 all
+ *	the same, QUARANTINE stores it with the quarantine flag.  Then the
+ *	txn is committed, with its edit list, and the session PARKS until the
  *	group commit calls smtp_msg_done: 250 only once the fdatasync that
- *	covers the message succeeded, 451/452 otherwise.  Input that arrives
+ *	covers the message succeeded, 451/452 otherwise; after the 250 the
+ *	submission event is fired (smtp_sinkmsg.c).  Input that arrives
  *	meanwhile waits in the session's queue.
  *
  *	BDAT (RFC 3030) takes exactly n octets, no unstuffing; the same CR/LF
@@ -320,14 +325,25 @@ static void smtp_msg_done(void *arg, uint64_t id, int res)
     s->committed = NULL;
     s->phase = SMTP_P_CMD;
     s->last_input_ms = smtp_now_ms(); /* the wait was ours, not the client's */
+    struct smtp_sk *k = s->sk;
     if (res == 0) {
         s->srv->stats.messages++;
         spool_id_str(id, idstr);
-        smtp_replyf(s, SMTP_R_QUEUED, "%s", idstr);
+        if (k != NULL && k->queued_quarantine)
+            s->srv->stats.quarantined++;
+        if (k != NULL && k->queued_set) { /* an eod sink's own 250 */
+            k->reply = k->queued;
+            smtp_reply(s, SMTP_R_SINK_REPLY);
+        } else {
+            smtp_replyf(s, SMTP_R_QUEUED, "%s", idstr);
+        }
     } else {
         s->srv->stats.tempfailed++;
         smtp_reply(s, smtp_errno_reply(res));
     }
+    if (k != NULL)
+        k->queued_set = k->queued_quarantine = false;
+    smtp_sub_commit_done(s, id, res); /* after the 250 is queued: fire and forget */
     if (s->backlog_over)
         smtp_reply(s, SMTP_R_BACKLOG);
     smtp_session_pump(s);
@@ -335,7 +351,82 @@ static void smtp_msg_done(void *arg, uint64_t id, int res)
         s->srv->kick(s->cookie);
 }
 
-/* The end of the data (the dot, or BDAT LAST): refuse, or commit and park. */
+/* Commits the message (its edits and flags with it) and parks. */
+static void smtp_msg_commit(struct smtp_session *s, const struct smtp_outcome *o, bool quarantine)
+{
+    struct smtp_txn *t = &s->txn;
+    struct smtp_sk *k = s->sk;
+    int rc = smtp_sinkmsg_edits(s, t->st);
+    if (rc < 0) {
+        log_msg(LOG_WARN, "smtp: header edits: %s", strerror(-rc));
+        s->srv->stats.tempfailed++;
+        smtp_txn_reset(s);
+        smtp_reply(s, SMTP_R_NOMEM);
+        return;
+    }
+    if (quarantine)
+        spool_txn_set_flags(t->st, SPOOL_MSG_QUARANTINE);
+    if (k != NULL) {
+        k->queued_set = smtp_outcome_accept(s, o, SMTP_R_NONE, 2) == SMTP_R_SINK_REPLY;
+        if (k->queued_set)
+            k->queued = k->reply;
+        k->queued_quarantine = quarantine;
+    }
+    struct iovec iov[SMTP_FLUSH_SLICES];
+    uint32_t n = mchain_iov(&t->body, 0, iov, SMTP_FLUSH_SLICES); /* n < FLUSH_SLICES */
+    struct spool_txn *st = t->st;
+    t->st = NULL;
+    smtp_txn_unsibling(s);
+    rc = spool_txn_commit(st, iov, (int)n, smtp_msg_done, s);
+    mchain_clear(&t->body); /* written (or failed) by now */
+    if (rc == 0)
+        smtp_sub_prepare(s, st); /* before the reset: it takes the envelope */
+    smtp_txn_reset(s);
+    if (rc < 0) { /* the spool aborted the txn already */
+        log_msg(LOG_WARN, "smtp: spool commit: %s", strerror(-rc));
+        s->srv->stats.tempfailed++;
+        if (k != NULL)
+            k->queued_set = k->queued_quarantine = false;
+        smtp_reply(s, smtp_errno_reply(rc));
+        return;
+    }
+    s->committed = st;
+    s->phase = SMTP_P_PARKED;
+}
+
+/* After the eod event: refuse, discard, or commit. */
+static void smtp_eod_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    struct smtp_txn *t = &s->txn;
+    if (!smtp_outcome_ok(o) || t->st == NULL || t->fail != SMTP_R_NONE) {
+        enum smtp_reply_id r = o->reply;
+        if (smtp_outcome_ok(o)) /* the spool failed while a sink decided */
+            r = t->fail != SMTP_R_NONE ? t->fail : SMTP_R_WRITE_ERROR;
+        if (o->verdict == SINK_TEMPFAIL || r == SMTP_R_NO_STORAGE || r == SMTP_R_WRITE_ERROR ||
+            r == SMTP_R_NOMEM)
+            s->srv->stats.tempfailed++;
+        else
+            s->srv->stats.rejected++;
+        smtp_txn_reset(s); /* aborts the spool txn: nothing is stored */
+        smtp_reply(s, r);
+        return;
+    }
+    if (o->verdict == SINK_DISCARD || t->discard) {
+        char idstr[17];
+        spool_id_str(spool_txn_id(t->st), idstr);
+        enum smtp_reply_id r = smtp_outcome_accept(s, o, SMTP_R_QUEUED, 2);
+        s->srv->stats.discarded++;
+        smtp_txn_reset(s); /* aborted: the client is told 250 all the same */
+        if (r == SMTP_R_QUEUED)
+            smtp_replyf(s, SMTP_R_QUEUED, "%s", idstr);
+        else
+            smtp_reply(s, r);
+        return;
+    }
+    smtp_msg_commit(s, o, o->verdict == SINK_QUARANTINE || t->quarantine);
+}
+
+/* The end of the data (the dot, or BDAT LAST): refuse, or on to eod. */
 static void smtp_msg_end(struct smtp_session *s)
 {
     struct smtp_txn *t = &s->txn;
@@ -359,23 +450,7 @@ static void smtp_msg_end(struct smtp_session *s)
         smtp_reply(s, r);
         return;
     }
-
-    struct iovec iov[SMTP_FLUSH_SLICES];
-    uint32_t n = mchain_iov(&t->body, 0, iov, SMTP_FLUSH_SLICES); /* n < FLUSH_SLICES */
-    struct spool_txn *st = t->st;
-    t->st = NULL;
-    smtp_txn_unsibling(s);
-    int rc = spool_txn_commit(st, iov, (int)n, smtp_msg_done, s);
-    mchain_clear(&t->body); /* written (or failed) by now */
-    smtp_txn_reset(s);
-    if (rc < 0) { /* the spool aborted the txn already */
-        log_msg(LOG_WARN, "smtp: spool commit: %s", strerror(-rc));
-        s->srv->stats.tempfailed++;
-        smtp_reply(s, smtp_errno_reply(rc));
-        return;
-    }
-    s->committed = st;
-    s->phase = SMTP_P_PARKED;
+    smtp_event(s, SINK_EV_EOD, NULL, smtp_eod_cont);
 }
 
 /* ---- DATA ---- */
@@ -410,13 +485,15 @@ void smtp_data_feed(struct smtp_session *s)
 
 /* ---- BDAT ---- */
 
-void smtp_bdat_start(struct smtp_session *s, uint64_t n, bool last)
+void smtp_bdat_start(struct smtp_session *s, uint64_t n, bool last, enum smtp_reply_id refuse)
 {
     struct smtp_chunk *c = &s->chunk;
     c->n = c->left = n;
     c->last = last;
-    c->skip = SMTP_R_NONE;
-    if (!s->txn.active) {
+    c->skip = refuse;
+    if (refuse != SMTP_R_NONE) {
+        /* a data sink refused it: read the octets, then say so */
+    } else if (!s->txn.active) {
         c->skip = SMTP_R_NEED_MAIL;
     } else if (s->txn.nrcpt == 0) {
         c->skip = SMTP_R_NEED_RCPT;

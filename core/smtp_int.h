@@ -10,6 +10,10 @@
  *	smtp_addr.c	paths, ESMTP parameters, HELO names, UTF-8
  *	smtp_data.c	the DATA scanner, BDAT chunks, the spool transaction
  *	smtp_reply.c	the one reply table and the functions that emit it
+ *	smtp_sinks.c	event sinks: running an event's chain, parking on a
+ *			pending one, verdicts to replies, the response event
+ *	smtp_sinkmsg.c	what eod and submission sinks see of the message:
+ *			body access, holds, header edits, submission calls
  *
  *	Other modules include only core/smtp.h.
  */
@@ -23,6 +27,7 @@
 #include <sys/socket.h>
 
 #include "core/smtp.h"
+#include "sinks/engine.h"
 
 /* ---- limits ---- */
 
@@ -38,6 +43,8 @@
 #define SMTP_FLUSH_SLICES 256u          /* ... or this many slices (one writev) */
 #define SMTP_BACKLOG_MAX (1024u * 1024) /* unprocessed input: then 421 */
 #define SMTP_OUT_HIWAT (64u * 1024)     /* pending output: stop reading commands */
+#define SMTP_EDITS_MAX 256u             /* header edits per message */
+#define SMTP_BODY_CHUNK (64u * 1024)    /* spooled body octets body_at() reads at once */
 
 /* ---- the reply table (smtp_reply.c) ---- */
 
@@ -97,6 +104,12 @@ enum smtp_reply_id {
     SMTP_R_WRITE_ERROR,
     SMTP_R_NOMEM,
     SMTP_R_BDAT_SYNTAX,
+    SMTP_R_SINK_REJECT,        /* a sink's REJECT without a reply of its own */
+    SMTP_R_SINK_TEMPFAIL,      /* ... TEMPFAIL */
+    SMTP_R_SINK_DROP,          /* ... DROP: close */
+    SMTP_R_SINK_CONN_REJECT,   /* REJECT at connect: instead of 220, close */
+    SMTP_R_SINK_CONN_TEMPFAIL, /* TEMPFAIL at connect: instead of 220, close */
+    SMTP_R_SINK_REPLY,         /* the reply the deciding sink set (s->sk->reply) */
     SMTP_R_COUNT_
 };
 
@@ -112,6 +125,12 @@ void smtp_reply_ehlo(struct smtp_session *s);
 void smtp_reply_help(struct smtp_session *s);
 /* The three-digit code of a reply ("250"), for tests and logs. */
 const char *smtp_reply_code(enum smtp_reply_id id);
+/* "550 5.7.1 Rejected by policy" (no hostname), for logs. */
+void smtp_reply_describe(enum smtp_reply_id id, char *out, size_t len);
+/* A row as a sink_result sees it: code, enhanced code, text (hostname
+ * included where the reply has it). */
+void smtp_reply_fill(struct smtp_session *s, enum smtp_reply_id id, int *code, char *esc,
+                     size_t esclen, char *text, size_t textlen);
 
 /* ---- paths and parameters (smtp_addr.c) ---- */
 
@@ -181,10 +200,15 @@ void smtp_dscan_raw_end(struct smtp_dscan *d);
 
 /* ---- the session ---- */
 
+struct smtp_subjob;
+
 struct smtp_server {
     const struct cfg *cfg;
     struct spool_writer *spool;
     void (*kick)(void *cookie);
+    struct sink_worker *sinks;   /* NULL: no sinks */
+    struct sink_engine *engine;  /* sinks' engine, for sink_engine_bound() */
+    struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
     unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
 };
@@ -195,16 +219,19 @@ enum smtp_phase {
     SMTP_P_DATA,   /* after 354: scanning for <CRLF>.<CRLF> */
     SMTP_P_BDAT,   /* reading the octets of a BDAT chunk */
     SMTP_P_PARKED, /* waiting for the group commit of our message */
+    SMTP_P_SINK,   /* waiting for an event's chain that went pending */
 };
 
 enum smtp_hello { SMTP_HELLO_NONE, SMTP_HELLO_HELO, SMTP_HELLO_EHLO };
 
 /* The mail transaction: from MAIL to the end of the message. */
 struct smtp_txn {
-    bool active;   /* MAIL accepted */
-    bool sibling;  /* counted in srv->open_txns: MAIL accepted, not yet committed */
-    bool smtputf8; /* MAIL ... SMTPUTF8 */
-    bool bdat;     /* a BDAT chunk was given */
+    bool active;     /* MAIL accepted */
+    bool sibling;    /* counted in srv->open_txns: MAIL accepted, not yet committed */
+    bool smtputf8;   /* MAIL ... SMTPUTF8 */
+    bool bdat;       /* a BDAT chunk was given */
+    bool discard;    /* a sink said DISCARD: 250 at the end, nothing stored */
+    bool quarantine; /* a sink said QUARANTINE: stored with the quarantine flag */
     char sender[SMTP_PATH_MAX + 1];
     char params[SMTP_PARAMS_MAX + 1];
     char **rcpts; /* each malloc'd; at most cfg->max_recipients */
@@ -227,6 +254,60 @@ struct smtp_chunk {
 struct smtp_obuf {
     char *p;
     size_t len, cap;
+};
+
+/* ---- event sinks (smtp_sinks.c, smtp_sinkmsg.c) ---- */
+
+/* How an event ended for the session: the verdict (never PENDING), and
+ * the reply for it: SMTP_R_NONE (accepted, the command's own reply), a
+ * row of the table (the server's own refusal, or the default for the
+ * verdict), or SMTP_R_SINK_REPLY (the deciding sink's, in s->sk->reply). */
+struct smtp_outcome {
+    enum sink_verdict verdict;
+    enum smtp_reply_id reply;
+};
+
+/* The server's own link of an event's chain: a refusal or SMTP_R_NONE. */
+typedef enum smtp_reply_id smtp_check_fn(struct smtp_session *s);
+/* What the session does once the event's chain has ended. */
+typedef void smtp_cont_fn(struct smtp_session *s, const struct smtp_outcome *o);
+
+/* A reply a sink set (code, enhanced code, text), used verbatim. */
+struct smtp_sreply {
+    int code;
+    char enhanced[16];
+    char text[512];
+    bool close; /* the session ends after it (DROP, a refused connect) */
+};
+
+struct smtp_edit {
+    enum spool_edit_op op;
+    char *name, *value;
+};
+
+/* Everything sinks need of a session: allocated at its first bound event. */
+struct smtp_sk {
+    struct sink_call *call;  /* the session's events, one at a time */
+    struct sink_call *rcall; /* response events (they fire inside others) */
+    struct sink_bag *sbag;   /* session properties */
+    struct sink_bag *mbag;   /* message properties: MAIL to the end of the message */
+    struct sink_event_data d, rd;
+    enum sink_event ev; /* the event of call */
+    smtp_check_fn *check;
+    smtp_cont_fn *cont;
+    enum smtp_reply_id srv_reply; /* what check answered in the chain */
+    struct smtp_sreply reply;     /* the deciding sink's reply */
+    struct smtp_sreply queued;    /* an eod sink's 2xx, sent once the commit is durable */
+    bool queued_set;
+    bool queued_quarantine; /* the commit waited for carries the quarantine flag */
+    bool in_response;       /* no response event for the replies of a response event */
+    /* the message at eod */
+    struct smtp_edit *edits;
+    uint32_t nedits, editcap;
+    char *scratch;               /* spooled octets read back (SMTP_BODY_CHUNK) */
+    uint32_t cur_i;              /* body_at's place in txn.body: slice, */
+    uint64_t cur_base, cur_disk; /* its offset, and the spooled size then */
+    struct smtp_subjob *sub;     /* the submission call prepared at commit */
 };
 
 struct smtp_session {
@@ -262,6 +343,17 @@ struct smtp_session {
     struct smtp_chunk chunk;
     struct spool_txn *committed; /* waiting for its done callback */
 
+    /* The command being handled: verb (upper-cased) and arguments, both in
+     * line (stable while the session waits: nothing is read meanwhile). */
+    const char *cmd_verb, *cmd_args;
+    bool cmd_behind; /* input was queued behind its line (RFC 2920) */
+    /* What MAIL, RCPT, EHLO/HELO propose while their event runs. */
+    struct smtp_path cand;
+    struct smtp_mail_params cand_prm;
+    const char *cand_helo;
+    enum smtp_hello cand_hello;
+    struct smtp_sk *sk; /* NULL until an event has sinks bound */
+
     struct smtp_obuf out[2];
     unsigned out_cur; /* the buffer replies go to */
     bool out_taken;   /* the other one is being sent */
@@ -285,6 +377,8 @@ void smtp_inq_consume(struct smtp_session *s, size_t n);
 
 /* smtp_cmd.c */
 void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len);
+/* The command table's handling of s->cmd_verb (the command event passed). */
+void smtp_cmd_exec(struct smtp_session *s);
 /* Forgets the transaction (aborting an uncommitted spool txn). */
 void smtp_txn_reset(struct smtp_session *s);
 /* The transaction's commit is queued (or it ended): no longer a sibling the
@@ -295,11 +389,63 @@ void smtp_txn_unsibling(struct smtp_session *s);
 /* DATA accepted: begins the spool txn and adds the Received: header. */
 enum smtp_reply_id smtp_msg_begin(struct smtp_session *s);
 void smtp_data_feed(struct smtp_session *s);
-void smtp_bdat_start(struct smtp_session *s, uint64_t n, bool last);
+/* BDAT n [LAST]: reads the chunk; refuse (not SMTP_R_NONE): read and drop
+ * it, then answer refuse. */
+void smtp_bdat_start(struct smtp_session *s, uint64_t n, bool last, enum smtp_reply_id refuse);
 void smtp_bdat_feed(struct smtp_session *s);
 /* Appends the held body slices to the spool (buffer pressure or size). */
 void smtp_msg_flush(struct smtp_session *s);
 /* Gives up the message being received (no reply). */
 void smtp_msg_drop(struct smtp_session *s);
+
+/* smtp_sinks.c */
+/* Whether ev has sinks bound (no sinks: false at the cost of a load). */
+static inline bool smtp_sink_bound(const struct smtp_session *s, enum sink_event ev)
+{
+    return s->srv->engine != NULL && sink_engine_bound(s->srv->engine, ev);
+}
+/* The session's sink state, made at its first bound event; NULL when out
+ * of memory (logged; the session then runs as without sinks). */
+struct smtp_sk *smtp_sk_get(struct smtp_session *s);
+/* Runs event ev: its chain when sinks are bound, with check as the
+ * server's link; otherwise just check.  cont(s, outcome) runs now, or -
+ * when the chain went pending - once it ends (the session waits in
+ * SMTP_P_SINK meanwhile and takes up its input afterwards). */
+void smtp_event(struct smtp_session *s, enum sink_event ev, smtp_check_fn *check,
+                smtp_cont_fn *cont);
+static inline bool smtp_outcome_ok(const struct smtp_outcome *o)
+{
+    return o->verdict == SINK_CONTINUE || o->verdict == SINK_CONSUMED ||
+           o->verdict == SINK_DISCARD || o->verdict == SINK_QUARANTINE;
+}
+/* The reply for an accepted outcome: the sink's own if it set one of
+ * class cls (2 or 3), else dflt. */
+enum smtp_reply_id smtp_outcome_accept(const struct smtp_session *s, const struct smtp_outcome *o,
+                                       enum smtp_reply_id dflt, int cls);
+/* A reply is about to be queued: the response event (smtp_reply.c calls
+ * it).  text is the whole reply without the final CRLF; *code, text and
+ * *close may be changed (single-line replies only).  Returns the new
+ * length of text. */
+size_t smtp_sink_response(struct smtp_session *s, int *code, char *text, size_t len, size_t cap,
+                          bool multi, bool *close);
+/* The session ends: the disconnect event, abandoning anything pending. */
+void smtp_sinks_session_end(struct smtp_session *s);
+
+/* smtp_sinkmsg.c */
+/* The transaction is reset: message properties and edits go. */
+void smtp_sinks_txn_reset(struct smtp_session *s);
+/* Fills the eod part of d (body access and header edits). */
+void smtp_sinkmsg_eod(struct smtp_session *s, struct sink_event_data *d);
+/* Hands the edits recorded at eod to st: 0 or -errno. */
+int smtp_sinkmsg_edits(struct smtp_session *s, struct spool_txn *st);
+/* The message st has been committed: prepares its submission event (if
+ * bound), taking the envelope, the message bag and a body reference. */
+void smtp_sub_prepare(struct smtp_session *s, struct spool_txn *st);
+/* Its commit is durable (res 0: fire the event) or failed (drop it). */
+void smtp_sub_commit_done(struct smtp_session *s, uint64_t id, int res);
+/* Abandons every submission call still running (server destroy). */
+void smtp_sub_destroy_all(struct smtp_server *srv);
+void smtp_sub_free(struct smtp_subjob *j);
+const char *smtp_verdict_name(enum sink_verdict v);
 
 #endif

@@ -20,10 +20,17 @@
  *	When an error pushes the count over max_errors, 421 4.7.0 follows it
  *	and the session closes.  Once a session is closing nothing more is
  *	emitted, so a 421 is always the last line.
+ *
+ *	Event sinks: the SINK rows are the replies for a sink's verdict when
+ *	the sink set none; SMTP_R_SINK_REPLY stands for the reply the
+ *	deciding sink did set (s->sk->reply), sent as it is.  Every reply is
+ *	built whole (all its lines) before it is queued, so that the response
+ *	event sees it and may change it (smtp_sinks.c).
  * DIAGNOSTICS
  *	An unknown reply id panics.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -102,6 +109,12 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_WRITE_ERROR] = {"451", "4.3.0", "Error: queue file write error", 0},
     [SMTP_R_NOMEM] = {"451", "4.3.0", "Error: out of memory", 0},
     [SMTP_R_BDAT_SYNTAX] = {"501", "5.5.4", "Syntax: BDAT count [LAST]", E | C},
+    [SMTP_R_SINK_REJECT] = {"550", "5.7.1", "Rejected by policy", 0},
+    [SMTP_R_SINK_TEMPFAIL] = {"451", "4.7.1", "Try again later", 0},
+    [SMTP_R_SINK_DROP] = {"421", "4.7.0", "Closing connection", H | C},
+    [SMTP_R_SINK_CONN_REJECT] = {"554", "5.7.1", "Rejected by policy", H | C},
+    [SMTP_R_SINK_CONN_TEMPFAIL] = {"421", "4.7.1", "Try again later", H | C},
+    /* SMTP_R_SINK_REPLY has no row: its code and text are the sink's */
 };
 
 #undef E
@@ -140,9 +153,29 @@ static void smtp_rline_str(struct smtp_rline *l, const char *p)
     smtp_rline_put(l, p, strlen(p));
 }
 
-/* One line "CODE<sep>[ESC ][HOST ]TEXT[ DETAIL]\r\n" (or DETAIL before TEXT). */
-static void smtp_reply_line(struct smtp_session *s, const struct smtp_reply_def *d, char sep,
-                            const char *text, const char *detail)
+/* A whole reply (every line, CRLF-terminated) before it is queued. */
+struct smtp_rbuf {
+    char p[8 * SMTP_LINE_MAX];
+    size_t n;
+    int code;
+    bool multi;
+};
+
+static void smtp_rbuf_add(struct smtp_rbuf *rb, const struct smtp_rline *l)
+{
+    if (rb->n > 0)
+        rb->multi = true;
+    if (rb->n + l->n + 2 <= sizeof(rb->p)) { /* 8 lines: EHLO has 7 */
+        memcpy(rb->p + rb->n, l->p, l->n);
+        memcpy(rb->p + rb->n + l->n, "\r\n", 2);
+        rb->n += l->n + 2;
+    }
+}
+
+/* One line "CODE<sep>[ESC ][HOST ]TEXT[ DETAIL]" (or DETAIL before TEXT). */
+static void smtp_reply_line(struct smtp_session *s, struct smtp_rbuf *rb,
+                            const struct smtp_reply_def *d, char sep, const char *text,
+                            const char *detail)
 {
     struct smtp_rline l = {.n = 0};
     bool pre = detail != NULL && (d->flags & SMTP_RF_PRE);
@@ -170,34 +203,84 @@ static void smtp_reply_line(struct smtp_session *s, const struct smtp_reply_def 
         smtp_rline_str(&l, parts[i]);
         first = false;
     }
-    memcpy(l.p + l.n, "\r\n", 2);
-    smtp_out_append(s, l.p, l.n + 2);
+    if (rb->n == 0)
+        rb->code = (d->code[0] - '0') * 100 + (d->code[1] - '0') * 10 + (d->code[2] - '0');
+    smtp_rbuf_add(rb, &l);
+}
+
+/* Queues the reply, after the response event if sinks are bound to it;
+ * *close is set when a response sink dropped the session. */
+static void smtp_reply_emit(struct smtp_session *s, struct smtp_rbuf *rb, bool *close)
+{
+    *close = false;
+    if (rb->n < 2)
+        return;
+    if (smtp_sink_bound(s, SINK_EV_RESPONSE)) {
+        size_t n =
+            smtp_sink_response(s, &rb->code, rb->p, rb->n - 2, sizeof(rb->p) - 2, rb->multi, close);
+        memcpy(rb->p + n, "\r\n", 2);
+        rb->n = n + 2;
+    }
+    smtp_out_append(s, rb->p, rb->n);
 }
 
 /* Error counting and closing, after the reply went out. */
-static void smtp_reply_after(struct smtp_session *s, const struct smtp_reply_def *d)
+static void smtp_reply_after(struct smtp_session *s, const struct smtp_reply_def *d, bool close)
 {
     if (d->flags & SMTP_RF_ERROR) {
         s->errors++;
         s->srv->stats.protocol_errors++;
-        if (!(d->flags & SMTP_RF_CLOSE) && s->errors > s->cfg->max_errors) {
-            smtp_reply_line(s, &smtp_replies[SMTP_R_TOO_MANY_ERRORS], ' ',
+        if (!(d->flags & SMTP_RF_CLOSE) && !close && s->errors > s->cfg->max_errors) {
+            struct smtp_rbuf rb = {.n = 0};
+            smtp_reply_line(s, &rb, &smtp_replies[SMTP_R_TOO_MANY_ERRORS], ' ',
                             smtp_replies[SMTP_R_TOO_MANY_ERRORS].text, NULL);
+            smtp_reply_emit(s, &rb, &close);
             smtp_close(s);
             return;
         }
     }
-    if (d->flags & SMTP_RF_CLOSE)
+    if ((d->flags & SMTP_RF_CLOSE) || close)
+        smtp_close(s);
+}
+
+/* SMTP_R_SINK_REPLY: "CODE [ENHANCED ]TEXT" as the sink set it. */
+static void smtp_reply_sink(struct smtp_session *s)
+{
+    const struct smtp_sreply *r = &s->sk->reply;
+    struct smtp_rline l = {.n = 0};
+    struct smtp_rbuf rb = {.n = 0, .code = r->code};
+    char code[8];
+    bool close;
+    snprintf(code, sizeof(code), "%03d", r->code % 1000);
+    smtp_rline_str(&l, code);
+    if (r->enhanced[0] != '\0') {
+        smtp_rline_put(&l, " ", 1);
+        smtp_rline_str(&l, r->enhanced);
+    }
+    if (r->text[0] != '\0') {
+        smtp_rline_put(&l, " ", 1);
+        smtp_rline_put(&l, r->text, strcspn(r->text, "\r\n")); /* checked by the engine too */
+    }
+    smtp_rbuf_add(&rb, &l);
+    smtp_reply_emit(s, &rb, &close);
+    if (r->close || close)
         smtp_close(s);
 }
 
 void smtp_reply(struct smtp_session *s, enum smtp_reply_id id)
 {
-    const struct smtp_reply_def *d = smtp_reply_def(id);
     if (s->closing)
         return;
-    smtp_reply_line(s, d, ' ', d->text, NULL);
-    smtp_reply_after(s, d);
+    if (id == SMTP_R_SINK_REPLY && s->sk != NULL) {
+        smtp_reply_sink(s);
+        return;
+    }
+    const struct smtp_reply_def *d = smtp_reply_def(id);
+    struct smtp_rbuf rb = {.n = 0};
+    bool close;
+    smtp_reply_line(s, &rb, d, ' ', d->text, NULL);
+    smtp_reply_emit(s, &rb, &close);
+    smtp_reply_after(s, d, close);
 }
 
 void smtp_replyf(struct smtp_session *s, enum smtp_reply_id id, const char *fmt, ...)
@@ -210,8 +293,11 @@ void smtp_replyf(struct smtp_session *s, enum smtp_reply_id id, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    smtp_reply_line(s, d, ' ', d->text, detail);
-    smtp_reply_after(s, d);
+    struct smtp_rbuf rb = {.n = 0};
+    bool close;
+    smtp_reply_line(s, &rb, d, ' ', d->text, detail);
+    smtp_reply_emit(s, &rb, &close);
+    smtp_reply_after(s, d, close);
 }
 
 /* RFC 5321 4.1.1.1 with the keywords of the extensions we implement. */
@@ -225,10 +311,14 @@ void smtp_reply_ehlo(struct smtp_session *s)
     const char *const kw[] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
                               "ENHANCEDSTATUSCODES", "CHUNKING"};
     const size_t nkw = sizeof(kw) / sizeof(kw[0]);
-    smtp_reply_line(s, d, '-', d->text, NULL);
+    struct smtp_rbuf rb = {.n = 0};
+    bool close;
+    smtp_reply_line(s, &rb, d, '-', d->text, NULL);
     struct smtp_reply_def plain = {d->code, NULL, "", 0};
     for (size_t i = 0; i < nkw; i++)
-        smtp_reply_line(s, &plain, i + 1 < nkw ? '-' : ' ', kw[i], NULL);
+        smtp_reply_line(s, &rb, &plain, i + 1 < nkw ? '-' : ' ', kw[i], NULL);
+    smtp_reply_emit(s, &rb, &close);
+    smtp_reply_after(s, d, close);
 }
 
 void smtp_reply_help(struct smtp_session *s)
@@ -236,7 +326,29 @@ void smtp_reply_help(struct smtp_session *s)
     const struct smtp_reply_def *d = smtp_reply_def(SMTP_R_HELP);
     if (s->closing)
         return;
-    smtp_reply_line(s, d, '-', "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT HELP",
-                    NULL);
-    smtp_reply_line(s, d, ' ', d->text, NULL);
+    struct smtp_rbuf rb = {.n = 0};
+    bool close;
+    smtp_reply_line(s, &rb, d, '-',
+                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT HELP", NULL);
+    smtp_reply_line(s, &rb, d, ' ', d->text, NULL);
+    smtp_reply_emit(s, &rb, &close);
+    smtp_reply_after(s, d, close);
+}
+
+void smtp_reply_describe(enum smtp_reply_id id, char *out, size_t len)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(id);
+    snprintf(out, len, "%s%s%s %s", d->code, d->esc ? " " : "", d->esc ? d->esc : "", d->text);
+}
+
+void smtp_reply_fill(struct smtp_session *s, enum smtp_reply_id id, int *code, char *esc,
+                     size_t esclen, char *text, size_t textlen)
+{
+    const struct smtp_reply_def *d = smtp_reply_def(id);
+    *code = atoi(d->code);
+    snprintf(esc, esclen, "%s", d->esc ? d->esc : "");
+    if (d->flags & SMTP_RF_HOST)
+        snprintf(text, textlen, "%s %s", s->cfg->hostname, d->text);
+    else
+        snprintf(text, textlen, "%s", d->text);
 }

@@ -10,7 +10,8 @@
  *	buffer up to each LF; in DATA and BDAT they go to smtp_data.c, which
  *	keeps the body as slices of the same buffers.  The pump stops when the
  *	queue is empty, when the session is parked on a group commit (the
- *	rest of the queue waits for smtp_msg_done), or when more than
+ *	rest of the queue waits for smtp_msg_done) or on an event sink that
+ *	went pending (smtp_sinks.c), or when more than
  *	SMTP_OUT_HIWAT of replies are pending (a client that pipelines but
  *	never reads; out_done resumes it).  Input held that way is the
  *	backlog; over SMTP_BACKLOG_MAX the session answers 421 and closes.
@@ -37,7 +38,12 @@
  *	milliseconds, the clock smtp_now_ms() reads) with the time of the last
  *	input (idle timeout, RFC 5321 4.5.3.2) and with the start of the
  *	message data (minimum data rate).  A parked session has no timer: the
- *	wait is ours.
+ *	wait is ours (a sink's is bounded by its binding's deadline).
+ *
+ *	Event sinks: connect fires before the greeting (a refusal replaces
+ *	the 220 and ends the session), disconnect when the session is
+ *	destroyed; the rest are fired by the commands (smtp_cmd.c,
+ *	smtp_data.c).
  * DIAGNOSTICS
  *	Calls out of order (input before start, out_done without out_take)
  *	panic with the function's name.
@@ -92,6 +98,9 @@ struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_write
 
 void smtp_server_destroy(struct smtp_server *srv)
 {
+    if (srv == NULL)
+        return;
+    smtp_sub_destroy_all(srv);
     free(srv);
 }
 
@@ -254,7 +263,8 @@ void smtp_session_pump(struct smtp_session *s)
     if (s->pumping)
         return; /* the outer loop goes on */
     s->pumping = true;
-    while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_NEW) {
+    while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_SINK &&
+           s->phase != SMTP_P_NEW) {
         if (s->phase == SMTP_P_CMD && s->shutdown) {
             smtp_reply(s, SMTP_R_SHUTDOWN);
             break;
@@ -346,6 +356,7 @@ void smtp_session_destroy(struct smtp_session *s)
 {
     if (s == NULL)
         return;
+    smtp_sinks_session_end(s); /* first: disconnect sinks see the session as it was */
     if (s->committed != NULL) {
         spool_txn_orphan(s->committed); /* stays in the spool; no 250 was seen */
         s->committed = NULL;
@@ -358,6 +369,17 @@ void smtp_session_destroy(struct smtp_session *s)
     free(s->out[0].p);
     free(s->out[1].p);
     free(s);
+}
+
+/* After the connect event: the greeting, or its refusal and the end. */
+static void smtp_connect_cont(struct smtp_session *s, const struct smtp_outcome *o)
+{
+    if (smtp_outcome_ok(o)) {
+        smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_GREETING, 220));
+        return;
+    }
+    smtp_reply(s, o->reply);
+    smtp_close(s); /* whatever the reply: a refused connection ends here */
 }
 
 void smtp_session_start(struct smtp_session *s, enum smtp_start how)
@@ -374,7 +396,10 @@ void smtp_session_start(struct smtp_session *s, enum smtp_start how)
         log_panic("smtp_session_start: bad start %d", (int)how);
     s->phase = SMTP_P_CMD;
     s->last_input_ms = smtp_now_ms();
-    smtp_reply(s, replies[how]);
+    if (how == SMTP_START_OK)
+        smtp_event(s, SINK_EV_CONNECT, NULL, smtp_connect_cont);
+    else
+        smtp_reply(s, replies[how]);
 }
 
 void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, uint32_t len)
@@ -395,7 +420,7 @@ void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, ui
     s->inq_bytes += len;
     smtp_session_pump(s);
     if (s->inq_bytes > SMTP_BACKLOG_MAX) {
-        if (s->phase == SMTP_P_PARKED) { /* its reply first, then the 421 */
+        if (s->phase == SMTP_P_PARKED || s->phase == SMTP_P_SINK) { /* its reply, then 421 */
             s->backlog_over = true;
             smtp_inq_clear(s);
         } else {
@@ -413,7 +438,8 @@ void smtp_session_eof(struct smtp_session *s)
 void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
 {
     const struct cfg *c = s->cfg;
-    if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED)
+    if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED ||
+        s->phase == SMTP_P_SINK)
         return;
     if (c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
         now_ms - s->last_input_ms > c->idle_timeout_ms) {
