@@ -116,7 +116,7 @@ long long sink_props_get_int(const struct sink_props *p, const char *key, long l
         return dflt;
     char *end;
     errno = 0;
-    long long v = strtoll(s, &end, 0);
+    long long v = strtoll(s, &end, 10);
     return errno != 0 || *end != '\0' ? dflt : v;
 }
 
