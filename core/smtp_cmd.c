@@ -26,10 +26,13 @@
  *	an address literal as the domain) are refused even for our domains.
  *
  *	Event sinks (smtp_sinks.c): every command line is first the command
- *	event (a sink may answer it - an unknown verb too - or refuse it);
- *	then EHLO/HELO, MAIL, RCPT, DATA and the first BDAT fire their own
- *	event once their arguments parsed.  The checks that follow parsing
- *	(SMTPUTF8 and SIZE for MAIL; SMTPUTF8, relay control and the
+ *	event, whose server link is the table lookup and the verb's check
+ *	step: a sink before it may answer the line (an unknown verb too: a
+ *	protocol extension) or refuse it, a sink after it sees only commands
+ *	the server would carry out; the proceed step runs once the chain
+ *	has ended.  Then EHLO/HELO, MAIL, RCPT, DATA and the first BDAT fire
+ *	their own event once their arguments parsed.  The checks that follow
+ *	parsing (SMTPUTF8 and SIZE for MAIL; SMTPUTF8, relay control and the
  *	recipient limit for RCPT) are the server's link of that event's
  *	chain, and the command's effect and 250 are its continuation, so a
  *	sink before the server's link that says CONSUMED accepts what the
@@ -481,38 +484,40 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
 };
 
-void smtp_cmd_exec(struct smtp_session *s)
+/* The server's link of the command event: the verb must be one of ours,
+ * and its check step (sequence, arguments, RFC 2920) must pass. */
+static enum smtp_reply_id smtp_cmd_check(struct smtp_session *s)
 {
     const char *arg = s->cmd_args;
     for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
         const struct smtp_cmd *c = &smtp_cmds[i];
         if (strcmp(s->cmd_verb, c->verb) != 0)
             continue;
-        enum smtp_reply_id r = SMTP_R_NONE;
+        s->cmd = c;
         if (c->group == SMTP_GROUP_LAST && s->cmd_behind)
-            r = SMTP_R_SYNC;
-        else if (c->args == SMTP_ARGS_NONE && *arg != '\0')
-            r = SMTP_R_NO_ARGS;
-        else
-            r = c->check(s, arg);
-        if (r != SMTP_R_NONE)
-            smtp_reply(s, r);
-        else
-            c->proceed(s, arg);
-        return;
+            return SMTP_R_SYNC;
+        if (c->args == SMTP_ARGS_NONE && *arg != '\0')
+            return SMTP_R_NO_ARGS;
+        return c->check(s, arg);
     }
-    smtp_reply(s, SMTP_R_UNKNOWN);
+    return SMTP_R_UNKNOWN;
 }
 
 /* After the command event: a sink answered, refused, or let it through. */
 static void smtp_cmd_cont(struct smtp_session *s, const struct smtp_outcome *o)
 {
-    if (o->verdict == SINK_CONSUMED)
-        smtp_reply(s, smtp_outcome_accept(s, o, SMTP_R_OK, 2));
-    else if (!smtp_outcome_ok(o))
-        smtp_reply(s, o->reply);
-    else
-        smtp_cmd_exec(s);
+    enum smtp_reply_id r = SMTP_R_NONE;
+    if (o->verdict == SINK_CONSUMED) {
+        r = smtp_outcome_accept(s, o, SMTP_R_OK, 2); /* a sink answered it */
+    } else if (!smtp_outcome_ok(o)) {
+        r = o->reply;
+    } else if (o->verdict != SINK_CONTINUE || s->cmd == NULL) {
+        r = smtp_cmd_check(s); /* DISCARD, QUARANTINE: the chain ended before the server */
+    }
+    if (r != SMTP_R_NONE)
+        smtp_reply(s, r);
+    else /* CONTINUE to the end: the server's link ran and found the command */
+        s->cmd->proceed(s, s->cmd_args);
 }
 
 void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
@@ -532,5 +537,6 @@ void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len)
     s->cmd_verb = line;
     s->cmd_args = arg;
     s->cmd_behind = s->inq_bytes > 0; /* the line is consumed: this came after it */
-    smtp_event(s, SINK_EV_COMMAND, NULL, smtp_cmd_cont);
+    s->cmd = NULL;
+    smtp_event(s, SINK_EV_COMMAND, smtp_cmd_check, smtp_cmd_cont);
 }

@@ -426,6 +426,15 @@ static void smtp_eod_cont(struct smtp_session *s, const struct smtp_outcome *o)
     smtp_msg_commit(s, o, o->verdict == SINK_QUARANTINE || t->quarantine);
 }
 
+/* The server's link of the eod event: the spool still has the message
+ * (an append may have failed while a sink before it decided). */
+static enum smtp_reply_id smtp_eod_check(struct smtp_session *s)
+{
+    if (s->txn.fail != SMTP_R_NONE)
+        return s->txn.fail;
+    return s->txn.st == NULL ? SMTP_R_WRITE_ERROR : SMTP_R_NONE;
+}
+
 /* The end of the data (the dot, or BDAT LAST): refuse, or on to eod. */
 static void smtp_msg_end(struct smtp_session *s)
 {
@@ -450,7 +459,7 @@ static void smtp_msg_end(struct smtp_session *s)
         smtp_reply(s, r);
         return;
     }
-    smtp_event(s, SINK_EV_EOD, NULL, smtp_eod_cont);
+    smtp_event(s, SINK_EV_EOD, smtp_eod_check, smtp_eod_cont);
 }
 
 /* ---- DATA ---- */

@@ -201,6 +201,7 @@ void smtp_dscan_raw_end(struct smtp_dscan *d);
 /* ---- the session ---- */
 
 struct smtp_subjob;
+struct smtp_cmd;
 
 struct smtp_server {
     const struct cfg *cfg;
@@ -347,6 +348,7 @@ struct smtp_session {
      * line (stable while the session waits: nothing is read meanwhile). */
     const char *cmd_verb, *cmd_args;
     bool cmd_behind; /* input was queued behind its line (RFC 2920) */
+    const struct smtp_cmd *cmd; /* its row of the command table, once found */
     /* What MAIL, RCPT, EHLO/HELO propose while their event runs. */
     struct smtp_path cand;
     struct smtp_mail_params cand_prm;
@@ -377,8 +379,6 @@ void smtp_inq_consume(struct smtp_session *s, size_t n);
 
 /* smtp_cmd.c */
 void smtp_cmd_dispatch(struct smtp_session *s, char *line, size_t len);
-/* The command table's handling of s->cmd_verb (the command event passed). */
-void smtp_cmd_exec(struct smtp_session *s);
 /* Forgets the transaction (aborting an uncommitted spool txn). */
 void smtp_txn_reset(struct smtp_session *s);
 /* The transaction's commit is queued (or it ended): no longer a sibling the
