@@ -2,7 +2,7 @@
  * NAME
  *	sluiced - the sluice mail transfer agent daemon
  * SYNOPSIS
- *	sluiced [-c FILE] [-o key=value ...] [--check] [--help] [--version]
+ *	sluiced [-c FILE] [-o key=value ...] [--check] [--bindings] [--help] [--version]
  * DESCRIPTION
  *	Loads the configuration (defaults when no file is named), opens and
  *	recovers the spool, binds the listeners, runs the workers in the
@@ -10,7 +10,10 @@
  *	get 421, group commits in flight finish, then it exits 0 after one
  *	line of counters on stderr:
  *	  sluiced stats: sessions=N messages=N commits=N syncs=N
- *	--check loads the configuration, prints any error, and exits.
+ *	--check loads the configuration (bindings and their sinks included),
+ *	prints any error, and exits; --bindings prints the resolved chain of
+ *	every event and exits.  SIGUSR1 prints the per-binding statistics to
+ *	stderr (they are printed at exit too, when bindings exist).
  * DIAGNOSTICS
  *	Start-up errors are one line on stderr naming the cause; exit 1 (bad
  *	usage 2).
@@ -26,6 +29,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "net/net.h"
+#include "sinks/engine.h"
 #include "storage/spool.h"
 
 #define SLUICE_VERSION "0.1.0"
@@ -36,6 +40,7 @@ static void usage(FILE *f)
                "  -c FILE       configuration file (UCL or JSON); without it, defaults\n"
                "  -o key=value  override one setting (repeatable)\n"
                "  --check       load the configuration, report errors, exit\n"
+               "  --bindings    print the resolved event-sink chains, exit\n"
                "  --version     print the version\n"
                "See docs/config.md for every setting.\n");
 }
@@ -43,6 +48,7 @@ static void usage(FILE *f)
 struct sig_ctx {
     sigset_t set;
     struct net_server *srv;
+    struct sink_engine *engine;
 };
 
 static void *signal_thread(void *arg)
@@ -52,6 +58,10 @@ static void *signal_thread(void *arg)
         int sig = 0;
         if (sigwait(&sc->set, &sig) != 0)
             continue;
+        if (sig == SIGUSR1) {
+            sink_engine_print_stats(sc->engine, stderr);
+            continue;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             log_msg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             net_server_stop(sc->srv);
@@ -72,7 +82,7 @@ int main(int argc, char **argv)
     const char *conf = NULL;
     const char **ov = calloc((size_t)argc + 1, sizeof(*ov));
     size_t nov = 0;
-    bool check = false;
+    bool check = false, bindings = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
             conf = argv[++i];
@@ -82,6 +92,8 @@ int main(int argc, char **argv)
             ov[nov++] = argv[i] + 2;
         } else if (strcmp(argv[i], "--check") == 0) {
             check = true;
+        } else if (strcmp(argv[i], "--bindings") == 0) {
+            bindings = true;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
@@ -104,8 +116,18 @@ int main(int argc, char **argv)
     enum log_level lv;
     if (log_level_parse(cfg->log_level, &lv) == 0)
         log_set_level(lv);
-    if (check) {
-        printf("sluiced: configuration %s is valid\n", conf ? conf : "(defaults)");
+    struct sink_engine *engine = sink_engine_create(cfg, err, sizeof(err));
+    if (engine == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        cfg_destroy(cfg);
+        return 1;
+    }
+    if (check || bindings) {
+        if (bindings)
+            sink_engine_print_bindings(engine, stdout);
+        else
+            printf("sluiced: configuration %s is valid\n", conf ? conf : "(defaults)");
+        sink_engine_destroy(engine);
         cfg_destroy(cfg);
         return 0;
     }
@@ -116,6 +138,7 @@ int main(int argc, char **argv)
     sigaddset(&sc.set, SIGTERM);
     sigaddset(&sc.set, SIGINT);
     sigaddset(&sc.set, SIGHUP);
+    sigaddset(&sc.set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -127,6 +150,7 @@ int main(int argc, char **argv)
     if (rc < 0) {
         fprintf(stderr, "sluiced: spool %s: %s%s\n", cfg->spool_dir, strerror(-rc),
                 rc == -EBUSY ? " (another sluiced is using this spool)" : "");
+        sink_engine_destroy(engine);
         cfg_destroy(cfg);
         return 1;
     }
@@ -137,10 +161,11 @@ int main(int argc, char **argv)
             (unsigned long long)rep.incomplete, (unsigned long long)rep.torn);
 
     struct net_server *srv = NULL;
-    rc = net_server_create(cfg, sp, &srv, err, sizeof(err));
+    rc = net_server_create(cfg, sp, engine, &srv, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "sluiced: %s\n", err);
         spool_close(sp);
+        sink_engine_destroy(engine);
         cfg_destroy(cfg);
         return 1;
     }
@@ -150,6 +175,7 @@ int main(int argc, char **argv)
             cfg->hostname);
 
     sc.srv = srv;
+    sc.engine = engine;
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &sc);
     rc = net_server_run(srv, err, sizeof(err));
@@ -161,8 +187,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "sluiced stats: sessions=%llu messages=%llu commits=%llu syncs=%llu\n",
             (unsigned long long)ns.sessions, (unsigned long long)ns.messages,
             (unsigned long long)ns.commits, (unsigned long long)ns.syncs);
+    sink_engine_print_stats(engine, stderr);
     net_server_destroy(srv);
     spool_close(sp);
+    sink_engine_destroy(engine);
     cfg_destroy(cfg);
     free(ov);
     return rc < 0 ? 1 : 0;

@@ -39,11 +39,16 @@ struct net_stats {
     uint64_t commits;  /* COMMIT records written */
     uint64_t syncs;    /* fdatasync batches */
     uint64_t sync_errors;
+    uint64_t tasks;  /* scheduler tasks run (sink completions, offloaded work) */
+    uint64_t steals;
 };
 
-/* cfg and sp are borrowed and must outlive the server. */
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server **out, char *err,
-                      size_t errlen);
+struct sink_engine;
+
+/* cfg, sp and engine (NULL: no sinks) are borrowed and must outlive the
+ * server. */
+int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engine *engine,
+                      struct net_server **out, char *err, size_t errlen);
 /* The address each listen entry is bound to ("127.0.0.1:41234" after port 0). */
 size_t net_server_listen_count(const struct net_server *srv);
 const char *net_server_listen_addr(const struct net_server *srv, size_t i);

@@ -19,6 +19,8 @@
 #include "core/cfg.h"
 #include "core/mbuf.h"
 #include "core/smtp.h"
+#include "sched/sched.h"
+#include "sinks/engine.h"
 #include "net/net.h"
 #include "storage/spool.h"
 
@@ -27,6 +29,7 @@
 #define NET_CONN_SPARE 64      /* slots beyond max_connections, for the 421 */
 #define NET_LINGER_MS 5000     /* wait for the client's FIN after ours */
 #define NET_STOP_GRACE_MS 5000 /* bound on a graceful stop */
+#define NET_TASK_BUDGET 64     /* scheduler tasks per loop turn */
 
 enum net_op {
     NET_OP_ACCEPT = 1, /* index = listener */
@@ -36,6 +39,7 @@ enum net_op {
     NET_OP_TICK,
     NET_OP_WAKE,
     NET_OP_DELAY, /* group-commit delay timer; index = its generation */
+    NET_OP_SCHED, /* the scheduler's wake eventfd became readable (multishot poll) */
 };
 
 static inline uint64_t net_ud(enum net_op op, uint32_t gen, uint32_t idx)
@@ -108,6 +112,10 @@ struct net_worker {
     uint32_t active;
     struct net_conn *dirty;
     struct spool_writer *spool;
+    struct sched_worker *sched;
+    struct sink_worker *sinks;
+    bool sched_poll_armed;
+    uint64_t tasks_run;
     struct smtp_server *smtp;
     bool fsync_inflight;
     bool delay_armed;  /* a commit-delay timer is pending */
@@ -127,6 +135,8 @@ struct net_worker {
 struct net_server {
     const struct cfg *cfg;
     struct spool *spool;
+    struct sink_engine *engine;
+    struct sched_pool *pool; /* one scheduler worker per net worker, driven by our loop */
     unsigned nworkers;
     struct net_worker *workers;
     size_t nlisten;

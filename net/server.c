@@ -119,8 +119,8 @@ static int net_listen_socket(struct sockaddr_storage *ss, socklen_t len, bool re
     return fd;
 }
 
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server **out, char *err,
-                      size_t errlen)
+int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engine *engine,
+                      struct net_server **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (cfg->nlisten == 0 || cfg->nlisten > NET_MAX_LISTEN) {
@@ -135,7 +135,14 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server
         return -ENOMEM;
     srv->cfg = cfg;
     srv->spool = sp;
+    srv->engine = engine;
     srv->nworkers = cfg->workers ? cfg->workers : 1;
+    srv->pool = sched_pool_create(srv->nworkers, NULL);
+    if (srv->pool == NULL) {
+        snprintf(err, errlen, "scheduler: out of memory or file descriptors");
+        free(srv);
+        return -ENOMEM;
+    }
     srv->nlisten = cfg->nlisten;
     atomic_init(&srv->stop, false);
     atomic_init(&srv->fsyncs_done, 0);
@@ -148,6 +155,7 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct net_server
     pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     if (srv->workers == NULL) {
+        sched_pool_destroy(srv->pool);
         free(srv);
         return -ENOMEM;
     }
@@ -261,6 +269,7 @@ void net_server_stats(const struct net_server *srv, struct net_stats *st)
         st->commits += w->spool_final.commits;
         st->syncs += w->spool_final.syncs;
         st->sync_errors += w->spool_final.sync_errors;
+        st->tasks += w->tasks_run;
     }
 }
 
@@ -276,6 +285,8 @@ void net_server_destroy(struct net_server *srv)
         if (w->wake_fd >= 0)
             close(w->wake_fd);
     }
+    if (srv->pool)
+        sched_pool_destroy(srv->pool);
     pthread_mutex_destroy(&srv->start_lock);
     pthread_cond_destroy(&srv->start_cond);
     free(srv->workers);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,6 +48,16 @@ static void net_worker_arm_wake(struct net_worker *w)
     struct io_uring_sqe *sqe = net_sqe(w);
     io_uring_prep_read(sqe, w->wake_fd, &w->wake_val, sizeof(w->wake_val), 0);
     io_uring_sqe_set_data64(sqe, net_ud(NET_OP_WAKE, 0, 0));
+}
+
+/* The scheduler's wake fd: readable when another thread posted a task
+ * (a sink completion) while this worker was parked in the ring's wait. */
+static void net_worker_arm_sched(struct net_worker *w)
+{
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_poll_multishot(sqe, sched_worker_wake_fd(w->sched), POLLIN);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_SCHED, 0, 0));
+    w->sched_poll_armed = true;
 }
 
 static void net_worker_arm_tick(struct net_worker *w)
@@ -151,6 +162,11 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
             w->delay_done = true;
         }
         break;
+    case NET_OP_SCHED:
+        /* the tasks run after this batch of completions; park_end resets the fd */
+        if (!(cqe->flags & IORING_CQE_F_MORE))
+            net_worker_arm_sched(w);
+        break;
     case NET_OP_WAKE:
         /* acquire: pairs with the release store in net_server_stop */
         if (atomic_load_explicit(&w->srv->stop, memory_order_acquire))
@@ -244,7 +260,18 @@ static int net_worker_setup(struct net_worker *w)
                  spool_dir(w->srv->spool), strerror(-rc));
         return rc;
     }
+    w->sched = sched_pool_worker(w->srv->pool, w->id);
+    sched_worker_attach(w->sched);
     w->smtp = smtp_server_create(cfg, w->spool, net_conn_kick);
+    if (w->srv->engine) {
+        w->sinks = sink_worker_create(w->srv->engine, w->srv->pool, w->id);
+        if (w->sinks == NULL) {
+            snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: out of memory", w->id);
+            return -ENOMEM;
+        }
+        if (w->smtp)
+            smtp_server_set_sinks(w->smtp, w->sinks);
+    }
     w->nconns_cap = cfg->max_connections + NET_CONN_SPARE;
     w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
     if (w->smtp == NULL || w->conns == NULL) {
@@ -261,6 +288,7 @@ static int net_worker_setup(struct net_worker *w)
     for (size_t i = 0; i < w->srv->nlisten; i++)
         net_worker_arm_accept(w, i);
     net_worker_arm_wake(w);
+    net_worker_arm_sched(w);
     net_worker_arm_tick(w);
     return 0;
 }
@@ -279,10 +307,44 @@ static void net_worker_teardown(struct net_worker *w)
     }
     free(w->conns);
     w->conns = NULL;
+    if (w->sinks) {
+        sink_worker_destroy(w->sinks);
+        w->sinks = NULL;
+    }
+    if (w->sched) {
+        /* tasks still queued (late sink completions) are dropped with the pool */
+        sched_worker_detach(w->sched);
+        w->sched = NULL;
+    }
     net_bufring_fini(w);
     if (w->ring_ok)
         io_uring_queue_exit(&w->ring);
     w->ring_ok = false;
+}
+
+/* Submits and waits for completions.  With tasks runnable it only reaps
+ * (DEFER_TASKRUN needs GETEVENTS to post completions); otherwise it parks
+ * in the ring's wait, woken by a completion, the scheduler's eventfd (a
+ * task posted by another thread), or the earliest sink deadline. */
+static void net_worker_wait(struct net_worker *w)
+{
+    int rc;
+    if (sched_worker_has_work(w->sched) || !sched_worker_park_begin(w->sched)) {
+        rc = io_uring_submit_and_get_events(&w->ring);
+    } else {
+        uint64_t dl = w->sinks ? sink_worker_next_deadline(w->sinks, sink_now_ms()) : UINT64_MAX;
+        struct io_uring_cqe *cqe;
+        if (dl == UINT64_MAX) {
+            rc = io_uring_submit_and_wait(&w->ring, 1);
+        } else {
+            struct __kernel_timespec ts = {.tv_sec = (long long)(dl / 1000),
+                                           .tv_nsec = (long long)(dl % 1000) * 1000000};
+            rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
+        }
+        sched_worker_park_end(w->sched);
+    }
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+        log_panic("worker %u: io_uring wait: %s", w->id, strerror(-rc));
 }
 
 void *net_worker_main(void *arg)
@@ -304,9 +366,7 @@ void *net_worker_main(void *arg)
     }
 
     for (;;) {
-        rc = io_uring_submit_and_wait(&w->ring, 1);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
-            log_panic("worker %u: io_uring_submit_and_wait: %s", w->id, strerror(-rc));
+        net_worker_wait(w);
         unsigned head, n = 0;
         struct io_uring_cqe *cqe;
         io_uring_for_each_cqe(&w->ring, head, cqe)
@@ -315,6 +375,11 @@ void *net_worker_main(void *arg)
             n++;
         }
         io_uring_cq_advance(&w->ring, n);
+        /* fairness: completions first, then at most a budget of tasks, so a
+         * busy sink chain cannot starve the sockets this worker owns */
+        w->tasks_run += sched_worker_run_budget(w->sched, NET_TASK_BUDGET);
+        if (w->sinks)
+            sink_worker_expire(w->sinks, sink_now_ms());
         net_worker_end_turn(w);
         if (net_worker_done(w))
             break;
