@@ -126,7 +126,8 @@ static const struct cfg_key cfg_keys[] = {
 
 /* Blocks owned by later modules, read from c->tree (e.g. "binding",
  * "transport", "tls").  NULL-terminated. */
-static const char *const cfg_reserved_keys[] = {NULL};
+/* blocks read by other modules: `binding "NAME" { }` by sinks/binding.c */
+static const char *const cfg_reserved_keys[] = {"binding", NULL};
 
 /* Where a value came from, for messages. */
 struct cfg_src {

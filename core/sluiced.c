@@ -29,6 +29,7 @@
 #include "core/cfg.h"
 #include "core/log.h"
 #include "net/net.h"
+#include "sched/sched.h"
 #include "sinks/engine.h"
 #include "storage/spool.h"
 
@@ -79,6 +80,18 @@ static int recovered_cb(void *arg, const struct spool_msginfo *m)
 
 int main(int argc, char **argv)
 {
+    /* Before any thread exists (sinks start their own at creation): every
+     * thread inherits this mask, and only the signal thread takes them. */
+    struct sig_ctx sc;
+    memset(&sc, 0, sizeof(sc));
+    sigemptyset(&sc.set);
+    sigaddset(&sc.set, SIGTERM);
+    sigaddset(&sc.set, SIGINT);
+    sigaddset(&sc.set, SIGHUP);
+    sigaddset(&sc.set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
     const char *conf = NULL;
     const char **ov = calloc((size_t)argc + 1, sizeof(*ov));
     size_t nov = 0;
@@ -132,15 +145,6 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    /* every thread inherits this mask; only the signal thread takes them */
-    struct sig_ctx sc;
-    sigemptyset(&sc.set);
-    sigaddset(&sc.set, SIGTERM);
-    sigaddset(&sc.set, SIGINT);
-    sigaddset(&sc.set, SIGHUP);
-    sigaddset(&sc.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     struct spool *sp = NULL;
     struct spool_scan_report rep;
@@ -160,10 +164,13 @@ int main(int argc, char **argv)
             cfg->spool_dir, (unsigned long long)live, (unsigned long long)rep.segments,
             (unsigned long long)rep.incomplete, (unsigned long long)rep.torn);
 
+    struct sched_pool *pool = sched_pool_create(cfg->workers, NULL);
     struct net_server *srv = NULL;
-    rc = net_server_create(cfg, sp, engine, &srv, err, sizeof(err));
+    rc = pool ? net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err)) : -ENOMEM;
     if (rc < 0) {
-        fprintf(stderr, "sluiced: %s\n", err);
+        fprintf(stderr, "sluiced: %s\n", pool ? err : "scheduler: out of memory or descriptors");
+        if (pool)
+            sched_pool_destroy(pool);
         spool_close(sp);
         sink_engine_destroy(engine);
         cfg_destroy(cfg);
@@ -190,7 +197,8 @@ int main(int argc, char **argv)
     sink_engine_print_stats(engine, stderr);
     net_server_destroy(srv);
     spool_close(sp);
-    sink_engine_destroy(engine);
+    sink_engine_destroy(engine); /* joins the sinks' own threads before the pool goes */
+    sched_pool_destroy(pool);
     cfg_destroy(cfg);
     free(ov);
     return rc < 0 ? 1 : 0;

@@ -44,11 +44,17 @@ struct net_stats {
 };
 
 struct sink_engine;
+struct sched_pool;
 
-/* cfg, sp and engine (NULL: no sinks) are borrowed and must outlive the
- * server. */
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engine *engine,
-                      struct net_server **out, char *err, size_t errlen);
+/* cfg, sp, pool and engine (NULL: no sinks) are borrowed and must outlive
+ * the server.  pool must have one scheduler worker per net worker
+ * (cfg->workers); each net worker attaches itself to its own and drives it
+ * from its ring loop.  Order of teardown: net_server_destroy, then
+ * sink_engine_destroy (a sink's own threads may post to the pool until
+ * then), then sched_pool_destroy. */
+int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *pool,
+                      struct sink_engine *engine, struct net_server **out, char *err,
+                      size_t errlen);
 /* The address each listen entry is bound to ("127.0.0.1:41234" after port 0). */
 size_t net_server_listen_count(const struct net_server *srv);
 const char *net_server_listen_addr(const struct net_server *srv, size_t i);

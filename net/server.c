@@ -119,8 +119,9 @@ static int net_listen_socket(struct sockaddr_storage *ss, socklen_t len, bool re
     return fd;
 }
 
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engine *engine,
-                      struct net_server **out, char *err, size_t errlen)
+int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *pool,
+                      struct sink_engine *engine, struct net_server **out, char *err,
+                      size_t errlen)
 {
     *out = NULL;
     if (cfg->nlisten == 0 || cfg->nlisten > NET_MAX_LISTEN) {
@@ -137,11 +138,12 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engin
     srv->spool = sp;
     srv->engine = engine;
     srv->nworkers = cfg->workers ? cfg->workers : 1;
-    srv->pool = sched_pool_create(srv->nworkers, NULL);
-    if (srv->pool == NULL) {
-        snprintf(err, errlen, "scheduler: out of memory or file descriptors");
+    srv->pool = pool;
+    if (sched_pool_size(pool) != srv->nworkers) {
+        snprintf(err, errlen, "net_server_create: a scheduler of %u workers for %u net workers",
+                 sched_pool_size(pool), srv->nworkers);
         free(srv);
-        return -ENOMEM;
+        return -EINVAL;
     }
     srv->nlisten = cfg->nlisten;
     atomic_init(&srv->stop, false);
@@ -155,7 +157,6 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sink_engin
     pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
     if (srv->workers == NULL) {
-        sched_pool_destroy(srv->pool);
         free(srv);
         return -ENOMEM;
     }
@@ -285,8 +286,6 @@ void net_server_destroy(struct net_server *srv)
         if (w->wake_fd >= 0)
             close(w->wake_fd);
     }
-    if (srv->pool)
-        sched_pool_destroy(srv->pool);
     pthread_mutex_destroy(&srv->start_lock);
     pthread_cond_destroy(&srv->start_cond);
     free(srv->workers);

@@ -377,7 +377,8 @@ static inline void st_lib_path(const char *name, char *buf, size_t len)
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     *slash = '\0';
-    snprintf(buf, len, "%s/../lib/%s.so", exe, name);
+    int w = snprintf(buf, len, "%s/../lib/%s.so", exe, name);
+    cr_assert(w > 0 && (size_t)w < len, "library path too long");
 }
 
 #endif
