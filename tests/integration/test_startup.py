@@ -95,3 +95,15 @@ def test_unknown_argument():
     r = run("--frobnicate")
     assert r.returncode == 2
     assert "unknown argument" in r.stderr
+
+
+def test_io_uring_not_permitted(tmp_path):
+    """As under a container runtime's default seccomp profile."""
+    import os
+    tool = os.path.join(os.path.dirname(SLUICED), "no-uring")
+    r = subprocess.run([tool, SLUICED, "-o", "listen=127.0.0.1:0",
+                        "-o", f"spool_dir={tmp_path}/spool"],
+                       capture_output=True, text=True, timeout=15)
+    assert r.returncode == 1
+    assert "io_uring is not permitted" in r.stderr
+    assert "seccomp" in r.stderr and "io_uring_disabled" in r.stderr
