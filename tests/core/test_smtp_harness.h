@@ -40,7 +40,6 @@
 #include "core/smtp_int.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
-#include "sinks/sink_int.h" /* sink_engine_create_tree: see h_init_server */
 
 struct h {
     char dir[64];
@@ -131,14 +130,6 @@ static inline void h_init_server(struct h *h, const char *conf, const char *cons
     h->cfg = cfg_load(conf ? path : NULL, all, n, err, sizeof(err));
     if (conf != NULL)
         unlink(path);
-    bool own_tree = false;
-    if (h->cfg == NULL && conf != NULL && strstr(err, "binding: unknown setting") != NULL) {
-        /* A cfg_load() that does not know binding blocks yet (they are
-         * not among core/cfg_table.c's reserved keys): read them on their
-         * own, the rest from the overrides. */
-        h->cfg = cfg_load(NULL, all, n, err, sizeof(err));
-        own_tree = true;
-    }
     cr_assert_not_null(h->cfg, "cfg: %s", err);
     strcpy(h->dir, "/tmp/smtp-test-XXXXXX");
     cr_assert_not_null(mkdtemp(h->dir));
@@ -147,14 +138,7 @@ static inline void h_init_server(struct h *h, const char *conf, const char *cons
     h->srv = smtp_server_create(h->cfg, h->w, h_kick);
     cr_assert_not_null(h->srv);
     if (conf != NULL) {
-        if (own_tree) {
-            struct cfg_node *tree = cfg_parse(conf, strlen(conf), "test.conf", err, sizeof(err));
-            cr_assert_not_null(tree, "parse: %s", err);
-            h->engine = sink_engine_create_tree(tree, err, sizeof(err));
-            cfg_node_free(tree);
-        } else {
-            h->engine = sink_engine_create(h->cfg, err, sizeof(err));
-        }
+        h->engine = sink_engine_create(h->cfg, err, sizeof(err));
         cr_assert_not_null(h->engine, "engine: %s", err);
         h->pool = sched_pool_create(1, NULL);
         cr_assert_not_null(h->pool);
