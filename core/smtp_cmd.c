@@ -180,8 +180,8 @@ static bool smtp_after_path(const char **pp)
 /* The server's link of the mail event. */
 static enum smtp_reply_id smtp_mail_check(struct smtp_session *s)
 {
-    const struct smtp_mail_params *prm = &s->cand_prm;
-    if (s->cand.non_ascii && !prm->smtputf8)
+    const struct smtp_mail_params *prm = &s->cand->prm;
+    if (s->cand->path.non_ascii && !prm->smtputf8)
         return SMTP_R_NEED_UTF8;
     if (prm->has_size && prm->size > s->cfg->max_message_size)
         return SMTP_R_SIZE_EXCEEDED;
@@ -195,9 +195,9 @@ static void smtp_mail_cont(struct smtp_session *s, const struct smtp_outcome *o)
         return;
     }
     struct smtp_txn *t = &s->txn;
-    memcpy(t->sender, s->cand.addr, s->cand.len + 1);
-    memcpy(t->params, s->cand_prm.norm, sizeof(t->params));
-    t->smtputf8 = s->cand_prm.smtputf8;
+    memcpy(t->sender, s->cand->path.addr, s->cand->path.len + 1);
+    memcpy(t->params, s->cand->prm.norm, sizeof(t->params));
+    t->smtputf8 = s->cand->prm.smtputf8;
     t->active = true;
     t->sibling = true;
     s->srv->open_txns++;
@@ -208,24 +208,27 @@ static void smtp_mail_cont(struct smtp_session *s, const struct smtp_outcome *o)
 static void smtp_proceed_mail(struct smtp_session *s, const char *arg)
 {
     const char *p = arg + 5;
+    struct smtp_cand local;
+    struct smtp_cand *c = smtp_cand_slot(s, SINK_EV_MAIL, &local);
     while (*p == ' ') /* "MAIL FROM: <a@b>" is common enough to tolerate */
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, true, &s->cand);
-    if (e == SMTP_ADDR_TOO_LONG) {
-        smtp_reply(s, SMTP_R_SENDER_LONG);
-        return;
-    }
-    if (e != SMTP_ADDR_OK || (s->cand.len > 0 && !s->cand.has_domain) || !smtp_after_path(&p)) {
-        smtp_reply(s, SMTP_R_SENDER_BAD);
-        return;
-    }
-    enum smtp_reply_id r = smtp_mail_params_parse(p, s->hello == SMTP_HELLO_EHLO, &s->cand_prm);
+    enum smtp_addr_err e = smtp_path_parse(&p, true, &c->path);
+    enum smtp_reply_id r = SMTP_R_NONE;
+    if (e == SMTP_ADDR_TOO_LONG)
+        r = SMTP_R_SENDER_LONG;
+    else if (e != SMTP_ADDR_OK || (c->path.len > 0 && !c->path.has_domain) || !smtp_after_path(&p))
+        r = SMTP_R_SENDER_BAD;
+    else
+        r = smtp_mail_params_parse(p, s->hello == SMTP_HELLO_EHLO, &c->prm);
     if (r != SMTP_R_NONE) {
         smtp_reply(s, r);
         return;
     }
     smtp_sinks_txn_reset(s); /* a new MAIL: a new message property bag */
+    s->cand = c;
     smtp_event(s, SINK_EV_MAIL, smtp_mail_check, smtp_mail_cont);
+    if (s->cand == &local)
+        s->cand = NULL; /* the event is over: it ran without sinks */
 }
 
 /* ---- RCPT ---- */
@@ -279,9 +282,9 @@ static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct s
 /* The server's link of the rcpt event: relay control and the limit. */
 static enum smtp_reply_id smtp_rcpt_check(struct smtp_session *s)
 {
-    if (s->cand.non_ascii && !s->txn.smtputf8)
+    if (s->cand->path.non_ascii && !s->txn.smtputf8)
         return SMTP_R_NEED_UTF8;
-    if (!smtp_rcpt_allowed(s, &s->cand))
+    if (!smtp_rcpt_allowed(s, &s->cand->path))
         return SMTP_R_RELAY_DENIED;
     if (s->txn.nrcpt >= s->cfg->max_recipients)
         return SMTP_R_TOO_MANY_RCPTS;
@@ -292,7 +295,7 @@ static void smtp_rcpt_cont(struct smtp_session *s, const struct smtp_outcome *o)
 {
     enum smtp_reply_id r = o->reply;
     if (smtp_outcome_ok(o))
-        r = smtp_rcpt_store(s, &s->cand); /* the limit holds whatever a sink said */
+        r = smtp_rcpt_store(s, &s->cand->path); /* the limit holds whatever a sink said */
     if (!smtp_outcome_ok(o) || r != SMTP_R_NONE) {
         s->srv->stats.rcpt_rejected++;
         smtp_reply(s, r);
@@ -306,14 +309,16 @@ static void smtp_proceed_rcpt(struct smtp_session *s, const char *arg)
 {
     const char *p = arg + 3;
     enum smtp_reply_id r = SMTP_R_NONE;
+    struct smtp_cand local;
+    struct smtp_cand *c = smtp_cand_slot(s, SINK_EV_RCPT, &local);
     while (*p == ' ')
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, false, &s->cand);
+    enum smtp_addr_err e = smtp_path_parse(&p, false, &c->path);
     if (e == SMTP_ADDR_TOO_LONG)
         r = SMTP_R_RCPT_LONG;
     else if (e != SMTP_ADDR_OK || !smtp_after_path(&p))
         r = SMTP_R_RCPT_BAD;
-    else if (!s->cand.has_domain && strcasecmp(s->cand.addr, "postmaster") != 0)
+    else if (!c->path.has_domain && strcasecmp(c->path.addr, "postmaster") != 0)
         r = SMTP_R_RCPT_BAD; /* RFC 5321 4.5.1: only Postmaster may omit it */
     if (r == SMTP_R_NONE)
         r = smtp_rcpt_params_parse(p, s->hello == SMTP_HELLO_EHLO);
@@ -322,7 +327,10 @@ static void smtp_proceed_rcpt(struct smtp_session *s, const char *arg)
         smtp_reply(s, r);
         return;
     }
+    s->cand = c;
     smtp_event(s, SINK_EV_RCPT, smtp_rcpt_check, smtp_rcpt_cont);
+    if (s->cand == &local)
+        s->cand = NULL; /* the event is over: it ran without sinks */
 }
 
 /* ---- DATA / BDAT ---- */

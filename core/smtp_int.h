@@ -286,6 +286,12 @@ struct smtp_edit {
     char *name, *value;
 };
 
+/* A path (and for MAIL its parameters) being proposed. */
+struct smtp_cand {
+    struct smtp_path path;
+    struct smtp_mail_params prm;
+};
+
 /* Everything sinks need of a session: allocated at its first bound event. */
 struct smtp_sk {
     struct sink_call *call;  /* the session's events, one at a time */
@@ -309,6 +315,7 @@ struct smtp_sk {
     uint32_t cur_i;              /* body_at's place in txn.body: slice, */
     uint64_t cur_base, cur_disk; /* its offset, and the spooled size then */
     struct smtp_subjob *sub;     /* the submission call prepared at commit */
+    struct smtp_cand cand;       /* s->cand while a bound mail or rcpt event runs */
 };
 
 struct smtp_session {
@@ -347,11 +354,12 @@ struct smtp_session {
     /* The command being handled: verb (upper-cased) and arguments, both in
      * line (stable while the session waits: nothing is read meanwhile). */
     const char *cmd_verb, *cmd_args;
-    bool cmd_behind; /* input was queued behind its line (RFC 2920) */
+    bool cmd_behind;            /* input was queued behind its line (RFC 2920) */
     const struct smtp_cmd *cmd; /* its row of the command table, once found */
-    /* What MAIL, RCPT, EHLO/HELO propose while their event runs. */
-    struct smtp_path cand;
-    struct smtp_mail_params cand_prm;
+    /* What MAIL, RCPT, EHLO/HELO propose while their event runs: cand is
+     * on the stack of the command without sinks, in s->sk with them (it
+     * must outlive a pending chain); NULL otherwise. */
+    struct smtp_cand *cand;
     const char *cand_helo;
     enum smtp_hello cand_hello;
     struct smtp_sk *sk; /* NULL until an event has sinks bound */
@@ -407,6 +415,10 @@ static inline bool smtp_sink_bound(const struct smtp_session *s, enum sink_event
 /* The session's sink state, made at its first bound event; NULL when out
  * of memory (logged; the session then runs as without sinks). */
 struct smtp_sk *smtp_sk_get(struct smtp_session *s);
+/* Where MAIL or RCPT (ev) parse their candidate: local (the caller's
+ * stack) when ev runs without sinks, else the sink state. */
+struct smtp_cand *smtp_cand_slot(struct smtp_session *s, enum sink_event ev,
+                                 struct smtp_cand *local);
 /* Runs event ev: its chain when sinks are bound, with check as the
  * server's link; otherwise just check.  cont(s, outcome) runs now, or -
  * when the chain went pending - once it ends (the session waits in

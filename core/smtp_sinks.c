@@ -122,13 +122,13 @@ static void smtp_sev_fill(struct smtp_session *s, struct sink_event_data *d, enu
     case SINK_EV_MAIL:
         d->verb = s->cmd_verb;
         d->args = s->cmd_args;
-        d->sender = s->cand.addr;
-        d->mail_params = s->cand_prm.norm;
+        d->sender = s->cand->path.addr;
+        d->mail_params = s->cand->prm.norm;
         break;
     case SINK_EV_RCPT:
         d->verb = s->cmd_verb;
         d->args = s->cmd_args;
-        d->rcpt = s->cand.addr;
+        d->rcpt = s->cand->path.addr;
         break;
     case SINK_EV_EOD:
         smtp_sinkmsg_eod(s, d);
@@ -212,6 +212,15 @@ static void smtp_sink_outcome(struct smtp_session *s, enum sink_event ev,
         s->srv->stats.sink_refused++;
     if (res->binding != NULL && o->verdict != SINK_CONTINUE)
         smtp_sink_log(s, ev, res, o);
+}
+
+struct smtp_cand *smtp_cand_slot(struct smtp_session *s, enum sink_event ev,
+                                 struct smtp_cand *local)
+{
+    struct smtp_sk *k;
+    if (smtp_sink_bound(s, ev) && (k = smtp_sk_get(s)) != NULL)
+        return &k->cand; /* as smtp_event() decides: the chain may go pending */
+    return local;
 }
 
 enum smtp_reply_id smtp_outcome_accept(const struct smtp_session *s, const struct smtp_outcome *o,
