@@ -161,6 +161,14 @@ struct smtp_rbuf {
     bool multi;
 };
 
+/* Not an initializer: that would clear the whole buffer for every reply. */
+static void smtp_rbuf_init(struct smtp_rbuf *rb)
+{
+    rb->n = 0;
+    rb->code = 0;
+    rb->multi = false;
+}
+
 static void smtp_rbuf_add(struct smtp_rbuf *rb, const struct smtp_rline *l)
 {
     if (rb->n > 0)
@@ -231,7 +239,8 @@ static void smtp_reply_after(struct smtp_session *s, const struct smtp_reply_def
         s->errors++;
         s->srv->stats.protocol_errors++;
         if (!(d->flags & SMTP_RF_CLOSE) && !close && s->errors > s->cfg->max_errors) {
-            struct smtp_rbuf rb = {.n = 0};
+            struct smtp_rbuf rb;
+            smtp_rbuf_init(&rb);
             smtp_reply_line(s, &rb, &smtp_replies[SMTP_R_TOO_MANY_ERRORS], ' ',
                             smtp_replies[SMTP_R_TOO_MANY_ERRORS].text, NULL);
             smtp_reply_emit(s, &rb, &close);
@@ -248,7 +257,9 @@ static void smtp_reply_sink(struct smtp_session *s)
 {
     const struct smtp_sreply *r = &s->sk->reply;
     struct smtp_rline l = {.n = 0};
-    struct smtp_rbuf rb = {.n = 0, .code = r->code};
+    struct smtp_rbuf rb;
+    smtp_rbuf_init(&rb);
+    rb.code = r->code;
     char code[8];
     bool close;
     snprintf(code, sizeof(code), "%03d", r->code % 1000);
@@ -276,7 +287,8 @@ void smtp_reply(struct smtp_session *s, enum smtp_reply_id id)
         return;
     }
     const struct smtp_reply_def *d = smtp_reply_def(id);
-    struct smtp_rbuf rb = {.n = 0};
+    struct smtp_rbuf rb;
+    smtp_rbuf_init(&rb);
     bool close;
     smtp_reply_line(s, &rb, d, ' ', d->text, NULL);
     smtp_reply_emit(s, &rb, &close);
@@ -293,7 +305,8 @@ void smtp_replyf(struct smtp_session *s, enum smtp_reply_id id, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    struct smtp_rbuf rb = {.n = 0};
+    struct smtp_rbuf rb;
+    smtp_rbuf_init(&rb);
     bool close;
     smtp_reply_line(s, &rb, d, ' ', d->text, detail);
     smtp_reply_emit(s, &rb, &close);
@@ -311,7 +324,8 @@ void smtp_reply_ehlo(struct smtp_session *s)
     const char *const kw[] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
                               "ENHANCEDSTATUSCODES", "CHUNKING"};
     const size_t nkw = sizeof(kw) / sizeof(kw[0]);
-    struct smtp_rbuf rb = {.n = 0};
+    struct smtp_rbuf rb;
+    smtp_rbuf_init(&rb);
     bool close;
     smtp_reply_line(s, &rb, d, '-', d->text, NULL);
     struct smtp_reply_def plain = {d->code, NULL, "", 0};
@@ -326,7 +340,8 @@ void smtp_reply_help(struct smtp_session *s)
     const struct smtp_reply_def *d = smtp_reply_def(SMTP_R_HELP);
     if (s->closing)
         return;
-    struct smtp_rbuf rb = {.n = 0};
+    struct smtp_rbuf rb;
+    smtp_rbuf_init(&rb);
     bool close;
     smtp_reply_line(s, &rb, d, '-',
                     "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT HELP", NULL);
