@@ -152,8 +152,8 @@ static inline void h_init_server(struct h *h, const char *conf, const char *cons
 }
 
 /* A session from ip (127.0.0.1 is in mynetworks), started, with bindings. */
-static inline void h_init_conf(struct h *h, const char *ip, const char *conf,
-                               const char *const *ov, size_t nov, enum smtp_start how)
+static inline void h_init_conf(struct h *h, const char *ip, const char *conf, const char *const *ov,
+                               size_t nov, enum smtp_start how)
 {
     h_init_server(h, conf, ov, nov);
     h->s = h_session(h, ip ? ip : "127.0.0.1");
@@ -205,8 +205,7 @@ static inline bool h_ready(const struct h *h)
 {
     size_t pos = h->outpos;
     for (;;) {
-        const char *eol =
-            h->outlen > pos ? memmem(h->out + pos, h->outlen - pos, "\r\n", 2) : NULL;
+        const char *eol = h->outlen > pos ? memmem(h->out + pos, h->outlen - pos, "\r\n", 2) : NULL;
         if (eol == NULL)
             return false;
         size_t len = (size_t)(eol - (h->out + pos));
