@@ -131,6 +131,7 @@ void net_conn_accepted(struct net_worker *w, int fd)
     c->state = NET_CONN_OPEN;
     c->fd = fd;
     c->recv_armed = c->recv_want = c->sending = c->dirty = c->counted_ip = false;
+    c->recv_paused = c->recv_cancelling = false;
     c->send_p = NULL;
     c->send_left = 0;
     c->peerlen = sizeof(c->peer);
@@ -179,6 +180,10 @@ void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring
         mbuf_unref(b);
         if (!c->recv_armed && c->state != NET_CONN_CLOSING)
             c->recv_want = true;
+    } else if (res == -ECANCELED && c->recv_cancelling) {
+        /* flow control ended the recv; re-armed once the backlog drains */
+        c->recv_cancelling = false;
+        c->recv_want = true;
     } else if (res == -ENOBUFS) {
         c->recv_want = true;
         net_conn_release_buffers(w);
@@ -248,6 +253,19 @@ void net_conn_flush(struct net_worker *w, struct net_conn *c)
         return;
     case NET_CONN_FREE:
         return;
+    }
+    if (c->state == NET_CONN_OPEN) {
+        size_t backlog = smtp_session_backlog(c->sess);
+        if (!c->recv_paused && c->recv_armed && backlog > NET_BACKLOG_PAUSE) {
+            struct io_uring_sqe *sqe = net_sqe(w);
+            io_uring_prep_cancel64(sqe, net_ud(NET_OP_RECV, c->gen, c->idx), 0);
+            io_uring_sqe_set_data64(sqe, net_ud(NET_OP_CANCEL, 0, 0));
+            c->recv_paused = c->recv_cancelling = true;
+        } else if (c->recv_paused && backlog < NET_BACKLOG_RESUME) {
+            c->recv_paused = false;
+        }
+        if (c->recv_paused)
+            return;
     }
     if (c->recv_want && !c->recv_armed && w->bufs.free > w->bufs.count / 16)
         net_conn_arm_recv(w, c);

@@ -30,6 +30,12 @@
 #define NET_LINGER_MS 5000     /* wait for the client's FIN after ours */
 #define NET_STOP_GRACE_MS 5000 /* bound on a graceful stop */
 #define NET_TASK_BUDGET 64     /* scheduler tasks per loop turn */
+/* Flow control: a session that waits (group commit, a pending sink) while
+ * its client keeps sending stops being read above PAUSE unread octets and
+ * is read again below RESUME, so a big pipelined BDAT chunk waits in the
+ * kernel's socket buffer instead of the session's backlog. */
+#define NET_BACKLOG_PAUSE (256u * 1024)
+#define NET_BACKLOG_RESUME (64u * 1024)
 
 enum net_op {
     NET_OP_ACCEPT = 1, /* index = listener */
@@ -40,6 +46,7 @@ enum net_op {
     NET_OP_WAKE,
     NET_OP_DELAY, /* group-commit delay timer; index = its generation */
     NET_OP_SCHED, /* the scheduler's wake eventfd became readable (multishot poll) */
+    NET_OP_CANCEL, /* the cancellation of a paused connection's recv */
 };
 
 static inline uint64_t net_ud(enum net_op op, uint32_t gen, uint32_t idx)
@@ -68,6 +75,8 @@ struct net_conn {
     struct smtp_session *sess;
     bool recv_armed;      /* a multishot recv is outstanding */
     bool recv_want;       /* re-arm when buffers are available */
+    bool recv_paused;     /* not read: the session holds too much unread input */
+    bool recv_cancelling; /* the cancel of the multishot recv is in flight */
     bool sending;         /* a send is outstanding */
     bool dirty;           /* on the worker's dirty list */
     bool counted_ip;      /* holds a per-IP count */

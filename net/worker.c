@@ -162,6 +162,8 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
             w->delay_done = true;
         }
         break;
+    case NET_OP_CANCEL:
+        break; /* the recv's own completion (-ECANCELED) does the work */
     case NET_OP_SCHED:
         /* the tasks run after this batch of completions; park_end resets the fd */
         if (!(cqe->flags & IORING_CQE_F_MORE))
