@@ -157,6 +157,11 @@ struct sched_worker *sched_pool_worker(struct sched_pool *pool, unsigned i);
  * idle worker is woken to steal), otherwise posts it to the next worker's
  * inbox in round-robin order.  0 or -ENOMEM. */
 int sched_spawn(struct sched_pool *pool, struct sched_task *task);
+/* Like sched_spawn(), but from a worker thread the task goes straight onto
+ * its deque (not the LIFO slot), so another worker can steal it at once:
+ * for work the spawning worker should not run ahead of its own sockets
+ * (offloaded sinks).  0 or -ENOMEM. */
+int sched_spawn_shared(struct sched_pool *pool, struct sched_task *task);
 /* Any thread.  Pins task to worker i: its inbox, then a wake-up if it is
  * parked (one eventfd write, and none when it is awake). */
 void sched_post(struct sched_pool *pool, unsigned i, struct sched_task *task);

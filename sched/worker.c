@@ -182,6 +182,20 @@ static int sched_spawn_owner(struct sched_worker *w, struct sched_task *task)
     return 0;
 }
 
+int sched_spawn_shared(struct sched_pool *pool, struct sched_task *task)
+{
+    struct sched_worker *w = sched_self;
+    if (w == NULL || w->pool != pool)
+        return sched_spawn(pool, task);
+    /* Straight onto the deque, not the LIFO slot: stealable at once, and
+     * a parked worker is woken to take it while this one goes on. */
+    int err = sched_deque_push_owner(&w->deque, task);
+    if (err < 0)
+        return err;
+    sched_notify_thieves(w);
+    return 0;
+}
+
 int sched_spawn(struct sched_pool *pool, struct sched_task *task)
 {
     struct sched_worker *w = sched_self;

@@ -187,6 +187,13 @@ static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, ch
             b->enabled = strcasecmp(s, "true") == 0;
         else
             return sink_bfail(b, line, err, errlen, "enabled must be true or false");
+    } else if (strcmp(k, "offload") == 0) {
+        if (cfg_node_type(kv) == CFG_BOOL)
+            b->offload = cfg_node_bool(kv);
+        else if (s != NULL && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
+            b->offload = strcasecmp(s, "true") == 0;
+        else
+            return sink_bfail(b, line, err, errlen, "offload must be true or false");
     } else if (strcmp(k, "deadline") == 0) {
         uint64_t ms = 0;
         int rc = sink_duration_ms(kv, &ms);
@@ -209,8 +216,8 @@ static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, ch
         return sink_parse_properties(kv, b, err, errlen);
     } else {
         return sink_bfail(b, line, err, errlen,
-                          "unknown key \"%s\" (event, sink, priority, rule, enabled, deadline, "
-                          "on_deadline, properties)",
+                          "unknown key \"%s\" (event, sink, priority, rule, enabled, offload, "
+                          "deadline, on_deadline, properties)",
                           k);
     }
     return true;
@@ -218,8 +225,9 @@ static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, ch
 
 bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *err, size_t errlen)
 {
-    static const char *const keys[] = {"event",   "sink",     "priority",    "rule",
-                                       "enabled", "deadline", "on_deadline", "properties"};
+    static const char *const keys[] = {"event",    "sink",        "priority",
+                                       "rule",     "enabled",     "offload",
+                                       "deadline", "on_deadline", "properties"};
     b->line = cfg_node_line(n);
     b->priority = SINK_PRIORITY_DEFAULT;
     b->enabled = true;

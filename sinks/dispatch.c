@@ -20,6 +20,9 @@
  *	the verdict (sink_reply_class_ok) is dropped and counted: the
  *	session then answers with its own reply for that verdict.
  *
+ *	A binding with `offload = true` runs its handler as a scheduler task
+ *	instead (offload.c): the link then waits exactly like a PENDING one.
+ *
  *	The synchronous path allocates nothing and takes no lock: the call
  *	owns one ctx and reuses it for every link.  When a handler returns
  *	SINK_PENDING that ctx leaves the call (the next link of any later
@@ -96,6 +99,7 @@ static struct sink_ctx *sink_ctx_new(void)
 void sink_ctx_free(struct sink_ctx *ctx)
 {
     sink_ctx_copies_free(ctx);
+    sink_offload_fini(ctx);
     free(ctx);
 }
 
@@ -276,6 +280,17 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         atomic_store_explicit(&ctx->refs, 2, memory_order_relaxed);
         sink_count(&b->stats->calls);
         ctx->t0_ns = sink_now_ns();
+        if (b->offload && c->sw->pool != NULL) {
+            /* offload.c: handle() as a stealable task; the chain waits as
+             * for a pending link (its heap entry first: the answer may
+             * arrive before sink_offload_start returns) */
+            sink_go_pending(c, ctx, res);
+            if (sink_offload_start(ctx, c->d))
+                return false;
+            sink_pending_remove(c->sw, ctx); /* out of memory: run it inline */
+            c->pending = NULL;
+            c->ctx = ctx;
+        }
         enum sink_verdict v = b->mod->handle(b->inst, ctx);
         if (ctx->copies != NULL)
             sink_ctx_copies_free(ctx);
@@ -381,6 +396,8 @@ void sink_complete_task(struct sched_task *t)
         return;
     }
     c->pending = NULL;
+    if (ctx->offloaded)
+        sink_offload_finish(ctx, c->d); /* its edits, through the session */
     unsigned step = ctx->step;
     bool finished = sink_link_verdict(c, ctx, ctx->answer, &c->res);
     if (c->ctx == NULL) { /* recycle: the call needs a ctx for its next link */

@@ -251,7 +251,8 @@ static void sink_print_link(const struct sink_binding *b, FILE *f)
         fprintf(f, " (module \"%s\")", b->mod->name);
     if (b->rule_text != NULL)
         fprintf(f, "  rule \"%s\"", b->rule_text);
-    fprintf(f, "  deadline %s on_deadline %s  (line %u)", dl, od, b->line);
+    fprintf(f, "  deadline %s on_deadline %s%s  (line %u)", dl, od, b->offload ? "  offload" : "",
+            b->line);
     for (size_t i = 0; i < sink_props_count(b->props); i++)
         fprintf(f, "%s%s=\"%s\"", i ? " " : "  properties ", sink_props_key(b->props, i),
                 sink_props_value(b->props, i));

@@ -108,6 +108,7 @@ struct sink_binding {
     bool enabled;
     uint64_t deadline_ms;
     enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
+    bool offload;                  /* handle() runs as a stealable scheduler task */
     struct sink_props *props;
     const struct sink_module *mod;
     void *inst;
@@ -190,6 +191,15 @@ struct sink_ctx {
     uint64_t t0_ns; /* when handle() was called */
     uint64_t deadline_ms;
     size_t slot; /* index in sw's pending heap, SIZE_MAX if none */
+    /* offload (offload.c): the handler's task and its own copy of the
+     * event, which it may read on any thread while the session moves on */
+    struct sched_task run_task;
+    bool offloaded;
+    struct sink_event_data dv;
+    void *dv_mem;             /* the copied strings and recipient array */
+    struct sink_msgref *ref;  /* the body, held; NULL if none */
+    char *rbuf;               /* body_at's window over ref */
+    struct sink_edit_rec *edits; /* recorded edits, applied on the owner */
     struct sink_copy *copies;
     /* the reply set by sink_set_reply() */
     int code;
@@ -238,5 +248,15 @@ void sink_ctx_free(struct sink_ctx *ctx);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);
+/* offload.c: an offloaded link (binding `offload = true`) */
+struct sink_edit_rec;
+/* Copies the event into ctx and spawns handle() as a stealable task.
+ * false (nothing spawned) when out of memory. */
+bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d);
+/* On the owner, when the answer arrives: replays the recorded edits
+ * through d (the session's, still alive), then forgets the copy. */
+void sink_offload_finish(struct sink_ctx *ctx, const struct sink_event_data *d);
+/* Frees what the copy holds (the ctx stays). */
+void sink_offload_fini(struct sink_ctx *ctx);
 
 #endif

@@ -1,0 +1,188 @@
+/*
+ * NAME
+ *	offload - running a binding's handler as a stealable scheduler task
+ * SYNOPSIS
+ *	binding "scan" { event = "eod"; sink = "./scan.so"; offload = true; }
+ * DESCRIPTION
+ *	By default a handler runs on the worker that owns the session, inline
+ *	in the chain.  A binding with `offload = true` instead has its handler
+ *	spawned as a task on the work-stealing scheduler (sched_spawn_shared:
+ *	onto the worker's deque, where an idle worker steals it), and
+ *	the chain waits for the answer exactly as for a PENDING handler: the
+ *	session is parked, the deadline runs, and the verdict comes back to
+ *	the owner through sink_complete() (its inbox).  That is for sinks that
+ *	burn CPU (content scanning, signatures): the worker keeps serving its
+ *	sockets while another core runs the handler.
+ *
+ *	The handler must not read the session's memory from another thread
+ *	while the owner goes on (a deadline, a disconnect), so it gets its own
+ *	copy of the event: the strings and recipients copied into one block,
+ *	the body through a held reference (d->body_hold: any thread), header
+ *	edits recorded in the ctx and replayed on the owner when the answer
+ *	arrives in time (dropped when the deadline settled the chain first).
+ *	Session and message property bags are not available to an offloaded
+ *	handler (sink_prop_* answer -ENOTSUP); the server bag is.
+ *
+ *	Ownership: everything here belongs to the ctx and is freed with it
+ *	(sink_offload_fini), on whichever side drops the last reference.
+ * DIAGNOSTICS
+ *	Out of memory while copying: the link runs inline instead.
+ */
+#include "sinks/sink_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SINK_OFFLOAD_WINDOW (64u * 1024)
+
+struct sink_edit_rec {
+    struct sink_edit_rec *next;
+    enum sink_edit_op op;
+    char *name;
+    char *value;
+};
+
+static void sink_offload_task(struct sched_task *t)
+{
+    struct sink_ctx *ctx = (struct sink_ctx *)((char *)t - offsetof(struct sink_ctx, run_task));
+    enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    if (ctx->copies != NULL)
+        sink_ctx_copies_free(ctx);
+    if (v != SINK_PENDING)
+        sink_complete(ctx, v); /* the ctx is not ours after this */
+    /* PENDING: the sink completes it later, as for an inline link */
+}
+
+static int sink_offload_body_at(void *arg, uint64_t off, const char **p, size_t *len)
+{
+    struct sink_ctx *ctx = arg;
+    uint64_t size = ctx->ref->ops->size(ctx->ref);
+    *len = 0;
+    if (off >= size)
+        return 0;
+    if (ctx->rbuf == NULL && (ctx->rbuf = malloc(SINK_OFFLOAD_WINDOW)) == NULL)
+        return -ENOMEM;
+    size_t want = size - off < SINK_OFFLOAD_WINDOW ? (size_t)(size - off) : SINK_OFFLOAD_WINDOW;
+    ssize_t r = ctx->ref->ops->read(ctx->ref, off, ctx->rbuf, want);
+    if (r < 0)
+        return (int)r;
+    *p = ctx->rbuf;
+    *len = (size_t)r;
+    return 0;
+}
+
+static int sink_offload_edit(void *arg, enum sink_edit_op op, const char *name, const char *value)
+{
+    struct sink_ctx *ctx = arg;
+    struct sink_edit_rec *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        return -ENOMEM;
+    e->op = op;
+    e->name = strdup(name);
+    e->value = value ? strdup(value) : NULL;
+    if (e->name == NULL || (value != NULL && e->value == NULL)) {
+        free(e->name);
+        free(e->value);
+        free(e);
+        return -ENOMEM;
+    }
+    struct sink_edit_rec **pp = &ctx->edits; /* keep their order */
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = e;
+    return 0;
+}
+
+/* One block: the pointer array for the recipients, then every string. */
+static size_t sink_sz(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static const char *sink_put(char **at, const char *s)
+{
+    if (s == NULL)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*at, s, n);
+    const char *r = *at;
+    *at += n;
+    return r;
+}
+
+bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
+{
+    const char *const str[] = {d->client_addr, d->helo, d->tls,  d->auth_user,   d->verb,
+                               d->args,        d->sender, d->mail_params, d->rcpt, d->reply_text};
+    size_t need = d->nrcpt * sizeof(char *);
+    for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
+        need += sink_sz(str[i]);
+    for (size_t i = 0; i < d->nrcpt; i++)
+        need += sink_sz(d->rcpts[i]);
+    char *mem = malloc(need ? need : 1);
+    if (mem == NULL)
+        return false;
+    struct sink_event_data *v = &ctx->dv;
+    *v = *d;
+    const char **rc = (const char **)(void *)mem;
+    char *at = mem + d->nrcpt * sizeof(char *);
+    v->client_addr = sink_put(&at, d->client_addr);
+    v->helo = sink_put(&at, d->helo);
+    v->tls = sink_put(&at, d->tls);
+    v->auth_user = sink_put(&at, d->auth_user);
+    v->verb = sink_put(&at, d->verb);
+    v->args = sink_put(&at, d->args);
+    v->sender = sink_put(&at, d->sender);
+    v->mail_params = sink_put(&at, d->mail_params);
+    v->rcpt = sink_put(&at, d->rcpt);
+    v->reply_text = sink_put(&at, d->reply_text);
+    for (size_t i = 0; i < d->nrcpt; i++)
+        rc[i] = sink_put(&at, d->rcpts[i]);
+    v->rcpts = d->nrcpt ? rc : NULL;
+    ctx->dv_mem = mem;
+    ctx->ref = d->body_hold != NULL ? d->body_hold(d->body_arg) : NULL;
+    v->body_at = ctx->ref != NULL ? sink_offload_body_at : NULL;
+    v->body_hold = NULL; /* a handler that wants to keep the body past its answer: run inline */
+    v->edit = d->edit != NULL ? sink_offload_edit : NULL;
+    v->body_arg = ctx;
+    v->session_bag = v->message_bag = NULL;
+    ctx->edits = NULL;
+    ctx->offloaded = true;
+    ctx->d = v;
+    ctx->run_task.fn = sink_offload_task;
+    /* onto the deque, stealable at once; the push publishes the ctx to
+     * whichever worker runs the task (release push, acquire steal/pop) */
+    if (sched_spawn_shared(ctx->sw->pool, &ctx->run_task) < 0) {
+        sink_offload_task(&ctx->run_task); /* no room to queue: run it here */
+    }
+    return true;
+}
+
+void sink_offload_finish(struct sink_ctx *ctx, const struct sink_event_data *d)
+{
+    for (struct sink_edit_rec *e = ctx->edits; e != NULL; e = e->next)
+        if (d->edit != NULL)
+            d->edit(d->body_arg, e->op, e->name, e->value);
+    sink_offload_fini(ctx);
+}
+
+void sink_offload_fini(struct sink_ctx *ctx)
+{
+    if (!ctx->offloaded)
+        return;
+    struct sink_edit_rec *e = ctx->edits;
+    while (e != NULL) {
+        struct sink_edit_rec *n = e->next;
+        free(e->name);
+        free(e->value);
+        free(e);
+        e = n;
+    }
+    ctx->edits = NULL;
+    if (ctx->ref != NULL)
+        ctx->ref->ops->release(ctx->ref);
+    ctx->ref = NULL;
+    free(ctx->rbuf);
+    ctx->rbuf = NULL;
+    free(ctx->dv_mem);
+    ctx->dv_mem = NULL;
+    ctx->offloaded = false;
+}
