@@ -33,21 +33,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int body_pread(int fd, void *buf, size_t n, uint64_t off)
-{
-    size_t got = 0;
-    while (got < n) {
-        ssize_t k = pread(fd, (char *)buf + got, n - got, (off_t)(off + got));
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -errno;
-        if (k == 0)
-            return -EIO;
-        got += (size_t)k;
-    }
-    return 0;
-}
 
 /* The extent holding body offset off (which is below the total). */
 static size_t body_find(const struct spool_extent *v, size_t n, uint64_t off)
@@ -103,7 +88,7 @@ int spool_txn_read(const struct spool_txn *t, uint64_t off, void *buf, size_t le
         int fd = txn_fd(t, e->seq);
         if (fd < 0)
             return fd;
-        int r = body_pread(fd, buf, k, e->off + in);
+        int r = spool_pread_all(fd, buf, k, e->off + in);
         if (r < 0)
             return r;
         buf = (char *)buf + k;
@@ -199,7 +184,7 @@ int spool_bodyref_read(const struct spool_bodyref *r, uint64_t off, void *buf, s
         const struct spool_bodyref_ext *e = &r->v[i];
         uint64_t in = off - e->boff;
         size_t k = e->len - in < len ? (size_t)(e->len - in) : len;
-        int rc = body_pread(e->fd, buf, k, e->off + in);
+        int rc = spool_pread_all(e->fd, buf, k, e->off + in);
         if (rc < 0)
             return rc;
         buf = (char *)buf + k;

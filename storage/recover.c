@@ -242,7 +242,7 @@ static int ient_cmp(const void *a, const void *b)
     return x->start_off < y->start_off ? -1 : x->start_off > y->start_off;
 }
 
-static int pread_all(int fd, void *buf, size_t n, uint64_t off)
+int spool_pread_all(int fd, void *buf, size_t n, uint64_t off)
 {
     size_t got = 0;
     while (got < n) {
@@ -252,7 +252,7 @@ static int pread_all(int fd, void *buf, size_t n, uint64_t off)
         if (k < 0)
             return -errno;
         if (k == 0)
-            return -EIO;
+            return -EIO; /* shorter than its records say */
         got += (size_t)k;
     }
     return 0;
@@ -288,7 +288,7 @@ static int scan_report_live(struct scan *sc, struct spool_ient **live, size_t n,
             buf = nb;
             bufcap = e->start_len;
         }
-        r = pread_all(fd, buf, e->start_len, e->start_off + SPOOL_REC_HDR);
+        r = spool_pread_all(fd, buf, e->start_len, e->start_off + SPOOL_REC_HDR);
         if (r < 0)
             break;
         struct spool_msginfo m;
@@ -400,7 +400,7 @@ static int body_edits(struct scan *sc, struct spool_editdec *d)
     if (p == NULL)
         return -ENOMEM;
     int fd = openat(sc->dirfd, sc->segs[sc->edits.seg].name, O_RDONLY | O_CLOEXEC);
-    int r = fd < 0 ? -errno : pread_all(fd, p, sc->edits.len, sc->edits.off);
+    int r = fd < 0 ? -errno : spool_pread_all(fd, p, sc->edits.len, sc->edits.off);
     if (fd >= 0)
         close(fd);
     if (r == 0)
@@ -444,7 +444,7 @@ static int body_copy(struct scan *sc, int out, bool raw)
         }
         for (uint32_t done = 0; r == 0 && done < l->len;) {
             size_t n = l->len - done < CHUNK ? l->len - done : CHUNK;
-            r = pread_all(fd, buf, n, l->off + done);
+            r = spool_pread_all(fd, buf, n, l->off + done);
             if (r == 0)
                 r = spool_ef_feed(&ef, buf, n);
             done += (uint32_t)n;

@@ -248,6 +248,10 @@ static inline bool spool_ient_live(const struct spool_ient *e)
 
 /* ---- recover.c ---- */
 
+/* Reads exactly n octets at off: 0, -errno, or -EIO when the file ends
+ * first (a segment shorter than its records say). */
+int spool_pread_all(int fd, void *buf, size_t n, uint64_t off);
+
 /* Scans dirfd: repairs torn tails when repair (the caller holds the lock),
  * calls cb for live messages, fills rep, and next_seq[w] with one more than
  * the largest segment sequence of worker w (if next_seq is not NULL). */

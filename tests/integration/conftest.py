@@ -321,7 +321,7 @@ def replies_until_close(c, timeout=5, limit=50):
 SEG_HDR = 40
 REC_HDR = 24
 REC_MAGIC = 0x5352
-REC_TYPES = {1: "START", 2: "DATA", 3: "COMMIT", 4: "ABORT", 5: "REMOVE"}
+REC_TYPES = {1: "START", 2: "DATA", 3: "COMMIT", 4: "ABORT", 5: "REMOVE", 6: "EDITS"}
 
 
 def spool_segments(spool):
