@@ -31,11 +31,14 @@
 #include <stdio.h>
 #include <string.h>
 
+extern const struct sink_module sink_builtin_noop; /* builtin_noop.c */
+
 static const struct sink_module *const sink_builtins[] = {
     &sink_builtin_access,
     &sink_builtin_command,
     &sink_builtin_delay,
     &sink_builtin_header,
+    &sink_builtin_noop,
 };
 
 /* Registered by tests (and embedders) before any engine is created. */
