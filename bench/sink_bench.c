@@ -15,17 +15,32 @@
  *	sched-pool	tasks per second on 1 and 2 workers for independent
  *			CPU-bound tasks (~2 us of arithmetic each), and the
  *			speedup from 1 to 2
+ *	sink-dispatch	sink_dispatch() of `mail` with 10 builtin:noop
+ *			bindings (an engine built from a config file through
+ *			cfg_load, a sink_worker on a 1-worker pool attached to
+ *			this thread, a trivial server link): ns per dispatch
+ *			and per sink invocation; the same dispatch with 1
+ *			binding and with none (only the server link), and
+ *			sink_engine_bound(), which is all a session pays for an
+ *			event without bindings; for reference, the cost of
+ *			clock_gettime() (the engine reads the clock twice per
+ *			invocation) and the wall time of a pending round trip
+ *			(builtin:delay ms = 0: handle, its timer thread's
+ *			sink_complete(), sched_post() back, the completion)
  *
  *	To add a section: write `static int bench_NAME(const struct bench_cfg *)`
  *	and add it to bench_sections[].  Use bench_report() for result lines.
  *
  *	--quick uses fewer repetitions and smaller counts.
  */
+#include "core/cfg.h"
 #include "sched/sched.h"
+#include "sinks/engine.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,6 +366,269 @@ static int bench_sched_pool(const struct bench_cfg *cfg)
 }
 
 /*
+ * sink-dispatch
+ */
+#define BENCH_NOOPS 10
+
+/* The session's side of a dispatch: the server's own handler as a link
+ * (it checks nothing here) and the event data of a MAIL command. */
+static enum sink_verdict bench_server(void *arg, struct sink_result *res)
+{
+    (void)res;
+    (*(unsigned long *)arg)++;
+    return SINK_CONTINUE;
+}
+
+static const struct sink_event_data bench_mail_data = {
+    .client_addr = "192.0.2.1",
+    .helo = "client.bench.test",
+    .verb = "MAIL",
+    .args = "FROM:<bench@client.bench.test> SIZE=4096",
+    .sender = "bench@client.bench.test",
+    .mail_params = "SIZE=4096",
+};
+
+/* An engine as sluiced builds it: the configuration written to a file and
+ * read by cfg_load(), then sink_engine_create().  nmail noop bindings on
+ * mail (default priority: after the server link), or the binding text
+ * given. */
+static struct sink_engine *bench_engine(unsigned nmail, const char *text, struct cfg **cfgp)
+{
+    char path[] = "/tmp/sink-bench-conf.XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        perror("sink-bench: mkstemp");
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
+        close(fd);
+        unlink(path);
+        return NULL;
+    }
+    fprintf(f, "# sink-bench sink-dispatch\n");
+    for (unsigned i = 0; i < nmail; i++)
+        fprintf(f, "binding \"noop%u\" { event = \"mail\"; sink = \"builtin:noop\"; }\n", i);
+    if (text != NULL)
+        fputs(text, f);
+    /* something bound elsewhere, so the engine is never empty */
+    fprintf(f, "binding \"other\" { event = \"eod\"; sink = \"builtin:noop\"; }\n");
+    int bad = fclose(f) != 0;
+    char err[512] = "";
+    struct cfg *cfg = bad ? NULL : cfg_load(path, NULL, 0, err, sizeof(err));
+    unlink(path);
+    if (cfg == NULL) {
+        fprintf(stderr, "sink-bench: cfg_load: %s\n", err[0] ? err : "write failed");
+        return NULL;
+    }
+    struct sink_engine *e = sink_engine_create(cfg, err, sizeof(err));
+    if (e == NULL) {
+        fprintf(stderr, "sink-bench: sink_engine_create: %s\n", err);
+        cfg_destroy(cfg);
+        return NULL;
+    }
+    *cfgp = cfg;
+    return e;
+}
+
+struct bench_rig {
+    struct cfg *cfg;
+    struct sink_engine *e;
+    struct sched_pool *pool;
+    struct sched_worker *w;
+    struct sink_worker *sw;
+    struct sink_call *call;
+};
+
+static void bench_rig_fini(struct bench_rig *r)
+{
+    /* The daemon's shutdown order (engine.h): calls, sink workers, the
+     * engine, then the pool. */
+    if (r->call != NULL)
+        sink_call_destroy(r->call);
+    if (r->sw != NULL)
+        sink_worker_destroy(r->sw);
+    if (r->e != NULL)
+        sink_engine_destroy(r->e);
+    if (r->w != NULL)
+        sched_worker_detach(r->w);
+    if (r->pool != NULL)
+        sched_pool_destroy(r->pool);
+    if (r->cfg != NULL)
+        cfg_destroy(r->cfg);
+    memset(r, 0, sizeof(*r));
+}
+
+static int bench_rig_init(struct bench_rig *r, unsigned nmail, const char *text)
+{
+    memset(r, 0, sizeof(*r));
+    if ((r->e = bench_engine(nmail, text, &r->cfg)) == NULL)
+        return -1;
+    if ((r->pool = sched_pool_create(1, NULL)) == NULL)
+        goto fail;
+    r->w = sched_pool_worker(r->pool, 0);
+    sched_worker_attach(r->w); /* this thread is worker 0, as a ring loop is */
+    if ((r->sw = sink_worker_create(r->e, r->pool, 0)) == NULL)
+        goto fail;
+    if ((r->call = sink_call_create(r->sw)) == NULL)
+        goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "sink-bench: cannot set up a sink worker\n");
+    bench_rig_fini(r);
+    return -1;
+}
+
+/* Thread CPU ns per sink_dispatch(ev) over n calls; -1 on a wrong result. */
+static double bench_dispatch_ns(struct bench_rig *r, enum sink_event ev, unsigned long n)
+{
+    struct sink_result res;
+    unsigned long server_calls = 0;
+    double t0 = bench_thread_cpu();
+    for (unsigned long i = 0; i < n; i++) {
+        if (!sink_dispatch(r->call, ev, &bench_mail_data, bench_server, &server_calls, NULL, NULL,
+                           &res) ||
+            res.verdict != SINK_CONTINUE)
+            return -1;
+    }
+    double ns = (bench_thread_cpu() - t0) * 1e9 / (double)n;
+    return server_calls == n ? ns : -1;
+}
+
+/* Thread CPU ns per clock_gettime(CLOCK_MONOTONIC): the engine reads the
+ * clock twice per sink invocation (the latency histogram). */
+static double bench_clock_ns(unsigned long n)
+{
+    struct timespec ts;
+    double t0 = bench_thread_cpu();
+    for (unsigned long i = 0; i < n; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        __asm__ volatile("" : : "r"(&ts) : "memory");
+    }
+    return (bench_thread_cpu() - t0) * 1e9 / (double)n;
+}
+
+static void bench_pending_done(void *arg, const struct sink_result *res)
+{
+    *(int *)arg = res->verdict == SINK_CONTINUE ? 1 : -1;
+}
+
+/* Wall us per pending round trip: dispatch -> builtin:delay ms=0 returns
+ * PENDING -> its timer thread calls sink_complete() -> sched_post() to this
+ * worker's inbox -> the completion task runs here -> done.  The bench
+ * thread polls its worker (a ring loop would be parked and woken by the
+ * eventfd: a little more). */
+static double bench_pending_us(struct bench_rig *r, unsigned long n)
+{
+    struct sink_result res;
+    unsigned long server_calls = 0;
+    double t0 = bench_now();
+    for (unsigned long i = 0; i < n; i++) {
+        volatile int done = 0;
+        if (sink_dispatch(r->call, SINK_EV_MAIL, &bench_mail_data, bench_server, &server_calls,
+                          bench_pending_done, (void *)&done, &res))
+            return -1; /* it did not go pending */
+        double until = bench_now() + 5;
+        while (done == 0 && bench_now() < until)
+            sched_worker_run_budget(r->w, 64);
+        if (done != 1)
+            return -1;
+    }
+    return (bench_now() - t0) * 1e6 / (double)n;
+}
+
+/* Thread CPU ns per sink_engine_bound() (the session's test before it
+ * calls the engine at all). */
+static double bench_bound_ns(const struct sink_engine *e, enum sink_event ev, unsigned long n)
+{
+    unsigned long hits = 0;
+    double t0 = bench_thread_cpu();
+    for (unsigned long i = 0; i < n; i++) {
+        bool b = sink_engine_bound(e, ev);
+        __asm__ volatile("" : "+r"(b)); /* keep every call */
+        hits += b;
+    }
+    double ns = (bench_thread_cpu() - t0) * 1e9 / (double)n;
+    return hits == 0 ? ns : -1;
+}
+
+static int bench_sink_dispatch(const struct bench_cfg *cfg)
+{
+    unsigned long n = cfg->quick ? 200000 : 1000000;
+    struct bench_rig r10, r1;
+    if (bench_rig_init(&r10, BENCH_NOOPS, NULL) < 0)
+        return -1;
+    if (!sink_engine_bound(r10.e, SINK_EV_MAIL) || sink_engine_bound(r10.e, SINK_EV_RCPT)) {
+        fprintf(stderr, "sink-bench: the engine's bindings are not what was configured\n");
+        bench_rig_fini(&r10);
+        return -1;
+    }
+    double d10[16], d0[16], d1[16], bd[16];
+    int rc = 0;
+    bench_dispatch_ns(&r10, SINK_EV_MAIL, n / 10); /* warm up */
+    for (unsigned k = 0; k < cfg->reps && rc == 0; k++) {
+        d10[k] = bench_dispatch_ns(&r10, SINK_EV_MAIL, n);
+        /* rcpt has no binding: the engine runs only the server link */
+        d0[k] = bench_dispatch_ns(&r10, SINK_EV_RCPT, n);
+        bd[k] = bench_bound_ns(r10.e, SINK_EV_RCPT, n * 10);
+        if (d10[k] < 0 || d0[k] < 0 || bd[k] < 0)
+            rc = -1;
+    }
+    bench_rig_fini(&r10);
+    /* One binding (a separate engine: one attached worker at a time). */
+    if (rc == 0 && bench_rig_init(&r1, 1, NULL) == 0) {
+        bench_dispatch_ns(&r1, SINK_EV_MAIL, n / 10);
+        for (unsigned k = 0; k < cfg->reps && rc == 0; k++)
+            if ((d1[k] = bench_dispatch_ns(&r1, SINK_EV_MAIL, n)) < 0)
+                rc = -1;
+        bench_rig_fini(&r1);
+    } else {
+        rc = -1;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "sink-bench: a dispatch did not continue synchronously\n");
+        return -1;
+    }
+    /* The asynchronous path, for comparison (not a target). */
+    double pu[16], ck[16];
+    struct bench_rig rp;
+    const char *delay0 = "binding \"d\" { event = \"mail\"; sink = \"builtin:delay\"; "
+                         "properties { ms = 0; } }\n";
+    if (rc == 0 && bench_rig_init(&rp, 0, delay0) == 0) {
+        unsigned long np = cfg->quick ? 5000 : 20000;
+        bench_pending_us(&rp, np / 10);
+        for (unsigned k = 0; k < cfg->reps && rc == 0; k++)
+            if ((pu[k] = bench_pending_us(&rp, np)) < 0)
+                rc = -1;
+        bench_rig_fini(&rp);
+    } else {
+        rc = -1;
+    }
+    for (unsigned k = 0; k < cfg->reps; k++)
+        ck[k] = bench_clock_ns(n);
+    if (rc < 0) {
+        fprintf(stderr, "sink-bench: a pending dispatch did not complete\n");
+        return -1;
+    }
+    double m10 = bench_median(d10, cfg->reps), m0 = bench_median(d0, cfg->reps);
+    double m1 = bench_median(d1, cfg->reps), mb = bench_median(bd, cfg->reps);
+    printf("  (thread CPU time; %lu dispatches of `mail` per run, a trivial server link)\n", n);
+    bench_report("dispatch, 10 noop bindings", m10, "ns", BENCH_INFO, 0);
+    bench_report("per sink invocation (/10)", m10 / BENCH_NOOPS, "ns", BENCH_AT_MOST, 1000);
+    bench_report("  marginal ((10 - none) / 10)", (m10 - m0) / BENCH_NOOPS, "ns", BENCH_INFO, 0);
+    bench_report("dispatch, 1 noop binding", m1, "ns", BENCH_INFO, 0);
+    bench_report("dispatch, no binding (server only)", m0, "ns", BENCH_INFO, 0);
+    bench_report("sink_engine_bound (no binding)", mb, "ns", BENCH_INFO, 0);
+    bench_report("clock_gettime (2 per invocation)", bench_median(ck, cfg->reps), "ns", BENCH_INFO,
+                 0);
+    bench_report("pending round trip, wall (delay 0)", bench_median(pu, cfg->reps), "us",
+                 BENCH_INFO, 0);
+    printf("  (a session skips the engine when sink_engine_bound() is false: an event\n"
+           "   without bindings costs that test and nothing else)\n");
+    return 0;
+}
+
+/*
  * Driver.
  */
 struct bench_section {
@@ -362,6 +640,7 @@ struct bench_section {
 static const struct bench_section bench_sections[] = {
     {"sched-deque", "scheduler: Chase-Lev deque", bench_sched_deque},
     {"sched-pool", "scheduler: worker pool throughput", bench_sched_pool},
+    {"sink-dispatch", "sinks: dispatch overhead", bench_sink_dispatch},
 };
 #define BENCH_NSECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
 

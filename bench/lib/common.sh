@@ -7,11 +7,13 @@
 # bench_track so the EXIT trap can end exactly those and nothing else.
 
 BENCH_TRACKED_PIDS=()
+# The name warnings and errors start with (the sourcing script may set it).
+BENCH_NAME=${BENCH_NAME:-ingest}
 
 bench_log() { printf '%s\n' "$*" >&2; }
-bench_warn() { printf 'ingest: warning: %s\n' "$*" >&2; }
+bench_warn() { printf '%s: warning: %s\n' "$BENCH_NAME" "$*" >&2; }
 bench_die() {
-    printf 'ingest: error: %s\n' "$*" >&2
+    printf '%s: error: %s\n' "$BENCH_NAME" "$*" >&2
     exit 2
 }
 
