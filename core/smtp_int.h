@@ -308,6 +308,7 @@ struct smtp_sk {
     bool queued_set;
     bool queued_quarantine; /* the commit waited for carries the quarantine flag */
     bool in_response;       /* no response event for the replies of a response event */
+    bool resibling;         /* waiting on a sink took it out of srv->open_txns */
     /* the message at eod */
     struct smtp_edit *edits;
     uint32_t nedits, editcap;

@@ -241,6 +241,13 @@ static void smtp_sink_done(void *arg, const struct sink_result *res)
         log_panic("smtp_sink_done: session is not waiting for a sink");
     s->phase = SMTP_P_CMD;
     s->last_input_ms = smtp_now_ms(); /* the wait was ours, not the client's */
+    if (k->resibling) { /* about to commit again, soon: a sibling once more */
+        k->resibling = false;
+        if (s->txn.active && !s->txn.sibling && !s->closing) {
+            s->txn.sibling = true;
+            s->srv->open_txns++;
+        }
+    }
     if (!s->closing) {
         struct smtp_outcome o;
         smtp_sink_outcome(s, k->ev, res, &o);
@@ -271,6 +278,12 @@ void smtp_event(struct smtp_session *s, enum sink_event ev, smtp_check_fn *check
         if (!sink_dispatch(k->call, ev, &k->d, check ? smtp_sink_server : NULL, s, smtp_sink_done,
                            s, &res)) {
             s->phase = SMTP_P_SINK;
+            /* a session waiting on a sink will not commit within a group-
+             * commit delay: the fdatasync must not wait for it */
+            if (s->txn.sibling) {
+                smtp_txn_unsibling(s);
+                k->resibling = true;
+            }
             return;
         }
         smtp_sink_outcome(s, ev, &res, &o);

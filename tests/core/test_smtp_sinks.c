@@ -237,6 +237,27 @@ Test(smtp_sinks, hung_sink_costs_a_451_at_the_deadline)
     h_fini(&h);
 }
 
+/* Group commit waits only for sessions about to commit: one parked on a
+ * sink is not a sibling until the sink answers. */
+Test(smtp_sinks, waiting_on_a_sink_is_not_a_group_commit_sibling)
+{
+    struct h h;
+    start(&h, NULL,
+          B("slow", "event = \"eod\"; sink = \"builtin:delay\"; deadline = \"3s\"; "
+                    "properties { ms = 100; }"));
+    cr_assert_eq(smtp_server_open_txns(h.srv), 0);
+    envelope(&h);
+    cr_assert_eq(smtp_server_open_txns(h.srv), 1, "MAIL makes a sibling");
+    message(&h, "Subject: slow\r\n\r\nx\r\n");
+    h_sync(&h);
+    cr_assert_eq(h.s->phase, SMTP_P_SINK);
+    cr_assert_eq(smtp_server_open_txns(h.srv), 0, "parked on a sink: not a sibling");
+    cr_assert(h_wait(&h, 3000), "no reply");
+    h_expect(&h, "250 2.0.0 Ok: queued as");
+    cr_assert_eq(smtp_server_open_txns(h.srv), 0, "committed: not a sibling");
+    h_fini(&h);
+}
+
 Test(smtp_sinks, pipelined_commands_wait_their_turn)
 {
     struct h h;
