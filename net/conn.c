@@ -96,7 +96,8 @@ void net_conn_close_now(struct net_worker *w, struct net_conn *c)
     net_conn_drop_session(c);
     if (c->state != NET_CONN_CLOSING) {
         c->state = NET_CONN_CLOSING;
-        shutdown(c->fd, SHUT_RDWR); /* completes the multishot recv */
+        if (c->recv_armed)
+            shutdown(c->fd, SHUT_RDWR); /* completes the multishot recv */
     }
     net_conn_mark(w, c);
 }
@@ -104,7 +105,10 @@ void net_conn_close_now(struct net_worker *w, struct net_conn *c)
 static void net_conn_free(struct net_worker *w, struct net_conn *c)
 {
     net_conn_drop_session(c);
-    close(c->fd);
+    /* closed by the ring, in the next submission: no syscall of its own */
+    struct io_uring_sqe *sqe = net_sqe(w);
+    io_uring_prep_close(sqe, c->fd);
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_CLOSE, 0, 0));
     if (c->counted_ip)
         net_iplimit_release((const struct sockaddr *)&c->peer);
     c->counted_ip = false;
@@ -140,8 +144,7 @@ void net_conn_accepted(struct net_worker *w, int fd)
         c->peerlen = sizeof(struct sockaddr_in);
         c->peer.ss_family = AF_INET;
     }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* TCP_NODELAY: inherited from the listening socket (server.c) */
 
     enum smtp_start how = SMTP_START_OK;
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;

@@ -47,6 +47,7 @@ enum net_op {
     NET_OP_DELAY, /* group-commit delay timer; index = its generation */
     NET_OP_SCHED, /* the scheduler's wake eventfd became readable (multishot poll) */
     NET_OP_CANCEL, /* the cancellation of a paused connection's recv */
+    NET_OP_CLOSE,  /* a connection's close(2) through the ring */
 };
 
 static inline uint64_t net_ud(enum net_op op, uint32_t gen, uint32_t idx)

@@ -63,7 +63,9 @@ int net_probe_uring(char *err, size_t errlen)
         const char *name;
     } need[] = {{IORING_OP_ACCEPT, "ACCEPT"}, {IORING_OP_RECV, "RECV"},
                 {IORING_OP_SEND, "SEND"},     {IORING_OP_FSYNC, "FSYNC"},
-                {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_READ, "READ"}};
+                {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_READ, "READ"},
+                {IORING_OP_CLOSE, "CLOSE"},     {IORING_OP_POLL_ADD, "POLL_ADD"},
+                {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"}};
     rc = 0;
     for (size_t i = 0; probe && i < sizeof(need) / sizeof(need[0]); i++) {
         if (!io_uring_opcode_supported(probe, need[i].op)) {

@@ -164,8 +164,13 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
         break;
     case NET_OP_CANCEL:
         break; /* the recv's own completion (-ECANCELED) does the work */
+    case NET_OP_CLOSE:
+        if (cqe->res < 0)
+            log_msg(LOG_DEBUG, "close: %s", strerror(-cqe->res));
+        break;
     case NET_OP_SCHED:
-        /* the tasks run after this batch of completions; park_end resets the fd */
+        /* the tasks run after this batch of completions */
+        sched_worker_wake_reset(w->sched);
         if (!(cqe->flags & IORING_CQE_F_MORE))
             net_worker_arm_sched(w);
         break;
@@ -319,8 +324,10 @@ static void net_worker_teardown(struct net_worker *w)
         w->sched = NULL;
     }
     net_bufring_fini(w);
-    if (w->ring_ok)
+    if (w->ring_ok) {
+        io_uring_submit(&w->ring); /* the last connections' closes */
         io_uring_queue_exit(&w->ring);
+    }
     w->ring_ok = false;
 }
 
@@ -343,7 +350,7 @@ static void net_worker_wait(struct net_worker *w)
                                            .tv_nsec = (long long)(dl % 1000) * 1000000};
             rc = io_uring_submit_and_wait_timeout(&w->ring, &cqe, 1, &ts, NULL);
         }
-        sched_worker_park_end(w->sched);
+        sched_worker_park_end_nofd(w->sched); /* the fd: reset on its poll CQE */
     }
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
         log_panic("worker %u: io_uring wait: %s", w->id, strerror(-rc));

@@ -191,6 +191,12 @@ bool sched_worker_has_work(struct sched_worker *w);
  */
 bool sched_worker_park_begin(struct sched_worker *w);
 void sched_worker_park_end(struct sched_worker *w);
+/* For a loop whose wait watches the wake fd itself (an io_uring poll on it):
+ * park_end without the read(2), and wake_reset (the read) only when the
+ * loop saw the fd readable, so a wait that ended for another reason costs
+ * no syscall. */
+void sched_worker_park_end_nofd(struct sched_worker *w);
+void sched_worker_wake_reset(struct sched_worker *w);
 /* The eventfd (EFD_NONBLOCK) that becomes readable when w must wake up;
  * owned by the pool. */
 int sched_worker_wake_fd(const struct sched_worker *w);

@@ -383,6 +383,19 @@ bool sched_worker_park_begin(struct sched_worker *w)
     return true;
 }
 
+void sched_worker_park_end_nofd(struct sched_worker *w)
+{
+    sched_check_owner(w, "sched_worker_park_end_nofd");
+    sched_unpark_owner(w);
+}
+
+void sched_worker_wake_reset(struct sched_worker *w)
+{
+    uint64_t v;
+    while (read(w->wake_fd, &v, sizeof(v)) < 0 && errno == EINTR)
+        ;
+}
+
 void sched_worker_park_end(struct sched_worker *w)
 {
     sched_check_owner(w, "sched_worker_park_end");
