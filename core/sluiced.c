@@ -194,7 +194,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "sluiced stats: sessions=%llu messages=%llu commits=%llu syncs=%llu\n",
             (unsigned long long)ns.sessions, (unsigned long long)ns.messages,
             (unsigned long long)ns.commits, (unsigned long long)ns.syncs);
-    sink_engine_print_stats(engine, stderr);
+    if (sink_engine_has_bindings(engine))
+        sink_engine_print_stats(engine, stderr);
     net_server_destroy(srv);
     spool_close(sp);
     sink_engine_destroy(engine); /* joins the sinks' own threads before the pool goes */

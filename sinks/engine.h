@@ -57,6 +57,8 @@ void sink_engine_destroy(struct sink_engine *e);
 /* Any enabled binding on ev (the session skips the engine entirely when
  * there is none: no cost without sinks). */
 bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev);
+/* Whether the configuration has any binding block at all. */
+bool sink_engine_has_bindings(const struct sink_engine *e);
 /* `sluiced --bindings`: the resolved chain of every event, the server's own
  * handler included, one line per link. */
 void sink_engine_print_bindings(const struct sink_engine *e, FILE *f);

@@ -103,6 +103,8 @@ static uint64_t ld(const _Atomic uint64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed); /* a reading (see above) */
 }
 
+bool sink_engine_has_bindings(const struct sink_engine *e) { return e->nb > 0; }
+
 void sink_engine_print_stats(const struct sink_engine *e, FILE *f)
 {
     fprintf(f, "%-20s %-10s %9s %8s %9s %8s %7s %8s %6s %7s %7s %8s %6s %6s %9s %9s\n", "binding",
