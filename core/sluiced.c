@@ -9,7 +9,8 @@
  *	foreground and stops on SIGTERM or SIGINT: listeners close, sessions
  *	get 421, group commits in flight finish, then it exits 0 after one
  *	line of counters on stderr:
- *	  sluiced stats: sessions=N messages=N commits=N syncs=N
+ *	  sluiced stats: sessions=N messages=N commits=N syncs=N rejected=N
+ *	                 tempfailed=N discarded=N quarantined=N tasks=N
  *	--check loads the configuration (bindings and their sinks included),
  *	prints any error, and exits; --bindings prints the resolved chain of
  *	every event and exits.  SIGUSR1 prints the per-binding statistics to
@@ -191,9 +192,14 @@ int main(int argc, char **argv)
 
     struct net_stats ns;
     net_server_stats(srv, &ns);
-    fprintf(stderr, "sluiced stats: sessions=%llu messages=%llu commits=%llu syncs=%llu\n",
+    fprintf(stderr,
+            "sluiced stats: sessions=%llu messages=%llu commits=%llu syncs=%llu rejected=%llu "
+            "tempfailed=%llu discarded=%llu quarantined=%llu tasks=%llu\n",
             (unsigned long long)ns.sessions, (unsigned long long)ns.messages,
-            (unsigned long long)ns.commits, (unsigned long long)ns.syncs);
+            (unsigned long long)ns.commits, (unsigned long long)ns.syncs,
+            (unsigned long long)ns.rejected, (unsigned long long)ns.tempfailed,
+            (unsigned long long)ns.discarded, (unsigned long long)ns.quarantined,
+            (unsigned long long)ns.tasks);
     if (sink_engine_has_bindings(engine))
         sink_engine_print_stats(engine, stderr);
     net_server_destroy(srv);

@@ -40,6 +40,10 @@ struct net_stats {
     uint64_t syncs;    /* fdatasync batches */
     uint64_t sync_errors;
     uint64_t tasks;  /* scheduler tasks run (sink completions, offloaded work) */
+    uint64_t rejected;    /* messages refused after the data (limits, bare CR/LF, sinks) */
+    uint64_t tempfailed;  /* 4xx after the data (spool errors, sink tempfail) */
+    uint64_t discarded;   /* accepted and thrown away by a DISCARD verdict */
+    uint64_t quarantined; /* stored with the quarantine flag */
     uint64_t steals;
 };
 

@@ -273,6 +273,10 @@ void net_server_stats(const struct net_server *srv, struct net_stats *st)
         st->syncs += w->spool_final.syncs;
         st->sync_errors += w->spool_final.sync_errors;
         st->tasks += w->tasks_run;
+        st->rejected += w->smtp_final.rejected;
+        st->tempfailed += w->smtp_final.tempfailed;
+        st->discarded += w->smtp_final.discarded;
+        st->quarantined += w->smtp_final.quarantined;
     }
 }
 
