@@ -131,24 +131,6 @@ fi
 
 mode_label() { if [ "$1" = reuse ]; then echo reuse; else echo no-reuse; fi; }
 
-# run_source PORT MODE MSGS: run smtp-source; sets RS_SECS (wall time).
-# Returns smtp-source's status (124 = killed by the timeout).
-run_source() {
-    local port=$1 mode=$2 msgs=$3 t0 t1 rc=0
-    local args=(-4 -s "$SESSIONS" -m "$msgs" -l "$SIZE" -M client.bench.test
-        -f "$SENDER" -t "$RCPT")
-    [ "$mode" = reuse ] && args+=(-d)
-    t0=$(bench_now_ns)
-    bench_run "$BENCH_TMP/smtp-source.log" "$BENCH_TMP/smtp-source.err" \
-        timeout "$SOURCE_TIMEOUT" "$SMTP_SOURCE" "${args[@]}" "127.0.0.1:$port" || rc=$?
-    t1=$(bench_now_ns)
-    RS_SECS=$(bench_calc "($t1 - $t0) / 1e9")
-    if [ "$rc" != 0 ]; then
-        bench_warn "smtp-source to 127.0.0.1:$port ($mode) exited with status $rc:"
-        tail -n 5 "$BENCH_TMP/smtp-source.err" "$BENCH_TMP/smtp-source.log" >&2
-    fi
-    return "$rc"
-}
 
 declare -A RATES=()      # "target mode" -> space-separated msg/s per run
 declare -A SPM=()        # mode -> space-separated fdatasync/message per run
@@ -189,7 +171,7 @@ measure() {
             fi
             ;;
     esac
-    if run_source "$port" "$mode" "$MSGS"; then
+    if run_source "$port" "$mode" "$MSGS" "$SESSIONS"; then
         rate=$(bench_calc "$MSGS / $RS_SECS")
     else
         rate=NA
@@ -288,7 +270,7 @@ if [ "$WARMUP" -gt 0 ]; then
     for t in sink postfix; do
         want "$t" || continue
         if [ "$t" = sink ]; then port=$SINK_PORT; else port=$PF_PORT; fi
-        run_source "$port" noreuse "$WARMUP" || fail "warm-up against $t failed"
+        run_source "$port" noreuse "$WARMUP" "$SESSIONS" || fail "warm-up against $t failed"
     done
     want postfix && { pf_wait_drain "$DRAIN_TIMEOUT" >/dev/null || bench_warn "postfix queue did not drain after warm-up"; }
 fi

@@ -197,23 +197,6 @@ mode_label() { if [ "$1" = reuse ]; then echo reuse; else echo no-reuse; fi; }
 
 # ---- measurement helpers --------------------------------------------------
 
-# run_source PORT MODE MSGS SESSIONS: smtp-source; sets RS_SECS.
-run_source() {
-    local port=$1 mode=$2 msgs=$3 sessions=$4 t0 t1 rc=0
-    local args=(-4 -s "$sessions" -m "$msgs" -l "$SIZE" -M client.bench.test
-        -f "$SENDER" -t "$RCPT")
-    [ "$mode" = reuse ] && args+=(-d)
-    t0=$(bench_now_ns)
-    bench_run "$BENCH_TMP/smtp-source.log" "$BENCH_TMP/smtp-source.err" \
-        timeout "$SOURCE_TIMEOUT" "$SMTP_SOURCE" "${args[@]}" "127.0.0.1:$port" || rc=$?
-    t1=$(bench_now_ns)
-    RS_SECS=$(bench_calc "($t1 - $t0) / 1e9")
-    if [ "$rc" != 0 ]; then
-        bench_warn "smtp-source to 127.0.0.1:$port ($mode) exited with status $rc:"
-        tail -n 5 "$BENCH_TMP/smtp-source.err" "$BENCH_TMP/smtp-source.log" >&2
-    fi
-    return "$rc"
-}
 
 # proc_cpu_ticks PID: utime + stime of the whole process (every thread,
 # exited ones included), in clock ticks.

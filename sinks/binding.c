@@ -139,6 +139,19 @@ static bool sink_parse_properties(const struct cfg_node *n, struct sink_binding 
     return true;
 }
 
+/* true/false, as a boolean or a string; false when it is neither. */
+static bool sink_parse_bool(const struct cfg_node *kv, bool *out)
+{
+    const char *s = cfg_node_type(kv) == CFG_STRING ? cfg_node_str(kv) : NULL;
+    if (cfg_node_type(kv) == CFG_BOOL)
+        *out = cfg_node_bool(kv);
+    else if (s != NULL && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
+        *out = strcasecmp(s, "true") == 0;
+    else
+        return false;
+    return true;
+}
+
 static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, char *err,
                            size_t errlen)
 {
@@ -181,18 +194,10 @@ static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, ch
         if ((b->rule_text = strdup(s)) == NULL)
             return sink_bfail(b, line, err, errlen, "out of memory");
     } else if (strcmp(k, "enabled") == 0) {
-        if (cfg_node_type(kv) == CFG_BOOL)
-            b->enabled = cfg_node_bool(kv);
-        else if (s != NULL && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
-            b->enabled = strcasecmp(s, "true") == 0;
-        else
+        if (!sink_parse_bool(kv, &b->enabled))
             return sink_bfail(b, line, err, errlen, "enabled must be true or false");
     } else if (strcmp(k, "offload") == 0) {
-        if (cfg_node_type(kv) == CFG_BOOL)
-            b->offload = cfg_node_bool(kv);
-        else if (s != NULL && (strcasecmp(s, "true") == 0 || strcasecmp(s, "false") == 0))
-            b->offload = strcasecmp(s, "true") == 0;
-        else
+        if (!sink_parse_bool(kv, &b->offload))
             return sink_bfail(b, line, err, errlen, "offload must be true or false");
     } else if (strcmp(k, "deadline") == 0) {
         uint64_t ms = 0;
