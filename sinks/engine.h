@@ -127,6 +127,15 @@ struct sink_event_data {
     /* header edits (eod): recorded by the session, applied when written */
     int (*edit)(void *arg, enum sink_edit_op op, const char *name, const char *value);
     void *body_arg;
+    /* transport events (queue manager) */
+    size_t rcpt_index;          /* route, out_rcpt, outcomes */
+    const char *nexthop;        /* see sink_nexthop() */
+    const char *status;         /* outcomes: enhanced status */
+    /* categorize: op 0 set recipient i to addr, 1 add addr, 2 remove i */
+    int (*rcpt_edit)(void *arg, int op, size_t i, const char *addr);
+    /* route: the next hop for recipient rcpt_index */
+    int (*route_set)(void *arg, const char *nexthop);
+    void *transport_arg;
     struct sink_bag *session_bag;
     struct sink_bag *message_bag;
 };

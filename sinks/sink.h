@@ -67,7 +67,6 @@ enum sink_event {
     SINK_EV_DISCONNECT,
     /* transport */
     SINK_EV_SUBMISSION, /* the message is durable in the spool */
-    /* reserved for later releases (accepted in bindings, not yet fired) */
     SINK_EV_PRECATEGORIZE,
     SINK_EV_CATEGORIZE,
     SINK_EV_POSTCATEGORIZE,
@@ -190,6 +189,34 @@ struct sink_msgref *sink_message_hold(struct sink_ctx *ctx);
 uint64_t sink_msgref_size(const struct sink_msgref *m);
 ssize_t sink_msgref_read(struct sink_msgref *m, uint64_t off, void *buf, size_t len);
 void sink_msgref_release(struct sink_msgref *m);
+
+/* ---- transport (queue manager events) ----
+ * precategorize, categorize, postcategorize: once per message after it is
+ * durable, before routing; categorize may rewrite or expand the recipients
+ * (aliases, lists): the new list is stored before any delivery.
+ * route: once per recipient; the sink may choose its next hop.
+ * out_session (connected, after the greeting), out_message (before MAIL),
+ * out_rcpt (per recipient, before its RCPT: REJECT fails it, TEMPFAIL
+ * defers it), out_data (before the body), out_quit: the outbound protocol.
+ * delivered, deferred, bounce: the outcome per recipient (verdicts are
+ * ignored there: they are notifications). */
+/* categorize: replace recipient i / add one / remove recipient i.
+ * -ENOTSUP at other events, -EINVAL for a malformed address. */
+int sink_rcpt_set(struct sink_ctx *ctx, size_t i, const char *addr);
+int sink_rcpt_add(struct sink_ctx *ctx, const char *addr);
+int sink_rcpt_remove(struct sink_ctx *ctx, size_t i);
+/* route, out_rcpt, delivered, deferred, bounce: the recipient's index
+ * (sink_rcpt(ctx, i) is its address). */
+size_t sink_rcpt_index(const struct sink_ctx *ctx);
+/* route: the transport table's choice; out_*: the host connected to;
+ * outcomes: the host that answered (NULL for local delivery). */
+const char *sink_nexthop(const struct sink_ctx *ctx);
+/* route: the next hop for this recipient, in transport-table syntax
+ * ("smtp:host:port", "mx", "maildir", "discard", "error:5.7.1 text"). */
+int sink_route_set(struct sink_ctx *ctx, const char *nexthop);
+/* delivered, deferred, bounce: the enhanced status ("2.0.0", "4.4.1"),
+ * and the reply through sink_response_code()/sink_response_text(). */
+const char *sink_delivery_status(const struct sink_ctx *ctx);
 
 /* ---- property bags: per message, per session, per server ---- */
 const char *sink_prop_get(struct sink_ctx *ctx, enum sink_scope scope, const char *key);

@@ -41,6 +41,7 @@
 struct spool;
 struct spool_writer;
 struct spool_txn;
+struct spool_msg;
 
 /* The envelope, borrowed for the duration of spool_txn_begin() (encoded into
  * the txn's START record there).  Strings are NUL-terminated; they never hold
@@ -69,7 +70,21 @@ struct spool_msginfo {
     const char *const *rcpts;
     uint32_t flags;  /* SPOOL_MSG_* from its COMMIT record */
     uint32_t nedits; /* header edits stored with it (EDITS record) */
+    /* Delivery state folded from the STATE records (all zero for a message
+     * the queue manager has not touched).  rcpts above are the latest
+     * SPOOL_ST_RCPTS list when one was written, else START's. */
+    const uint8_t *rstate;  /* nrcpt entries, enum spool_rstate */
+    uint32_t attempts;      /* delivery attempts so far */
+    int64_t next_ms;        /* unix ms of the next attempt, 0: as soon as possible */
+    const char *last_error; /* the latest DEFERRED/FAILED reason, "" if none */
+    uint32_t qflags;        /* SPOOL_Q_* */
 };
+
+/* Per-recipient delivery state. */
+enum spool_rstate { SPOOL_R_PENDING = 0, SPOOL_R_DELIVERED = 1, SPOOL_R_FAILED = 2 };
+/* Message-level queue flags. */
+#define SPOOL_Q_HELD 0x1u   /* held by the operator (HOLD without a later RELEASE) */
+#define SPOOL_Q_WARNED 0x2u /* a delay warning was sent */
 
 /* Message flags, carried in the COMMIT record. */
 #define SPOOL_MSG_QUARANTINE 0x1u /* accepted, to be kept apart (a sink's verdict) */
@@ -210,5 +225,95 @@ size_t spool_writer_open_txns(const struct spool_writer *w);
 size_t spool_writer_pending(const struct spool_writer *w);
 /* True while commits wait for a sync (queued or in flight). */
 bool spool_writer_busy(const struct spool_writer *w);
+
+/* ---- delivery state (the queue manager's writer) ----
+ *
+ * STATE records (type 7) are appended by the queue manager, usually to its
+ * own writer's segment, and folded by recovery into spool_msginfo.  They
+ * join the writer's group commit like COMMIT records (spool_writer_sync_fd
+ * covers them; nothing calls back).  A REMOVE record ends the message:
+ * once it is durable the message's space is released, and a segment that
+ * holds nothing live any more (no live message's records, no record that
+ * a live message's state or a removal still depends on) is unlinked. */
+enum spool_state_kind {
+    SPOOL_ST_DELIVERED = 1, /* recipient rcpt delivered (reason: the reply) */
+    SPOOL_ST_FAILED = 2,    /* recipient rcpt failed for good (reason); the bounce is handled */
+    SPOOL_ST_DEFERRED = 3,  /* next attempt at when_ms (reason); rcpt is SPOOL_RCPT_ALL */
+    SPOOL_ST_HOLD = 4,      /* operator hold (SPOOL_RCPT_ALL) */
+    SPOOL_ST_RELEASE = 5,   /* end of a hold */
+    SPOOL_ST_RCPTS = 6,     /* the recipient list replaced (categorize sinks): nrcpt/rcpts;
+                             * every recipient's state restarts at PENDING */
+    SPOOL_ST_WARNED = 7,    /* a delay warning was sent */
+};
+#define SPOOL_RCPT_ALL UINT32_MAX
+struct spool_state {
+    enum spool_state_kind kind;
+    uint32_t rcpt;        /* recipient index, or SPOOL_RCPT_ALL */
+    int64_t when_ms;      /* unix ms: DEFERRED the next attempt, otherwise when it happened */
+    uint32_t attempts;    /* DEFERRED: attempts made so far */
+    const char *reason;   /* NUL-terminated, no CR/LF; "" or NULL if none */
+    uint32_t nrcpt;       /* RCPTS only */
+    const char *const *rcpts;
+};
+/* Appends a STATE record for message id (owner thread of w).  0 or -errno. */
+int spool_writer_state(struct spool_writer *w, uint64_t id, const struct spool_state *st);
+/* Appends a REMOVE record: the message is delivered or bounced, all done. */
+int spool_writer_remove(struct spool_writer *w, uint64_t id);
+/* Copies up to about `budget` octets of live messages out of the sparsest
+ * sealed segment (less than half live) into w, so that segment can go.
+ * Returns the octets copied (0: nothing worth compacting) or -errno.  The
+ * copies join the next group commit; the old segment goes once they are
+ * durable. */
+int64_t spool_writer_compact(struct spool_writer *w, uint64_t budget);
+/* Space accounting: segments and octets on disk, octets of live messages. */
+struct spool_usage {
+    uint64_t segments;
+    uint64_t bytes;
+    uint64_t live_bytes;
+    uint64_t live_messages;
+    uint64_t unlinked;   /* segments reclaimed since open */
+};
+void spool_usage(struct spool *sp, struct spool_usage *u);
+
+/* Every message whose commit becomes durable, on any writer of sp created
+ * after this call, is handed to fn as a spool_msg (which fn owns), on the
+ * writer's owner thread inside spool_writer_sync_done() before the txns'
+ * done callbacks run, orphaned txns included.  This is how the queue
+ * manager learns of new mail.  NULL: none (spool_msg not built). */
+typedef void spool_durable_fn(void *arg, struct spool_msg *m);
+void spool_set_durable(struct spool *sp, spool_durable_fn *fn, void *arg);
+
+/* ---- a stored message for delivery ----
+ *
+ * A spool_msg is a message as the queue manager delivers it: its envelope
+ * and state (a spool_msginfo of its own), and its body with the header
+ * edits applied, as pieces that are either memory or an extent of a segment
+ * file (so a sender can splice them to a socket).  It shares refcounted
+ * segment descriptors with other messages (no descriptor per message), and
+ * stays readable after its segment is compacted or unlinked.  Any thread;
+ * one owner. */
+struct spool_msg;
+/* After spool_txn_commit() returned 0 and before its done ran, on the
+ * writer's owner thread.  NULL on out of memory. */
+struct spool_msg *spool_msg_from_txn(struct spool_txn *t);
+/* Inside a spool_open() or spool_scan() callback (sp: the open spool, NULL
+ * for a read-only scan).  NULL on out of memory or an unreadable segment. */
+struct spool_msg *spool_msg_from_info(struct spool *sp, const struct spool_msginfo *m);
+void spool_msg_free(struct spool_msg *m);
+/* The envelope and state when it was made (rstate etc. as recovered; the
+ * queue manager keeps the live state itself). */
+const struct spool_msginfo *spool_msg_info(const struct spool_msg *m);
+/* Size of the message as sent: the body with the header edits applied. */
+uint64_t spool_msg_size(const struct spool_msg *m);
+struct spool_piece {
+    int fd;          /* >= 0: octets [off, off+len) of this file; -1: mem */
+    uint64_t off;
+    const char *mem;
+    size_t len;
+};
+/* The pieces in order; valid while m lives. */
+size_t spool_msg_pieces(const struct spool_msg *m, const struct spool_piece **v);
+/* Octets [off, off+len) of the message as sent.  0, -ERANGE, or -errno. */
+int spool_msg_read(const struct spool_msg *m, uint64_t off, void *buf, size_t len);
 
 #endif
