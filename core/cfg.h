@@ -93,6 +93,18 @@ struct cfg {
     uint64_t segment_size;       /* spool segment size, default 64 MiB */
     unsigned commit_delay_us;    /* group commit: wait this long for siblings, default 1000 */
     char *log_level;             /* "debug" | "info" | "warn" | "error", default info */
+    /* delivery (core/qmgr.c; transport { } and retry { } are read by core/route.c) */
+    char *relayhost;             /* default next hop, "" = MX */
+    char *maildir_root;          /* local delivery root, default ./var/mail */
+    char **dns_servers;          /* "127.0.0.1:5353"; default none = /etc/resolv.conf */
+    size_t ndns_servers;
+    unsigned delivery_concurrency; /* connections per destination, default 20 */
+    unsigned delivery_connections; /* outbound connections in all, default 200 */
+    uint64_t connect_timeout_ms;   /* default 30s */
+    uint64_t command_timeout_ms;   /* per reply, default 300s */
+    uint64_t connection_cache_ms;  /* an idle outbound connection is kept this long, default 2s */
+    unsigned destination_failure_limit; /* failed connections in a row before the whole
+                                         * destination backs off, default 3 */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };
 

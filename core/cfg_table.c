@@ -119,6 +119,15 @@ static const struct cfg_key cfg_keys[] = {
     {"commit_delay_us", CFG_T_UINT, "1000", 0, 100000, CFG_F(commit_delay_us), NULL},
     {"segment_size", CFG_T_SIZE, "64mb", 64 * 1024, 1LL << 40, CFG_F(segment_size), NULL},
     {"log_level", CFG_T_LEVEL, "info", 0, 0, CFG_F(log_level), NULL},
+    {"relayhost", CFG_T_STRING, "\"\"", 0, 300, CFG_F(relayhost), NULL},
+    {"maildir_root", CFG_T_STRING, "\"./var/mail\"", 1, PATH_MAX - 1, CFG_F(maildir_root), NULL},
+    {"dns_servers", CFG_T_STR_LIST, "[]", 0, 8, CFG_L(dns_servers), NULL},
+    {"delivery_concurrency", CFG_T_UINT, "20", 1, 10000, CFG_F(delivery_concurrency), NULL},
+    {"delivery_connections", CFG_T_UINT, "200", 1, 100000, CFG_F(delivery_connections), NULL},
+    {"connect_timeout", CFG_T_DURATION_MS, "30s", 100, CFG_DAY, CFG_F(connect_timeout_ms), NULL},
+    {"command_timeout", CFG_T_DURATION_MS, "300s", 100, CFG_DAY, CFG_F(command_timeout_ms), NULL},
+    {"connection_cache_time", CFG_T_DURATION_MS, "2s", 0, CFG_DAY, CFG_F(connection_cache_ms), NULL},
+    {"destination_failure_limit", CFG_T_UINT, "3", 1, 1000, CFG_F(destination_failure_limit), NULL},
 };
 /* clang-format on */
 
@@ -127,7 +136,8 @@ static const struct cfg_key cfg_keys[] = {
 /* Blocks owned by later modules, read from c->tree (e.g. "binding",
  * "transport", "tls").  NULL-terminated. */
 /* blocks read by other modules: `binding "NAME" { }` by sinks/binding.c */
-static const char *const cfg_reserved_keys[] = {"binding", NULL};
+/* `transport { }` and `retry { }` by core/route.c */
+static const char *const cfg_reserved_keys[] = {"binding", "transport", "retry", NULL};
 
 /* Where a value came from, for messages. */
 struct cfg_src {
@@ -268,7 +278,7 @@ static bool cfg_to_str(const struct cfg_src *src, const struct cfg_key *k, const
     const char *s = cfg_text(n);
     if (s == NULL)
         return cfg_fail(src, k, n, "expected a string, got %s", cfg_type_name(n));
-    if (*s == '\0')
+    if (*s == '\0' && (k->min > 0 || item))
         return cfg_fail(src, k, n, "must not be empty");
     for (const char *p = s; *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
