@@ -12,12 +12,20 @@
 # listener, smtpd on 127.0.0.1:<free port> -- never port 25 -- plus the
 # internal services the queue needs, all with chroot off.
 #
-# pf_setup DIR PORT SESSIONS   write DIR/etc/{main,master}.cf, make dirs;
-#                               1 when user postfix could not use DIR
+# pf_setup DIR PORT SESSIONS [RELAYHOST]
+#                               write DIR/etc/{main,master}.cf, make dirs;
+#                               1 when user postfix could not use DIR.
+#                               Without RELAYHOST every message is discarded
+#                               once queued (ingest); with RELAYHOST
+#                               ("127.0.0.1:PORT") the instance is a relay:
+#                               every message goes out through Postfix's
+#                               smtp client to that one next hop (relay.sh)
 # pf_start                      postfix check + start, wait for the port
 # pf_check                      restart the instance if it died
 # pf_queue_count                messages still queued (incoming..deferred)
 # pf_wait_drain SECONDS         wait until the queue is empty; prints ms
+# pf_postqueue                  `postqueue -p` of the instance (stdout);
+#                               0 when it says the queue is empty
 # pf_stop                       stop the master and its children
 #
 # Globals set: PF_DIR PF_CONF PF_QUEUE PF_LOG PF_PORT PF_MASTER_PID
@@ -28,7 +36,7 @@ PF_MASTER_PID=
 pf_setup() {
     PF_DIR=$1
     PF_PORT=$2
-    local sessions=$3 procs=100
+    local sessions=$3 relayhost=${4:-} procs=100
     PF_CONF=$PF_DIR/etc
     PF_QUEUE=$PF_DIR/queue
     PF_LOG=$PF_DIR/maillog
@@ -56,16 +64,7 @@ myhostname = postfix.bench.test
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-# Ingest only: accept, make the queue file durable (Postfix fsyncs every
-# queue file before its 250), then throw the message away.
-mydestination =
-relay_domains =
-default_transport = discard
-relay_transport = discard
-local_transport = discard
-virtual_transport = discard
-alias_maps =
-alias_database =
+$(pf_transport_settings "$relayhost")
 # No artificial pacing and no per-client limits.
 in_flow_delay = 0
 smtpd_client_connection_count_limit = 0
@@ -95,6 +94,45 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+    if [ -n "$relayhost" ]; then
+        cat >>"$PF_CONF/master.cf" <<EOF
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+EOF
+    fi
+}
+
+# pf_transport_settings [RELAYHOST]: the main.cf lines that decide where a
+# queued message goes.
+pf_transport_settings() {
+    if [ -z "$1" ]; then
+        cat <<EOF
+# Ingest only: accept, make the queue file durable (Postfix fsyncs every
+# queue file before its 250), then throw the message away.
+mydestination =
+relay_domains =
+default_transport = discard
+relay_transport = discard
+local_transport = discard
+virtual_transport = discard
+alias_maps =
+alias_database =
+EOF
+        return
+    fi
+    cat <<EOF
+# Relay: no domain is local, so every recipient takes default_transport
+# (smtp, the default) to relayhost; clients in mynetworks may relay
+# (smtpd_relay_restrictions' default permit_mynetworks).  Concurrency,
+# connection caching (smtp_connection_cache_on_demand) and the queue
+# manager are Postfix's defaults.
+mydestination =
+relay_domains =
+relayhost = [${1%:*}]:${1##*:}
+local_transport = error:5.1.1 local delivery is disabled in this instance
+alias_maps =
+alias_database =
 EOF
 }
 
@@ -167,6 +205,15 @@ pf_wait_drain() {
     done
     echo $((($(bench_now_ns) - t0) / 1000000))
     return 1
+}
+
+# pf_postqueue: Postfix's own view of the queue (postqueue -p through the
+# showq service); 0 when it reports "Mail queue is empty".
+pf_postqueue() {
+    local out
+    out=$(timeout 30 postqueue -c "$PF_CONF" -p 2>&1)
+    printf '%s\n' "$out"
+    [[ $out == *"Mail queue is empty"* ]]
 }
 
 # Direct children of the master, by pid (smtpd, cleanup, qmgr, ...).
