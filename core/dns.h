@@ -30,6 +30,25 @@
  *
  *	Results are not cached here (the queue manager keeps them per
  *	destination for a while).
+ *
+ *	Names are asked for as written (fully qualified: no search list, no
+ *	hosts file); a final dot is accepted.  dns_resolve_mx() also takes a
+ *	domain literal ("[192.0.2.1]", "[IPv6:2001:db8::1]"), answered at
+ *	once like a literal host.
+ *
+ *	Limits: at most 10 exchanges per domain (the lowest preferences, of
+ *	at most 64 MX records considered); at most 8 addresses per exchange
+ *	(when it has both kinds, each keeps at least 4 of them).  Duplicate
+ *	exchanges count once.  An MX set that mixes "." with real exchanges
+ *	ignores the "." entries.
+ *
+ *	The callback runs from dns_process(), dns_destroy(), or inside the
+ *	resolve call itself (literals; failures c-ares reports at once).  The
+ *	result and its addrs are borrowed for the callback's duration.  The
+ *	callback may start new lookups; it must not call dns_destroy().
+ *	With DNS_OK, error may still say which exchanges were skipped ("" when
+ *	none).  dns_destroy() also calls the sock callback (both false) for
+ *	each descriptor c-ares closes.
  */
 #ifndef SLUICE_CORE_DNS_H
 #define SLUICE_CORE_DNS_H
@@ -77,7 +96,9 @@ uint64_t dns_timeout_ms(struct dns *d, uint64_t max);
 /* Lookups in flight. */
 size_t dns_pending(const struct dns *d);
 
-/* 0 (the callback runs later, or already ran for a literal), or -errno. */
+/* 0 (the callback runs later, or already ran for a literal), or -errno:
+ * -EINVAL for a malformed name or port 0, -ESHUTDOWN while destroying,
+ * -ENOMEM. */
 int dns_resolve_mx(struct dns *d, const char *domain, uint16_t port, dns_done_fn *cb, void *arg);
 int dns_resolve_host(struct dns *d, const char *host, uint16_t port, dns_done_fn *cb, void *arg);
 
