@@ -24,6 +24,8 @@ What it serves:
 * ``add_mx(domain, target, pref)``: an MX record (``--mx-host``);
 * ``add_host(name, *addrs)``: A and/or AAAA records (``--host-record``);
 * ``add_null_mx(domain)``: the RFC 7505 null MX (``0 .``, a raw record);
+* ``add_txt(name, text)``: a TXT record (a name that exists without MX or
+  address records);
 * ``add_servfail(domain)``: queries for the domain and its subdomains are
   forwarded to a small responder in this module that answers SERVFAIL;
 * ``add_timeout(domain)``: queries for it are forwarded to a UDP socket
@@ -143,6 +145,7 @@ class DnsServer:
         self.mx = []        # (domain, target, pref)
         self.hosts = []     # (name, addr)
         self.null_mx = []
+        self.txt = []       # (name, text)
         self.servfail = []
         self.timeouts = []
         self.zones = list(LOCAL_ZONES)
@@ -169,6 +172,10 @@ class DnsServer:
         self.null_mx.append(domain)
         return self._changed()
 
+    def add_txt(self, name, text):
+        self.txt.append((name, text))
+        return self._changed()
+
     def add_servfail(self, domain):
         self.servfail.append(domain)
         return self._changed()
@@ -181,7 +188,8 @@ class DnsServer:
         self.zones.append(zone)
         return self._changed()
 
-    def update(self, mx=(), hosts=None, null_mx=(), servfail=(), timeouts=(), zones=()):
+    def update(self, mx=(), hosts=None, null_mx=(), txt=(), servfail=(), timeouts=(),
+               zones=()):
         """Many records, one restart.  hosts: {name: [addr, ...]}."""
         self.mx += [(d, t, int(p)) for d, t, p in mx]
         for name, addrs in (hosts or {}).items():
@@ -189,6 +197,7 @@ class DnsServer:
                 addrs = [addrs]
             self.hosts += [(name, a) for a in addrs]
         self.null_mx += list(null_mx)
+        self.txt += list(txt)
         self.servfail += list(servfail)
         self.timeouts += list(timeouts)
         self.zones += list(zones)
@@ -210,6 +219,7 @@ class DnsServer:
         a += [f"--host-record={n},{addr}" for n, addr in self.hosts]
         # MX RDATA: preference 0, the root name (a single zero byte)
         a += [f"--dns-rr={d},15,000000" for d in self.null_mx]
+        a += [f"--txt-record={n},{t}" for n, t in self.txt]
         a += [f"--server=/{d}/127.0.0.1#{self._servfail.port}" for d in self.servfail]
         a += [f"--server=/{d}/127.0.0.1#{self._silent.port}" for d in self.timeouts]
         return a

@@ -93,15 +93,16 @@ def test_implicit_mx(dns_server):
 
 
 def test_implicit_mx_without_address_is_permanent(dns_server):
-    """The domain exists (it has a record of another kind) but has neither
-    MX nor address records."""
-    dns_server.update(mx=[("sub.empty.test", "mx.empty.test", 10)],
-                      hosts={"mx.empty.test": "127.0.0.1"})
-    # empty.test itself exists as an empty non-terminal in dnsmasq's view or
-    # NXDOMAIN: either way permanent
-    r = probe(dns_server.addr, "mx", "empty.test")
-    assert r.status == "perm", r
-    assert r.rows == []
+    """The domain exists (a TXT record; an empty non-terminal) but has
+    neither MX nor address records."""
+    dns_server.update(txt=[("txt.test", "v=none")],
+                      mx=[("sub.ent.test", "mx.ent.test", 10)],
+                      hosts={"mx.ent.test": "127.0.0.1"})
+    for domain in ("txt.test", "ent.test"):
+        r = probe(dns_server.addr, "mx", domain)
+        assert r.status == "perm", r
+        assert "no MX records and no address" in r.error, r
+        assert r.rows == []
 
 
 def test_null_mx_is_permanent(dns_server):
