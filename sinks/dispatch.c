@@ -15,8 +15,10 @@
  *	CONTINUE goes on to the next link (a reply it set is kept unless a
  *	later link sets one); any other verdict ends the chain with that
  *	verdict and the link's reply.  The server's handler runs at its
- *	place in the chain (engine.c).  At disconnect every verdict counts
- *	as CONTINUE: it is a notification.  A reply whose class does not fit
+ *	place in the chain (engine.c); at the queue manager's events there
+ *	is none (server is NULL).  At disconnect, out_quit, delivered,
+ *	deferred and bounce every verdict counts as CONTINUE: they are
+ *	notifications (sink_event_notifies).  A reply whose class does not fit
  *	the verdict (sink_reply_class_ok) is dropped and counted: the
  *	session then answers with its own reply for that verdict.
  *
@@ -100,6 +102,7 @@ void sink_ctx_free(struct sink_ctx *ctx)
 {
     sink_ctx_copies_free(ctx);
     sink_offload_fini(ctx);
+    sink_tedit_free(ctx);
     free(ctx);
 }
 
@@ -184,7 +187,7 @@ static bool sink_link_verdict(struct sink_call *c, struct sink_ctx *ctx, enum si
         ctx->code = 0;
     }
     sink_count(&b->stats->verdicts[v]);
-    if (c->ev == SINK_EV_DISCONNECT)
+    if (sink_event_notifies(c->ev))
         return false; /* a notification: nobody to answer */
     if (ctx->code != 0 && !sink_reply_class_ok(c->ev, v, ctx->code)) {
         sink_count(&b->stats->bad_reply);
@@ -219,7 +222,7 @@ static bool sink_server_link(struct sink_call *c, struct sink_result *res)
     if (v == SINK_PENDING || (unsigned)v > SINK_PENDING)
         log_panic("sink_dispatch: the server's %s handler returned verdict %d",
                   sink_event_name(c->ev), (int)v);
-    if (v == SINK_CONTINUE || c->ev == SINK_EV_DISCONNECT) {
+    if (v == SINK_CONTINUE || sink_event_notifies(c->ev)) {
         if (res->code == 0)
             res->code = carried;
         return false;
@@ -275,6 +278,8 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         ctx->sw = c->sw;
         ctx->step = step;
         ctx->code = 0;
+        if (ctx->tedits != NULL) /* left by a sink that broke the contract */
+            sink_tedit_free(ctx);
         /* Relaxed: not shared yet (see the top). */
         atomic_store_explicit(&ctx->state, SINK_CTX_PENDING, memory_order_relaxed);
         atomic_store_explicit(&ctx->refs, 2, memory_order_relaxed);
@@ -291,7 +296,7 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
             c->pending = NULL;
             c->ctx = ctx;
         }
-        enum sink_verdict v = b->mod->handle(b->inst, ctx);
+        enum sink_verdict v = sink_ctx_handle(ctx);
         if (ctx->copies != NULL)
             sink_ctx_copies_free(ctx);
         if (v == SINK_PENDING) {
@@ -304,6 +309,8 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         if (atomic_load_explicit(&ctx->state, memory_order_relaxed) != SINK_CTX_PENDING)
             log_panic("sink_complete: binding \"%s\" returned verdict %d, not SINK_PENDING",
                       b->name, (int)v);
+        if (ctx->tedits != NULL) /* recorded by a thread of the sink before handle() returned */
+            sink_tedit_apply(ctx, c->d);
         if (sink_link_verdict(c, ctx, v, res))
             return true;
     }
@@ -398,6 +405,8 @@ void sink_complete_task(struct sched_task *t)
     c->pending = NULL;
     if (ctx->offloaded)
         sink_offload_finish(ctx, c->d); /* its edits, through the session */
+    if (ctx->tedits != NULL)
+        sink_tedit_apply(ctx, c->d); /* transport edits made after handle() */
     unsigned step = ctx->step;
     bool finished = sink_link_verdict(c, ctx, ctx->answer, &c->res);
     if (c->ctx == NULL) { /* recycle: the call needs a ctx for its next link */

@@ -19,8 +19,11 @@
  *	by priority, equal priorities in configuration order.  The server's
  *	own handler runs after every binding with priority < 24575 and
  *	before every binding with priority >= 24575: a binding at the
- *	default priority runs after the server.  Bindings of reserved events
- *	(precategorize .. auth) load but never fire.
+ *	default priority runs after the server.  The queue manager's events
+ *	(precategorize .. bounce) have no server link: the queue manager
+ *	passes no handler and acts on the chain's verdict, so --bindings
+ *	lists no server line there.  Bindings of the reserved event (auth)
+ *	load but never fire.
  *
  *	After creation the engine is read-only, except for the statistics
  *	(stats.c) and the server bag (props.c).
@@ -75,7 +78,19 @@ int sink_event_parse(const char *name)
 
 bool sink_event_fires(enum sink_event ev)
 {
-    return ev <= SINK_EV_SUBMISSION;
+    return ev <= SINK_EV_BOUNCE; /* auth: not yet */
+}
+
+bool sink_event_notifies(enum sink_event ev)
+{
+    return ev == SINK_EV_DISCONNECT || ev == SINK_EV_OUT_QUIT || ev == SINK_EV_DELIVERED ||
+           ev == SINK_EV_DEFERRED || ev == SINK_EV_BOUNCE;
+}
+
+bool sink_event_has_server(enum sink_event ev)
+{
+    /* the queue manager's events run without one: it acts on the verdict */
+    return ev < SINK_EV_PRECATEGORIZE;
 }
 
 /*
@@ -85,6 +100,7 @@ bool sink_event_fires(enum sink_event ev)
  * that only calls the engine would otherwise lack the ones it never names.
  */
 typedef void sink_any_fn(void);
+/* clang-format off */
 __attribute__((used)) sink_any_fn *const sink_abi_keep[] = {
     (sink_any_fn *)sink_props_get,      (sink_any_fn *)sink_props_get_int,
     (sink_any_fn *)sink_props_get_bool, (sink_any_fn *)sink_props_count,
@@ -105,7 +121,12 @@ __attribute__((used)) sink_any_fn *const sink_abi_keep[] = {
     (sink_any_fn *)sink_msgref_size,    (sink_any_fn *)sink_msgref_read,
     (sink_any_fn *)sink_msgref_release, (sink_any_fn *)sink_prop_get,
     (sink_any_fn *)sink_prop_set,       (sink_any_fn *)sink_complete,
+    (sink_any_fn *)sink_rcpt_set,       (sink_any_fn *)sink_rcpt_add,
+    (sink_any_fn *)sink_rcpt_remove,    (sink_any_fn *)sink_rcpt_index,
+    (sink_any_fn *)sink_nexthop,        (sink_any_fn *)sink_route_set,
+    (sink_any_fn *)sink_delivery_status,
 };
+/* clang-format on */
 
 /* Run order: priority, then configuration order (a stable sort). */
 static int sink_link_cmp(const void *a, const void *b)
@@ -264,6 +285,7 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
     for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
         const struct sink_chain *c = &e->chain[ev];
         bool fires = sink_event_fires((enum sink_event)ev);
+        bool server = fires && sink_event_has_server((enum sink_event)ev);
         unsigned ndisabled = 0;
         for (size_t i = 0; i < e->nb; i++)
             if (e->b[i]->ev == (enum sink_event)ev && !e->b[i]->enabled)
@@ -274,7 +296,7 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
         if (c->n == 0 && ndisabled == 0)
             continue;
         for (unsigned i = 0; i <= c->n; i++) {
-            if (i == c->server_at && fires)
+            if (i == c->server_at && server)
                 fprintf(f, "  %5d  %-20s (the server's own handler)\n", SINK_PRIORITY_DEFAULT,
                         "server");
             if (i < c->n)

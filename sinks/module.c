@@ -28,18 +28,16 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-extern const struct sink_module sink_builtin_noop; /* builtin_noop.c */
-
+/* In name order: sink_builtin_names() lists them as they are here. */
 static const struct sink_module *const sink_builtins[] = {
-    &sink_builtin_access,
-    &sink_builtin_command,
-    &sink_builtin_delay,
-    &sink_builtin_header,
-    &sink_builtin_noop,
+    &sink_builtin_access, &sink_builtin_alias, &sink_builtin_command, &sink_builtin_delay,
+    &sink_builtin_header, &sink_builtin_noop,  &sink_builtin_route,
 };
+#define SINK_NBUILTIN (sizeof(sink_builtins) / sizeof(sink_builtins[0]))
 
 /* Registered by tests (and embedders) before any engine is created. */
 #define SINK_EXTRA_MAX 16
@@ -60,7 +58,7 @@ int sink_builtin_register(const struct sink_module *m)
 
 const struct sink_module *sink_builtin_find(const char *name)
 {
-    for (size_t i = 0; i < sizeof(sink_builtins) / sizeof(sink_builtins[0]); i++)
+    for (size_t i = 0; i < SINK_NBUILTIN; i++)
         if (strcmp(sink_builtins[i]->name, name) == 0)
             return sink_builtins[i];
     for (unsigned i = 0; i < sink_nextra; i++)
@@ -69,9 +67,26 @@ const struct sink_module *sink_builtin_find(const char *name)
     return NULL;
 }
 
+/* Built once from the table, so it cannot fall behind it. */
+static char sink_names[256];
+static pthread_once_t sink_names_once = PTHREAD_ONCE_INIT;
+
+static void sink_names_build(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SINK_NBUILTIN && n < sizeof(sink_names); i++) {
+        int w = snprintf(sink_names + n, sizeof(sink_names) - n, "%s%s", i ? ", " : "",
+                         sink_builtins[i]->name);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
 const char *sink_builtin_names(void)
 {
-    return "access, command, delay, header";
+    pthread_once(&sink_names_once, sink_names_build);
+    return sink_names;
 }
 
 /* "mail, eod" for a message about what a module handles. */

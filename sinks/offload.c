@@ -21,7 +21,10 @@
  *	edits recorded in the ctx and replayed on the owner when the answer
  *	arrives in time (dropped when the deadline settled the chain first).
  *	Session and message property bags are not available to an offloaded
- *	handler (sink_prop_* answer -ENOTSUP); the server bag is.
+ *	handler (sink_prop_* answer -ENOTSUP); the server bag is.  Recipient
+ *	and route edits (categorize, route) are recorded too and applied on
+ *	the owner with the answer (ctx_transport.c); the copy's recipient
+ *	list does not show them.
  *
  *	Ownership: everything here belongs to the ctx and is freed with it
  *	(sink_offload_fini), on whichever side drops the last reference.
@@ -95,7 +98,10 @@ static int sink_offload_edit(void *arg, enum sink_edit_op op, const char *name, 
 }
 
 /* One block: the pointer array for the recipients, then every string. */
-static size_t sink_sz(const char *s) { return s ? strlen(s) + 1 : 0; }
+static size_t sink_sz(const char *s)
+{
+    return s ? strlen(s) + 1 : 0;
+}
 
 static const char *sink_put(char **at, const char *s)
 {
@@ -110,8 +116,9 @@ static const char *sink_put(char **at, const char *s)
 
 bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
 {
-    const char *const str[] = {d->client_addr, d->helo, d->tls,  d->auth_user,   d->verb,
-                               d->args,        d->sender, d->mail_params, d->rcpt, d->reply_text};
+    const char *const str[] = {d->client_addr, d->helo,       d->tls,     d->auth_user,
+                               d->verb,        d->args,       d->sender,  d->mail_params,
+                               d->rcpt,        d->reply_text, d->nexthop, d->status};
     size_t need = d->nrcpt * sizeof(char *);
     for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
         need += sink_sz(str[i]);
@@ -134,6 +141,8 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
     v->mail_params = sink_put(&at, d->mail_params);
     v->rcpt = sink_put(&at, d->rcpt);
     v->reply_text = sink_put(&at, d->reply_text);
+    v->nexthop = sink_put(&at, d->nexthop);
+    v->status = sink_put(&at, d->status);
     for (size_t i = 0; i < d->nrcpt; i++)
         rc[i] = sink_put(&at, d->rcpts[i]);
     v->rcpts = d->nrcpt ? rc : NULL;
@@ -144,6 +153,11 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
     v->edit = d->edit != NULL ? sink_offload_edit : NULL;
     v->body_arg = ctx;
     v->session_bag = v->message_bag = NULL;
+    /* transport edits from this thread are recorded (ctx_transport.c) and
+     * applied on the owner: the queue manager's callbacks are its own */
+    v->rcpt_edit = NULL;
+    v->route_set = NULL;
+    v->transport_arg = NULL;
     ctx->edits = NULL;
     ctx->offloaded = true;
     ctx->d = v;

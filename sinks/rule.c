@@ -17,7 +17,9 @@
  *
  *	Keys (any case, spaces between words collapsed):
  *	MAIL FROM	the sender; `<>` matches the null sender
- *	RCPT TO		at rcpt the candidate recipient, at later events any
+ *	RCPT TO		at rcpt the candidate recipient; at the events of one
+ *			recipient (route, out_rcpt, delivered, deferred,
+ *			bounce) that recipient; at other events any
  *			recipient accepted so far
  *	HELO, EHLO	the HELO/EHLO name (the same key)
  *	CLIENT		the client's address as text ("192.0.2.1", "2001:db8::1")
@@ -249,6 +251,12 @@ static bool sink_cond_any(const struct sink_cond *c, const char *s)
     return false;
 }
 
+static bool sink_rule_per_rcpt(enum sink_event ev)
+{
+    return ev == SINK_EV_ROUTE || ev == SINK_EV_OUT_RCPT || ev == SINK_EV_DELIVERED ||
+           ev == SINK_EV_DEFERRED || ev == SINK_EV_BOUNCE;
+}
+
 static bool sink_cond_match(const struct sink_cond *c, enum sink_event ev,
                             const struct sink_event_data *d)
 {
@@ -258,6 +266,8 @@ static bool sink_cond_match(const struct sink_cond *c, enum sink_event ev,
     case SINK_RK_RCPT_TO:
         if (ev == SINK_EV_RCPT)
             return sink_cond_any(c, d->rcpt);
+        if (sink_rule_per_rcpt(ev)) /* one recipient's event: that recipient */
+            return d->rcpt_index < d->nrcpt && sink_cond_any(c, d->rcpts[d->rcpt_index]);
         for (size_t i = 0; i < d->nrcpt; i++)
             if (sink_cond_any(c, d->rcpts[i]))
                 return true;

@@ -7,9 +7,10 @@
  *	The engine (engine.c: chains, --bindings), a binding's configuration
  *	(binding.c) and its sink (module.c: builtin table, dlopen), rules
  *	(rule.c), property lists and bags (props.c), statistics (stats.c),
- *	the event context behind the sink.h accessors (ctx.c) and the
- *	dispatcher with its pending calls and deadlines (dispatch.c,
- *	pending.c).
+ *	the event context behind the sink.h accessors (ctx.c, and
+ *	ctx_transport.c for the queue manager's events, with the syntax
+ *	checks of addr.c) and the dispatcher with its pending calls and
+ *	deadlines (dispatch.c, pending.c).
  *
  *	Ownership: the engine owns its bindings; a binding owns its rule,
  *	properties, statistics, instance and module handle.  A sink_ctx is
@@ -135,6 +136,16 @@ extern const struct sink_module sink_builtin_access;
 extern const struct sink_module sink_builtin_header;
 extern const struct sink_module sink_builtin_delay;
 extern const struct sink_module sink_builtin_command;
+extern const struct sink_module sink_builtin_noop;
+extern const struct sink_module sink_builtin_alias;
+extern const struct sink_module sink_builtin_route;
+
+/* ---- syntax checks (addr.c) ---- */
+
+/* A mailbox local@domain as it travels in an envelope (no <>). */
+bool sink_addr_ok(const char *addr);
+/* A next hop in transport-table syntax (core/route.h). */
+bool sink_nexthop_ok(const char *spec);
 
 /* ---- the engine (engine.c) ---- */
 
@@ -159,6 +170,11 @@ struct sink_engine {
 struct sink_engine *sink_engine_create_tree(const struct cfg_node *tree, char *err, size_t errlen);
 bool sink_event_fires(enum sink_event ev); /* false: reserved for later releases */
 int sink_event_parse(const char *name);    /* the event, or -1 */
+/* The server (or queue manager) answers nobody: every verdict counts as
+ * CONTINUE and every binding runs (disconnect, out_quit, outcomes). */
+bool sink_event_notifies(enum sink_event ev);
+/* The session has a handler of its own in the chain (inbound events). */
+bool sink_event_has_server(enum sink_event ev);
 
 /* ---- one event in one binding (ctx.c, dispatch.c) ---- */
 
@@ -196,11 +212,14 @@ struct sink_ctx {
     struct sched_task run_task;
     bool offloaded;
     struct sink_event_data dv;
-    void *dv_mem;             /* the copied strings and recipient array */
-    struct sink_msgref *ref;  /* the body, held; NULL if none */
-    char *rbuf;               /* body_at's window over ref */
+    void *dv_mem;                /* the copied strings and recipient array */
+    struct sink_msgref *ref;     /* the body, held; NULL if none */
+    char *rbuf;                  /* body_at's window over ref */
     struct sink_edit_rec *edits; /* recorded edits, applied on the owner */
     struct sink_copy *copies;
+    /* transport edits made outside handle() (ctx_transport.c): applied
+     * on the owner when the answer arrives */
+    struct sink_tedit *tedits;
     /* the reply set by sink_set_reply() */
     int code;
     char enhanced[16];
@@ -208,6 +227,15 @@ struct sink_ctx {
 };
 
 void sink_ctx_copies_free(struct sink_ctx *ctx);
+
+/* ctx_transport.c: handle() with ctx marked as being handled on this
+ * thread (transport edits then go straight to the queue manager). */
+enum sink_verdict sink_ctx_handle(struct sink_ctx *ctx);
+/* Applies the recorded transport edits through d (the queue manager's,
+ * still parked) on the owner, then forgets them; _free only forgets. */
+struct sink_tedit;
+void sink_tedit_apply(struct sink_ctx *ctx, const struct sink_event_data *d);
+void sink_tedit_free(struct sink_ctx *ctx);
 /* Whether code suits verdict v at event ev (response: anything goes). */
 bool sink_reply_class_ok(enum sink_event ev, enum sink_verdict v, int code);
 

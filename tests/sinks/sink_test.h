@@ -12,7 +12,8 @@
  *	logging "server".  st_data(): a session's event data with a body
  *	served in small pieces, a msgref and an edit recorder.  st_rig: a
  *	one-worker scheduler pool attached to the test thread, with its
- *	sink_worker, to run completions.
+ *	sink_worker, to run completions.  st_qmgr: a queue manager's event
+ *	data with a recipient list and the rcpt_edit / route_set callbacks.
  *
  *	Every test includes tests/sched/crit_tsan.h, so the whole directory
  *	also builds and runs under ThreadSanitizer.
@@ -320,6 +321,98 @@ static inline struct sink_event_data st_data(struct st_session *s)
         d.body_arg = s;
     }
     return d;
+}
+
+/* ---- a queue manager's side of the transport events ---- */
+
+#define ST_QMAX 64
+/* The recipient list it owns, kept in d.rcpts/d.nrcpt as the engine.h
+ * contract asks (updated inside the callbacks), and the route chosen. */
+struct st_qmgr {
+    char *list[ST_QMAX];
+    const char *ptrs[ST_QMAX];
+    size_t n;
+    char route[512];
+    int nroute, nedit;
+    int fail; /* a negative errno every callback returns, or 0 */
+    struct sink_event_data d;
+};
+
+static inline void st_qmgr_sync(struct st_qmgr *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        q->ptrs[i] = q->list[i];
+    q->d.rcpts = q->ptrs;
+    q->d.nrcpt = q->n;
+}
+
+static inline int st_qmgr_edit(void *arg, int op, size_t i, const char *addr)
+{
+    struct st_qmgr *q = arg;
+    q->nedit++;
+    if (q->fail)
+        return q->fail;
+    if (op == 1) {
+        if (q->n == ST_QMAX)
+            return -ENOMEM;
+        q->list[q->n++] = strdup(addr);
+    } else {
+        cr_assert_lt(i, q->n, "the engine checks the index");
+        free(q->list[i]);
+        if (op == 0) {
+            q->list[i] = strdup(addr);
+        } else {
+            cr_assert_eq(op, 2);
+            cr_assert_null(addr);
+            memmove(&q->list[i], &q->list[i + 1], (q->n - i - 1) * sizeof(q->list[0]));
+            q->n--;
+        }
+    }
+    st_qmgr_sync(q);
+    return 0;
+}
+
+static inline int st_qmgr_route(void *arg, const char *hop)
+{
+    struct st_qmgr *q = arg;
+    if (q->fail)
+        return q->fail;
+    snprintf(q->route, sizeof(q->route), "%s", hop);
+    q->nroute++;
+    return 0;
+}
+
+/* A message from sender with recipients rcpts[0..n) at event ev. */
+static inline void st_qmgr_init(struct st_qmgr *q, const char *const *rcpts, size_t n)
+{
+    memset(q, 0, sizeof(*q));
+    for (size_t i = 0; i < n; i++)
+        q->list[i] = strdup(rcpts[i]);
+    q->n = n;
+    q->d.sender = "sender@example.org";
+    q->d.msg_id = 7;
+    q->d.rcpt_edit = st_qmgr_edit;
+    q->d.route_set = st_qmgr_route;
+    q->d.transport_arg = q;
+    st_qmgr_sync(q);
+}
+
+static inline void st_qmgr_fini(struct st_qmgr *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        free(q->list[i]);
+    q->n = 0;
+}
+
+/* "a,b,c": the current list, for comparisons. */
+static inline const char *st_qmgr_list(struct st_qmgr *q)
+{
+    static char buf[4096];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < q->n && n < sizeof(buf); i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", q->list[i]);
+    return buf;
 }
 
 /* ---- a worker: one-worker pool attached to the test thread ---- */

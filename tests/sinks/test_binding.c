@@ -175,7 +175,7 @@ Test(binding, errors)
           "unknown key \"SUBJECT\"");
     fails("binding x { event = mail; sink = \"builtin:nope\"; }",
           "binding \"x\" (line 1): sink builtin:nope: no such builtin sink (builtins: access, "
-          "command, delay, header)");
+          "alias, command, delay, header, noop, route)");
     fails("binding x { event = mail; sink = \"./no/such/module.so\"; }",
           "binding \"x\" (line 1): sink ./no/such/module.so: cannot load: ");
     fails("binding x { event = mail; sink = \"builtin:header\"; properties { name = a; value = "
@@ -240,26 +240,45 @@ Test(binding, chain_order)
     sink_engine_destroy(e);
 }
 
-Test(binding, reserved_events)
+Test(binding, builtin_names_list_the_table)
+{
+    const char *names = sink_builtin_names();
+    cr_assert_str_eq(names, "access, alias, command, delay, header, noop, route");
+    /* every name listed is found, and nothing else is */
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s", names);
+    char *save = NULL;
+    int n = 0;
+    for (char *t = strtok_r(buf, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save), n++)
+        cr_assert_not_null(sink_builtin_find(t), "%s listed but not found", t);
+    cr_assert_eq(n, 7);
+}
+
+Test(binding, transport_events_fire_without_a_server_link)
 {
     st_setup();
     struct sink_engine *e =
         st_engine("binding r { event = route; sink = \"builtin:script\"; deadline = 1500ms;"
-                  " rule = \"RCPT TO=*@x.example\"; properties { k = v; } }");
+                  " rule = \"RCPT TO=*@x.example\"; properties { k = v; } }\n"
+                  "binding a { event = auth; sink = \"builtin:script\"; }");
     cr_assert(sink_engine_bound(e, SINK_EV_ROUTE));
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
     sink_engine_print_bindings(e, f);
     fclose(f);
-    cr_assert_not_null(strstr(out, "route: (reserved: bindings load but never fire)"), "%s", out);
+    cr_assert_not_null(strstr(out, "\nroute:\n"), "route fires: not reserved:\n%s", out);
+    cr_assert_not_null(strstr(out, "precategorize: no bindings"), "%s", out);
+    cr_assert_not_null(strstr(out, "auth: (reserved: bindings load but never fire)"), "%s", out);
+    cr_assert_null(strstr(out, "bounce: (reserved"), "%s", out);
     cr_assert_not_null(strstr(out, "deadline 1500ms on_deadline tempfail"), "%s", out);
     cr_assert_not_null(strstr(out, "rule \"RCPT TO=*@x.example\""), "%s", out);
     cr_assert_not_null(strstr(out, "properties k=\"v\""), "%s", out);
     char *route = strstr(out, "route:"), *next = strstr(route, "out_session:");
     cr_assert_not_null(next);
     *next = '\0';
-    cr_assert_null(strstr(route, "server's own handler"), "no server at a reserved event");
+    cr_assert_null(strstr(route, "server's own handler"), "no server link at a transport event");
+    cr_assert_not_null(strstr(route, "  24575  r "), "the binding itself: %s", route);
     free(out);
     sink_engine_destroy(e);
 }
