@@ -47,8 +47,15 @@
 
 int spool_writer_sync_fd(struct spool_writer *w)
 {
-    if (w->flight_seg || w->pending.head == NULL)
+    if (w->flight_seg)
         return -1;
+    spool_wstate_redo(w);
+    if (w->pending.head == NULL && spool_wstate_pending(w) == 0)
+        return -1;
+    w->nstate_flight = w->nstate;
+    w->nstate = 0;
+    w->nrm_flight = w->nrm;
+    w->ncp_flight = w->ncp;
     w->flight = w->pending;
     memset(&w->pending, 0, sizeof(w->pending));
     w->flight_seg = w->cur;
@@ -59,11 +66,15 @@ int spool_writer_sync_fd(struct spool_writer *w)
 
 size_t spool_writer_open_txns(const struct spool_writer *w) { return w->active.n; }
 
-size_t spool_writer_pending(const struct spool_writer *w) { return w->pending.n; }
+size_t spool_writer_pending(const struct spool_writer *w)
+{
+    return w->pending.n + spool_wstate_pending(w);
+}
 
 bool spool_writer_busy(const struct spool_writer *w)
 {
-    return w->pending.head != NULL || w->flight_seg != NULL;
+    return w->pending.head != NULL || w->flight_seg != NULL || spool_wstate_pending(w) > 0 ||
+           w->redo;
 }
 
 /* Appends an ABORT for every member of failed and syncs it, in a segment
@@ -85,6 +96,7 @@ static void batch_record_aborts(struct spool_writer *w, const struct spool_tlist
         r = w->datasync(s->fd);
         if (r == 0) {
             s->synced = s->size;
+            spool_wacct_aborts(w, failed);
             return;
         }
         w->st.sync_errors++;
@@ -95,6 +107,22 @@ static void batch_record_aborts(struct spool_writer *w, const struct spool_tlist
             "spool: worker %u: cannot record %zu refused messages as aborted (%s): they may "
             "be delivered after a restart although the client was told 451",
             w->worker, failed->n, strerror(-r));
+}
+
+/* Hands each member to the durable hook (spool_set_durable). */
+static void batch_durable(struct spool_writer *w, const struct spool_tlist *ok)
+{
+    for (struct spool_txn *t = ok->head; t; t = t->next) {
+        struct spool_msg *m = spool_msg_from_txn(t);
+        if (m == NULL) {
+            char ids[17];
+            spool_id_str(t->id, ids);
+            log_msg(LOG_ERROR, "spool: %s: durable but not handed over (out of memory): "
+                               "queued at the next start", ids);
+            continue;
+        }
+        w->durable(w->durable_arg, m);
+    }
 }
 
 /* Calls done for each member (unless orphaned) and frees it. */
@@ -140,8 +168,15 @@ void spool_writer_sync_done(struct spool_writer *w, int res)
     }
     if (seg != w->cur)
         spool_wseg_close(seg); /* retired by a rotation while the sync was in flight */
+    spool_wacct_settle(w, &ok, res);
     if (failed.head)
         batch_record_aborts(w, &failed);
+    spool_wstate_redo(w);
+    /* relaxed: a hint; a candidate missed here is taken at the next sync */
+    if (atomic_load_explicit(&w->sp->ncand_hint, memory_order_relaxed) > 0)
+        spool_reclaim(w->sp);
+    if (w->durable && ok.head)
+        batch_durable(w, &ok);
     batch_complete(&failed);
     batch_complete(&ok);
 }

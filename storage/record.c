@@ -14,8 +14,8 @@
  *	START carries the envelope, every string as a u32 length and its
  *	octets (never delimited, never NUL-terminated); COMMIT carries the
  *	body size, the body's crc32c and the message flags.  DATA carries
- *	body octets as they are; EDITS a header edit list (edits.c); ABORT
- *	and REMOVE have no payload.
+ *	body octets as they are; EDITS a header edit list (edits.c); STATE
+ *	a delivery state change (state.c); ABORT and REMOVE have no payload.
  * DIAGNOSTICS
  *	The decoders return NULL or a short text saying what is wrong; the
  *	envelope decoder returns -EBADMSG or -ENOMEM.
@@ -71,6 +71,10 @@ const char *spool_rec_hdr_decode(const unsigned char h[SPOOL_REC_HDR], struct sp
     case SPOOL_REC_EDITS:
         if (rec->len < SPOOL_EDITS_MIN)
             return "EDITS record too short";
+        break;
+    case SPOOL_REC_STATE:
+        if (rec->len < SPOOL_STATE_MIN)
+            return "STATE record too short";
         break;
     }
     return NULL;

@@ -1,39 +1,43 @@
 /*
  * NAME
- *	recover - scanning a spool: recovery, read-only scan, bodies, verify
+ *	recover - scanning a spool: recovery and the read-only scan
  * SYNOPSIS
  *	#include "storage/spool.h"
  *
  *	int spool_scan(const char *dir, spool_scan_fn *cb, void *arg,
  *		struct spool_scan_report *rep);
- *	int spool_read_body(const char *dir, uint64_t id, int fd);
- *	int spool_verify(const char *dir, char *msg, size_t msglen);
  * DESCRIPTION
- *	Every function here reads all segments in (worker, sequence) order,
- *	each record by record.  The first record of a segment that is
- *	truncated, has a bad magic, an absurd length or a crc mismatch ends
- *	that segment: it is a torn tail (a crash cut the last write short, or
+ *	Every scan reads all segments in (worker, sequence) order, each
+ *	record by record.  The first record of a segment that is truncated,
+ *	has a bad magic, an absurd length or a crc mismatch ends that
+ *	segment: it is a torn tail (a crash cut the last write short, or
  *	pages that were never synced came back as garbage).  spool_recover()
  *	in repair mode, which spool_open() uses under the spool lock, cuts
  *	the file there and fsyncs it; the read-only functions just stop.
  *	A segment whose header never reached the disk (shorter than a header,
  *	or all zeros) is removed in repair mode.
  *
- *	A message is live iff it has a START and a COMMIT record, the DATA
- *	records between them add up to COMMIT's size and crc, at most one
- *	well-formed EDITS record sits between its DATA and COMMIT records,
- *	and no ABORT or REMOVE record names it anywhere.  spool_read_body()
- *	applies the EDITS list to the header as it copies (edits.c);
- *	spool_read_body_raw() copies what was received.  A message's records may span
- *	several segments of its worker (rotation), so the index is global.
- *	Live messages are reported in the order of their START records; the
- *	envelope is read again from disk at that point, so the index holds
- *	only a few dozen octets per message.
+ *	A message is live iff a copy of it has a START and a COMMIT record,
+ *	the DATA records between them add up to COMMIT's size and crc, at
+ *	most one well-formed EDITS record sits between its DATA and COMMIT
+ *	records, and no ABORT or REMOVE record names it anywhere.  A
+ *	message's records may span several segments of its worker
+ *	(rotation), so the index is global.  Compaction may leave a second
+ *	complete copy of a message (same id) in another segment when it
+ *	crashed before the old segment went: copies never interleave in
+ *	reading order, so a START after a complete copy begins another one,
+ *	and the copy with the higher generation (COMMIT's top octet) wins.
+ *	A START after an incomplete copy drops that copy.
+ *
+ *	STATE records may be in any segment of any worker, before or after
+ *	their message in reading order: they are kept aside and folded once
+ *	everything is read (recover_live.c), and ignored for ids that are
+ *	not live.  Live messages are reported in the order of their START
+ *	records; the envelope is read again from disk at that point.
  * DIAGNOSTICS
- *	0 or -errno.  Torn tails are logged as warnings when repaired;
- *	spool_verify() reports the first bad record as -EBADMSG and text.
+ *	0 or -errno.  Torn tails are logged as warnings when repaired.
  */
-#include "storage/spool_int.h"
+#include "storage/scan_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,37 +49,49 @@
 
 #include "core/log.h"
 
-/* Where one DATA record's payload is (spool_read_body). */
-struct body_loc {
-    uint32_t seg;
-    uint64_t off;
-    uint32_t len;
-};
-
-struct scan {
-    int dirfd;
-    bool repair;
-    struct spool_seg *segs;
-    size_t nseg;
-    struct spool_index ix;
-    uint64_t only; /* spool_read_body: the one id of interest, else 0 */
-    struct body_loc *locs;
-    size_t nloc, loccap;
-    struct body_loc edits; /* only: its EDITS payload (len 0: none) */
-    struct spool_scan_report rep;
-};
+static int grow(void **v, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 64;
+    while (nc < need)
+        nc *= 2;
+    void *nv = realloc(*v, nc * size);
+    if (nv == NULL)
+        return -ENOMEM;
+    *v = nv;
+    *cap = nc;
+    return 0;
+}
 
 static int scan_loc_push(struct scan *sc, uint32_t seg, const struct spool_rec *r)
 {
-    if (sc->nloc == sc->loccap) {
-        size_t nc = sc->loccap ? sc->loccap * 2 : 16;
-        struct body_loc *nl = realloc(sc->locs, nc * sizeof(*nl));
-        if (nl == NULL)
-            return -ENOMEM;
-        sc->locs = nl;
-        sc->loccap = nc;
-    }
+    if (grow((void **)&sc->locs, &sc->loccap, sc->nloc + 1, sizeof(*sc->locs)) < 0)
+        return -ENOMEM;
     sc->locs[sc->nloc++] = (struct body_loc){seg, r->off + SPOOL_REC_HDR, r->len};
+    return 0;
+}
+
+/* Appends a node; its index + 1, or 0 out of memory. */
+static uint32_t scan_node(struct scan *sc, uint32_t seg, uint64_t off, uint32_t len)
+{
+    if (sc->nx >= UINT32_MAX - 1 || grow((void **)&sc->x, &sc->xcap, sc->nx + 1, sizeof(*sc->x)) < 0)
+        return 0;
+    sc->x[sc->nx++] = (struct scan_xnode){off, seg, len, 0};
+    return (uint32_t)sc->nx;
+}
+
+/* Remembers that seg holds body records of e (any copy). */
+static int scan_body_seg(struct scan *sc, struct spool_ient *e, uint32_t seg)
+{
+    if (!sc->full || e->seg_last == seg + 1)
+        return 0;
+    uint32_t k = scan_node(sc, seg, 0, 0);
+    if (k == 0)
+        return -ENOMEM;
+    sc->x[k - 1].next = e->seg_head;
+    e->seg_head = k;
+    e->seg_last = seg + 1;
     return 0;
 }
 
@@ -85,10 +101,58 @@ static int scan_edits_check(const struct spool_rec *r, uint16_t *n)
     struct spool_editdec d;
     int rc = spool_edits_decode(r->payload, r->len, &d);
     if (rc == -ENOMEM)
-        rc = 0; /* cannot check it now; spool_read_body will */
+        rc = 0; /* cannot check it now; reading the body will */
     *n = d.n > UINT16_MAX ? UINT16_MAX : (uint16_t)d.n;
     spool_editdec_fini(&d);
     return rc;
+}
+
+/* A START for an id that already has one: a second copy (see DESCRIPTION). */
+static int scan_second_start(struct scan *sc, struct spool_ient *e)
+{
+    bool complete = (e->c.flags & (SPOOL_IX_COMMIT | SPOOL_IX_BAD)) == SPOOL_IX_COMMIT;
+    if (sc->only) {
+        if (complete) {
+            sc->skip_copy = true;
+            return 1;
+        }
+        sc->nloc = 0;
+        sc->edits.len = 0;
+    } else if (complete) {
+        if (e->dup == 0) {
+            if (grow((void **)&sc->dups, &sc->dupcap, sc->ndup + 1, sizeof(*sc->dups)) < 0)
+                return -ENOMEM;
+            sc->dups[sc->ndup++] = e->c;
+            e->dup = (uint32_t)sc->ndup;
+        } else if (e->c.gen >= sc->dups[e->dup - 1].gen) {
+            sc->dups[e->dup - 1] = e->c; /* a third copy: keep the best two */
+        }
+    }
+    memset(&e->c, 0, sizeof(e->c));
+    return 0;
+}
+
+static int scan_state_rec(struct scan *sc, uint32_t seg, const struct spool_rec *r)
+{
+    if (!sc->full)
+        return 0;
+    if (grow((void **)&sc->st, &sc->stcap, sc->nst + 1, sizeof(*sc->st)) < 0 ||
+        grow((void **)&sc->pool, &sc->poolcap, sc->npool + r->len, 1) < 0)
+        return -ENOMEM;
+    uint64_t seq = spool_get64(r->payload);
+    memcpy(sc->pool + sc->npool, r->payload, r->len);
+    sc->st[sc->nst++] = (struct scan_state){r->id, seq, sc->npool, seg, r->len};
+    sc->npool += r->len;
+    if (seq > sc->max_seq)
+        sc->max_seq = seq;
+    return 0;
+}
+
+static void scan_bad(struct scan *sc, uint32_t seg, uint64_t id, const char *what)
+{
+    char ids[17];
+    spool_id_str(id, ids);
+    log_msg(LOG_WARN, "spool: %s: %s of %s: not live", sc->segs[seg].name, what, ids);
 }
 
 static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
@@ -97,64 +161,85 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
         sc->rep.max_id = r->id;
     if (sc->only && r->id != sc->only)
         return 0;
+    if (r->type == SPOOL_REC_STATE)
+        return scan_state_rec(sc, seg, r);
     struct spool_ient *e = spool_index_get(&sc->ix, r->id, true);
     if (e == NULL)
         return -ENOMEM;
+    struct spool_icopy *c = &e->c;
     uint64_t size;
     uint32_t crc;
+    int rc;
+    if (sc->skip_copy && r->type != SPOOL_REC_ABORT && r->type != SPOOL_REC_REMOVE) {
+        if (r->type == SPOOL_REC_COMMIT)
+            sc->skip_copy = false;
+        return 0;
+    }
     switch (r->type) {
     case SPOOL_REC_START:
-        if (e->flags & SPOOL_IX_START) {
-            e->flags |= SPOOL_IX_BAD;
-            break;
-        }
-        e->flags |= SPOOL_IX_START;
-        e->start_seg = seg;
-        e->start_off = r->off;
-        e->start_len = r->len;
-        break;
+        if ((c->flags & SPOOL_IX_START) && (rc = scan_second_start(sc, e)) != 0)
+            return rc < 0 ? rc : 0;
+        c->flags |= SPOOL_IX_START;
+        c->start_seg = seg;
+        c->start_off = r->off;
+        c->start_len = r->len;
+        return scan_body_seg(sc, e, seg);
     case SPOOL_REC_DATA:
-        if ((e->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START) {
-            e->flags |= SPOOL_IX_BAD;
+        if ((c->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START) {
+            c->flags |= SPOOL_IX_BAD;
             break;
         }
-        e->size += r->len;
-        e->crc = spool_crc32c_combine(e->crc, r->pcrc, r->len);
+        c->size += r->len;
+        c->crc = spool_crc32c_combine(c->crc, r->pcrc, r->len);
         if (sc->only)
             return scan_loc_push(sc, seg, r);
-        break;
+        if (sc->full) {
+            uint32_t k = scan_node(sc, seg, r->off + SPOOL_REC_HDR, r->len);
+            if (k == 0)
+                return -ENOMEM;
+            if (c->ext_tail)
+                sc->x[c->ext_tail - 1].next = k;
+            else
+                c->ext_head = k;
+            c->ext_tail = k;
+        }
+        return scan_body_seg(sc, e, seg);
     case SPOOL_REC_EDITS:
-        if ((e->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) != SPOOL_IX_START ||
-            scan_edits_check(r, &e->nedits) < 0) {
-            char ids[17];
-            spool_id_str(r->id, ids);
-            log_msg(LOG_WARN, "spool: %s: bad or misplaced EDITS record of %s: not live",
-                    sc->segs[seg].name, ids);
-            e->flags |= SPOOL_IX_BAD;
+        if ((c->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) != SPOOL_IX_START ||
+            scan_edits_check(r, &c->nedits) < 0) {
+            scan_bad(sc, seg, r->id, "bad or misplaced EDITS record");
+            c->flags |= SPOOL_IX_BAD;
             break;
         }
-        e->flags |= SPOOL_IX_EDITS;
+        c->flags |= SPOOL_IX_EDITS;
+        c->edits_seg = seg;
+        c->edits_off = r->off + SPOOL_REC_HDR;
+        c->edits_len = r->len;
         if (sc->only)
             sc->edits = (struct body_loc){seg, r->off + SPOOL_REC_HDR, r->len};
-        break;
+        return scan_body_seg(sc, e, seg);
     case SPOOL_REC_COMMIT:
-        if ((e->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START ||
-            !spool_commit_decode(r->payload, r->len, &size, &crc) || size != e->size ||
-            crc != e->crc) {
-            char ids[17];
-            spool_id_str(r->id, ids);
-            log_msg(LOG_WARN, "spool: %s: COMMIT of %s does not match its records: not live",
-                    sc->segs[seg].name, ids);
-            e->flags |= SPOOL_IX_BAD;
+        if ((c->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START ||
+            !spool_commit_decode(r->payload, r->len, &size, &crc) || size != c->size ||
+            crc != c->crc) {
+            scan_bad(sc, seg, r->id, "COMMIT that does not match its records");
+            c->flags |= SPOOL_IX_BAD;
         }
-        e->flags |= SPOOL_IX_COMMIT;
-        e->mflags = (uint8_t)spool_commit_flags(r->payload);
-        break;
+        c->flags |= SPOOL_IX_COMMIT;
+        e->flags |= SPOOL_IX_COMMITTED;
+        uint32_t fl = spool_commit_flags(r->payload);
+        c->mflags = (uint8_t)(fl & 0xff);
+        c->gen = (uint8_t)(fl >> SPOOL_GEN_SHIFT);
+        c->commit_seg = seg;
+        return scan_body_seg(sc, e, seg);
     case SPOOL_REC_ABORT:
-        e->flags |= SPOOL_IX_ABORT;
-        break;
     case SPOOL_REC_REMOVE:
-        e->flags |= SPOOL_IX_REMOVE;
+        e->flags |= r->type == SPOOL_REC_ABORT ? SPOOL_IX_ABORT : SPOOL_IX_REMOVE;
+        if (sc->full) {
+            if (grow((void **)&sc->rm, &sc->rmcap, sc->nrm + 1, sizeof(*sc->rm)) < 0)
+                return -ENOMEM;
+            sc->rm[sc->nrm++] = (struct scan_rm){r->id, seg};
+        }
         break;
     }
     return 0;
@@ -185,9 +270,13 @@ static int scan_segment(struct scan *sc, uint32_t i)
     if (r == -ENOENT) /* removed since the listing */
         return 0;
     if (r == -EBADMSG) {
+        uint64_t size = rd.size;
         spool_rd_close(&rd);
         if (!torn) {
             log_msg(LOG_ERROR, "spool: %s: %s: segment skipped", s->name, why);
+            sc->segstate[i] = SCAN_SEG_UNREADABLE;
+            sc->segsize[i] = size;
+            sc->unreadable = true;
             return 0;
         }
         sc->rep.torn++;
@@ -204,6 +293,7 @@ static int scan_segment(struct scan *sc, uint32_t i)
         return r;
     }
     sc->rep.segments++;
+    sc->segstate[i] = SCAN_SEG_READ;
     while ((r = spool_rd_next(&rd, &rec, &why)) > 0) {
         sc->rep.records++;
         r = scan_record(sc, i, &rec);
@@ -213,33 +303,63 @@ static int scan_segment(struct scan *sc, uint32_t i)
     if (r == -EBADMSG) {
         sc->rep.torn++;
         r = sc->repair ? scan_cut(sc, s, &rd, why) : 0;
+        sc->segsize[i] = rd.off;
+    } else {
+        sc->segsize[i] = rd.size;
     }
     spool_rd_close(&rd);
     return r;
 }
 
-static int scan_all(struct scan *sc)
+/* Settles every id with two complete copies on one (see DESCRIPTION). */
+static void scan_settle_dups(struct scan *sc)
+{
+    if (sc->ndup == 0)
+        return;
+    for (size_t i = 0; i < sc->ix.cap; i++) {
+        struct spool_ient *e = &sc->ix.v[i];
+        if (e->id == 0 || e->dup == 0)
+            continue;
+        const struct spool_icopy *d = &sc->dups[e->dup - 1];
+        bool ok = (e->c.flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_BAD)) ==
+                  (SPOOL_IX_START | SPOOL_IX_COMMIT);
+        if (!ok || d->gen > e->c.gen)
+            e->c = *d;
+    }
+}
+
+int scan_all(struct scan *sc)
 {
     int r = spool_seg_list(sc->dirfd, &sc->segs, &sc->nseg);
+    if (r < 0)
+        return r;
+    size_t n = sc->nseg ? sc->nseg : 1;
+    sc->segsize = calloc(n, sizeof(*sc->segsize));
+    sc->segstate = calloc(n, sizeof(*sc->segstate));
+    sc->fh = calloc(n, sizeof(*sc->fh));
+    if (sc->segsize == NULL || sc->segstate == NULL || sc->fh == NULL)
+        return -ENOMEM;
     for (size_t i = 0; r == 0 && i < sc->nseg; i++)
         r = scan_segment(sc, (uint32_t)i);
+    if (r == 0)
+        scan_settle_dups(sc);
     return r;
 }
 
-static void scan_fini(struct scan *sc)
+void scan_fini(struct scan *sc)
 {
+    scan_fh_fini(sc);
     free(sc->segs);
+    free(sc->segsize);
+    free(sc->segstate);
+    free(sc->fh);
     free(sc->locs);
+    free(sc->x);
+    free(sc->st);
+    free(sc->pool);
+    free(sc->rm);
+    free(sc->dups);
     spool_index_fini(&sc->ix);
-}
-
-static int ient_cmp(const void *a, const void *b)
-{
-    const struct spool_ient *x = *(struct spool_ient *const *)a;
-    const struct spool_ient *y = *(struct spool_ient *const *)b;
-    if (x->start_seg != y->start_seg)
-        return x->start_seg < y->start_seg ? -1 : 1;
-    return x->start_off < y->start_off ? -1 : x->start_off > y->start_off;
 }
 
 int spool_pread_all(int fd, void *buf, size_t n, uint64_t off)
@@ -258,54 +378,47 @@ int spool_pread_all(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
-/* Reads each live message's START record again and calls cb. */
-static int scan_report_live(struct scan *sc, struct spool_ient **live, size_t n, spool_scan_fn *cb,
-                            void *arg)
+static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
+                       struct spool_scan_report *rep, uint64_t next_seq[SPOOL_WORKERS])
 {
-    struct spool_envdec dec = {0};
-    unsigned char *buf = NULL;
-    size_t bufcap = 0;
-    int fd = -1, r = 0;
-    uint32_t fdseg = UINT32_MAX;
-    for (size_t i = 0; r == 0 && i < n; i++) {
-        const struct spool_ient *e = live[i];
-        if (e->start_seg != fdseg) {
-            if (fd >= 0)
-                close(fd);
-            fdseg = e->start_seg;
-            fd = openat(sc->dirfd, sc->segs[fdseg].name, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                r = -errno;
-                break;
-            }
-        }
-        if (bufcap < e->start_len) {
-            unsigned char *nb = realloc(buf, e->start_len);
-            if (nb == NULL) {
-                r = -ENOMEM;
-                break;
-            }
-            buf = nb;
-            bufcap = e->start_len;
-        }
-        r = spool_pread_all(fd, buf, e->start_len, e->start_off + SPOOL_REC_HDR);
-        if (r < 0)
-            break;
-        struct spool_msginfo m;
-        memset(&m, 0, sizeof(m));
-        r = spool_env_decode(buf, e->start_len, &m, &dec);
-        if (r < 0)
-            break;
-        m.id = e->id;
-        m.size = e->size;
-        m.flags = e->mflags;
-        m.nedits = e->nedits;
-        r = cb(arg, &m);
+    spool_index_init(&sc->ix);
+    sc->full = cb != NULL || sc->sp != NULL;
+    int r = scan_all(sc);
+    struct spool_ient **live = NULL;
+    size_t nlive = 0;
+    if (r == 0 && sc->ix.n > 0) {
+        live = malloc(sc->ix.n * sizeof(*live));
+        if (live == NULL)
+            r = -ENOMEM;
     }
-    if (fd >= 0)
-        close(fd);
-    free(buf);
-    spool_envdec_fini(&dec);
+    for (size_t i = 0; r == 0 && i < sc->ix.cap; i++) {
+        struct spool_ient *e = &sc->ix.v[i];
+        if (e->id == 0)
+            continue;
+        if (spool_ient_live(e))
+            live[nlive++] = e;
+        else if ((e->c.flags & SPOOL_IX_START) && !(e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)))
+            sc->rep.incomplete++;
+    }
+    sc->rep.live = nlive;
+    if (r == 0 && next_seq) {
+        for (unsigned w = 0; w < SPOOL_WORKERS; w++)
+            next_seq[w] = 1;
+        for (size_t i = 0; i < sc->nseg; i++)
+            if (sc->segs[i].seq + 1 > next_seq[sc->segs[i].worker])
+                next_seq[sc->segs[i].worker] = sc->segs[i].seq + 1;
+    }
+    if (r == 0 && sc->sp) {
+        scan_build_acct(sc, live, nlive);
+        /* relaxed: no writer exists yet */
+        atomic_store_explicit(&sc->sp->state_seq, sc->max_seq + 1, memory_order_relaxed);
+    }
+    if (r == 0 && cb && nlive > 0)
+        r = scan_report_live(sc, live, nlive, cb, arg);
+    if (rep)
+        *rep = sc->rep;
+    free(live);
+    scan_fini(sc);
     return r;
 }
 
@@ -316,44 +429,21 @@ int spool_recover(int dirfd, bool repair, spool_scan_fn *cb, void *arg,
     memset(&sc, 0, sizeof(sc));
     sc.dirfd = dirfd;
     sc.repair = repair;
-    spool_index_init(&sc.ix);
-    int r = scan_all(&sc);
-    struct spool_ient **live = NULL;
-    size_t nlive = 0;
-    if (r == 0 && sc.ix.n > 0) {
-        live = malloc(sc.ix.n * sizeof(*live));
-        if (live == NULL)
-            r = -ENOMEM;
-    }
-    for (size_t i = 0; r == 0 && i < sc.ix.cap; i++) {
-        struct spool_ient *e = &sc.ix.v[i];
-        if (e->id == 0)
-            continue;
-        if (spool_ient_live(e))
-            live[nlive++] = e;
-        else if ((e->flags & SPOOL_IX_START) && !(e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)))
-            sc.rep.incomplete++;
-    }
-    sc.rep.live = nlive;
-    if (r == 0 && next_seq) {
-        for (unsigned w = 0; w < SPOOL_WORKERS; w++)
-            next_seq[w] = 1;
-        for (size_t i = 0; i < sc.nseg; i++)
-            if (sc.segs[i].seq + 1 > next_seq[sc.segs[i].worker])
-                next_seq[sc.segs[i].worker] = sc.segs[i].seq + 1;
-    }
-    if (r == 0 && cb && nlive > 0) {
-        qsort(live, nlive, sizeof(*live), ient_cmp);
-        r = scan_report_live(&sc, live, nlive, cb, arg);
-    }
-    if (rep)
-        *rep = sc.rep;
-    free(live);
-    scan_fini(&sc);
-    return r;
+    return recover_run(&sc, cb, arg, rep, next_seq);
 }
 
-static int open_dir(const char *dir)
+int spool_recover_open(struct spool *sp, spool_scan_fn *cb, void *arg,
+                       struct spool_scan_report *rep)
+{
+    struct scan sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.dirfd = sp->dirfd;
+    sc.repair = true;
+    sc.sp = sp;
+    return recover_run(&sc, cb, arg, rep, sp->next_seq);
+}
+
+int scan_open_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
@@ -363,169 +453,10 @@ int spool_scan(const char *dir, spool_scan_fn *cb, void *arg, struct spool_scan_
 {
     if (rep)
         memset(rep, 0, sizeof(*rep));
-    int dirfd = open_dir(dir);
+    int dirfd = scan_open_dir(dir);
     if (dirfd < 0)
         return dirfd;
     int r = spool_recover(dirfd, false, cb, arg, rep, NULL);
-    close(dirfd);
-    return r;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -errno;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-static int write_out(void *arg, const void *p, size_t n)
-{
-    return write_all(*(int *)arg, p, n);
-}
-
-/* The decoded EDITS list of the message sc->only, if any. */
-static int body_edits(struct scan *sc, struct spool_editdec *d)
-{
-    memset(d, 0, sizeof(*d));
-    if (sc->edits.len == 0)
-        return 0;
-    unsigned char *p = malloc(sc->edits.len);
-    if (p == NULL)
-        return -ENOMEM;
-    int fd = openat(sc->dirfd, sc->segs[sc->edits.seg].name, O_RDONLY | O_CLOEXEC);
-    int r = fd < 0 ? -errno : spool_pread_all(fd, p, sc->edits.len, sc->edits.off);
-    if (fd >= 0)
-        close(fd);
-    if (r == 0)
-        r = spool_edits_decode(p, sc->edits.len, d);
-    free(p);
-    return r;
-}
-
-/* Copies the DATA payloads of sc->locs to fd, through the edits unless raw. */
-static int body_copy(struct scan *sc, int out, bool raw)
-{
-    enum { CHUNK = 1 << 16 };
-    struct spool_editdec ed;
-    struct spool_efilter ef;
-    int r = raw ? 0 : body_edits(sc, &ed);
-    if (r < 0)
-        return r;
-    if (raw)
-        memset(&ed, 0, sizeof(ed));
-    spool_ef_init(&ef, ed.v, ed.n, write_out, &out);
-    if (ed.n == 0)
-        ef.passing = true; /* nothing to apply: no need to look for the header's end */
-    unsigned char *buf = malloc(CHUNK);
-    if (buf == NULL) {
-        spool_editdec_fini(&ed);
-        return -ENOMEM;
-    }
-    int fd = -1;
-    uint32_t fdseg = UINT32_MAX;
-    for (size_t i = 0; r == 0 && i < sc->nloc; i++) {
-        const struct body_loc *l = &sc->locs[i];
-        if (l->seg != fdseg) {
-            if (fd >= 0)
-                close(fd);
-            fdseg = l->seg;
-            fd = openat(sc->dirfd, sc->segs[fdseg].name, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                r = -errno;
-                break;
-            }
-        }
-        for (uint32_t done = 0; r == 0 && done < l->len;) {
-            size_t n = l->len - done < CHUNK ? l->len - done : CHUNK;
-            r = spool_pread_all(fd, buf, n, l->off + done);
-            if (r == 0)
-                r = spool_ef_feed(&ef, buf, n);
-            done += (uint32_t)n;
-        }
-    }
-    if (r == 0)
-        r = spool_ef_finish(&ef);
-    if (fd >= 0)
-        close(fd);
-    spool_ef_fini(&ef);
-    spool_editdec_fini(&ed);
-    free(buf);
-    return r;
-}
-
-static int read_body(const char *dir, uint64_t id, int fd, bool raw)
-{
-    if (id == 0)
-        return -ENOENT;
-    struct scan sc;
-    memset(&sc, 0, sizeof(sc));
-    spool_index_init(&sc.ix);
-    sc.only = id;
-    sc.dirfd = open_dir(dir);
-    if (sc.dirfd < 0)
-        return sc.dirfd;
-    int r = scan_all(&sc);
-    if (r == 0) {
-        const struct spool_ient *e = spool_index_get(&sc.ix, id, false);
-        r = e && spool_ient_live(e) ? body_copy(&sc, fd, raw) : -ENOENT;
-    }
-    close(sc.dirfd);
-    scan_fini(&sc);
-    return r;
-}
-
-int spool_read_body(const char *dir, uint64_t id, int fd)
-{
-    return read_body(dir, id, fd, false);
-}
-
-int spool_read_body_raw(const char *dir, uint64_t id, int fd)
-{
-    return read_body(dir, id, fd, true);
-}
-
-int spool_verify(const char *dir, char *msg, size_t msglen)
-{
-    if (msglen)
-        msg[0] = '\0';
-    int dirfd = open_dir(dir);
-    if (dirfd < 0)
-        return dirfd;
-    struct spool_seg *segs;
-    size_t nseg;
-    uint64_t nrec = 0;
-    int r = spool_seg_list(dirfd, &segs, &nseg);
-    for (size_t i = 0; r == 0 && i < nseg; i++) {
-        struct spool_rd rd;
-        struct spool_rec rec;
-        const char *why;
-        bool torn;
-        r = spool_rd_open(dirfd, &segs[i], false, &rd, &why, &torn);
-        if (r == -ENOENT) {
-            spool_rd_close(&rd);
-            r = 0;
-            continue;
-        }
-        if (r == -EBADMSG)
-            snprintf(msg, msglen, "%s: offset 0: %s", segs[i].name, why);
-        while (r == 0 && (r = spool_rd_next(&rd, &rec, &why)) > 0) {
-            nrec++;
-            r = 0;
-        }
-        if (r == -EBADMSG && rd.off > 0)
-            snprintf(msg, msglen, "%s: offset %" PRIu64 ": %s", segs[i].name, rd.off, why);
-        spool_rd_close(&rd);
-    }
-    if (r == 0)
-        snprintf(msg, msglen, "%zu segments, %" PRIu64 " records: ok", nseg, nrec);
-    free(segs);
     close(dirfd);
     return r;
 }

@@ -11,9 +11,15 @@
  *	spool_open() creates the directory if needed (mode 0700, like
  *	mkdir -p, fsyncing the parent of every directory it creates), takes
  *	flock(LOCK_EX|LOCK_NB) on <dir>/lock for as long as the handle lives,
- *	and runs recovery in repair mode (recover.c).  The handle remembers
- *	the largest message id and, per worker, the next segment sequence,
- *	so that writers continue them.
+ *	and runs recovery in repair mode (recover.c), which also rebuilds the
+ *	space accounting (acct.c) and unlinks segments that hold nothing
+ *	needed.  The handle remembers the largest message id and, per
+ *	worker, the next segment sequence, so that writers continue them.
+ *	*out is set before the recovery callbacks run (and reset on
+ *	failure), so that they may pass it to spool_msg_from_info().
+ *	spool_msg objects may outlive the handle (their descriptors are
+ *	then closed by the last spool_msg_free), but must not be freed
+ *	concurrently with spool_close().
  * DIAGNOSTICS
  *	-EBUSY when another process (or another handle) holds the lock;
  *	otherwise -errno.  spool_close() panics while writers are open.
@@ -132,18 +138,25 @@ int spool_open(const char *dir, spool_scan_fn *cb, void *arg, struct spool_scan_
         r = spool_lock(sp);
     struct spool_scan_report lrep;
     memset(&lrep, 0, sizeof(lrep));
+    atomic_init(&sp->seg_size, SPOOL_SEG_DEFAULT);
+    atomic_init(&sp->state_seq, 1);
+    atomic_init(&sp->ncand_hint, 0);
+    pthread_mutex_init(&sp->mu, NULL);
+    pthread_mutex_init(&sp->amu, NULL);
+    *out = sp; /* the callback may hand it to spool_msg_from_info() */
     if (r == 0)
-        r = spool_recover(sp->dirfd, true, cb, arg, &lrep, sp->next_seq);
+        r = spool_recover_open(sp, cb, arg, &lrep);
     if (rep)
         *rep = lrep;
     if (r != 0) {
+        *out = NULL;
+        spool_acct_fini(sp);
+        pthread_mutex_destroy(&sp->mu);
+        pthread_mutex_destroy(&sp->amu);
         spool_free(sp);
         return r;
     }
     sp->max_id = lrep.max_id;
-    atomic_init(&sp->seg_size, SPOOL_SEG_DEFAULT);
-    pthread_mutex_init(&sp->mu, NULL);
-    *out = sp;
     return 0;
 }
 
@@ -153,7 +166,9 @@ void spool_close(struct spool *sp)
         return;
     if (sp->nwriters)
         log_panic("spool_close: %u writers still open", sp->nwriters);
+    spool_acct_fini(sp);
     pthread_mutex_destroy(&sp->mu);
+    pthread_mutex_destroy(&sp->amu);
     spool_free(sp);
 }
 

@@ -296,8 +296,11 @@ struct spool_msg;
 /* After spool_txn_commit() returned 0 and before its done ran, on the
  * writer's owner thread.  NULL on out of memory. */
 struct spool_msg *spool_msg_from_txn(struct spool_txn *t);
-/* Inside a spool_open() or spool_scan() callback (sp: the open spool, NULL
- * for a read-only scan).  NULL on out of memory or an unreadable segment. */
+/* Inside a spool_open() or spool_scan() callback.  sp may be NULL in both:
+ * inside spool_open()'s callback the message then uses the spool being
+ * opened (its shared descriptors and accounting: the caller has no sp yet),
+ * inside spool_scan() it opens descriptors of its own.  NULL on out of
+ * memory or an unreadable segment. */
 struct spool_msg *spool_msg_from_info(struct spool *sp, const struct spool_msginfo *m);
 void spool_msg_free(struct spool_msg *m);
 /* The envelope and state when it was made (rstate etc. as recovered; the

@@ -25,7 +25,7 @@
 /* ---- format constants ---- */
 
 #define SPOOL_SEG_MAGIC "SLUICESG"
-#define SPOOL_SEG_VERSION 2u      /* written; 2 added the EDITS record */
+#define SPOOL_SEG_VERSION 3u      /* written; 2 added EDITS, 3 the STATE record */
 #define SPOOL_SEG_VERSION_MIN 1u  /* oldest version read */
 #define SPOOL_SEG_HDR 40u         /* segment header; records start here */
 #define SPOOL_REC_HDR 24u         /* record header */
@@ -44,9 +44,17 @@ enum spool_rectype {
     SPOOL_REC_ABORT = 4,
     SPOOL_REC_REMOVE = 5,
     SPOOL_REC_EDITS = 6,
+    SPOOL_REC_STATE = 7,
 };
-#define SPOOL_REC_TYPE_MAX SPOOL_REC_EDITS
+#define SPOOL_REC_TYPE_MAX SPOOL_REC_STATE
 #define SPOOL_EDITS_MIN 4u /* u32 count */
+#define SPOOL_STATE_MIN (8u + 4u + 4u + 8u + 4u + 4u) /* u64 seq .. str reason */
+/* COMMIT flags: the low 24 bits are SPOOL_MSG_*, the top octet counts how
+ * often compaction copied the message (recovery keeps the highest copy). */
+#define SPOOL_MSG_MASK 0x00ffffffu
+#define SPOOL_GEN_SHIFT 24
+/* Octets a record with an n-octet payload takes in a segment. */
+#define SPOOL_REC_SIZE(n) (SPOOL_REC_HDR + spool_pad8(n))
 
 static inline uint64_t spool_pad8(uint64_t n)
 {
@@ -216,18 +224,35 @@ enum {
     SPOOL_IX_REMOVE = 8,
     SPOOL_IX_BAD = 16, /* records out of order, or the body does not match COMMIT */
     SPOOL_IX_EDITS = 32,
+    SPOOL_IX_COMMITTED = 64, /* some copy had a COMMIT record (ABORT/REMOVE then matter) */
+};
+/* Flags of one copy of the message; the others are the id's. */
+#define SPOOL_IX_COPY (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_BAD | SPOOL_IX_EDITS)
+
+/* One copy of a message's body records as recovery found them. */
+struct spool_icopy {
+    uint64_t size;
+    uint64_t start_off; /* START record's header */
+    uint64_t edits_off; /* EDITS payload */
+    uint32_t start_seg; /* index into the segment list */
+    uint32_t start_len;
+    uint32_t commit_seg;
+    uint32_t edits_seg, edits_len;
+    uint32_t crc;                /* running body crc */
+    uint32_t ext_head, ext_tail; /* its DATA payloads: spool_xnode indices + 1, 0: none */
+    uint16_t nedits;             /* edits in its EDITS record (saturating) */
+    uint8_t flags;               /* SPOOL_IX_COPY bits */
+    uint8_t gen;                 /* compaction copy generation (COMMIT's top octet) */
+    uint8_t mflags;              /* COMMIT's flags (SPOOL_MSG_*, the low octet) */
 };
 
 struct spool_ient {
     uint64_t id; /* 0: empty slot */
-    uint64_t size;
-    uint64_t start_off; /* START record's header */
-    uint32_t start_seg; /* index into the segment list */
-    uint32_t start_len;
-    uint32_t crc; /* running body crc */
-    uint8_t flags;
-    uint8_t mflags;  /* COMMIT's flags (SPOOL_MSG_*, the low octet) */
-    uint16_t nedits; /* edits in its EDITS record (saturating) */
+    struct spool_icopy c;
+    uint32_t seg_head; /* segments with body records of any copy (spool_xnode + 1) */
+    uint32_t seg_last; /* the last segment pushed there + 1 */
+    uint32_t dup;      /* a complete earlier copy in scan's dup list + 1, 0: none */
+    uint8_t flags;     /* SPOOL_IX_* of the id (ABORT, REMOVE, COMMITTED) */
 };
 
 struct spool_index {
@@ -242,9 +267,153 @@ void spool_index_fini(struct spool_index *ix);
 struct spool_ient *spool_index_get(struct spool_index *ix, uint64_t id, bool create);
 static inline bool spool_ient_live(const struct spool_ient *e)
 {
-    return (e->flags & ~(SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) == 0 &&
-           (e->flags & SPOOL_IX_COMMIT) != 0 && (e->flags & SPOOL_IX_START) != 0;
+    return (e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)) == 0 &&
+           (e->c.flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_BAD)) ==
+               (SPOOL_IX_START | SPOOL_IX_COMMIT);
 }
+
+/* ---- map.c: u64 key -> pointer (open addressing, deletable) ---- */
+
+struct spool_map {
+    uint64_t *k; /* 0: empty */
+    void **v;
+    size_t cap, n;
+};
+void *spool_map_get(const struct spool_map *m, uint64_t k);
+/* 0 or -ENOMEM; replaces an existing value. */
+int spool_map_put(struct spool_map *m, uint64_t k, void *v);
+void *spool_map_del(struct spool_map *m, uint64_t k);
+void spool_map_fini(struct spool_map *m);
+
+/* ---- state.c: the STATE record ---- */
+
+/* A decoded STATE payload; strings point into the payload's copy. */
+struct spool_stdec {
+    uint64_t seq;
+    struct spool_state st;
+};
+uint64_t spool_state_len(const struct spool_state *st);
+void spool_state_encode(const struct spool_state *st, uint64_t seq, unsigned char *out);
+/* 0 or -EBADMSG; *d's strings are decoded into mem (len + nrcpt + 2 octets)
+ * and rcpts (nrcpt + 1 pointers), both the caller's. */
+int spool_state_decode(const unsigned char *p, size_t len, struct spool_stdec *d, char *mem,
+                       const char **rcpts, size_t rcptcap);
+/* nrcpt of a well-formed payload (0 unless RCPTS), to size the buffers. */
+uint32_t spool_state_nrcpt(const unsigned char *p, size_t len);
+
+/* Folding STATE records, in seq order, into a message's state. */
+struct spool_fold {
+    uint32_t nrcpt;
+    const char *const *rcpts; /* START's or the latest RCPTS's (borrowed) */
+    uint8_t *rstate;          /* nrcpt, owned */
+    size_t rcap;
+    uint32_t attempts;
+    int64_t next_ms;
+    const char *last_error; /* borrowed, "" if none */
+    uint32_t qflags;
+};
+/* Starts a fold for a message with START's recipients: 0 or -ENOMEM. */
+int spool_fold_begin(struct spool_fold *f, uint32_t nrcpt, const char *const *rcpts);
+/* Applies one record (its strings must live as long as the fold is used). */
+int spool_fold_apply(struct spool_fold *f, const struct spool_stdec *d);
+void spool_fold_fini(struct spool_fold *f);
+
+/* ---- acct.c: shared segment descriptors, space accounting, reclaim ---- */
+
+/* A read-only descriptor of a segment, shared by every spool_msg reading
+ * it.  Cached in its segment's entry while anyone holds it (sp != NULL). */
+struct spool_fh {
+    _Atomic unsigned refs;
+    int fd;
+    struct spool *sp;          /* NULL: uncached (read-only scan) or the spool closed */
+    struct spool_sacct *owner; /* the cache slot, NULL once unlinked (under sp->amu) */
+};
+/* A descriptor of segment (worker, seq) of sp: one reference for the caller.
+ * NULL with *err on failure. */
+struct spool_fh *spool_fh_get(struct spool *sp, unsigned worker, uint64_t seq, int *err);
+/* An uncached descriptor of dirfd/name. */
+struct spool_fh *spool_fh_open(int dirfd, const char *name, int *err);
+struct spool_fh *spool_fh_ref(struct spool_fh *h);
+void spool_fh_release(struct spool_fh *h);
+
+/* Guard: this segment's existence keeps a REMOVE/ABORT record in seg needed. */
+struct spool_guard {
+    struct spool_sacct *seg;
+    uint32_t n;
+};
+
+enum {
+    SPOOL_SA_CURRENT = 1, /* a writer appends to it */
+    SPOOL_SA_DYING = 2,   /* being unlinked */
+    SPOOL_SA_COMPACT = 4, /* a compaction reads it */
+    SPOOL_SA_STUCK = 8,   /* holds a message that also has body records elsewhere */
+    SPOOL_SA_KEEP = 16,   /* never reclaimed (unreadable, or its records could not be placed) */
+    SPOOL_SA_CAND = 32,   /* on the candidate list */
+};
+
+struct spool_sacct {
+    uint64_t key; /* worker << 32 | seq */
+    uint64_t size;
+    uint64_t live_bytes;
+    uint32_t nlive;  /* live messages with records here */
+    uint32_t nguard; /* other segments' guards on REMOVE/ABORT records here */
+    uint32_t pins;   /* unfinished txns, REMOVE records not yet durable */
+    uint32_t flags;  /* SPOOL_SA_* */
+    struct spool_guard *guards; /* segments whose records need this one's removal first */
+    uint32_t ng, gcap;
+    struct spool_fh *fh;
+    char name[SPOOL_SEG_NAME_LEN + 1];
+};
+
+/* A live message's reference to a segment holding records of it. */
+struct spool_lref {
+    struct spool_sacct *seg;
+    uint64_t bytes;
+    bool body; /* START/DATA/EDITS/COMMIT (else only STATE records) */
+};
+struct spool_live {
+    uint64_t id;
+    uint32_t n, cap;
+    struct spool_lref *v; /* in, or allocated beyond 2 */
+    struct spool_lref in[2];
+};
+
+static inline uint64_t spool_seg_key(unsigned worker, uint64_t seq)
+{
+    return (uint64_t)worker << 32 | (seq & 0xffffffffu);
+}
+
+/* Under sp->amu. */
+struct spool_sacct *spool_acct_seg(struct spool *sp, uint64_t key, bool create);
+/* Adds bytes of id's records in seg (a new live message if create). */
+int spool_acct_add(struct spool *sp, uint64_t id, struct spool_sacct *seg, uint64_t bytes,
+                   bool body, bool create);
+bool spool_acct_live(struct spool *sp, uint64_t id);
+/* id's reference to seg is gone (compaction moved it). */
+void spool_acct_drop(struct spool *sp, uint64_t id, struct spool_sacct *seg);
+/* id is removed, the REMOVE record durable in rm (NULL: not placed). */
+void spool_acct_remove(struct spool *sp, uint64_t id, struct spool_sacct *rm);
+/* A REMOVE/ABORT record in rm is needed while body segment s exists. */
+int spool_acct_guard(struct spool_sacct *s, struct spool_sacct *rm);
+/* Puts s on the list of segments to look at (if it may be reclaimable). */
+void spool_acct_cand(struct spool *sp, struct spool_sacct *s);
+void spool_acct_unpin(struct spool *sp, uint64_t key, uint32_t n);
+/* Without the lock: unlinks every candidate that holds nothing needed,
+ * fsyncing the directory before the guards it held are released. */
+void spool_reclaim(struct spool *sp);
+void spool_acct_fini(struct spool *sp);
+
+/* ---- msg.c: building a spool_msg ---- */
+
+/* A body extent of a message (the fh borrowed: the builder refs it). */
+struct spool_mext {
+    struct spool_fh *fh;
+    uint64_t off, len;
+};
+/* NULL on out of memory or a read error.  info is copied; the edits
+ * payload (NULL: none) is read here. */
+struct spool_msg *spool_msg_build(const struct spool_msginfo *info, const struct spool_mext *v,
+                                  size_t n, const unsigned char *edits, size_t edits_len);
 
 /* ---- recover.c ---- */
 
@@ -257,6 +426,10 @@ int spool_pread_all(int fd, void *buf, size_t n, uint64_t off);
  * the largest segment sequence of worker w (if next_seq is not NULL). */
 int spool_recover(int dirfd, bool repair, spool_scan_fn *cb, void *arg,
                   struct spool_scan_report *rep, uint64_t next_seq[SPOOL_WORKERS]);
+/* The same for an open spool (repair mode): also rebuilds sp's accounting,
+ * reclaims segments with nothing needed and seeds sp->state_seq. */
+int spool_recover_open(struct spool *sp, spool_scan_fn *cb, void *arg,
+                       struct spool_scan_report *rep);
 
 /* ---- spool.c ---- */
 
@@ -273,6 +446,21 @@ struct spool {
     uint64_t next_seq[SPOOL_WORKERS];
     bool busy[SPOOL_WORKERS];
     unsigned nwriters;
+    spool_durable_fn *durable; /* copied by writers at creation (under mu) */
+    void *durable_arg;
+    /* relaxed: unique increasing numbers, nothing published with them */
+    _Atomic uint64_t state_seq;
+    /* amu guards the accounting (acct.c): segments, live messages, handles.
+     * Taken per batch of messages, never per byte. */
+    pthread_mutex_t amu;
+    struct spool_map segs; /* key -> struct spool_sacct */
+    struct spool_map live; /* id -> struct spool_live */
+    struct spool_sacct **cand;
+    size_t ncand, candcap;
+    /* relaxed: a hint that reclaim has work; the list itself is under amu */
+    _Atomic size_t ncand_hint;
+    uint64_t unlinked;
+    uint64_t live_bytes;
 };
 
 #endif

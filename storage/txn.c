@@ -160,6 +160,7 @@ void spool_txn_abort(struct spool_txn *t)
 
 void spool_txn_free(struct spool_txn *t)
 {
+    spool_wacct_unpin(t);
     if (t->ext != NULL && t->ext->rfd >= 0)
         close(t->ext->rfd);
     free(t->ext);

@@ -295,6 +295,7 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
     }
     s->size = SPOOL_SEG_HDR;
     w->st.segments++;
+    spool_wacct_segment(w, s);
     *out = s;
     return 0;
 }
@@ -303,6 +304,7 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
 void spool_writer_poison(struct spool_writer *w, struct spool_wseg *seg, int err)
 {
     seg->poison = SPOOL_SEG_SYNC;
+    spool_wstate_poison(w, seg->seq);
     for (struct spool_txn *t = w->pending.head; t; t = t->next)
         if (!t->err)
             t->err = err;
@@ -333,6 +335,11 @@ static int writer_rotate(struct spool_writer *w)
                     old->name, strerror(-r));
             spool_writer_poison(w, old, r);
         }
+    }
+    spool_wacct_rotate(w, old);
+    if (w->rfh != NULL) {
+        spool_fh_release(w->rfh);
+        w->rfh = NULL;
     }
     w->cur = nw;
     if (w->flight_seg != old)
@@ -487,6 +494,8 @@ int spool_writer_create(struct spool *sp, unsigned worker, struct spool_writer *
     sp->nwriters++;
     w->next_seq = sp->next_seq[worker] ? sp->next_seq[worker] : 1;
     w->max_id = sp->max_id;
+    w->durable = sp->durable;
+    w->durable_arg = sp->durable_arg;
     pthread_mutex_unlock(&sp->mu);
 
     w->sp = sp;
@@ -517,10 +526,14 @@ void spool_writer_destroy(struct spool_writer *w)
     if (w->active.head)
         log_panic("spool_writer_destroy: worker %u: %zu transactions still open", w->worker,
                   w->active.n);
-    while (w->pending.head) {
+    for (int i = 0; i < 8 && spool_writer_busy(w); i++) {
         int fd = spool_writer_sync_fd(w);
+        if (fd < 0)
+            break;
         spool_writer_sync_done(w, w->datasync(fd));
     }
+    if (spool_writer_busy(w))
+        log_msg(LOG_ERROR, "spool: worker %u: records left unsynced at close", w->worker);
     struct spool_wseg *s = w->cur;
     if (s->size == SPOOL_SEG_HDR && !s->poison) {
         /* nothing in it: leave no empty segment behind */
@@ -532,8 +545,11 @@ void spool_writer_destroy(struct spool_writer *w)
         if (r < 0)
             log_msg(LOG_WARN, "spool: %s: fdatasync at close: %s", s->name, strerror(-r));
     }
+    spool_wacct_close(w);
+    spool_fh_release(w->rfh);
     spool_wseg_close(s);
     struct spool *sp = w->sp;
+    spool_reclaim(sp);
     pthread_mutex_lock(&sp->mu);
     sp->busy[w->worker] = false;
     sp->nwriters--;
@@ -546,17 +562,14 @@ void spool_writer_destroy(struct spool_writer *w)
     free(w->slot);
     free(w->hdr);
     free(w->dpos);
+    free(w->rm);
+    free(w->cp);
+    free(w->stbuf);
+    spool_envdec_fini(&w->envdec);
     free(w);
 }
 
 void spool_writer_stats(const struct spool_writer *w, struct spool_writer_stats *st)
 {
     *st = w->st;
-}
-
-int spool_writer_remove(struct spool_writer *w, uint64_t id)
-{
-    spool_wb_reset(w);
-    int r = spool_wb_rec(w, SPOOL_REC_REMOVE, id, NULL, 0, false);
-    return r < 0 ? r : spool_wb_flush(w, NULL);
 }

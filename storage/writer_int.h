@@ -72,6 +72,21 @@ struct spool_whdr {
     unsigned char b[SPOOL_REC_HDR + SPOOL_COMMIT_LEN];
 };
 
+/* A REMOVE record appended and not yet known durable (wstate.c). */
+struct spool_wrm {
+    uint64_t id;
+    uint64_t seq;  /* the segment it went to (pinned there) */
+    bool redo;     /* that segment's sync failed: append it again */
+};
+
+/* A compaction copy appended and not yet known durable (compact.c). */
+struct spool_wcp {
+    uint64_t id;
+    uint64_t from_key; /* the segment copied from */
+    uint64_t to_seq;   /* the segment the copy went to */
+    bool lost;         /* that segment's sync failed */
+};
+
 struct spool_writer {
     struct spool *sp;
     unsigned worker;
@@ -94,6 +109,22 @@ struct spool_writer {
     struct spool_dpos *dpos; /* DATA payloads of the append being built */
     size_t ndpos, dposcap;
     struct spool_writer_stats st;
+    /* the queue manager's records: counts and lists waiting for a sync;
+     * [0, n*_flight) of each are covered by the sync in flight */
+    size_t nstate, nstate_flight;
+    struct spool_wrm *rm;
+    size_t nrm, nrm_flight, rmcap;
+    struct spool_wcp *cp;
+    size_t ncp, ncp_flight, cpcap;
+    bool redo;           /* some REMOVE must be appended again */
+    unsigned char *stbuf; /* STATE payload scratch */
+    size_t stcap;
+    /* durable messages (spool_set_durable, copied at creation) */
+    spool_durable_fn *durable;
+    void *durable_arg;
+    struct spool_envdec envdec; /* spool_msg_from_txn's scratch */
+    struct spool_fh *rfh;       /* the current segment's shared handle, or NULL */
+    uint64_t rfh_seq;
 };
 
 struct spool_txn {
@@ -101,6 +132,7 @@ struct spool_txn {
     struct spool_txn *prev, *next;
     uint64_t id;
     uint64_t first_seq, last_seq; /* segments holding its records, if started */
+    uint64_t pin_lo, pin_hi;      /* sealed segments it pins (rotation), 0: none */
     uint64_t body_size;
     uint32_t body_crc;
     int err; /* set when its records can no longer be trusted */
@@ -144,7 +176,29 @@ void spool_wseg_close(struct spool_wseg *s);
 void spool_writer_poison(struct spool_writer *w, struct spool_wseg *seg, int err);
 
 uint64_t spool_writer_next_id(struct spool_writer *w);
-/* Appends a REMOVE record for id (for the queue manager; not synced). */
-int spool_writer_remove(struct spool_writer *w, uint64_t id);
+
+/* wstate.c: the writer's side of the accounting */
+/* A new segment of w (current). */
+void spool_wacct_segment(struct spool_writer *w, struct spool_wseg *s);
+/* old stops being current: its size, and pins for the txns with records in it. */
+void spool_wacct_rotate(struct spool_writer *w, struct spool_wseg *old);
+/* w's current segment is sealed for good (writer destroy). */
+void spool_wacct_close(struct spool_writer *w);
+/* Releases t's pins (txn free). */
+void spool_wacct_unpin(struct spool_txn *t);
+/* In sync_done: ok's messages are live; REMOVEs and copies in flight are
+ * settled (res: the sync's result). */
+void spool_wacct_settle(struct spool_writer *w, struct spool_tlist *ok, int res);
+/* Guards for the ABORT records of failed, written to w's current segment. */
+void spool_wacct_aborts(struct spool_writer *w, const struct spool_tlist *failed);
+/* Appends again the REMOVE records whose segment's sync failed. */
+void spool_wstate_redo(struct spool_writer *w);
+/* Marks the queue manager's records in seg as not durable (poison). */
+void spool_wstate_poison(struct spool_writer *w, uint64_t seq);
+/* Anything of the queue manager's waiting for a sync (not in flight). */
+static inline size_t spool_wstate_pending(const struct spool_writer *w)
+{
+    return w->nstate + (w->nrm - w->nrm_flight) + (w->ncp - w->ncp_flight);
+}
 
 #endif
