@@ -41,6 +41,7 @@ check-sanitize: deps
 
 bench: deps build
 	bash bench/ingest.sh
+	bash bench/relay.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -345,10 +345,17 @@ if [ "$RUNS" = 1 ]; then what="one run"; else what="median of $RUNS runs"; fi
 echo "relay end to end ($MSGS msgs x $SIZE bytes, $SESSIONS sessions, $MODE, $what)"
 printf '  %-9s %-16s %-10s %-14s %-9s %s\n' path delivered "ingest s" "end to end s" "msg/s" "queue empty"
 for t in postfix sluiced; do
-    if [ "$RUNS" = 1 ]; then
-        deliv=${R_DELIV[$t 1]:-not run} queue=${R_QUEUE[$t 1]:-NA}
+    if ! want "$t"; then
+        deliv="not run" queue=NA
+    elif [ "$RUNS" = 1 ]; then
+        deliv=${R_DELIV[$t 1]:-NA} queue=${R_QUEUE[$t 1]:-NA}
     else
-        deliv="see runs above" queue="see runs above"
+        nd=0 nq=0
+        for ((r = 1; r <= RUNS; r++)); do
+            [ "${R_DELIV[$t $r]:-}" = "$MSGS/$MSGS" ] && nd=$((nd + 1))
+            [ "${R_QUEUE[$t $r]:-}" = yes ] && nq=$((nq + 1))
+        done
+        deliv="all in $nd/$RUNS runs" queue="yes in $nq/$RUNS runs"
     fi
     printf '  %-9s %-16s %-10s %-14s %-9s %s\n' "$t" "$deliv" \
         "$(bench_fmt %.2f "$(med "$t" R_INGEST)")" "$(bench_fmt %.2f "$(med "$t" R_SECS)")" \
