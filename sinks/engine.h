@@ -127,13 +127,30 @@ struct sink_event_data {
     /* header edits (eod): recorded by the session, applied when written */
     int (*edit)(void *arg, enum sink_edit_op op, const char *name, const char *value);
     void *body_arg;
-    /* transport events (queue manager) */
+    /* transport events (queue manager; it passes server = NULL: it has no
+     * link of its own and acts on the chain's verdict).  rcpts/nrcpt: the
+     * message's recipients; reply_code/reply_text: at out_* the next
+     * hop's last reply (out_session: its greeting), at the outcomes the
+     * reply that decided (0/NULL when there is none, e.g. maildir). */
     size_t rcpt_index;          /* route, out_rcpt, outcomes */
     const char *nexthop;        /* see sink_nexthop() */
     const char *status;         /* outcomes: enhanced status */
-    /* categorize: op 0 set recipient i to addr, 1 add addr, 2 remove i */
+    /* categorize: op 0 set recipient i to addr, 1 add addr, 2 remove i
+     * (addr NULL).  Called on the dispatching thread only: inside a
+     * handle() that called sink_rcpt_*(), or, for edits a sink made
+     * outside handle() (a PENDING sink's thread, an offloaded handler),
+     * just before the chain goes on or done runs.  The engine has
+     * checked the address (sink_addr_ok) and, for ops 0 and 2, that
+     * i < nrcpt.  Contract: the callback updates rcpts and nrcpt of this
+     * event data before it returns, so that sink_rcpt() and
+     * sink_rcpt_count() show the edit to the rest of the chain; the old
+     * strings may be freed then (sinks copy what they keep).  0 or
+     * -errno (returned to the sink, or logged for a recorded edit). */
     int (*rcpt_edit)(void *arg, int op, size_t i, const char *addr);
-    /* route: the next hop for recipient rcpt_index */
+    /* route: the next hop for recipient rcpt_index, already checked by
+     * sink_nexthop_ok (syntax only: the queue manager parses it with
+     * route_parse and answers -EINVAL if it refuses it).  Same threads
+     * and times as rcpt_edit; the last call wins. */
     int (*route_set)(void *arg, const char *nexthop);
     void *transport_arg;
     struct sink_bag *session_bag;

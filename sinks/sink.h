@@ -28,9 +28,10 @@
  *	One instance serves every worker, so handle() must be reentrant.
  *	Context: ctx and everything read through it are valid until handle()
  *	returns; a PENDING sink may afterwards call only sink_set_reply(),
- *	sink_complete() and the sink_msgref_*() functions of a message it held
- *	with sink_message_hold() (valid on any thread until released).  Copy
- *	anything else you need before returning PENDING.
+ *	sink_rcpt_set/add/remove() and sink_route_set() (recorded, see
+ *	below), sink_complete() and the sink_msgref_*() functions of a
+ *	message it held with sink_message_hold() (valid on any thread until
+ *	released).  Copy anything else you need before returning PENDING.
  *
  *	Versioning: a module whose abi_version differs from the daemon's
  *	SINK_ABI_VERSION is refused at start with a message naming both.
@@ -201,21 +202,30 @@ void sink_msgref_release(struct sink_msgref *m);
  * delivered, deferred, bounce: the outcome per recipient (verdicts are
  * ignored there: they are notifications). */
 /* categorize: replace recipient i / add one / remove recipient i.
- * -ENOTSUP at other events, -EINVAL for a malformed address. */
+ * -ENOTSUP at other events, -EINVAL for a malformed address (not
+ * local@domain, CR/LF/space/<>, over 254 octets), -ENOENT for i out of
+ * range.  Inside handle() an edit is made at once (sink_rcpt() shows it);
+ * a PENDING sink may also edit from its own thread until it calls
+ * sink_complete() (one thread at a time): such edits are recorded and
+ * applied when the answer arrives in time (dropped if the deadline won),
+ * and their index is checked only then. */
 int sink_rcpt_set(struct sink_ctx *ctx, size_t i, const char *addr);
 int sink_rcpt_add(struct sink_ctx *ctx, const char *addr);
 int sink_rcpt_remove(struct sink_ctx *ctx, size_t i);
 /* route, out_rcpt, delivered, deferred, bounce: the recipient's index
- * (sink_rcpt(ctx, i) is its address). */
+ * (sink_rcpt(ctx, i) is its address); SIZE_MAX at other events. */
 size_t sink_rcpt_index(const struct sink_ctx *ctx);
 /* route: the transport table's choice; out_*: the host connected to;
  * outcomes: the host that answered (NULL for local delivery). */
 const char *sink_nexthop(const struct sink_ctx *ctx);
 /* route: the next hop for this recipient, in transport-table syntax
- * ("smtp:host:port", "mx", "maildir", "discard", "error:5.7.1 text"). */
+ * ("smtp:host:port", "mx", "maildir", "discard", "error:5.7.1 text").
+ * -ENOTSUP at other events, -EINVAL for a malformed value; made at once
+ * or recorded exactly like the recipient edits above. */
 int sink_route_set(struct sink_ctx *ctx, const char *nexthop);
 /* delivered, deferred, bounce: the enhanced status ("2.0.0", "4.4.1"),
- * and the reply through sink_response_code()/sink_response_text(). */
+ * and the reply through sink_response_code()/sink_response_text() (which
+ * at out_* give the next hop's last reply); NULL at other events. */
 const char *sink_delivery_status(const struct sink_ctx *ctx);
 
 /* ---- property bags: per message, per session, per server ---- */
