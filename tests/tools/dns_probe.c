@@ -63,6 +63,8 @@ static void probe_done(void *arg, const struct dns_result *r)
 {
     static const char *const names[] = {"ok", "temp", "perm"};
     struct probe *p = arg;
+    if (p->done) /* the wall time ran out: dns_destroy's "shutting down" */
+        return;
     printf("status %s %s\n", names[r->status], r->error);
     for (size_t i = 0; i < r->naddr; i++) {
         const struct dns_addr *a = &r->addrs[i];
@@ -186,7 +188,8 @@ int main(int argc, char **argv)
     }
     if (!p.done) {
         printf("status timeout %s: no answer within %lu ms\n", name, wall_ms);
-        /* dns_destroy calls probe_done with "shutting down": not wanted */
+        p.done = true;
+        dns_destroy(d);
         return 3;
     }
     dns_destroy(d);
