@@ -223,6 +223,19 @@ bool spool_acct_live(struct spool *sp, uint64_t id)
     return spool_map_get(&sp->live, id) != NULL;
 }
 
+unsigned spool_acct_where(struct spool *sp, uint64_t id, const struct spool_sacct *seg)
+{
+    const struct spool_live *l = spool_map_get(&sp->live, id);
+    unsigned w = 0;
+    for (uint32_t i = 0; l && i < l->n; i++) {
+        if (l->v[i].seg == seg)
+            w |= SPOOL_AW_HERE | (l->v[i].body ? SPOOL_AW_BODY_HERE : 0);
+        else if (l->v[i].body)
+            w |= SPOOL_AW_BODY_ELSEWHERE;
+    }
+    return w;
+}
+
 static void acct_unref(struct spool *sp, struct spool_lref *r)
 {
     r->seg->nlive--;

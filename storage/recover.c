@@ -170,6 +170,8 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
     uint64_t size;
     uint32_t crc;
     int rc;
+    if (r->type == SPOOL_REC_DATA || r->type == SPOOL_REC_EDITS || r->type == SPOOL_REC_COMMIT)
+        c->rbytes += SPOOL_REC_SIZE(r->len); /* START: below */
     if (sc->skip_copy && r->type != SPOOL_REC_ABORT && r->type != SPOOL_REC_REMOVE) {
         if (r->type == SPOOL_REC_COMMIT)
             sc->skip_copy = false;
@@ -180,6 +182,7 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
         if ((c->flags & SPOOL_IX_START) && (rc = scan_second_start(sc, e)) != 0)
             return rc < 0 ? rc : 0;
         c->flags |= SPOOL_IX_START;
+        c->rbytes = SPOOL_REC_SIZE(r->len);
         c->start_seg = seg;
         c->start_off = r->off;
         c->start_len = r->len;
@@ -395,8 +398,10 @@ static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
         struct spool_ient *e = &sc->ix.v[i];
         if (e->id == 0)
             continue;
-        if (spool_ient_live(e))
+        if (spool_ient_live(e)) {
             live[nlive++] = e;
+            sc->rep.live_bytes += e->c.rbytes;
+        }
         else if ((e->c.flags & SPOOL_IX_START) && !(e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)))
             sc->rep.incomplete++;
     }
@@ -407,6 +412,11 @@ static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
         for (size_t i = 0; i < sc->nseg; i++)
             if (sc->segs[i].seq + 1 > next_seq[sc->segs[i].worker])
                 next_seq[sc->segs[i].worker] = sc->segs[i].seq + 1;
+    }
+    for (size_t i = 0; r == 0 && i < sc->nst; i++) {
+        const struct spool_ient *e = spool_index_get(&sc->ix, sc->st[i].id, false);
+        if (e && spool_ient_live(e))
+            sc->rep.live_bytes += SPOOL_REC_SIZE(sc->st[i].len);
     }
     if (r == 0 && sc->sp) {
         scan_build_acct(sc, live, nlive);

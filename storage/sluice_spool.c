@@ -13,11 +13,16 @@
  *
  *	list prints one line per live message: id, arrival time (ISO 8601,
  *	UTC), body size, the word "quarantine" for a quarantined message,
- *	<sender> and the recipients; --json prints one JSON array of objects
- *	instead.  verify checks every record of every segment.  cat writes a
+ *	"held" and "warned" for those queue flags, <sender> and the
+ *	recipients, each followed by "=delivered" or "=failed" once it is,
+ *	and then, when the message was tried, attempts=N, next=TIME of the
+ *	next attempt and error="the last error"; --json prints one JSON
+ *	array of objects instead (with a "delivery" array: each recipient
+ *	and its state).  verify checks every record of every segment.  cat writes a
  *	message's body to standard output with the header edits sinks made
  *	applied; --raw writes it exactly as it was received.  stats
- *	prints segment, record and message counts and the spool's size.
+ *	prints segment, record and message counts, the spool's size and
+ *	how much of it live messages take.
  * DIAGNOSTICS
  *	Exit 0 on success; 1 when verify finds a bad record, cat finds no
  *	such message, or I/O fails; 2 for a usage error or a missing
@@ -135,6 +140,55 @@ struct list_ctx {
     uint64_t n;
 };
 
+static const char *rstate_name(const struct spool_msginfo *m, uint32_t i)
+{
+    uint8_t v = m->rstate ? m->rstate[i] : SPOOL_R_PENDING;
+    return v == SPOOL_R_DELIVERED ? "delivered" : v == SPOOL_R_FAILED ? "failed" : "pending";
+}
+
+static void list_text(const struct spool_msginfo *m, const char *ids, const char *when)
+{
+    printf("%s %s %" PRIu64 "%s%s%s <%s>", ids, when, m->size,
+           (m->flags & SPOOL_MSG_QUARANTINE) ? " quarantine" : "",
+           (m->qflags & SPOOL_Q_HELD) ? " held" : "", (m->qflags & SPOOL_Q_WARNED) ? " warned" : "",
+           m->sender);
+    for (uint32_t i = 0; i < m->nrcpt; i++) {
+        printf(" <%s>", m->rcpts[i]);
+        if (m->rstate && m->rstate[i] != SPOOL_R_PENDING)
+            printf("=%s", rstate_name(m, i));
+    }
+    if (m->attempts > 0 || (m->last_error && m->last_error[0])) {
+        char next[96];
+        iso_time(m->next_ms, next);
+        printf(" attempts=%" PRIu32 " next=%s error=", m->attempts, m->next_ms ? next : "now");
+        json_str(stdout, m->last_error ? m->last_error : "");
+    }
+    putchar('\n');
+}
+
+static void list_json_state(const struct spool_msginfo *m)
+{
+    char next[96];
+    iso_time(m->next_ms, next);
+    printf(",\n   \"held\": %s, \"warned\": %s, \"attempts\": %" PRIu32
+           ", \"next_attempt_ms\": %" PRId64 ", \"next_attempt\": ",
+           (m->qflags & SPOOL_Q_HELD) ? "true" : "false",
+           (m->qflags & SPOOL_Q_WARNED) ? "true" : "false", m->attempts, m->next_ms);
+    if (m->next_ms)
+        printf("\"%s\"", next);
+    else
+        fputs("null", stdout);
+    fputs(", \"last_error\": ", stdout);
+    json_str(stdout, m->last_error ? m->last_error : "");
+    fputs(",\n   \"delivery\": [", stdout);
+    for (uint32_t i = 0; i < m->nrcpt; i++) {
+        fputs(i ? ", {\"rcpt\": " : "{\"rcpt\": ", stdout);
+        json_str(stdout, m->rcpts[i]);
+        printf(", \"state\": \"%s\"}", rstate_name(m, i));
+    }
+    fputc(']', stdout);
+}
+
 static int list_cb(void *arg, const struct spool_msginfo *m)
 {
     struct list_ctx *c = arg;
@@ -142,11 +196,7 @@ static int list_cb(void *arg, const struct spool_msginfo *m)
     spool_id_str(m->id, ids);
     iso_time(m->arrival_ms, when);
     if (!c->json) {
-        printf("%s %s %" PRIu64 "%s <%s>", ids, when, m->size,
-               (m->flags & SPOOL_MSG_QUARANTINE) ? " quarantine" : "", m->sender);
-        for (uint32_t i = 0; i < m->nrcpt; i++)
-            printf(" <%s>", m->rcpts[i]);
-        putchar('\n');
+        list_text(m, ids, when);
     } else {
         printf("%s\n  {\"id\": \"%s\", \"arrival\": \"%s\", \"arrival_ms\": %" PRId64
                ", \"size\": %" PRIu64 ",\n   \"client\": ",
@@ -166,7 +216,9 @@ static int list_cb(void *arg, const struct spool_msginfo *m)
                 fputs(", ", stdout);
             json_str(stdout, m->rcpts[i]);
         }
-        fputs("]}", stdout);
+        fputc(']', stdout);
+        list_json_state(m);
+        fputc('}', stdout);
     }
     c->n++;
     return ferror(stdout) ? -EIO : 0;
@@ -228,12 +280,19 @@ static int cmd_cat(const char *dir, int argc, char **argv)
     return r < 0 ? fail(1, "%s: %s", dir, strerror(-r)) : 0;
 }
 
+static int count_cb(void *arg, const struct spool_msginfo *m)
+{
+    (void)arg;
+    (void)m;
+    return 0;
+}
+
 static int cmd_stats(const char *dir, int argc)
 {
     if (argc > 0)
         return fail(2, "stats takes no arguments");
     struct spool_scan_report rep;
-    int r = spool_scan(dir, NULL, NULL, &rep);
+    int r = spool_scan(dir, count_cb, NULL, &rep); /* a callback: STATE records count too */
     if (r < 0)
         return fail(1, "%s: %s", dir, strerror(-r));
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -254,8 +313,10 @@ static int cmd_stats(const char *dir, int argc)
     char ids[17];
     spool_id_str(rep.max_id, ids);
     printf("segments %" PRIu64 "\nrecords %" PRIu64 "\nlive %" PRIu64 "\nincomplete %" PRIu64
-           "\ntorn %" PRIu64 "\nbytes %" PRIu64 "\nmax_id %s\n",
-           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, bytes, ids);
+           "\ntorn %" PRIu64 "\nbytes %" PRIu64 "\nlive_bytes %" PRIu64 "\nlive_percent %.1f"
+           "\nmax_id %s\n",
+           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, bytes, rep.live_bytes,
+           bytes ? 100.0 * (double)rep.live_bytes / (double)bytes : 0.0, ids);
     return 0;
 }
 

@@ -109,6 +109,8 @@ struct spool_scan_report {
     uint64_t incomplete; /* started but never committed (dropped) */
     uint64_t torn;       /* segments whose tail was torn */
     uint64_t max_id;     /* largest message id seen, 0 if none */
+    uint64_t live_bytes; /* octets of the live messages' records (their STATE
+                          * records included only when a callback was given) */
 };
 
 struct spool_writer_stats {

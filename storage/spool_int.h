@@ -239,6 +239,7 @@ struct spool_icopy {
     uint32_t commit_seg;
     uint32_t edits_seg, edits_len;
     uint32_t crc;                /* running body crc */
+    uint64_t rbytes;             /* octets of its records */
     uint32_t ext_head, ext_tail; /* its DATA payloads: spool_xnode indices + 1, 0: none */
     uint16_t nedits;             /* edits in its EDITS record (saturating) */
     uint8_t flags;               /* SPOOL_IX_COPY bits */
@@ -359,6 +360,7 @@ struct spool_sacct {
     uint32_t nguard; /* other segments' guards on REMOVE/ABORT records here */
     uint32_t pins;   /* unfinished txns, REMOVE records not yet durable */
     uint32_t flags;  /* SPOOL_SA_* */
+    uint32_t copying; /* compaction copies out of it not yet durable */
     struct spool_guard *guards; /* segments whose records need this one's removal first */
     uint32_t ng, gcap;
     struct spool_fh *fh;
@@ -389,6 +391,9 @@ struct spool_sacct *spool_acct_seg(struct spool *sp, uint64_t key, bool create);
 int spool_acct_add(struct spool *sp, uint64_t id, struct spool_sacct *seg, uint64_t bytes,
                    bool body, bool create);
 bool spool_acct_live(struct spool *sp, uint64_t id);
+/* Where id's records are, seen from seg: SPOOL_AW_* bits. */
+enum { SPOOL_AW_HERE = 1, SPOOL_AW_BODY_HERE = 2, SPOOL_AW_BODY_ELSEWHERE = 4 };
+unsigned spool_acct_where(struct spool *sp, uint64_t id, const struct spool_sacct *seg);
 /* id's reference to seg is gone (compaction moved it). */
 void spool_acct_drop(struct spool *sp, uint64_t id, struct spool_sacct *seg);
 /* id is removed, the REMOVE record durable in rm (NULL: not placed). */

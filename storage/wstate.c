@@ -326,6 +326,11 @@ void spool_wacct_settle(struct spool_writer *w, struct spool_tlist *ok, int res)
             spool_acct_seg(sp, e->lost ? wkey(w, e->to_seq) : e->from_key, false);
         if (a)
             spool_acct_drop(sp, e->id, a);
+        struct spool_sacct *from = spool_acct_seg(sp, e->from_key, false);
+        if (from && from->copying) {
+            from->copying--;
+            spool_acct_cand(sp, from);
+        }
     }
     w->ncp = keep;
     w->ncp_flight = 0;
