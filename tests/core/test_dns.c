@@ -13,8 +13,10 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- dns_mx_order ---------------------------------------------------- */
 
@@ -158,8 +160,16 @@ static void got_cb(void *arg, const struct dns_result *r)
 
 static struct dns *closed_dns(struct watch *ws)
 {
-    /* port 9 (discard) on loopback: nothing listens in the test hosts */
-    const char *servers[] = {"127.0.0.1:9"};
+    /* a loopback UDP port that was free a moment ago: nothing answers */
+    int s = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sin);
+    cr_assert_eq(bind(s, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(getsockname(s, (struct sockaddr *)&sin, &len), 0);
+    close(s);
+    static char server[64];
+    snprintf(server, sizeof(server), "127.0.0.1:%u", ntohs(sin.sin_port));
+    const char *servers[] = {server};
     char err[256] = "";
     memset(ws, 0, sizeof(*ws));
     struct dns *d = dns_create(servers, 1, 200, 1, watch_sock, ws, err, sizeof(err));
