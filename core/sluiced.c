@@ -29,6 +29,7 @@
 
 #include "core/cfg.h"
 #include "core/log.h"
+#include "core/qmgr.h"
 #include "net/net.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
@@ -72,11 +73,19 @@ static void *signal_thread(void *arg)
     }
 }
 
+/* The queue manager's spool writer: its segments are seg-ff-*. */
+#define SLUICE_QMGR_WRITER 255
+
+struct recovered_ctx {
+    struct qmgr *qm;
+    uint64_t *live;
+};
+
 static int recovered_cb(void *arg, const struct spool_msginfo *m)
 {
-    (void)m;
-    (*(uint64_t *)arg)++;
-    return 0;
+    struct recovered_ctx *c = arg;
+    (*c->live)++;
+    return qmgr_recovered(c->qm, m);
 }
 
 int main(int argc, char **argv)
@@ -147,33 +156,58 @@ int main(int argc, char **argv)
     }
 
 
+    /* the scheduler: one worker per net worker, and the queue manager's */
+    unsigned nworkers = cfg->workers ? cfg->workers : 1;
+    struct sched_pool *pool = sched_pool_create(nworkers + 1, NULL);
+    if (pool == NULL) {
+        fprintf(stderr, "sluiced: scheduler: out of memory or descriptors\n");
+        sink_engine_destroy(engine);
+        cfg_destroy(cfg);
+        return 1;
+    }
+    struct qmgr *qm = qmgr_create(cfg, engine, pool, nworkers, err, sizeof(err));
+    if (qm == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        sched_pool_destroy(pool);
+        sink_engine_destroy(engine);
+        cfg_destroy(cfg);
+        return 1;
+    }
+
     struct spool *sp = NULL;
     struct spool_scan_report rep;
     uint64_t live = 0;
     memset(&rep, 0, sizeof(rep));
-    int rc = spool_open(cfg->spool_dir, recovered_cb, &live, &rep, &sp);
+    struct recovered_ctx rc_ctx = {qm, &live};
+    int rc = spool_open(cfg->spool_dir, recovered_cb, &rc_ctx, &rep, &sp);
     if (rc < 0) {
         fprintf(stderr, "sluiced: spool %s: %s%s\n", cfg->spool_dir, strerror(-rc),
                 rc == -EBUSY ? " (another sluiced is using this spool)" : "");
+        qmgr_destroy(qm);
+        sched_pool_destroy(pool);
         sink_engine_destroy(engine);
         cfg_destroy(cfg);
         return 1;
     }
     spool_set_segment_size(sp, cfg->segment_size);
+    spool_set_durable(sp, qmgr_durable, qm);
     log_msg(LOG_INFO, "spool %s: %llu messages recovered (%llu segments, %llu incomplete dropped, "
                       "%llu torn tails repaired)",
             cfg->spool_dir, (unsigned long long)live, (unsigned long long)rep.segments,
             (unsigned long long)rep.incomplete, (unsigned long long)rep.torn);
 
-    struct sched_pool *pool = sched_pool_create(cfg->workers, NULL);
     struct net_server *srv = NULL;
-    rc = pool ? net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err)) : -ENOMEM;
+    rc = net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err));
+    if (rc == 0)
+        rc = qmgr_start(qm, sp, SLUICE_QMGR_WRITER, err, sizeof(err));
     if (rc < 0) {
-        fprintf(stderr, "sluiced: %s\n", pool ? err : "scheduler: out of memory or descriptors");
-        if (pool)
-            sched_pool_destroy(pool);
+        fprintf(stderr, "sluiced: %s\n", err);
+        if (srv)
+            net_server_destroy(srv);
+        qmgr_destroy(qm);
         spool_close(sp);
         sink_engine_destroy(engine);
+        sched_pool_destroy(pool);
         cfg_destroy(cfg);
         return 1;
     }
@@ -202,7 +236,17 @@ int main(int argc, char **argv)
             (unsigned long long)ns.tasks);
     if (sink_engine_has_bindings(engine))
         sink_engine_print_stats(engine, stderr);
-    net_server_destroy(srv);
+    net_server_destroy(srv); /* the last commits reach the queue manager's inbox */
+    struct qmgr_stats qs;
+    qmgr_get_stats(qm, &qs);
+    fprintf(stderr,
+            "sluiced queue: queued=%llu deferred=%llu delivered=%llu failed=%llu bounces=%llu "
+            "connections=%llu reused=%llu\n",
+            (unsigned long long)qs.queued, (unsigned long long)qs.deferred,
+            (unsigned long long)qs.delivered, (unsigned long long)qs.failed,
+            (unsigned long long)qs.bounces, (unsigned long long)qs.connections,
+            (unsigned long long)qs.reused);
+    qmgr_destroy(qm);
     spool_close(sp);
     sink_engine_destroy(engine); /* joins the sinks' own threads before the pool goes */
     sched_pool_destroy(pool);

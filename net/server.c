@@ -141,7 +141,7 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
     srv->engine = engine;
     srv->nworkers = cfg->workers ? cfg->workers : 1;
     srv->pool = pool;
-    if (sched_pool_size(pool) != srv->nworkers) {
+    if (sched_pool_size(pool) < srv->nworkers) {
         snprintf(err, errlen, "net_server_create: a scheduler of %u workers for %u net workers",
                  sched_pool_size(pool), srv->nworkers);
         free(srv);
