@@ -141,7 +141,7 @@ static int scan_state_rec(struct scan *sc, uint32_t seg, const struct spool_rec 
         return -ENOMEM;
     uint64_t seq = spool_get64(r->payload);
     memcpy(sc->pool + sc->npool, r->payload, r->len);
-    sc->st[sc->nst++] = (struct scan_state){r->id, seq, sc->npool, seg, r->len};
+    sc->st[sc->nst++] = (struct scan_state){r->id, seq, sc->npool, seg, r->len, false};
     sc->npool += r->len;
     if (seq > sc->max_seq)
         sc->max_seq = seq;
@@ -381,6 +381,40 @@ int spool_pread_all(int fd, void *buf, size_t n, uint64_t off)
     return 0;
 }
 
+static int st_cmp(const void *a, const void *b)
+{
+    const struct scan_state *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    return x->seg < y->seg ? -1 : x->seg > y->seg;
+}
+
+/* Sorts the STATE records by (id, seq) and marks one of each set of
+ * copies (same id and seq: compaction copied it) to be accounted: the
+ * one next to the message's kept START, else the last. */
+static void scan_sort_states(struct scan *sc)
+{
+    if (sc->nst > 1)
+        qsort(sc->st, sc->nst, sizeof(*sc->st), st_cmp);
+    for (size_t i = 0; i < sc->nst;) {
+        size_t j = i + 1, pick = i;
+        while (j < sc->nst && sc->st[j].id == sc->st[i].id && sc->st[j].seq == sc->st[i].seq)
+            j++;
+        pick = j - 1;
+        if (j - i > 1) {
+            const struct spool_ient *e = spool_index_get(&sc->ix, sc->st[i].id, false);
+            for (size_t k = i; e && k < j; k++)
+                if (sc->st[k].seg == e->c.start_seg)
+                    pick = k;
+        }
+        for (size_t k = i; k < j; k++)
+            sc->st[k].keep = k == pick;
+        i = j;
+    }
+}
+
 static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
                        struct spool_scan_report *rep, uint64_t next_seq[SPOOL_WORKERS])
 {
@@ -413,9 +447,11 @@ static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
             if (sc->segs[i].seq + 1 > next_seq[sc->segs[i].worker])
                 next_seq[sc->segs[i].worker] = sc->segs[i].seq + 1;
     }
+    if (r == 0)
+        scan_sort_states(sc);
     for (size_t i = 0; r == 0 && i < sc->nst; i++) {
         const struct spool_ient *e = spool_index_get(&sc->ix, sc->st[i].id, false);
-        if (e && spool_ient_live(e))
+        if (e && spool_ient_live(e) && sc->st[i].keep)
             sc->rep.live_bytes += SPOOL_REC_SIZE(sc->st[i].len);
     }
     if (r == 0 && sc->sp) {

@@ -83,6 +83,8 @@ void scan_build_acct(struct scan *sc, struct spool_ient **live, size_t n)
     }
     for (size_t i = 0; i < sc->nst; i++) {
         const struct scan_state *t = &sc->st[i];
+        if (!t->keep)
+            continue;
         struct spool_sacct *s = spool_acct_seg(
             sp, spool_seg_key(sc->segs[t->seg].worker, sc->segs[t->seg].seq), false);
         if (s && spool_acct_add(sp, t->id, s, SPOOL_REC_SIZE(t->len), false, false) < 0)
@@ -117,14 +119,6 @@ void scan_build_acct(struct scan *sc, struct spool_ient **live, size_t n)
 }
 
 /* ---- reporting ---- */
-
-static int st_cmp(const void *a, const void *b)
-{
-    const struct scan_state *x = a, *y = b;
-    if (x->id != y->id)
-        return x->id < y->id ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
 
 static int ient_cmp(const void *a, const void *b)
 {
@@ -201,9 +195,7 @@ int scan_report_live(struct scan *sc, struct spool_ient **live, size_t n, spool_
     unsigned char *buf = NULL;
     size_t bufcap = 0, si = 0;
     int r = 0;
-    qsort(live, n, sizeof(*live), ient_cmp);
-    if (sc->nst > 1)
-        qsort(sc->st, sc->nst, sizeof(*sc->st), st_cmp);
+    qsort(live, n, sizeof(*live), ient_cmp); /* the STATE records are sorted (recover.c) */
     for (size_t i = 0; r == 0 && i < n; i++) {
         const struct spool_ient *e = live[i];
         const struct spool_icopy *c = &e->c;

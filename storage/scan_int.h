@@ -30,6 +30,7 @@ struct scan_state {
     uint64_t poff; /* payload in scan.pool */
     uint32_t seg;
     uint32_t len;
+    bool keep; /* the one copy of this (id, seq) that is accounted */
 };
 
 struct scan_rm {

@@ -90,6 +90,18 @@ static inline bool tq_exists(const char *dir, unsigned worker, uint64_t seq)
     return access(name, F_OK) == 0;
 }
 
+static inline uint64_t tq_nsegs(const char *dir)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    uint64_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += strncmp(de->d_name, "seg-", 4) == 0;
+    closedir(d);
+    return n;
+}
+
 static inline int tq_nfds(void)
 {
     DIR *d = opendir("/proc/self/fd");
