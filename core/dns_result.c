@@ -124,7 +124,7 @@ bool dns_name_ok(const char *name)
         if (++label > 63)
             return false;
     }
-    return true;
+    return label > 0; /* "a.test.." leaves an empty last label */
 }
 
 const char *dns_ares_text(int status)

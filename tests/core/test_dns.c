@@ -14,6 +14,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -328,4 +329,84 @@ Test(dns, destroy_fails_pending_lookups)
     cr_assert_eq(b.nested_rc, -ESHUTDOWN, "no new lookups while destroying");
     cr_assert_eq(ws.nfds, 0, "told to stop watching every socket");
     cr_assert_geq(ws.stops, watched);
+}
+
+/* ---- assembling a result (dns_int.h) --------------------------------- */
+
+#include "core/dns_int.h"
+
+#include <ares.h>
+
+static void xfill(struct dns_xchg *x, const char *host, uint16_t pref, unsigned n4, unsigned n6)
+{
+    memset(x, 0, sizeof(*x));
+    strcpy(x->host, host);
+    x->pref = pref;
+    x->n4 = n4;
+    x->n6 = n6;
+    x->st4 = n4 ? ARES_SUCCESS : ARES_ENODATA;
+    x->st6 = n6 ? ARES_SUCCESS : ARES_ENODATA;
+    for (unsigned i = 0; i < n4; i++)
+        x->a4[i].s_addr = htonl(0x7f000000u | (pref << 8) | (i + 1));
+    for (unsigned i = 0; i < n6; i++)
+        x->a6[i].s6_addr[15] = (uint8_t)(i + 1);
+}
+
+Test(dns_result, order_and_caps)
+{
+    static struct dns_lookup l; /* large: not on the stack */
+    memset(&l, 0, sizeof(l));
+    l.kind = DNS_KIND_MX;
+    strcpy(l.name, "caps.test");
+    l.port = 25;
+    xfill(&l.x[0], "both.caps.test", 10, 8, 8); /* 4 + 4 */
+    xfill(&l.x[1], "few4.caps.test", 20, 2, 8); /* 2 + 6 */
+    xfill(&l.x[2], "none.caps.test", 30, 0, 0); /* skipped */
+    xfill(&l.x[3], "only4.caps.test", 40, 8, 0);
+    l.nx = 4;
+    struct dns_result r;
+    struct dns_addr *buf;
+    dns_result_build(&l, &r, &buf);
+    cr_assert_eq(r.status, DNS_OK);
+    cr_assert_eq(r.naddr, 8 + 8 + 8);
+    cr_assert(strstr(r.error, "none.caps.test") != NULL, "%s", r.error);
+    const int fam[] = {AF_INET,  AF_INET,  AF_INET,  AF_INET, AF_INET6, AF_INET6,
+                       AF_INET6, AF_INET6, AF_INET,  AF_INET, AF_INET6, AF_INET6,
+                       AF_INET6, AF_INET6, AF_INET6, AF_INET6};
+    for (size_t i = 0; i < 16; i++)
+        cr_assert_eq(r.addrs[i].ss.ss_family, fam[i], "address %zu", i);
+    cr_assert_str_eq(r.addrs[0].host, "both.caps.test");
+    cr_assert_str_eq(r.addrs[8].host, "few4.caps.test");
+    cr_assert_str_eq(r.addrs[16].host, "only4.caps.test");
+    cr_assert_eq(r.addrs[16].pref, 40);
+    free(buf);
+
+    /* nothing anywhere: permanent when every lookup said no data */
+    xfill(&l.x[0], "a.caps.test", 10, 0, 0);
+    xfill(&l.x[1], "b.caps.test", 20, 0, 0);
+    l.x[1].st4 = ARES_ENOTFOUND;
+    l.nx = 2;
+    dns_result_build(&l, &r, &buf);
+    cr_assert_eq(r.status, DNS_PERM, "%s", r.error);
+    cr_assert_eq(r.naddr, 0);
+    cr_assert_null(buf);
+    /* ... temporary when one of them timed out */
+    l.x[1].st6 = ARES_ETIMEOUT;
+    dns_result_build(&l, &r, &buf);
+    cr_assert_eq(r.status, DNS_TEMP, "%s", r.error);
+}
+
+Test(dns_result, names_and_literals)
+{
+    cr_assert(dns_name_ok("a.test"));
+    cr_assert(dns_name_ok("a.test."));
+    cr_assert(dns_name_ok("_srv.x-y.test"));
+    cr_assert_not(dns_name_ok("a.test.."));
+    struct dns_addr a;
+    cr_assert(dns_literal("fe80::1%lo", 25, &a));
+    cr_assert_neq(((struct sockaddr_in6 *)&a.ss)->sin6_scope_id, 0);
+    cr_assert_not(dns_literal("127.1", 25, &a), "inet_aton shorthand is not a literal");
+    cr_assert_not(dns_literal("a.test", 25, &a));
+    cr_assert(dns_literal("[IPv6:::1]", 25, &a));
+    cr_assert_str_eq(a.host, "[IPv6:::1]");
 }
