@@ -59,17 +59,19 @@ csink_start() {
     return 1
 }
 
-# csink_field NAME: a NAME=value field of the status file, NA when missing.
-csink_field() {
-    local v
-    v=$(tr ' ' '\n' <"$CS_STATUS" 2>/dev/null | sed -n "s/^$1=//p" | head -n 1)
-    echo "${v:-NA}"
-}
-
+# The status file is read once per csink_read (it is replaced as a whole,
+# so all the fields come from the same moment).
 csink_read() {
-    CS_MESG=$(csink_field mesg)
-    CS_DONE_NS=$(csink_field done_ns)
-    CS_FIRST_NS=$(csink_field first_ns)
+    local line kv
+    CS_MESG=NA CS_DONE_NS=NA CS_FIRST_NS=NA
+    line=$(cat "$CS_STATUS" 2>/dev/null) || return 0
+    for kv in $line; do
+        case $kv in
+            mesg=*) CS_MESG=${kv#*=} ;;
+            done_ns=*) CS_DONE_NS=${kv#*=} ;;
+            first_ns=*) CS_FIRST_NS=${kv#*=} ;;
+        esac
+    done
 }
 
 csink_stop() {
