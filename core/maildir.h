@@ -9,7 +9,7 @@
  *	the recipient's local part lower-cased, without a "+detail" suffix.
  *	The file is written in tmp/ with a unique name (time.M<usec>P<pid>Q<n>.
  *	host), "Return-Path: <sender>" and "Delivered-To: rcpt" first, then the
- *	message (from the spool, pieces read or copied with copy_file_range),
+ *	message (from the spool, pieces read with pread),
  *	LF line ends as Maildir readers expect (CRLF of the message converted),
  *	fsynced, renamed into new/, and new/ fsynced: once it returns 0 the
  *	mail is durable.  Blocking: the queue manager runs it on its local

@@ -543,6 +543,25 @@ static int route_read_relay(struct route_table *t, const struct cfg_node *n, cha
     return 0;
 }
 
+/* The built-in entry "localhost" = "maildir". */
+static int route_add_default(struct route_table *t)
+{
+    struct route_entry *v = realloc(t->v, (t->n + 1) * sizeof(*v));
+    if (v == NULL)
+        return -ENOMEM;
+    t->v = v;
+    struct route_entry *e = &t->v[t->n];
+    memset(e, 0, sizeof(*e));
+    e->key = strdup("localhost");
+    if (e->key == NULL)
+        return -ENOMEM;
+    e->klen = strlen(e->key);
+    e->suffix = false;
+    e->r.kind = ROUTE_MAILDIR;
+    t->n++;
+    return 0;
+}
+
 struct route_table *route_table_create(const struct cfg *cfg, char *err, size_t errlen)
 {
     struct route_table *t = calloc(1, sizeof(*t));
@@ -573,6 +592,29 @@ struct route_table *route_table_create(const struct cfg *cfg, char *err, size_t 
         route_table_destroy(t);
         return NULL;
     }
+    /* relayhost given with -o lives in struct cfg only (the tree is the file) */
+    if (cfg != NULL && cfg->relayhost != NULL && cfg->relayhost[0] != '\0') {
+        struct cfg_node *n = NULL;
+        char text[400], perr[128];
+        int len = snprintf(text, sizeof(text), "relayhost = \"%s\";", cfg->relayhost);
+        if (len > 0 && len < (int)sizeof(text))
+            n = cfg_parse(text, (size_t)len, "-o", perr, sizeof(perr));
+        const struct cfg_node *v = n ? cfg_node_get(n, "relayhost") : NULL;
+        int rc = v ? route_read_relay(t, v, err, errlen) : route_fail(err, errlen, "relayhost: "
+                                                                                   "cannot parse");
+        cfg_node_free(n);
+        if (rc < 0) {
+            route_table_destroy(t);
+            return NULL;
+        }
+    }
+    /* mail for localhost is delivered here unless the table says otherwise */
+    bool have = false;
+    for (size_t i = 0; i < t->n; i++)
+        if (!t->v[i].suffix && strcasecmp(t->v[i].key, "localhost") == 0)
+            have = true;
+    if (!have && route_add_default(t) < 0)
+        return route_table_fail(t, err, errlen, "route table: out of memory");
     return t;
 }
 

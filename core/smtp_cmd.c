@@ -21,7 +21,8 @@
  *	regard to case and must be followed by SP or the end of the line.
  *
  *	Relay control (RCPT): a client outside cfg->mynetworks may only name
- *	a domain in cfg->relay_domains or our hostname, or <postmaster>; for
+ *	a domain in cfg->relay_domains, our hostname, a domain the transport
+ *	table delivers locally (maildir), or <postmaster>; for
  *	such a client the source-routing tricks (% ! or @ in the local part,
  *	an address literal as the domain) are refused even for our domains.
  *
@@ -49,6 +50,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/route.h"
 #include "core/smtp_int.h"
 
 enum smtp_args {
@@ -255,7 +257,8 @@ static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct smtp_pa
     const char *domain = path->addr + path->local_len + 1;
     const struct cfg *c = s->cfg;
     return cfg_domain_match(c->relay_domains, c->nrelay_domains, domain) ||
-           strcasecmp(domain, c->hostname) == 0;
+           strcasecmp(domain, c->hostname) == 0 ||
+           (s->srv->routes != NULL && route_is_local(s->srv->routes, domain));
 }
 
 static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct smtp_path *path)

@@ -203,6 +203,7 @@ void smtp_dscan_raw_end(struct smtp_dscan *d);
 struct smtp_subjob;
 struct smtp_cmd;
 
+struct route_table;
 struct smtp_server {
     const struct cfg *cfg;
     struct spool_writer *spool;
@@ -212,6 +213,7 @@ struct smtp_server {
     struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
     unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
+    struct route_table *routes;  /* for route_is_local() (may be NULL) */
 };
 
 enum smtp_phase {

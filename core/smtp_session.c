@@ -2,7 +2,8 @@
  * NAME
  *	smtp_session - the inbound SMTP session: state, input, output, timers
  * SYNOPSIS
- *	#include "core/smtp.h"
+ *	#include "core/route.h"
+#include "core/smtp.h"
  * DESCRIPTION
  *	Input.  Every piece received is appended to the session's input queue
  *	as a slice (a reference on the receive buffer, no copy) and the queue
@@ -57,6 +58,7 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "core/route.h"
 #include "core/smtp_int.h"
 
 /* ---- the clock ---- */
@@ -93,6 +95,10 @@ struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_write
     srv->cfg = cfg;
     srv->spool = spool;
     srv->kick = kick;
+    /* domains delivered here (transport maildir) are ours for relay control;
+     * a bad table was refused at start, so a NULL here is out of memory */
+    char err[256];
+    srv->routes = route_table_create(cfg, err, sizeof(err));
     return srv;
 }
 
@@ -101,6 +107,7 @@ void smtp_server_destroy(struct smtp_server *srv)
     if (srv == NULL)
         return;
     smtp_sub_destroy_all(srv);
+    route_table_destroy(srv->routes);
     free(srv);
 }
 

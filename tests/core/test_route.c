@@ -250,7 +250,10 @@ Test(route, defaults_and_mx)
     cr_assert_eq(r.kind, ROUTE_MX);
     cr_assert_eq(r.port, 25);
     cr_assert_eq(r.tls, ROUTE_TLS_MAY);
-    cr_assert_not(route_is_local(t, "localhost"));
+    /* built in: localhost is delivered to Maildir unless the table names it */
+    cr_assert(route_is_local(t, "localhost"));
+    cr_assert(route_is_local(t, "LocalHost"));
+    cr_assert_not(route_is_local(t, "x.localhost"));
     const struct route_retry *rr = route_retry(t);
     cr_assert_eq(rr->min_ms, 5 * 60 * 1000ull);
     cr_assert_eq(rr->max_ms, 4 * 3600 * 1000ull);
@@ -377,4 +380,14 @@ Test(route, backoff)
     }
     struct route_retry big = {.min_ms = UINT64_MAX / 2 + 1, .max_ms = UINT64_MAX};
     cr_assert_eq(route_backoff_ms(&big, 2), UINT64_MAX);
+}
+
+Test(route, localhost_can_be_routed_elsewhere)
+{
+    struct cfg_node *tree;
+    struct route_table *t = table("transport { \"localhost\" = \"smtp:127.0.0.1:2526\"; }\n", &tree);
+    cr_assert_not_null(t, "%s", err);
+    cr_assert_not(route_is_local(t, "localhost"));
+    route_table_destroy(t);
+    cfg_node_free(tree);
 }
