@@ -478,6 +478,28 @@ static void smtp_proceed_help(struct smtp_session *s, const char *arg)
     smtp_reply_help(s);
 }
 
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static enum smtp_reply_id smtp_check_starttls(struct smtp_session *s, const char *arg)
+{
+    if (s->tls != NULL)
+        return SMTP_R_TLS_ACTIVE;
+    if (!s->srv->tls_available || s->listener == SMTP_L_SMTPS)
+        return SMTP_R_UNKNOWN; /* not offered: as if we did not know it */
+    if (s->txn.active)
+        return SMTP_R_TLS_IN_TXN;
+    return SMTP_R_NONE;
+}
+
+/* The 220 goes out in plaintext; whatever the client sent behind the
+ * STARTTLS line is dropped unread (CVE-2011-0411), and the session
+ * forgets everything it was told (RFC 3207 4.2). */
+static void smtp_proceed_starttls(struct smtp_session *s, const char *arg)
+{
+    smtp_reply(s, SMTP_R_TLS_GO);
+    smtp_session_tls_begin(s);
+}
+
 static const struct smtp_cmd smtp_cmds[] = {
     {"EHLO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_ehlo},
     {"HELO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_helo},
@@ -490,6 +512,7 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"VRFY", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_vrfy, smtp_proceed_vrfy},
     {"QUIT", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_quit},
     {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
+    {"STARTTLS", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_starttls, smtp_proceed_starttls},
 };
 
 /* The server's link of the command event: the verb must be one of ours,

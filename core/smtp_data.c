@@ -258,10 +258,15 @@ static void smtp_rfc5322_date(int64_t ms, char *out, size_t len)
  * the recipient when there is exactly one. */
 static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arrival_ms)
 {
-    char date[64], idstr[17];
-    const char *with =
-        s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
-    size_t cap = 160 + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX + SMTP_PATH_MAX;
+    char date[64], idstr[17], with[16], tls[160];
+    /* RFC 3848: ESMTPS once TLS is active; Postfix's "(using ...)" line */
+    snprintf(with, sizeof(with), "%s%s",
+             s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP",
+             s->tls != NULL && s->hello == SMTP_HELLO_EHLO ? "S" : "");
+    snprintf(tls, sizeof(tls), "%s%.120s%s", s->tls ? "\r\n\t(using " : "", s->tls ? s->tls : "",
+             s->tls ? ")" : "");
+    size_t cap = 160 + sizeof(tls) + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX +
+                 SMTP_PATH_MAX;
     struct mbuf *m = mbuf_heap(cap);
     if (m == NULL)
         return -ENOMEM;
@@ -270,13 +275,14 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
     int n;
     if (s->txn.nrcpt == 1)
         n = snprintf(m->data, cap,
-                     "Received: from %s (%s)\r\n\tby %.255s (sluice) with %s id %s\r\n"
+                     "Received: from %s (%s)%s\r\n\tby %.255s (sluice) with %s id %s\r\n"
                      "\tfor <%s>; %s\r\n",
-                     s->helo, s->client_lit, s->cfg->hostname, with, idstr, s->txn.rcpts[0], date);
+                     s->helo, s->client_lit, tls, s->cfg->hostname, with, idstr, s->txn.rcpts[0],
+                     date);
     else
         n = snprintf(m->data, cap,
-                     "Received: from %s (%s)\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
-                     s->helo, s->client_lit, s->cfg->hostname, with, idstr, date);
+                     "Received: from %s (%s)%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
+                     s->helo, s->client_lit, tls, s->cfg->hostname, with, idstr, date);
     if (n < 0 || (size_t)n >= cap) {
         mbuf_unref(m);
         return -EINVAL;

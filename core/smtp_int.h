@@ -109,6 +109,9 @@ enum smtp_reply_id {
     SMTP_R_SINK_DROP,          /* ... DROP: close */
     SMTP_R_SINK_CONN_REJECT,   /* REJECT at connect: instead of 220, close */
     SMTP_R_SINK_CONN_TEMPFAIL, /* TEMPFAIL at connect: instead of 220, close */
+    SMTP_R_TLS_GO,             /* 220 after STARTTLS */
+    SMTP_R_TLS_ACTIVE,         /* a second STARTTLS */
+    SMTP_R_TLS_IN_TXN,         /* STARTTLS inside a mail transaction */
     SMTP_R_SINK_REPLY,         /* the reply the deciding sink set (s->sk->reply) */
     SMTP_R_COUNT_
 };
@@ -209,6 +212,7 @@ struct smtp_server {
     void (*kick)(void *cookie);
     struct sink_worker *sinks;   /* NULL: no sinks */
     struct sink_engine *engine;  /* sinks' engine, for sink_engine_bound() */
+    bool tls_available;          /* STARTTLS may be offered (net has a TLS context) */
     struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
     unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
@@ -221,6 +225,7 @@ enum smtp_phase {
     SMTP_P_BDAT,   /* reading the octets of a BDAT chunk */
     SMTP_P_PARKED, /* waiting for the group commit of our message */
     SMTP_P_SINK,   /* waiting for an event's chain that went pending */
+    SMTP_P_TLS,    /* STARTTLS accepted: waiting for the handshake (nothing is read) */
 };
 
 enum smtp_hello { SMTP_HELLO_NONE, SMTP_HELLO_HELO, SMTP_HELLO_EHLO };
@@ -327,6 +332,9 @@ struct smtp_session {
     char client[64];     /* "192.0.2.1", "2001:db8::1" */
     char client_lit[72]; /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
     bool trusted;        /* the client is in mynetworks */
+    enum smtp_listener listener; /* where the client connected */
+    char *tls;           /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
+    bool tls_wanted;     /* STARTTLS accepted, the handshake has not completed */
 
     enum smtp_phase phase;
     bool greeted;      /* the first reply was taken for sending */
@@ -383,6 +391,10 @@ void smtp_out_append(struct smtp_session *s, const char *p, size_t n);
 void smtp_close(struct smtp_session *s);
 /* Processes queued input until it runs out or the session must wait. */
 void smtp_session_pump(struct smtp_session *s);
+/* STARTTLS accepted (after its 220 was queued): input queued behind it
+ * is discarded, the session returns to just after the greeting and waits
+ * in SMTP_P_TLS for smtp_session_tls_started(). */
+void smtp_session_tls_begin(struct smtp_session *s);
 /* Drops n octets from the front of the input queue. */
 void smtp_inq_consume(struct smtp_session *s, size_t n);
 

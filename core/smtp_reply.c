@@ -114,6 +114,9 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_SINK_DROP] = {"421", "4.7.0", "Closing connection", H | C},
     [SMTP_R_SINK_CONN_REJECT] = {"554", "5.7.1", "Rejected by policy", H | C},
     [SMTP_R_SINK_CONN_TEMPFAIL] = {"421", "4.7.1", "Try again later", H | C},
+    [SMTP_R_TLS_GO] = {"220", "2.0.0", "Ready to start TLS", 0},
+    [SMTP_R_TLS_ACTIVE] = {"554", "5.5.1", "Error: TLS already active", E},
+    [SMTP_R_TLS_IN_TXN] = {"503", "5.5.1", "Error: MAIL transaction in progress", E},
     /* SMTP_R_SINK_REPLY has no row: its code and text are the sink's */
 };
 
@@ -321,9 +324,11 @@ void smtp_reply_ehlo(struct smtp_session *s)
     if (s->closing)
         return;
     snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->cfg->max_message_size);
-    const char *const kw[] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
-                              "ENHANCEDSTATUSCODES", "CHUNKING"};
-    const size_t nkw = sizeof(kw) / sizeof(kw[0]);
+    const char *kw[8] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
+                         "ENHANCEDSTATUSCODES", "CHUNKING"};
+    size_t nkw = 6;
+    if (s->srv->tls_available && s->tls == NULL && s->listener != SMTP_L_SMTPS)
+        kw[nkw++] = "STARTTLS"; /* RFC 3207: not once TLS is active */
     struct smtp_rbuf rb;
     smtp_rbuf_init(&rb);
     bool close;

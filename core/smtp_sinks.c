@@ -103,6 +103,7 @@ static void smtp_sev_fill(struct smtp_session *s, struct sink_event_data *d, enu
     struct smtp_sk *k = s->sk;
     memset(d, 0, sizeof(*d));
     d->client_addr = s->client;
+    d->tls = s->tls;
     d->helo = s->hello != SMTP_HELLO_NONE ? s->helo : NULL;
     if (s->txn.active) {
         d->sender = s->txn.sender;
