@@ -99,6 +99,7 @@ static const char *cfg_check_pow2(const char *s, int64_t v)
 /* clang-format off */
 static const struct cfg_key cfg_keys[] = {
     {"listen", CFG_T_ADDR_LIST, "[\"127.0.0.1:2525\"]", 1, 64, CFG_L(listen), NULL},
+    {"listen_smtps", CFG_T_ADDR_LIST, "[]", 0, 16, CFG_L(listen_smtps), NULL},
     {"spool_dir", CFG_T_STRING, "\"./var/spool\"", 1, PATH_MAX - 1, CFG_F(spool_dir), NULL},
     {"workers", CFG_T_UINT, "0", 0, 64, CFG_F(workers), NULL},
     {"hostname", CFG_T_STRING, NULL, 1, 253, CFG_F(hostname), cfg_check_host},
@@ -119,6 +120,10 @@ static const struct cfg_key cfg_keys[] = {
     {"commit_delay_us", CFG_T_UINT, "1000", 0, 100000, CFG_F(commit_delay_us), NULL},
     {"segment_size", CFG_T_SIZE, "64mb", 64 * 1024, 1LL << 40, CFG_F(segment_size), NULL},
     {"log_level", CFG_T_LEVEL, "info", 0, 0, CFG_F(log_level), NULL},
+    {"listen_submission", CFG_T_ADDR_LIST, "[]", 0, 64, CFG_L(listen_submission), NULL},
+    {"auth_users", CFG_T_STRING, NULL, 1, PATH_MAX - 1, CFG_F(auth_users), NULL}, /* NULL: none */
+    {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
+    {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
 };
 /* clang-format on */
 
@@ -127,7 +132,8 @@ static const struct cfg_key cfg_keys[] = {
 /* Blocks owned by later modules, read from c->tree (e.g. "binding",
  * "transport", "tls").  NULL-terminated. */
 /* blocks read by other modules: `binding "NAME" { }` by sinks/binding.c */
-static const char *const cfg_reserved_keys[] = {"binding", NULL};
+/* `tls { cert = ...; key = ...; }` by net/tls.c */
+static const char *const cfg_reserved_keys[] = {"binding", "tls", NULL};
 
 /* Where a value came from, for messages. */
 struct cfg_src {

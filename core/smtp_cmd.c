@@ -158,6 +158,8 @@ static enum smtp_reply_id smtp_check_mail(struct smtp_session *s, const char *ar
 {
     if (s->hello == SMTP_HELLO_NONE)
         return SMTP_R_NEED_HELO;
+    if (s->listener == SMTP_L_SUBMISSION && s->auth_user == NULL)
+        return SMTP_R_AUTH_REQUIRED; /* RFC 6409 4.3: submission requires AUTH */
     if (s->txn.active)
         return SMTP_R_NESTED_MAIL;
     if (strncasecmp(arg, "FROM:", 5) != 0)
@@ -245,8 +247,8 @@ static enum smtp_reply_id smtp_check_rcpt(struct smtp_session *s, const char *ar
 /* May this client send to this recipient?  (see DESCRIPTION) */
 static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct smtp_path *path)
 {
-    if (s->trusted || !path->has_domain)
-        return true; /* mynetworks, or <postmaster> */
+    if (s->trusted || s->auth_user != NULL || !path->has_domain)
+        return true; /* mynetworks, authenticated (RFC 4954 1), or <postmaster> */
     if (path->literal)
         return false;
     for (size_t i = 0; i < path->local_len; i++)
@@ -512,6 +514,7 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"VRFY", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_vrfy, smtp_proceed_vrfy},
     {"QUIT", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_quit},
     {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
+    {"AUTH", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_auth_check, smtp_auth_proceed},
     {"STARTTLS", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_starttls, smtp_proceed_starttls},
 };
 

@@ -281,6 +281,9 @@ void smtp_session_pump(struct smtp_session *s)
         case SMTP_P_BDAT:
             smtp_bdat_feed(s);
             break;
+        case SMTP_P_AUTH:
+            smtp_auth_feed(s); /* an AUTH response line (smtp_auth.c) */
+            break;
         default:
             break;
         }
@@ -357,6 +360,7 @@ void smtp_session_destroy(struct smtp_session *s)
     if (s == NULL)
         return;
     smtp_sinks_session_end(s); /* first: disconnect sinks see the session as it was */
+    smtp_auth_session_end(s);  /* an AUTH hash still running is abandoned */
     if (s->committed != NULL) {
         spool_txn_orphan(s->committed); /* stays in the spool; no 250 was seen */
         s->committed = NULL;
