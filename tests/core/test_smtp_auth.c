@@ -110,7 +110,7 @@ static void ehlo(struct h *h)
 static void plain_line(char *out, size_t cap, const char *authz, const char *user,
                        const char *pass)
 {
-    char raw[1024], enc[1400];
+    char raw[160], enc[220];
     size_t n = 0;
     n += (size_t)snprintf(raw + n, sizeof(raw) - n, "%s", authz) + 1;
     n += (size_t)snprintf(raw + n, sizeof(raw) - n, "%s", user) + 1;
@@ -294,10 +294,11 @@ Test(smtp_auth, long_responses)
     h_send(&h, "NOOP\r\n");
     h_expect(&h, "250 ");
     /* the command line itself stays at 512 */
-    memcpy(line, "AUTH PLAIN ", 11);
-    line[600] = '\0';
-    memcpy(line + 598, "\r\n", 2);
-    h_send(&h, line);
+    char cmd[601];
+    memset(cmd, 'A', sizeof(cmd));
+    memcpy(cmd, "AUTH PLAIN ", 11);
+    memcpy(cmd + 598, "\r\n", 3);
+    h_send(&h, cmd);
     h_expect(&h, "500 5.5.2 Line too long");
     free(raw);
     free(line);
