@@ -75,7 +75,7 @@ int sink_event_parse(const char *name)
 
 bool sink_event_fires(enum sink_event ev)
 {
-    return ev <= SINK_EV_SUBMISSION;
+    return ev <= SINK_EV_SUBMISSION || ev == SINK_EV_AUTH; /* auth: core/smtp_auth.c */
 }
 
 /*
