@@ -67,12 +67,12 @@ struct smtp_auth_job;
 
 struct smtp_auth {
     enum smtp_auth_step step;
-    const char *mech;  /* "PLAIN" or "LOGIN" */
-    char *line;        /* the response being read: SMTP_AUTH_LINE_MAX + 2 */
+    const char *mech; /* "PLAIN" or "LOGIN" */
+    char *line;       /* the response being read: SMTP_AUTH_LINE_MAX + 2 */
     size_t len;
-    bool over;         /* discarding a too long line up to its LF */
-    char *buf;         /* decoded: SMTP_AUTH_DEC_MAX */
-    const char *pass;  /* in buf */
+    bool over;        /* discarding a too long line up to its LF */
+    char *buf;        /* decoded: SMTP_AUTH_DEC_MAX */
+    const char *pass; /* in buf */
     char user[AUTH_USER_MAX + 1];
     struct smtp_auth_job *job; /* the hash task, while it runs */
 };
@@ -172,8 +172,8 @@ static void smtp_auth_failure(struct smtp_session *s, enum smtp_reply_id r)
 {
     const struct auth_service *svc = auth_service_get();
     struct smtp_auth *a = s->auth;
-    bool blocked = svc != NULL && auth_limit_fail(svc->limit, (const struct sockaddr *)&s->peer,
-                                                  smtp_now_ms());
+    bool blocked = svc != NULL &&
+                   auth_limit_fail(svc->limit, (const struct sockaddr *)&s->peer, smtp_now_ms());
     log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s: authentication failed%s", s->client, a->mech,
             a->user, blocked ? " (client network now blocked)" : "");
     smtp_auth_fail(s, r);

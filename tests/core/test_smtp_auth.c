@@ -84,8 +84,8 @@ TestSuite(smtp_auth, .init = setup, .fini = teardown);
 
 /* A session from ip, under TLS or not, on a listener kind; conf with
  * bindings (or NULL).  With pool, the hashes run as scheduler tasks. */
-static void start(struct h *h, const char *ip, bool tls, enum smtp_listener kind,
-                  const char *conf, bool pool)
+static void start(struct h *h, const char *ip, bool tls, enum smtp_listener kind, const char *conf,
+                  bool pool)
 {
     h_init_server(h, conf != NULL ? conf : (pool ? "" : NULL), NULL, 0);
     if (pool)
@@ -107,8 +107,7 @@ static void ehlo(struct h *h)
 }
 
 /* "AUTH PLAIN <base64(authz NUL user NUL pass)>\r\n" */
-static void plain_line(char *out, size_t cap, const char *authz, const char *user,
-                       const char *pass)
+static void plain_line(char *out, size_t cap, const char *authz, const char *user, const char *pass)
 {
     char raw[160], enc[220];
     size_t n = 0;
