@@ -17,8 +17,16 @@ $(BUILD)/CMakeCache.txt:
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-run: deps build
+run: deps build var/tls/cert.pem
 	@bash scripts/run.sh $(CONF)
+
+# A self-signed pair for `make run`'s STARTTLS and implicit TLS (not for production).
+var/tls/cert.pem:
+	@mkdir -p var/tls
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=localhost \
+	    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	    -keyout var/tls/key.pem -out var/tls/cert.pem 2>/dev/null
+	@chmod 600 var/tls/key.pem
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)

@@ -70,6 +70,8 @@ struct cfg_cidr {
 struct cfg {
     struct cfg_sockaddr *listen; /* default 127.0.0.1:2525 */
     size_t nlisten;
+    struct cfg_sockaddr *listen_smtps; /* implicit TLS (RFC 8314), default none */
+    size_t nlisten_smtps;
     char *spool_dir;             /* default ./var/spool */
     unsigned workers;            /* default 0 = number of CPUs (resolved) */
     char *hostname;              /* default gethostname() */
@@ -105,6 +107,11 @@ struct cfg {
     uint64_t connection_cache_ms;  /* an idle outbound connection is kept this long, default 2s */
     unsigned destination_failure_limit; /* failed connections in a row before the whole
                                          * destination backs off, default 3 */
+    struct cfg_sockaddr *listen_submission; /* RFC 6409 listeners (AUTH required); default none */
+    size_t nlisten_submission;
+    char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
+    unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
+    uint64_t auth_failure_window_ms; /* default 60s */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };
 

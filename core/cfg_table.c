@@ -99,6 +99,7 @@ static const char *cfg_check_pow2(const char *s, int64_t v)
 /* clang-format off */
 static const struct cfg_key cfg_keys[] = {
     {"listen", CFG_T_ADDR_LIST, "[\"127.0.0.1:2525\"]", 1, 64, CFG_L(listen), NULL},
+    {"listen_smtps", CFG_T_ADDR_LIST, "[]", 0, 16, CFG_L(listen_smtps), NULL},
     {"spool_dir", CFG_T_STRING, "\"./var/spool\"", 1, PATH_MAX - 1, CFG_F(spool_dir), NULL},
     {"workers", CFG_T_UINT, "0", 0, 64, CFG_F(workers), NULL},
     {"hostname", CFG_T_STRING, NULL, 1, 253, CFG_F(hostname), cfg_check_host},
@@ -128,6 +129,10 @@ static const struct cfg_key cfg_keys[] = {
     {"command_timeout", CFG_T_DURATION_MS, "300s", 100, CFG_DAY, CFG_F(command_timeout_ms), NULL},
     {"connection_cache_time", CFG_T_DURATION_MS, "2s", 0, CFG_DAY, CFG_F(connection_cache_ms), NULL},
     {"destination_failure_limit", CFG_T_UINT, "3", 1, 1000, CFG_F(destination_failure_limit), NULL},
+    {"listen_submission", CFG_T_ADDR_LIST, "[]", 0, 64, CFG_L(listen_submission), NULL},
+    {"auth_users", CFG_T_STRING, NULL, 1, PATH_MAX - 1, CFG_F(auth_users), NULL}, /* NULL: none */
+    {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
+    {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
 };
 /* clang-format on */
 
@@ -136,8 +141,8 @@ static const struct cfg_key cfg_keys[] = {
 /* Blocks owned by later modules, read from c->tree (e.g. "binding",
  * "transport", "tls").  NULL-terminated. */
 /* blocks read by other modules: `binding "NAME" { }` by sinks/binding.c */
-/* `transport { }` and `retry { }` by core/route.c */
-static const char *const cfg_reserved_keys[] = {"binding", "transport", "retry", NULL};
+/* `transport { }` and `retry { }` by core/route.c; `tls { }` by net/tls.c */
+static const char *const cfg_reserved_keys[] = {"binding", "transport", "retry", "tls", NULL};
 
 /* Where a value came from, for messages. */
 struct cfg_src {

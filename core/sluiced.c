@@ -15,6 +15,11 @@
  *	prints any error, and exits; --bindings prints the resolved chain of
  *	every event and exits.  SIGUSR1 prints the per-binding statistics to
  *	stderr (they are printed at exit too, when bindings exist).
+ *	With a `tls { cert; key; }` block, STARTTLS is offered and the
+ *	listen_smtps addresses speak implicit TLS; a missing, unreadable or
+ *	mismatched key is a start-up error naming the file.  SIGHUP reloads
+ *	the certificate and key (new connections get them; on error the old
+ *	ones stay and the reason is logged).
  * DIAGNOSTICS
  *	Start-up errors are one line on stderr naming the cause; exit 1 (bad
  *	usage 2).
@@ -27,7 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/auth.h"
 #include "core/cfg.h"
+#include "net/tls.h"
 #include "core/log.h"
 #include "core/qmgr.h"
 #include "net/net.h"
@@ -52,7 +59,35 @@ struct sig_ctx {
     sigset_t set;
     struct net_server *srv;
     struct sink_engine *engine;
+    struct tls_server *tls;
 };
+
+/* SMTP AUTH: the password file and the failure limit, for every worker;
+ * the pool is set once the scheduler exists.  Freed at exit (atexit: every
+ * return from main). */
+static struct auth_service sluiced_auth;
+
+static void sluiced_auth_fini(void)
+{
+    auth_service_install(NULL);
+    auth_store_destroy(sluiced_auth.store);
+    auth_limit_destroy(sluiced_auth.limit);
+}
+
+static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
+{
+    atexit(sluiced_auth_fini);
+    if (cfg->auth_users != NULL &&
+        (sluiced_auth.store = auth_store_create(cfg->auth_users, err, errlen)) == NULL)
+        return -1;
+    sluiced_auth.limit =
+        auth_limit_create(cfg->auth_max_failures, cfg->auth_failure_window_ms, 16384);
+    if (sluiced_auth.limit == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
 
 static void *signal_thread(void *arg)
 {
@@ -63,6 +98,23 @@ static void *signal_thread(void *arg)
             continue;
         if (sig == SIGUSR1) {
             sink_engine_print_stats(sc->engine, stderr);
+            continue;
+        }
+        if (sig == SIGHUP && sluiced_auth.store != NULL) {
+            char aerr[512];
+            if (auth_store_reload(sluiced_auth.store, aerr, sizeof(aerr)) < 0)
+                log_msg(LOG_ERROR, "SIGHUP: auth_users: %s; the previous users stay", aerr);
+            else
+                log_msg(LOG_INFO, "SIGHUP: auth_users reloaded");
+        }
+        if (sig == SIGHUP) {
+            char err[512];
+            if (sc->tls == NULL)
+                log_msg(LOG_INFO, "SIGHUP: no TLS configured, nothing to reload");
+            else if (tls_server_reload(sc->tls, err, sizeof(err)) < 0)
+                log_msg(LOG_ERROR, "SIGHUP: %s; the previous certificate stays in use", err);
+            else
+                log_msg(LOG_INFO, "SIGHUP: TLS certificate and key reloaded");
             continue;
         }
         if (sig == SIGTERM || sig == SIGINT) {
@@ -139,13 +191,32 @@ int main(int argc, char **argv)
     enum log_level lv;
     if (log_level_parse(cfg->log_level, &lv) == 0)
         log_set_level(lv);
+    if (sluiced_auth_init(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sluiced: auth_users: %s\n", err);
+        cfg_destroy(cfg);
+        return 1;
+    }
     struct sink_engine *engine = sink_engine_create(cfg, err, sizeof(err));
     if (engine == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         cfg_destroy(cfg);
         return 1;
     }
+    struct tls_opts topts;
+    struct tls_server *tls = NULL;
+    int trc = tls_opts_from_cfg(cfg, &topts, err, sizeof(err));
+    if (trc > 0)
+        tls = tls_server_create(&topts, err, sizeof(err));
+    if (trc < 0 || (trc > 0 && tls == NULL) || (trc == 0 && cfg->nlisten_smtps > 0)) {
+        if (trc == 0)
+            snprintf(err, sizeof(err), "listen_smtps needs a tls { cert = ...; key = ...; } block");
+        fprintf(stderr, "sluiced: %s\n", err);
+        sink_engine_destroy(engine);
+        cfg_destroy(cfg);
+        return 1;
+    }
     if (check || bindings) {
+        tls_server_destroy(tls);
         if (bindings)
             sink_engine_print_bindings(engine, stdout);
         else
@@ -162,6 +233,7 @@ int main(int argc, char **argv)
     if (pool == NULL) {
         fprintf(stderr, "sluiced: scheduler: out of memory or descriptors\n");
         sink_engine_destroy(engine);
+        tls_server_destroy(tls);
         cfg_destroy(cfg);
         return 1;
     }
@@ -170,6 +242,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluiced: %s\n", err);
         sched_pool_destroy(pool);
         sink_engine_destroy(engine);
+        tls_server_destroy(tls);
         cfg_destroy(cfg);
         return 1;
     }
@@ -186,6 +259,7 @@ int main(int argc, char **argv)
         qmgr_destroy(qm);
         sched_pool_destroy(pool);
         sink_engine_destroy(engine);
+        tls_server_destroy(tls);
         cfg_destroy(cfg);
         return 1;
     }
@@ -207,17 +281,32 @@ int main(int argc, char **argv)
         qmgr_destroy(qm);
         spool_close(sp);
         sink_engine_destroy(engine);
+        tls_server_destroy(tls);
         sched_pool_destroy(pool);
         cfg_destroy(cfg);
         return 1;
     }
+    net_server_set_tls(srv, tls);
+    sluiced_auth.pool = pool; /* the hashes run as scheduler tasks */
+    auth_service_install(&sluiced_auth);
+    if (sluiced_auth.store != NULL) {
+        struct auth_table *at = auth_store_get(sluiced_auth.store);
+        log_msg(LOG_INFO, "AUTH: %zu users from %s", auth_table_count(at), cfg->auth_users);
+        auth_table_unref(at);
+    }
     for (size_t i = 0; i < net_server_listen_count(srv); i++)
-        log_msg(LOG_INFO, "listening on %s", net_server_listen_addr(srv, i));
+        log_msg(LOG_INFO, "listening on %s%s", net_server_listen_addr(srv, i),
+                net_server_listen_kind(srv, i) == SMTP_L_SMTPS        ? " (implicit TLS)"
+                : net_server_listen_kind(srv, i) == SMTP_L_SUBMISSION ? " (submission)"
+                                                                      : "");
+    if (tls)
+        log_msg(LOG_INFO, "TLS: certificate %s, STARTTLS offered", topts.cert);
     log_msg(LOG_INFO, "sluiced %s: %u workers, hostname %s", SLUICE_VERSION, cfg->workers,
             cfg->hostname);
 
     sc.srv = srv;
     sc.engine = engine;
+    sc.tls = tls;
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &sc);
     rc = net_server_run(srv, err, sizeof(err));
@@ -250,6 +339,7 @@ int main(int argc, char **argv)
     spool_close(sp);
     sink_engine_destroy(engine); /* joins the sinks' own threads before the pool goes */
     sched_pool_destroy(pool);
+    tls_server_destroy(tls); /* after the signal thread can no longer reload it */
     cfg_destroy(cfg);
     free(ov);
     return rc < 0 ? 1 : 0;

@@ -109,6 +109,26 @@ size_t smtp_session_backlog(const struct smtp_session *s);
  * ring's buffers), so that every buffer it references goes back. */
 void smtp_session_release_buffers(struct smtp_session *s);
 
+/* The kind of listener a session came in on (set before smtp_session_start).
+ * PLAIN: port 25 style, STARTTLS offered when TLS is configured; SMTPS:
+ * implicit TLS (RFC 8314), the session starts once the handshake is done;
+ * SUBMISSION: port 587 style (AUTH required, see core/auth.h). */
+enum smtp_listener { SMTP_L_PLAIN, SMTP_L_SMTPS, SMTP_L_SUBMISSION };
+void smtp_session_set_listener(struct smtp_session *s, enum smtp_listener kind);
+
+/* TLS (net/tls.h does the crypto; the session only sees plaintext).
+ * smtp_server_set_tls: whether this worker's connections can start TLS
+ * (STARTTLS is offered in EHLO only then).
+ * smtp_session_starttls_wanted: the session accepted STARTTLS: its
+ * pending output (the 220) goes out in plaintext, every later octet from
+ * the client is TLS; input queued behind the STARTTLS line was discarded.
+ * smtp_session_tls_started: the handshake is done; desc ("TLSv1.3 with
+ * cipher TLS_AES_256_GCM_SHA384 (256/256 bits)") is copied.  After
+ * STARTTLS the session is back to just after the greeting (EHLO again). */
+void smtp_server_set_tls(struct smtp_server *srv, bool available);
+bool smtp_session_starttls_wanted(const struct smtp_session *s);
+void smtp_session_tls_started(struct smtp_session *s, const char *desc);
+
 /* Uses the monotonic coarse clock unless a test sets one (0 = real). */
 void smtp_set_test_clock(uint64_t now_ms);
 

@@ -160,6 +160,8 @@ static enum smtp_reply_id smtp_check_mail(struct smtp_session *s, const char *ar
 {
     if (s->hello == SMTP_HELLO_NONE)
         return SMTP_R_NEED_HELO;
+    if (s->listener == SMTP_L_SUBMISSION && s->auth_user == NULL)
+        return SMTP_R_AUTH_REQUIRED; /* RFC 6409 4.3: submission requires AUTH */
     if (s->txn.active)
         return SMTP_R_NESTED_MAIL;
     if (strncasecmp(arg, "FROM:", 5) != 0)
@@ -247,8 +249,8 @@ static enum smtp_reply_id smtp_check_rcpt(struct smtp_session *s, const char *ar
 /* May this client send to this recipient?  (see DESCRIPTION) */
 static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct smtp_path *path)
 {
-    if (s->trusted || !path->has_domain)
-        return true; /* mynetworks, or <postmaster> */
+    if (s->trusted || s->auth_user != NULL || !path->has_domain)
+        return true; /* mynetworks, authenticated (RFC 4954 1), or <postmaster> */
     if (path->literal)
         return false;
     for (size_t i = 0; i < path->local_len; i++)
@@ -481,6 +483,28 @@ static void smtp_proceed_help(struct smtp_session *s, const char *arg)
     smtp_reply_help(s);
 }
 
+/* ---- STARTTLS (RFC 3207) ---- */
+
+static enum smtp_reply_id smtp_check_starttls(struct smtp_session *s, const char *arg)
+{
+    if (s->tls != NULL)
+        return SMTP_R_TLS_ACTIVE;
+    if (!s->srv->tls_available || s->listener == SMTP_L_SMTPS)
+        return SMTP_R_UNKNOWN; /* not offered: as if we did not know it */
+    if (s->txn.active)
+        return SMTP_R_TLS_IN_TXN;
+    return SMTP_R_NONE;
+}
+
+/* The 220 goes out in plaintext; whatever the client sent behind the
+ * STARTTLS line is dropped unread (CVE-2011-0411), and the session
+ * forgets everything it was told (RFC 3207 4.2). */
+static void smtp_proceed_starttls(struct smtp_session *s, const char *arg)
+{
+    smtp_reply(s, SMTP_R_TLS_GO);
+    smtp_session_tls_begin(s);
+}
+
 static const struct smtp_cmd smtp_cmds[] = {
     {"EHLO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_ehlo},
     {"HELO", SMTP_ARGS_ANY, SMTP_GROUP_LAST, smtp_check_helo, smtp_proceed_helo},
@@ -493,6 +517,8 @@ static const struct smtp_cmd smtp_cmds[] = {
     {"VRFY", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_vrfy, smtp_proceed_vrfy},
     {"QUIT", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_quit},
     {"HELP", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_check_none, smtp_proceed_help},
+    {"AUTH", SMTP_ARGS_ANY, SMTP_GROUP_ANY, smtp_auth_check, smtp_auth_proceed},
+    {"STARTTLS", SMTP_ARGS_NONE, SMTP_GROUP_ANY, smtp_check_starttls, smtp_proceed_starttls},
 };
 
 /* The server's link of the command event: the verb must be one of ours,

@@ -45,6 +45,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/auth.h"
 #include "core/log.h"
 #include "core/smtp_int.h"
 
@@ -253,15 +254,41 @@ static void smtp_rfc5322_date(int64_t ms, char *out, size_t len)
              months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+/* "\r\n\t(Authenticated sender: USER)" for an authenticated session, else
+ * "".  The name is shown as printable ASCII: anything that could end the
+ * comment or the line (parentheses, backslash, controls, non-ASCII)
+ * becomes '?'. */
+static void smtp_received_auth(const struct smtp_session *s, char *out, size_t len)
+{
+    out[0] = '\0';
+    if (s->auth_user == NULL)
+        return;
+    int n = snprintf(out, len, "\r\n\t(Authenticated sender: ");
+    size_t o = n > 0 ? (size_t)n : 0;
+    for (const char *u = s->auth_user; *u != '\0' && o + 2 < len; u++) {
+        unsigned char c = (unsigned char)*u;
+        out[o++] = c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '\\' ? '?' : (char)c;
+    }
+    out[o++] = ')';
+    out[o] = '\0';
+}
+
 /* The Received: header (RFC 5321 4.4; "with" per RFC 3848).  Only checked
  * text goes in: the HELO name, the client address, our hostname, and
  * the recipient when there is exactly one. */
 static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arrival_ms)
 {
-    char date[64], idstr[17];
-    const char *with =
-        s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP";
-    size_t cap = 160 + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX + SMTP_PATH_MAX;
+    char date[64], idstr[17], with[16], tls[160], authl[48 + AUTH_USER_MAX];
+    /* RFC 3848: ESMTPS once TLS is active; Postfix's "(using ...)" line */
+    snprintf(with, sizeof(with), "%s%s%s",
+             s->hello == SMTP_HELLO_EHLO ? (s->txn.smtputf8 ? "UTF8SMTP" : "ESMTP") : "SMTP",
+             s->tls != NULL && s->hello == SMTP_HELLO_EHLO ? "S" : "",
+             s->auth_user != NULL && s->hello == SMTP_HELLO_EHLO ? "A" : "");
+    smtp_received_auth(s, authl, sizeof(authl)); /* Postfix's "(Authenticated sender: ...)" */
+    snprintf(tls, sizeof(tls), "%s%.120s%s", s->tls ? "\r\n\t(using " : "", s->tls ? s->tls : "",
+             s->tls ? ")" : "");
+    size_t cap = 160 + sizeof(tls) + sizeof(authl) + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX +
+                 SMTP_PATH_MAX;
     struct mbuf *m = mbuf_heap(cap);
     if (m == NULL)
         return -ENOMEM;
@@ -270,13 +297,14 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
     int n;
     if (s->txn.nrcpt == 1)
         n = snprintf(m->data, cap,
-                     "Received: from %s (%s)\r\n\tby %.255s (sluice) with %s id %s\r\n"
+                     "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s\r\n"
                      "\tfor <%s>; %s\r\n",
-                     s->helo, s->client_lit, s->cfg->hostname, with, idstr, s->txn.rcpts[0], date);
+                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, s->txn.rcpts[0],
+                     date);
     else
         n = snprintf(m->data, cap,
-                     "Received: from %s (%s)\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
-                     s->helo, s->client_lit, s->cfg->hostname, with, idstr, date);
+                     "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
+                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, date);
     if (n < 0 || (size_t)n >= cap) {
         mbuf_unref(m);
         return -EINVAL;

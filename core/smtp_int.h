@@ -32,7 +32,7 @@
 /* ---- limits ---- */
 
 #define SMTP_LINE_MAX 512               /* command line incl. CRLF (RFC 5321 4.5.3.1.4) */
-#define SMTP_AUTH_LINE_MAX 12288        /* AUTH responses (RFC 4954), for later */
+#define SMTP_AUTH_LINE_MAX 12288        /* AUTH responses incl. CRLF (RFC 4954 4) */
 #define SMTP_HELO_MAX 255               /* stored HELO/EHLO argument */
 #define SMTP_PATH_MAX 256               /* path incl. <> (RFC 5321 4.5.3.1.3) */
 #define SMTP_LOCAL_MAX 64               /* local part (4.5.3.1.1) */
@@ -109,6 +109,26 @@ enum smtp_reply_id {
     SMTP_R_SINK_DROP,          /* ... DROP: close */
     SMTP_R_SINK_CONN_REJECT,   /* REJECT at connect: instead of 220, close */
     SMTP_R_SINK_CONN_TEMPFAIL, /* TEMPFAIL at connect: instead of 220, close */
+    SMTP_R_TLS_GO,             /* 220 after STARTTLS */
+    SMTP_R_TLS_ACTIVE,         /* a second STARTTLS */
+    SMTP_R_TLS_IN_TXN,         /* STARTTLS inside a mail transaction */
+    SMTP_R_AUTH_OK,            /* 235 2.7.0 */
+    SMTP_R_AUTH_CHALLENGE,     /* 334 and the base64 challenge as the detail */
+    SMTP_R_AUTH_FAILED,        /* 535 5.7.8 */
+    SMTP_R_AUTH_NEED_TLS,      /* 538 5.7.11 */
+    SMTP_R_AUTH_REQUIRED,      /* 530 5.7.0 (submission: MAIL before AUTH) */
+    SMTP_R_AUTH_TWICE,         /* 503 5.5.1 already authenticated */
+    SMTP_R_AUTH_NEED_EHLO,     /* 503 5.5.1 */
+    SMTP_R_AUTH_IN_TXN,        /* 503 5.5.1 */
+    SMTP_R_AUTH_DISABLED,      /* 503 5.5.1 not offered */
+    SMTP_R_AUTH_SYNTAX,        /* 501 5.5.4 AUTH without a mechanism */
+    SMTP_R_AUTH_MECH,          /* 504 5.5.4 unknown mechanism */
+    SMTP_R_AUTH_ABORTED,       /* 501 5.0.0 the client sent "*" */
+    SMTP_R_AUTH_BASE64,        /* 501 5.5.2 malformed base64 */
+    SMTP_R_AUTH_MALFORMED,     /* 501 5.7.0 a malformed PLAIN message or user name */
+    SMTP_R_AUTH_LINE_LONG,     /* 500 5.5.6 a response over 12288 octets */
+    SMTP_R_AUTH_TEMPFAIL,      /* 454 4.7.0 */
+    SMTP_R_AUTH_LIMIT,         /* 421 4.7.0 too many failures from the network, close */
     SMTP_R_SINK_REPLY,         /* the reply the deciding sink set (s->sk->reply) */
     SMTP_R_COUNT_
 };
@@ -210,6 +230,7 @@ struct smtp_server {
     void (*kick)(void *cookie);
     struct sink_worker *sinks;   /* NULL: no sinks */
     struct sink_engine *engine;  /* sinks' engine, for sink_engine_bound() */
+    bool tls_available;          /* STARTTLS may be offered (net has a TLS context) */
     struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
     unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
@@ -222,7 +243,9 @@ enum smtp_phase {
     SMTP_P_DATA,   /* after 354: scanning for <CRLF>.<CRLF> */
     SMTP_P_BDAT,   /* reading the octets of a BDAT chunk */
     SMTP_P_PARKED, /* waiting for the group commit of our message */
-    SMTP_P_SINK,   /* waiting for an event's chain that went pending */
+    SMTP_P_SINK,   /* waiting for an event's chain that went pending, or an AUTH hash */
+    SMTP_P_AUTH,   /* reading an AUTH response line (smtp_auth.c) */
+    SMTP_P_TLS,    /* STARTTLS accepted: waiting for the handshake (nothing is read) */
 };
 
 enum smtp_hello { SMTP_HELLO_NONE, SMTP_HELLO_HELO, SMTP_HELLO_EHLO };
@@ -329,6 +352,11 @@ struct smtp_session {
     char client[64];     /* "192.0.2.1", "2001:db8::1" */
     char client_lit[72]; /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
     bool trusted;        /* the client is in mynetworks */
+    enum smtp_listener listener; /* where the client connected */
+    char *tls;           /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
+    bool tls_wanted;     /* STARTTLS accepted, the handshake has not completed */
+    char *auth_user;     /* NULL, or the AUTH identity (owned) */
+    struct smtp_auth *auth; /* an AUTH exchange in progress (smtp_auth.c), else NULL */
 
     enum smtp_phase phase;
     bool greeted;      /* the first reply was taken for sending */
@@ -385,6 +413,10 @@ void smtp_out_append(struct smtp_session *s, const char *p, size_t n);
 void smtp_close(struct smtp_session *s);
 /* Processes queued input until it runs out or the session must wait. */
 void smtp_session_pump(struct smtp_session *s);
+/* STARTTLS accepted (after its 220 was queued): input queued behind it
+ * is discarded, the session returns to just after the greeting and waits
+ * in SMTP_P_TLS for smtp_session_tls_started(). */
+void smtp_session_tls_begin(struct smtp_session *s);
 /* Drops n octets from the front of the input queue. */
 void smtp_inq_consume(struct smtp_session *s, size_t n);
 
@@ -395,6 +427,21 @@ void smtp_txn_reset(struct smtp_session *s);
 /* The transaction's commit is queued (or it ended): no longer a sibling the
  * group commit should wait for. */
 void smtp_txn_unsibling(struct smtp_session *s);
+
+/* smtp_auth.c */
+/* The AUTH verb's check and proceed steps (the command table's row). */
+enum smtp_reply_id smtp_auth_check(struct smtp_session *s, const char *arg);
+void smtp_auth_proceed(struct smtp_session *s, const char *arg);
+/* Whether AUTH is offered at all (a password file or an auth sink). */
+bool smtp_auth_enabled(const struct smtp_session *s);
+/* SMTP_P_AUTH: takes input up to one response line. */
+void smtp_auth_feed(struct smtp_session *s);
+/* The session ends: an AUTH hash still running is abandoned. */
+void smtp_auth_session_end(struct smtp_session *s);
+/* AUTH's arguments as command sinks see them: the mechanism only. */
+const char *smtp_auth_public_args(const char *args);
+/* The auth event's verb, mechanism, user and password. */
+void smtp_auth_event_data(const struct smtp_session *s, struct sink_event_data *d);
 
 /* smtp_data.c */
 /* DATA accepted: begins the spool txn and adds the Received: header. */

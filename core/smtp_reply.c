@@ -114,6 +114,26 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_SINK_DROP] = {"421", "4.7.0", "Closing connection", H | C},
     [SMTP_R_SINK_CONN_REJECT] = {"554", "5.7.1", "Rejected by policy", H | C},
     [SMTP_R_SINK_CONN_TEMPFAIL] = {"421", "4.7.1", "Try again later", H | C},
+    [SMTP_R_TLS_GO] = {"220", "2.0.0", "Ready to start TLS", 0},
+    [SMTP_R_TLS_ACTIVE] = {"554", "5.5.1", "Error: TLS already active", E},
+    [SMTP_R_TLS_IN_TXN] = {"503", "5.5.1", "Error: MAIL transaction in progress", E},
+    [SMTP_R_AUTH_OK] = {"235", "2.7.0", "Authentication successful", 0},
+    [SMTP_R_AUTH_CHALLENGE] = {"334", NULL, "", 0},
+    [SMTP_R_AUTH_FAILED] = {"535", "5.7.8", "Error: authentication failed", E},
+    [SMTP_R_AUTH_NEED_TLS] = {"538", "5.7.11", "Encryption required for requested authentication mechanism", E},
+    [SMTP_R_AUTH_REQUIRED] = {"530", "5.7.0", "Authentication required", E},
+    [SMTP_R_AUTH_TWICE] = {"503", "5.5.1", "Error: already authenticated", E},
+    [SMTP_R_AUTH_NEED_EHLO] = {"503", "5.5.1", "Error: send EHLO first", E},
+    [SMTP_R_AUTH_IN_TXN] = {"503", "5.5.1", "Error: MAIL transaction in progress", E},
+    [SMTP_R_AUTH_DISABLED] = {"503", "5.5.1", "Error: authentication not enabled", E},
+    [SMTP_R_AUTH_SYNTAX] = {"501", "5.5.4", "Syntax: AUTH mechanism", E},
+    [SMTP_R_AUTH_MECH] = {"504", "5.5.4", "Unrecognized authentication type", E},
+    [SMTP_R_AUTH_ABORTED] = {"501", "5.0.0", "Authentication aborted", E},
+    [SMTP_R_AUTH_BASE64] = {"501", "5.5.2", "Error: invalid base64 data", E},
+    [SMTP_R_AUTH_MALFORMED] = {"501", "5.7.0", "Error: malformed authentication data", E},
+    [SMTP_R_AUTH_LINE_LONG] = {"500", "5.5.6", "Authentication exchange line is too long", E},
+    [SMTP_R_AUTH_TEMPFAIL] = {"454", "4.7.0", "Temporary authentication failure", 0},
+    [SMTP_R_AUTH_LIMIT] = {"421", "4.7.0", "Error: too many authentication failures", H | C},
     /* SMTP_R_SINK_REPLY has no row: its code and text are the sink's */
 };
 
@@ -321,9 +341,13 @@ void smtp_reply_ehlo(struct smtp_session *s)
     if (s->closing)
         return;
     snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)s->cfg->max_message_size);
-    const char *const kw[] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
-                              "ENHANCEDSTATUSCODES", "CHUNKING"};
-    const size_t nkw = sizeof(kw) / sizeof(kw[0]);
+    const char *kw[8] = {"PIPELINING",          size,      "8BITMIME", "SMTPUTF8",
+                         "ENHANCEDSTATUSCODES", "CHUNKING"};
+    size_t nkw = 6;
+    if (s->srv->tls_available && s->tls == NULL && s->listener != SMTP_L_SMTPS)
+        kw[nkw++] = "STARTTLS"; /* RFC 3207: not once TLS is active */
+    if (s->tls != NULL && smtp_auth_enabled(s))
+        kw[nkw++] = "AUTH PLAIN LOGIN"; /* RFC 4954; only under TLS (smtp_auth.c) */
     struct smtp_rbuf rb;
     smtp_rbuf_init(&rb);
     bool close;

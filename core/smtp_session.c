@@ -271,7 +271,7 @@ void smtp_session_pump(struct smtp_session *s)
         return; /* the outer loop goes on */
     s->pumping = true;
     while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_SINK &&
-           s->phase != SMTP_P_NEW) {
+           s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS) {
         if (s->phase == SMTP_P_CMD && s->shutdown) {
             smtp_reply(s, SMTP_R_SHUTDOWN);
             break;
@@ -287,6 +287,9 @@ void smtp_session_pump(struct smtp_session *s)
             break;
         case SMTP_P_BDAT:
             smtp_bdat_feed(s);
+            break;
+        case SMTP_P_AUTH:
+            smtp_auth_feed(s); /* an AUTH response line (smtp_auth.c) */
             break;
         default:
             break;
@@ -364,6 +367,7 @@ void smtp_session_destroy(struct smtp_session *s)
     if (s == NULL)
         return;
     smtp_sinks_session_end(s); /* first: disconnect sinks see the session as it was */
+    smtp_auth_session_end(s);  /* an AUTH hash still running is abandoned */
     if (s->committed != NULL) {
         spool_txn_orphan(s->committed); /* stays in the spool; no 250 was seen */
         s->committed = NULL;
@@ -373,6 +377,7 @@ void smtp_session_destroy(struct smtp_session *s)
     mchain_fini(&s->txn.body);
     smtp_inq_clear(s);
     mchain_fini(&s->inq);
+    free(s->tls);
     free(s->out[0].p);
     free(s->out[1].p);
     free(s);
@@ -413,8 +418,8 @@ void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, ui
 {
     if (s->phase == SMTP_P_NEW)
         log_panic("smtp_session_input: session not started");
-    if (s->closing || s->backlog_over || len == 0)
-        return;
+    if (s->closing || s->backlog_over || len == 0 || s->phase == SMTP_P_TLS)
+        return; /* during STARTTLS: never plaintext (net sends only decrypted input) */
     s->last_input_ms = smtp_now_ms();
     if (!s->greeted) { /* talking before the greeting was even sent */
         smtp_reply(s, SMTP_R_SYNC);
@@ -446,8 +451,8 @@ void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
 {
     const struct cfg *c = s->cfg;
     if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED ||
-        s->phase == SMTP_P_SINK)
-        return;
+        s->phase == SMTP_P_SINK || s->phase == SMTP_P_TLS)
+        return; /* a handshake is timed by net */
     if (c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
         now_ms - s->last_input_ms > c->idle_timeout_ms) {
         s->srv->stats.timeouts++;
@@ -493,4 +498,51 @@ void smtp_session_release_buffers(struct smtp_session *s)
     else
         smtp_reply(s, SMTP_R_NOMEM_CLOSE); /* the input is lost: end here */
     mbuf_unref(m);
+}
+
+/* ---- TLS ---- */
+
+void smtp_session_set_listener(struct smtp_session *s, enum smtp_listener kind)
+{
+    s->listener = kind;
+}
+
+void smtp_server_set_tls(struct smtp_server *srv, bool available)
+{
+    srv->tls_available = available;
+}
+
+bool smtp_session_starttls_wanted(const struct smtp_session *s)
+{
+    return s->tls_wanted;
+}
+
+void smtp_session_tls_begin(struct smtp_session *s)
+{
+    if (s->closing)
+        return;
+    smtp_inq_clear(s); /* plaintext behind STARTTLS: never interpreted */
+    smtp_txn_reset(s);
+    s->hello = SMTP_HELLO_NONE;
+    s->helo[0] = '\0';
+    s->linelen = 0;
+    s->line_over = false;
+    s->tls_wanted = true;
+    s->phase = SMTP_P_TLS;
+}
+
+void smtp_session_tls_started(struct smtp_session *s, const char *desc)
+{
+    free(s->tls);
+    s->tls = strdup(desc);
+    if (s->tls == NULL) {
+        smtp_reply(s, SMTP_R_NOMEM_CLOSE);
+        return;
+    }
+    if (s->tls_wanted) {
+        s->tls_wanted = false;
+        s->phase = SMTP_P_CMD;
+        s->last_input_ms = smtp_now_ms();
+        smtp_session_pump(s);
+    }
 }

@@ -103,6 +103,8 @@ static void smtp_sev_fill(struct smtp_session *s, struct sink_event_data *d, enu
     struct smtp_sk *k = s->sk;
     memset(d, 0, sizeof(*d));
     d->client_addr = s->client;
+    d->tls = s->tls;
+    d->auth_user = s->auth_user;
     d->helo = s->hello != SMTP_HELLO_NONE ? s->helo : NULL;
     if (s->txn.active) {
         d->sender = s->txn.sender;
@@ -133,9 +135,14 @@ static void smtp_sev_fill(struct smtp_session *s, struct sink_event_data *d, enu
     case SINK_EV_EOD:
         smtp_sinkmsg_eod(s, d);
         break;
+    case SINK_EV_AUTH:
+        smtp_auth_event_data(s, d);
+        break;
     default:
         break;
     }
+    if (ev == SINK_EV_COMMAND && strcmp(s->cmd_verb, "AUTH") == 0)
+        d->args = smtp_auth_public_args(s->cmd_args); /* never the initial response */
     if (k->mbag == NULL) /* the last one left with its message (submission) */
         k->mbag = sink_bag_create();
     d->session_bag = k->sbag;

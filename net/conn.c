@@ -47,7 +47,7 @@ struct io_uring_sqe *net_sqe(struct net_worker *w)
     return sqe;
 }
 
-static void net_conn_mark(struct net_worker *w, struct net_conn *c)
+void net_conn_mark(struct net_worker *w, struct net_conn *c)
 {
     if (!c->dirty) {
         c->dirty = true;
@@ -73,7 +73,7 @@ void net_conn_arm_recv(struct net_worker *w, struct net_conn *c)
     c->recv_want = false;
 }
 
-static void net_conn_submit_send(struct net_worker *w, struct net_conn *c)
+void net_conn_submit_send(struct net_worker *w, struct net_conn *c)
 {
     struct io_uring_sqe *sqe = net_sqe(w);
     io_uring_prep_send(sqe, c->fd, c->send_p, c->send_left, MSG_NOSIGNAL);
@@ -112,6 +112,7 @@ static void net_conn_free(struct net_worker *w, struct net_conn *c)
     if (c->counted_ip)
         net_iplimit_release((const struct sockaddr *)&c->peer);
     c->counted_ip = false;
+    net_tls_free(c);
     c->state = NET_CONN_FREE;
     c->fd = -1;
     c->gen = (c->gen + 1) & 0xffffff;
@@ -120,7 +121,7 @@ static void net_conn_free(struct net_worker *w, struct net_conn *c)
     w->active--;
 }
 
-void net_conn_accepted(struct net_worker *w, int fd)
+void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind)
 {
     const struct cfg *cfg = w->srv->cfg;
     if (w->stopping || w->free_head == UINT32_MAX) {
@@ -138,6 +139,7 @@ void net_conn_accepted(struct net_worker *w, int fd)
     c->recv_paused = c->recv_cancelling = false;
     c->send_p = NULL;
     c->send_left = 0;
+    c->kind = kind;
     c->peerlen = sizeof(c->peer);
     if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
         memset(&c->peer, 0, sizeof(c->peer));
@@ -164,7 +166,17 @@ void net_conn_accepted(struct net_worker *w, int fd)
         net_conn_free(w, c);
         return;
     }
-    smtp_session_start(c->sess, how);
+    smtp_session_set_listener(c->sess, kind);
+    if (kind == SMTP_L_SMTPS) { /* RFC 8314: the handshake first, then the 220 */
+        c->start_how = how;
+        if (!net_tls_begin(w, c)) {
+            c->state = NET_CONN_CLOSING;
+            net_conn_free(w, c);
+            return;
+        }
+    } else {
+        smtp_session_start(c->sess, how);
+    }
     net_conn_arm_recv(w, c);
     net_conn_mark(w, c);
 }
@@ -178,8 +190,15 @@ void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring
         struct mbuf *b = &w->bufs.bufs[cqe->flags >> IORING_CQE_BUFFER_SHIFT];
         w->bufs.free--;
         b->refs = 1; /* ours, dropped below */
-        if (c->state == NET_CONN_OPEN)
-            smtp_session_input(c->sess, b, 0, (uint32_t)res);
+        if (c->state == NET_CONN_OPEN) {
+            if (c->tls != NULL) {
+                net_tls_input(w, c, b->data, (size_t)res);
+            } else {
+                smtp_session_input(c->sess, b, 0, (uint32_t)res);
+                if (smtp_session_starttls_wanted(c->sess) && !net_tls_begin(w, c))
+                    smtp_session_eof(c->sess);
+            }
+        }
         mbuf_unref(b);
         if (!c->recv_armed && c->state != NET_CONN_CLOSING)
             c->recv_want = true;
@@ -223,8 +242,12 @@ void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res)
     }
     c->send_p = NULL;
     c->send_left = 0;
-    if (c->sess)
+    if (c->send_tx) {
+        c->send_tx = false;
+        c->tx_len = 0;
+    } else if (c->sess) {
         smtp_session_out_done(c->sess);
+    }
     net_conn_mark(w, c);
 }
 
@@ -233,14 +256,21 @@ void net_conn_flush(struct net_worker *w, struct net_conn *c)
 {
     switch (c->state) {
     case NET_CONN_OPEN:
+        if (c->tls == NULL && smtp_session_starttls_wanted(c->sess) && !net_tls_begin(w, c))
+            smtp_session_eof(c->sess); /* STARTTLS reached by a pump outside input */
         if (!c->sending) {
             const char *p;
             size_t len;
-            if (smtp_session_out_take(c->sess, &p, &len)) {
+            bool idle = true;
+            if (c->tls != NULL) {
+                idle = net_tls_flush(w, c);
+            } else if (smtp_session_out_take(c->sess, &p, &len)) {
                 c->send_p = p;
                 c->send_left = len;
                 net_conn_submit_send(w, c);
-            } else if (smtp_session_closing(c->sess)) {
+                idle = false;
+            }
+            if (idle && c->state == NET_CONN_OPEN && smtp_session_closing(c->sess)) {
                 net_conn_drop_session(c);
                 c->state = NET_CONN_LINGER;
                 c->linger_until_ms = net_now_ms() + NET_LINGER_MS;
@@ -278,6 +308,11 @@ void net_conn_tick(struct net_worker *w, struct net_conn *c, uint64_t now_ms)
 {
     switch (c->state) {
     case NET_CONN_OPEN:
+        if (c->tls != NULL && !c->tls_up && (now_ms >= c->tls_deadline_ms || w->stopping)) {
+            log_msg(LOG_INFO, "TLS handshake timed out");
+            net_conn_close_now(w, c);
+            break;
+        }
         smtp_session_tick(c->sess, now_ms);
         if (w->stopping)
             smtp_session_shutdown(c->sess);

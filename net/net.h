@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "core/cfg.h"
+#include "core/smtp.h"
 #include "storage/spool.h"
 
 struct net_server;
@@ -62,6 +63,11 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
 /* The address each listen entry is bound to ("127.0.0.1:41234" after port 0). */
 size_t net_server_listen_count(const struct net_server *srv);
 const char *net_server_listen_addr(const struct net_server *srv, size_t i);
+enum smtp_listener net_server_listen_kind(const struct net_server *srv, size_t i);
+/* TLS for STARTTLS and the listen_smtps listeners (borrowed, must outlive
+ * the server; NULL: none, STARTTLS not offered).  Before net_server_run. */
+struct tls_server;
+void net_server_set_tls(struct net_server *srv, struct tls_server *ts);
 /* Runs the workers until they stop.  0, or -errno with err filled when a
  * worker could not start (its ring or buffer ring setup failed). */
 int net_server_run(struct net_server *srv, char *err, size_t errlen);

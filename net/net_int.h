@@ -22,6 +22,7 @@
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "net/net.h"
+#include "net/tls.h"
 #include "storage/spool.h"
 
 #define NET_BGID 1
@@ -88,6 +89,16 @@ struct net_conn {
     socklen_t peerlen;
     struct net_conn *next_dirty;
     uint32_t next_free;
+    /* TLS (NULL: plaintext; see docs/tls.md) */
+    struct tls_conn *tls;
+    enum smtp_listener kind;
+    enum smtp_start start_how; /* SMTPS: the session starts after the handshake */
+    bool tls_up;               /* the handshake is done */
+    bool tls_bye;              /* close_notify queued */
+    bool send_tx;              /* the send in flight is from tx (else the session's output) */
+    uint64_t tls_deadline_ms;  /* the handshake must end by then */
+    char *tx;                  /* ciphertext being sent */
+    size_t tx_len, tx_cap;
 };
 
 struct net_bufring {
@@ -127,6 +138,7 @@ struct net_worker {
     bool sched_poll_armed;
     uint64_t tasks_run;
     struct smtp_server *smtp;
+    struct mbuf *tls_spare; /* a plaintext buffer no session references, for the next read */
     bool fsync_inflight;
     bool delay_armed;  /* a commit-delay timer is pending */
     bool delay_done;   /* it fired: sync the batch now */
@@ -151,6 +163,8 @@ struct net_server {
     struct net_worker *workers;
     size_t nlisten;
     char listen_text[NET_MAX_LISTEN][64];
+    enum smtp_listener listen_kind[NET_MAX_LISTEN];
+    struct tls_server *tls; /* borrowed; NULL: no TLS */
     atomic_bool stop; /* release in net_server_stop pairs with acquire in the worker's wake */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
@@ -168,8 +182,22 @@ void net_bufring_flush(struct net_worker *w);
 bool net_iplimit_acquire(const struct sockaddr *sa, unsigned limit);
 void net_iplimit_release(const struct sockaddr *sa);
 
+#define NET_TLS_HANDSHAKE_MS 60000 /* bound on a handshake (also idle_timeout) */
+#define NET_TLS_READ 16384          /* plaintext octets per heap buffer */
+#define NET_TLS_TX 32768            /* ciphertext octets per send */
+
+/* conn_tls.c: the TLS side of a connection */
+bool net_tls_begin(struct net_worker *w, struct net_conn *c);
+void net_tls_input(struct net_worker *w, struct net_conn *c, const char *p, size_t n);
+/* The output step of net_conn_flush for a TLS connection: true if a send
+ * was started or the connection must wait. */
+bool net_tls_flush(struct net_worker *w, struct net_conn *c);
+void net_tls_free(struct net_conn *c);
+
 /* conn.c */
-void net_conn_accepted(struct net_worker *w, int fd);
+void net_conn_submit_send(struct net_worker *w, struct net_conn *c);
+void net_conn_mark(struct net_worker *w, struct net_conn *c);
+void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind);
 void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring_cqe *cqe);
 void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res);
 void net_conn_flush(struct net_worker *w, struct net_conn *c);

@@ -126,7 +126,30 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
                       size_t errlen)
 {
     *out = NULL;
-    if (cfg->nlisten == 0 || cfg->nlisten > NET_MAX_LISTEN) {
+    /* every listener with the kind of session it starts */
+    const struct {
+        const struct cfg_sockaddr *v;
+        size_t n;
+        enum smtp_listener kind;
+    } lists[] = {
+        {cfg->listen, cfg->nlisten, SMTP_L_PLAIN},
+        {cfg->listen_smtps, cfg->nlisten_smtps, SMTP_L_SMTPS},
+        {cfg->listen_submission, cfg->nlisten_submission, SMTP_L_SUBMISSION},
+    };
+    const struct cfg_sockaddr *laddr[NET_MAX_LISTEN];
+    enum smtp_listener lkind[NET_MAX_LISTEN];
+    size_t nl = 0;
+    for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
+        for (size_t j = 0; j < lists[k].n; j++) {
+            if (nl == NET_MAX_LISTEN) {
+                snprintf(err, errlen, "listen: at most %d addresses in all", NET_MAX_LISTEN);
+                return -EINVAL;
+            }
+            laddr[nl] = &lists[k].v[j];
+            lkind[nl++] = lists[k].kind;
+        }
+    }
+    if (cfg->nlisten == 0) {
         snprintf(err, errlen, "listen: between 1 and %d addresses are needed", NET_MAX_LISTEN);
         return -EINVAL;
     }
@@ -147,7 +170,8 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
         free(srv);
         return -EINVAL;
     }
-    srv->nlisten = cfg->nlisten;
+    srv->nlisten = nl;
+    memcpy(srv->listen_kind, lkind, nl * sizeof(lkind[0]));
     atomic_init(&srv->stop, false);
     atomic_init(&srv->fsyncs_done, 0);
     const char *fault = getenv("SLUICE_FAULT_FSYNC_AFTER");
@@ -170,10 +194,10 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
         for (size_t j = 0; j < NET_MAX_LISTEN; j++)
             w->listen_fd[j] = -1;
     }
-    for (size_t j = 0; j < cfg->nlisten; j++) {
-        struct sockaddr_storage ss = cfg->listen[j].ss;
-        socklen_t len = cfg->listen[j].len;
-        const char *text = cfg->listen[j].text;
+    for (size_t j = 0; j < nl; j++) {
+        struct sockaddr_storage ss = laddr[j]->ss;
+        socklen_t len = laddr[j]->len;
+        const char *text = laddr[j]->text;
         bool port0 = (ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port) == 0;
         if (!port0) {
@@ -214,6 +238,13 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
 
 size_t net_server_listen_count(const struct net_server *srv) { return srv->nlisten; }
 
+enum smtp_listener net_server_listen_kind(const struct net_server *srv, size_t i)
+{
+    return i < srv->nlisten ? srv->listen_kind[i] : SMTP_L_PLAIN;
+}
+
+void net_server_set_tls(struct net_server *srv, struct tls_server *ts) { srv->tls = ts; }
+
 const char *net_server_listen_addr(const struct net_server *srv, size_t i)
 {
     return i < srv->nlisten ? srv->listen_text[i] : NULL;
@@ -236,6 +267,13 @@ int net_server_run(struct net_server *srv, char *err, size_t errlen)
 {
     unsigned created = 0;
     int rc = 0;
+    for (size_t j = 0; j < srv->nlisten; j++) {
+        if (srv->listen_kind[j] == SMTP_L_SMTPS && srv->tls == NULL) {
+            snprintf(err, errlen, "listen_smtps %s: needs a tls { cert = ...; key = ...; } block",
+                     srv->listen_text[j]);
+            return -EINVAL;
+        }
+    }
     for (; created < srv->nworkers; created++) {
         rc = -pthread_create(&srv->workers[created].thread, NULL, net_worker_main,
                              &srv->workers[created]);

@@ -87,7 +87,7 @@ static void net_worker_on_accept(struct net_worker *w, struct io_uring_cqe *cqe)
     if (!(cqe->flags & IORING_CQE_F_MORE))
         w->accept_armed[i] = false;
     if (cqe->res >= 0) {
-        net_conn_accepted(w, cqe->res);
+        net_conn_accepted(w, cqe->res, w->srv->listen_kind[i]);
     } else if (!w->stopping && cqe->res != -EINTR && cqe->res != -ECONNABORTED) {
         log_msg(LOG_WARN, "accept on %s: %s", w->srv->listen_text[i], strerror(-cqe->res));
     }
@@ -279,6 +279,8 @@ static int net_worker_setup(struct net_worker *w)
         if (w->smtp)
             smtp_server_set_sinks(w->smtp, w->sinks);
     }
+    if (w->smtp)
+        smtp_server_set_tls(w->smtp, w->srv->tls != NULL);
     w->nconns_cap = cfg->max_connections + NET_CONN_SPARE;
     w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
     if (w->smtp == NULL || w->conns == NULL) {
@@ -312,8 +314,15 @@ static void net_worker_teardown(struct net_worker *w)
         spool_writer_destroy(w->spool);
         w->spool = NULL;
     }
+    if (w->conns)
+        for (uint32_t i = 0; i < w->nconns_cap; i++)
+            net_tls_free(&w->conns[i]);
     free(w->conns);
     w->conns = NULL;
+    if (w->tls_spare) {
+        mbuf_unref(w->tls_spare);
+        w->tls_spare = NULL;
+    }
     if (w->sinks) {
         sink_worker_destroy(w->sinks);
         w->sinks = NULL;

@@ -4,14 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}/bin/sluiced
-args=()
+mkdir -p var
 if [ $# -gt 0 ] && [ -n "$1" ]; then
     args=(-c "$1")
+else
+    # the default configuration: plaintext with STARTTLS on 2525, implicit
+    # TLS on 2465, with the self-signed pair the Makefile made in var/tls
+    cat > var/run.conf <<'CONF'
+tls { cert = "./var/tls/cert.pem"; key = "./var/tls/key.pem"; }
+listen_smtps = ["127.0.0.1:2465"];
+CONF
+    args=(-c var/run.conf)
 fi
-mkdir -p var
 cat <<'MSG'
-sluiced is starting on 127.0.0.1:2525 (spool: ./var/spool).  In another shell:
+sluiced is starting on 127.0.0.1:2525 (STARTTLS) and 127.0.0.1:2465 (implicit
+TLS), spool ./var/spool.  In another shell:
   swaks --server 127.0.0.1:2525 --to you@example.test --from me@example.test
+  swaks --server 127.0.0.1:2525 -tls --to you@example.test --from me@example.test
+  openssl s_client -connect 127.0.0.1:2465 -quiet
   build/bin/sluice-spool var/spool list
 Stop it with Ctrl-C.
 MSG

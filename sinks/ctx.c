@@ -67,6 +67,10 @@ const char *sink_auth_user(const struct sink_ctx *ctx)
 {
     return ctx->d->auth_user;
 }
+const char *sink_auth_password(const struct sink_ctx *ctx)
+{
+    return ctx->ev == SINK_EV_AUTH ? ctx->d->auth_password : NULL;
+}
 const char *sink_command_verb(const struct sink_ctx *ctx)
 {
     return ctx->d->verb;

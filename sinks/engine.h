@@ -107,7 +107,8 @@ struct sink_event_data {
     const char *client_addr;
     const char *helo;
     const char *tls;
-    const char *auth_user;
+    const char *auth_user;      /* auth event: the user being authenticated */
+    const char *auth_password;  /* auth event only (NULL elsewhere) */
     const char *verb;           /* command-type events: upper-cased verb */
     const char *args;
     const char *sender;         /* NULL before MAIL */

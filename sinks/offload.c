@@ -116,9 +116,10 @@ static const char *sink_put(char **at, const char *s)
 
 bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
 {
-    const char *const str[] = {d->client_addr, d->helo,       d->tls,     d->auth_user,
-                               d->verb,        d->args,       d->sender,  d->mail_params,
-                               d->rcpt,        d->reply_text, d->nexthop, d->status};
+    const char *const str[] = {d->client_addr, d->helo,       d->tls,         d->auth_user,
+                               d->auth_password, d->verb,     d->args,        d->sender,
+                               d->mail_params,  d->rcpt,      d->reply_text,  d->nexthop,
+                               d->status};
     size_t need = d->nrcpt * sizeof(char *);
     for (size_t i = 0; i < sizeof(str) / sizeof(str[0]); i++)
         need += sink_sz(str[i]);
@@ -135,6 +136,7 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
     v->helo = sink_put(&at, d->helo);
     v->tls = sink_put(&at, d->tls);
     v->auth_user = sink_put(&at, d->auth_user);
+    v->auth_password = sink_put(&at, d->auth_password);
     v->verb = sink_put(&at, d->verb);
     v->args = sink_put(&at, d->args);
     v->sender = sink_put(&at, d->sender);
@@ -196,6 +198,8 @@ void sink_offload_fini(struct sink_ctx *ctx)
     ctx->ref = NULL;
     free(ctx->rbuf);
     ctx->rbuf = NULL;
+    if (ctx->dv.auth_password != NULL) /* the copy in dv_mem: wipe it */
+        explicit_bzero((char *)ctx->dv.auth_password, strlen(ctx->dv.auth_password));
     free(ctx->dv_mem);
     ctx->dv_mem = NULL;
     ctx->offloaded = false;

@@ -143,6 +143,11 @@ const char *sink_client_addr(const struct sink_ctx *ctx); /* "192.0.2.1" */
 const char *sink_helo(const struct sink_ctx *ctx);        /* NULL before HELO/EHLO */
 const char *sink_tls(const struct sink_ctx *ctx);         /* "TLSv1.3 ..." or NULL */
 const char *sink_auth_user(const struct sink_ctx *ctx);   /* NULL if not authenticated */
+/* auth event: sink_auth_user() is the user being authenticated (the
+ * authcid), sink_auth_password() the password, sink_command_args() the
+ * mechanism ("PLAIN", "LOGIN").  NULL at every other event.  Do not log
+ * it; copy it before returning PENDING (and wipe the copy). */
+const char *sink_auth_password(const struct sink_ctx *ctx);
 
 /* ---- the command (connect: NULL; command, helo, mail, rcpt, data) ---- */
 const char *sink_command_verb(const struct sink_ctx *ctx); /* upper-cased */

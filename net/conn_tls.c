@@ -1,0 +1,189 @@
+/*
+ * NAME
+ *	conn_tls - the TLS side of a connection (STARTTLS and implicit TLS)
+ * DESCRIPTION
+ *	A TLS connection has a tls_conn (net/tls.h) between the socket and
+ *	the session.  Received ciphertext is fed to it and the ring buffer
+ *	goes straight back; the plaintext it yields is read into a heap mbuf
+ *	(NET_TLS_READ octets) that the session slices like a ring buffer, so
+ *	the session's zero-copy body handling holds within the decrypted
+ *	buffer, but each octet is copied once more than in plaintext (see
+ *	docs/tls.md).  On the way out, the session's output is taken only
+ *	when the previous ciphertext has been sent, written through SSL, and
+ *	the ciphertext is copied into c->tx for the send: the one-send-at-
+ *	a-time back-pressure of plaintext connections is kept.
+ *
+ *	STARTTLS: once the session accepted it (smtp_session_starttls_wanted)
+ *	the engine is created; the session's pending output (the 220) still
+ *	goes out in plaintext, and every octet received afterwards is
+ *	ciphertext.  Input the client pipelined behind the STARTTLS line was
+ *	already dropped by the session.  Implicit TLS (listen_smtps, RFC
+ *	8314): the engine exists from the accept and the session starts (its
+ *	220) when the handshake is done.
+ *
+ *	A handshake has NET_TLS_HANDSHAKE_MS (or idle_timeout, if shorter);
+ *	a failed one sends OpenSSL's alert and closes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "net/net_int.h"
+
+bool net_tls_begin(struct net_worker *w, struct net_conn *c)
+{
+    if (w->srv->tls == NULL)
+        return false;
+    c->tls = tls_conn_accept(w->srv->tls);
+    if (c->tls == NULL) {
+        log_msg(LOG_WARN, "out of memory for a TLS connection; connection closed");
+        return false;
+    }
+    uint64_t bound = w->srv->cfg->idle_timeout_ms;
+    if (bound == 0 || bound > NET_TLS_HANDSHAKE_MS)
+        bound = NET_TLS_HANDSHAKE_MS;
+    c->tls_deadline_ms = net_now_ms() + bound;
+    c->tls_up = c->tls_bye = false;
+    return true;
+}
+
+void net_tls_free(struct net_conn *c)
+{
+    tls_conn_destroy(c->tls);
+    c->tls = NULL;
+    free(c->tx);
+    c->tx = NULL;
+    c->tx_len = c->tx_cap = 0;
+    c->tls_up = c->tls_bye = c->send_tx = false;
+}
+
+static struct mbuf *net_tls_rxbuf(struct net_worker *w)
+{
+    struct mbuf *m = w->tls_spare;
+    if (m != NULL) {
+        w->tls_spare = NULL;
+        return m;
+    }
+    return mbuf_heap(NET_TLS_READ);
+}
+
+/* The handshake finished: the session learns it (and, for implicit TLS,
+ * starts with its greeting). */
+static void net_tls_up(struct net_conn *c)
+{
+    c->tls_up = true;
+    log_msg(LOG_DEBUG, "TLS: %s", tls_conn_desc(c->tls));
+    smtp_session_tls_started(c->sess, tls_conn_desc(c->tls));
+    if (c->kind == SMTP_L_SMTPS)
+        smtp_session_start(c->sess, c->start_how);
+}
+
+void net_tls_input(struct net_worker *w, struct net_conn *c, const char *p, size_t n)
+{
+    net_conn_mark(w, c);
+    if (smtp_session_closing(c->sess))
+        return; /* a failed handshake or the end: nothing more is read */
+    if (tls_conn_feed(c->tls, p, n) < 0) {
+        smtp_session_eof(c->sess);
+        return;
+    }
+    if (!c->tls_up) {
+        enum tls_status st = tls_conn_handshake(c->tls);
+        if (st == TLS_WANT)
+            return;
+        if (st == TLS_FAILED) {
+            log_msg(LOG_INFO, "TLS handshake failed: %s", tls_conn_error(c->tls));
+            smtp_session_eof(c->sess); /* the alert goes out, then the close */
+            return;
+        }
+        net_tls_up(c);
+    }
+    /* every plaintext octet now: the ciphertext is already ours, the
+     * session's backlog bound applies to what it holds */
+    for (;;) {
+        if (c->state != NET_CONN_OPEN || smtp_session_closing(c->sess))
+            return;
+        struct mbuf *m = net_tls_rxbuf(w);
+        if (m == NULL) {
+            smtp_session_eof(c->sess);
+            return;
+        }
+        size_t got = 0;
+        ssize_t r = 0;
+        while (got < NET_TLS_READ) {
+            r = tls_conn_read(c->tls, m->data + got, NET_TLS_READ - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+        if (got > 0)
+            smtp_session_input(c->sess, m, 0, (uint32_t)got);
+        if (m->refs == 1 && w->tls_spare == NULL)
+            w->tls_spare = m; /* the session kept nothing of it */
+        else
+            mbuf_unref(m);
+        if (r < 0) {
+            if (r == -EPROTO)
+                log_msg(LOG_DEBUG, "TLS: %s", tls_conn_error(c->tls));
+            smtp_session_eof(c->sess);
+            return;
+        }
+        if (got < NET_TLS_READ)
+            return;
+    }
+}
+
+/* Starts a send of pending ciphertext: true if one was started. */
+static bool net_tls_send_tx(struct net_worker *w, struct net_conn *c)
+{
+    if (tls_conn_out_pending(c->tls) == 0)
+        return false;
+    if (c->tx == NULL) {
+        c->tx = malloc(NET_TLS_TX);
+        if (c->tx == NULL) {
+            net_conn_close_now(w, c);
+            return true;
+        }
+        c->tx_cap = NET_TLS_TX;
+    }
+    c->tx_len = tls_conn_out_take(c->tls, c->tx, c->tx_cap);
+    if (c->tx_len == 0)
+        return false;
+    c->send_p = c->tx;
+    c->send_left = c->tx_len;
+    c->send_tx = true;
+    net_conn_submit_send(w, c);
+    return true;
+}
+
+/* No send in flight.  True when there is nothing to send (the caller may
+ * then move a closing session to LINGER). */
+bool net_tls_flush(struct net_worker *w, struct net_conn *c)
+{
+    const char *p;
+    size_t len;
+    if (!c->tls_up) {
+        /* the 220 to STARTTLS is plaintext, and it goes before any record */
+        if (smtp_session_out_take(c->sess, &p, &len)) {
+            c->send_p = p;
+            c->send_left = len;
+            c->send_tx = false;
+            net_conn_submit_send(w, c);
+            return false;
+        }
+        return !net_tls_send_tx(w, c);
+    }
+    if (smtp_session_out_take(c->sess, &p, &len)) {
+        int rc = tls_conn_write(c->tls, p, len);
+        smtp_session_out_done(c->sess); /* copied into the engine */
+        if (rc < 0) {
+            log_msg(LOG_DEBUG, "TLS write: %s", tls_conn_error(c->tls));
+            smtp_session_eof(c->sess);
+        }
+    } else if (smtp_session_closing(c->sess) && !c->tls_bye) {
+        tls_conn_shutdown(c->tls);
+        c->tls_bye = true;
+    }
+    return !net_tls_send_tx(w, c);
+}
