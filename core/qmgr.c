@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/qmgr_int.h"
+#include "net/tls.h"
 
 #define QMGR_RING_ENTRIES 1024
 #define QMGR_TASK_BUDGET 256
@@ -295,6 +296,12 @@ static int qmgr_setup(struct qmgr *q)
         snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: DNS: %.200s", err);
         return -EINVAL;
     }
+    struct tls_opts to;
+    if (tls_opts_from_cfg(q->cfg, &to, err, sizeof(err)) < 0)
+        memset(&to, 0, sizeof(to));
+    q->tlsc = tls_client_create(&to, err, sizeof(err));
+    if (q->tlsc == NULL)
+        log_msg(LOG_WARN, "queue manager: no outbound TLS: %s", err);
     rc = qmgr_local_start(q);
     if (rc < 0) {
         snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: local delivery thread: %s",
@@ -334,6 +341,10 @@ static void qmgr_teardown(struct qmgr *q)
     if (q->sinks) {
         sink_worker_destroy(q->sinks);
         q->sinks = NULL;
+    }
+    if (q->tlsc) {
+        tls_client_destroy(q->tlsc);
+        q->tlsc = NULL;
     }
     if (q->sched) {
         sched_worker_detach(q->sched);

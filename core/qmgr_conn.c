@@ -29,6 +29,7 @@
 
 #include "core/log.h"
 #include "core/qmgr_int.h"
+#include "net/tls.h"
 
 static void qconn_pump(struct qconn *c);
 static void qconn_free(struct qconn *c);
@@ -54,17 +55,25 @@ static void qconn_addr_text(const struct dns_addr *a, char *out, size_t len)
     snprintf(out, len, "%s[%s]:%u", a->host[0] ? a->host : ip, ip, port);
 }
 
-static enum osmtp_tls qconn_tls(enum route_tls t)
+static enum osmtp_tls qconn_tls(const struct qmgr *q, enum route_tls t)
 {
-    /* outbound TLS is not wired yet: opportunistic means plaintext */
     switch (t) {
     case ROUTE_TLS_ENCRYPT:
         return OSMTP_TLS_ENCRYPT;
     case ROUTE_TLS_VERIFY:
         return OSMTP_TLS_VERIFY;
+    case ROUTE_TLS_MAY:
+        return q->tlsc ? OSMTP_TLS_MAY : OSMTP_TLS_NONE;
     default:
         return OSMTP_TLS_NONE;
     }
+}
+
+static enum tls_verify qconn_verify(enum route_tls t)
+{
+    return t == ROUTE_TLS_VERIFY ? TLS_VERIFY_VERIFY
+           : t == ROUTE_TLS_ENCRYPT ? TLS_VERIFY_ENCRYPT
+                                    : TLS_VERIFY_MAY;
 }
 
 /* Starts a connect to c->addrs[c->ai]. */
@@ -143,8 +152,45 @@ static void qconn_arm_recv(struct qconn *c)
     c->inflight++;
 }
 
+/* Sends what the TLS engine has for the wire.  false: nothing pending. */
+static bool qconn_send_cipher(struct qconn *c)
+{
+    size_t n = tls_conn_out_pending(c->tls);
+    if (n == 0)
+        return false;
+    if (n > c->cbuf_cap) {
+        char *b = realloc(c->cbuf, n);
+        if (b == NULL)
+            return false;
+        c->cbuf = b;
+        c->cbuf_cap = n;
+    }
+    n = tls_conn_out_take(c->tls, c->cbuf, c->cbuf_cap);
+    c->out = c->cbuf;
+    c->outlen = n;
+    c->outoff = 0;
+    c->sent_osmtp = false;
+    c->send_busy = true;
+    struct io_uring_sqe *sqe = qmgr_sqe(c->q);
+    io_uring_prep_send(sqe, c->fd, c->cbuf, n, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SEND));
+    c->inflight++;
+    return true;
+}
+
 static void qconn_send(struct qconn *c, const char *p, size_t len, bool from_osmtp)
 {
+    if (c->tls_on) {
+        /* the plaintext is in the engine at once; its ciphertext goes out */
+        if (tls_conn_write(c->tls, p, len) < 0 || !qconn_send_cipher(c)) {
+            log_msg(LOG_WARN, "qmgr: %s: TLS write: %s", c->peer, tls_conn_error(c->tls));
+            if (c->fd >= 0)
+                shutdown(c->fd, SHUT_RDWR);
+            return;
+        }
+        c->sent_osmtp = from_osmtp;
+        return;
+    }
     c->out = p;
     c->outlen = len;
     c->outoff = 0;
@@ -186,6 +232,10 @@ static void qconn_free(struct qconn *c)
     if (c->fd >= 0)
         close(c->fd);
     osmtp_destroy(c->c);
+    if (c->tls)
+        tls_conn_destroy(c->tls);
+    free(c->cbuf);
+    free(c->pbuf);
     if (c->aprev)
         c->aprev->anext = c->anext;
     else
@@ -411,6 +461,33 @@ static void qconn_pump(struct qconn *c)
         if (c->st == QC_CLOSING || c->sink_wait || c->c == NULL || c->reconnect)
             return;
         enum osmtp_state s = osmtp_state(c->c);
+        if (s == OSMTP_TLS_HANDSHAKE) {
+            if (c->send_busy)
+                return;
+            if (c->tls == NULL) {
+                c->tls = q->tlsc ? tls_conn_connect(q->tlsc, c->host, qconn_verify(c->d->rt.tls))
+                                 : NULL;
+                if (c->tls == NULL) {
+                    osmtp_tls_done(c->c, false, "no TLS client context");
+                    continue;
+                }
+            }
+            enum tls_status ts = tls_conn_handshake(c->tls);
+            if (qconn_send_cipher(c))
+                return; /* the handshake goes on when this is sent */
+            if (ts == TLS_OK) {
+                c->tls_on = true;
+                log_msg(LOG_DEBUG, "qmgr: %s: %s", c->peer, tls_conn_desc(c->tls));
+                osmtp_tls_done(c->c, true, NULL);
+            } else if (ts == TLS_FAILED) {
+                char why[300];
+                snprintf(why, sizeof(why), "TLS handshake: %.250s", tls_conn_error(c->tls));
+                osmtp_tls_done(c->c, false, why);
+            } else {
+                return; /* wants the peer's next flight */
+            }
+            continue;
+        }
         if (s == OSMTP_READY && !c->session_seen) {
             c->greeted = true;
             qmgr_dest_conn_ok(q, c->d);
@@ -605,7 +682,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->st = QC_OPEN;
         {
             struct osmtp_opts o = {.helo_name = q->cfg->hostname,
-                                   .tls = qconn_tls(c->d->rt.tls),
+                                   .tls = qconn_tls(q, c->d->rt.tls),
                                    .use_chunking = true,
                                    .use_pipelining = true};
             c->c = osmtp_create(&o, &qconn_cb, c);
@@ -623,7 +700,28 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
             break;
         if (c->st == QC_CLOSING || c->c == NULL)
             break;
-        if (res > 0) {
+        if (res > 0 && c->tls != NULL) {
+            if (tls_conn_feed(c->tls, c->rbuf, (size_t)res) < 0) {
+                osmtp_eof(c->c);
+                if (c->st != QC_CLOSING && !c->reconnect)
+                    qmgr_conn_close(c);
+                break;
+            }
+            if (c->tls_on) {
+                if (c->pbuf == NULL && (c->pbuf = malloc(QMGR_RBUF)) == NULL)
+                    break;
+                ssize_t n;
+                while (c->c && c->st != QC_CLOSING && !c->reconnect &&
+                       (n = tls_conn_read(c->tls, c->pbuf, QMGR_RBUF)) > 0)
+                    osmtp_input(c->c, c->pbuf, (size_t)n);
+            }
+            if (c->st != QC_CLOSING && c->c && !c->reconnect) {
+                if (c->st != QC_IDLE)
+                    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+                qconn_arm_recv(c);
+                qconn_pump(c);
+            }
+        } else if (res > 0) {
             osmtp_input(c->c, c->rbuf, (size_t)res);
             if (c->st != QC_CLOSING && c->c) {
                 if (c->st != QC_IDLE)
@@ -685,6 +783,11 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->msg_step = 0;
         osmtp_destroy(c->c);
         c->c = NULL;
+        if (c->tls) {
+            tls_conn_destroy(c->tls);
+            c->tls = NULL;
+        }
+        c->tls_on = false;
         if (qconn_connect(c) < 0) {
             qmgr_dest_conn_failed(q, c->d, "cannot create a socket");
             qmgr_conn_close(c);

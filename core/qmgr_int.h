@@ -162,6 +162,12 @@ struct qconn {
     bool txn_on;           /* osmtp_send() done for c->job */
     bool timed_out;
     bool reconnect;        /* the next address, once no op is in flight */
+    /* STARTTLS (net/tls.h client engine over memory BIOs) */
+    struct tls_conn *tls;
+    bool tls_on;           /* handshake done: every byte goes through tls */
+    char *cbuf;            /* ciphertext to send */
+    size_t cbuf_cap;
+    char *pbuf;            /* plaintext read out of tls */
     /* outbound sinks: the event being waited for (pending), its result */
     struct sink_call *call;
     bool sink_wait;
@@ -182,6 +188,8 @@ struct qmgr_dnsfd {
 };
 
 struct qlocal; /* qmgr_local.c */
+struct tls_client;
+struct tls_conn;
 struct qs_note; /* qmgr_sinks.c */
 
 struct qmgr {
@@ -229,6 +237,7 @@ struct qmgr {
     uint64_t last_sweep;
 
     struct qlocal *local;
+    struct tls_client *tlsc; /* outbound STARTTLS; NULL: none could be made (logged) */
     struct qs_note *notes; /* pending outcome notifications (qmgr_sinks.c) */
 
     /* stats (relaxed atomics: read by other threads) */

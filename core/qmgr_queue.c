@@ -305,7 +305,7 @@ void qmgr_msg_route(struct qmgr *q, struct qmsg *m)
     m->not_before = 0;
     m->jobs = 0;
     struct qjob **jobs = calloc(m->nrcpt ? m->nrcpt : 1, sizeof(*jobs));
-    size_t njobs = 0;
+    size_t njobs = 0, held = 0;
     if (jobs == NULL) {
         log_msg(LOG_ERROR, "qmgr: out of memory routing %016llx", (unsigned long long)m->id);
         for (size_t i = 0; i < m->nrcpt; i++)
@@ -339,6 +339,9 @@ void qmgr_msg_route(struct qmgr *q, struct qmsg *m)
         case ROUTE_ERROR:
             qmgr_decide(q, m, i, rt.error_code, rt.error_status, rt.error_text);
             continue;
+        case ROUTE_HOLD:
+            held++;
+            continue;
         default:
             break;
         }
@@ -371,6 +374,14 @@ void qmgr_msg_route(struct qmgr *q, struct qmsg *m)
     m->jobs = (unsigned)njobs;
     if (njobs == 0) {
         free(jobs);
+        bool decided = false;
+        for (size_t i = 0; i < m->nrcpt; i++)
+            decided |= m->rtry[i] != 0;
+        if (held && !decided) {
+            /* transport "hold": it waits untouched (nothing written) */
+            qmgr_set_state(q, m, QM_HELD);
+            return;
+        }
         qmgr_attempt_end(q, m);
         return;
     }

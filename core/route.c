@@ -275,6 +275,9 @@ int route_parse(const char *spec, struct route *out, char *err, size_t errlen)
     } else if (n == 7 && strncasecmp(spec, "discard", 7) == 0) {
         out->kind = ROUTE_DISCARD;
         r = 0;
+    } else if (n == 4 && strncasecmp(spec, "hold", 4) == 0) {
+        out->kind = ROUTE_HOLD;
+        r = 0;
     } else if (n >= 6 && strncasecmp(spec, "error:", 6) == 0) {
         out->kind = ROUTE_ERROR;
         while (isspace((unsigned char)*rest))
@@ -284,8 +287,8 @@ int route_parse(const char *spec, struct route *out, char *err, size_t errlen)
         return route_fail(err, errlen, "empty value");
     } else {
         return route_fail(err, errlen,
-                          "\"%.*s\": expected smtp:HOST[:PORT], mx, mx:PORT, maildir, discard "
-                          "or error:X.Y.Z TEXT",
+                          "\"%.*s\": expected smtp:HOST[:PORT], mx, mx:PORT, maildir, discard, "
+                          "hold or error:X.Y.Z TEXT",
                           (int)n, spec);
     }
     if (r < 0)
@@ -319,6 +322,9 @@ void route_format(const struct route *r, char *out, size_t len)
         break;
     case ROUTE_DISCARD:
         snprintf(out, len, "discard");
+        break;
+    case ROUTE_HOLD:
+        snprintf(out, len, "hold");
         break;
     case ROUTE_ERROR:
         snprintf(out, len, "error:%s %s", r->error_status, r->error_text);
@@ -523,11 +529,11 @@ static int route_read_relay(struct route_table *t, const struct cfg_node *n, cha
         return 0; /* "" = by MX */
     /* HOST[:PORT] unless it starts like a full value */
     static const char *const kinds[] = {"smtp:", "mx:", "error:"};
-    static const char *const words[] = {"mx", "maildir", "discard"};
+    static const char *const words[] = {"mx", "maildir", "discard", "hold"};
     size_t w = strcspn(s, " \t");
     bool full = false;
-    for (size_t i = 0; i < 3; i++)
-        if (strncasecmp(s, kinds[i], strlen(kinds[i])) == 0 ||
+    for (size_t i = 0; i < 4; i++)
+        if ((i < 3 && strncasecmp(s, kinds[i], strlen(kinds[i])) == 0) ||
             (w == strlen(words[i]) && strncasecmp(s, words[i], w) == 0))
             full = true;
     char buf[600];

@@ -25,6 +25,8 @@
  *	  mx:PORT            the same on another port (tests)
  *	  maildir            local delivery under maildir_root
  *	  discard            accepted and dropped (logged)
+ *	  hold               kept in the queue, not attempted (until the
+ *	                     configuration changes; the maximum age still counts)
  *	  error:X.Y.Z TEXT   refused: X 5 bounces, X 4 defers; text optional
  *	followed by an optional " tls=none|may|encrypt|verify" (default may;
  *	only for smtp and mx).  relayhost takes HOST[:PORT] or a full value.
@@ -40,7 +42,7 @@
 
 #include "core/cfg.h"
 
-enum route_kind { ROUTE_SMTP, ROUTE_MX, ROUTE_MAILDIR, ROUTE_DISCARD, ROUTE_ERROR };
+enum route_kind { ROUTE_SMTP, ROUTE_MX, ROUTE_MAILDIR, ROUTE_DISCARD, ROUTE_ERROR, ROUTE_HOLD };
 enum route_tls { ROUTE_TLS_NONE, ROUTE_TLS_MAY, ROUTE_TLS_ENCRYPT, ROUTE_TLS_VERIFY };
 
 struct route {

@@ -14,6 +14,7 @@
  *	OpenSSL's refcount is atomic), so a reload never frees a context a
  *	connection uses.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -369,12 +370,19 @@ struct tls_conn *tls_conn_connect(struct tls_client *tc, const char *host, enum 
         return NULL;
     t->client = true;
     SSL_set_connect_state(t->ssl);
-    if (host && host[0] && SSL_set_tlsext_host_name(t->ssl, host) != 1)
-        ERR_clear_error(); /* an address literal: no SNI */
+    unsigned char ip[16];
+    bool literal = host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1);
+    /* no SNI for an address literal (RFC 6066 section 3) */
+    if (host && host[0] && !literal && SSL_set_tlsext_host_name(t->ssl, host) != 1)
+        ERR_clear_error();
     if (policy == TLS_VERIFY_VERIFY) {
         t->verify = true;
         SSL_set_verify(t->ssl, SSL_VERIFY_PEER, NULL);
-        if (host == NULL || SSL_set1_host(t->ssl, host) != 1) {
+        /* a literal is checked against the certificate's IP addresses */
+        int ok = host == NULL ? 0
+                 : literal    ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host)
+                              : SSL_set1_host(t->ssl, host);
+        if (ok != 1) {
             tls_conn_destroy(t);
             return NULL;
         }
