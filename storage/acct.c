@@ -174,24 +174,65 @@ void spool_acct_unpin(struct spool *sp, uint64_t key, uint32_t n)
     spool_acct_cand(sp, s);
 }
 
+/* Live entries come from slabs (one malloc per 256 messages, not one each). */
+#define LIVE_SLAB 256
+
+static struct spool_live *live_alloc(struct spool *sp)
+{
+    if (sp->live_free == NULL) {
+        if (sp->nslab == sp->slabcap) {
+            size_t nc = sp->slabcap ? sp->slabcap * 2 : 16;
+            void **ns = realloc(sp->slabs, nc * sizeof(*ns));
+            if (ns == NULL)
+                return NULL;
+            sp->slabs = ns;
+            sp->slabcap = nc;
+        }
+        struct spool_live *v = malloc(LIVE_SLAB * sizeof(*v));
+        if (v == NULL)
+            return NULL;
+        sp->slabs[sp->nslab++] = v;
+        for (size_t i = 0; i < LIVE_SLAB; i++) {
+            v[i].v = (struct spool_lref *)sp->live_free;
+            sp->live_free = &v[i];
+        }
+    }
+    struct spool_live *l = sp->live_free;
+    sp->live_free = (struct spool_live *)l->v;
+    return l;
+}
+
+static void live_free(struct spool *sp, struct spool_live *l)
+{
+    if (l->v != l->in)
+        free(l->v);
+    l->v = (struct spool_lref *)sp->live_free;
+    sp->live_free = l;
+}
+
 int spool_acct_add(struct spool *sp, uint64_t id, struct spool_sacct *seg, uint64_t bytes,
                    bool body, bool create)
 {
-    struct spool_live *l = spool_map_get(&sp->live, id);
-    if (l == NULL) {
-        if (!create)
-            return 0;
-        l = malloc(sizeof(*l));
-        if (l == NULL)
+    struct spool_live *l;
+    if (create) {
+        void **slot = spool_map_slot(&sp->live, id);
+        if (slot == NULL)
             return -ENOMEM;
-        l->id = id;
-        l->n = 0;
-        l->cap = 2;
-        l->v = l->in;
-        if (spool_map_put(&sp->live, id, l) < 0) {
-            free(l);
-            return -ENOMEM;
+        if (*slot == NULL) {
+            l = live_alloc(sp);
+            if (l == NULL) {
+                spool_map_del(&sp->live, id);
+                return -ENOMEM;
+            }
+            l->id = id;
+            l->n = 0;
+            l->cap = 2;
+            l->v = l->in;
+            *slot = l;
         }
+        l = *slot;
+    } else if ((l = spool_map_get(&sp->live, id)) == NULL) {
+        return 0;
     }
     uint32_t i;
     for (i = 0; i < l->n && l->v[i].seg != seg; i++)
@@ -299,9 +340,7 @@ void spool_acct_remove(struct spool *sp, uint64_t id, struct spool_sacct *rm)
         }
         acct_unref(sp, &l->v[i]);
     }
-    if (l->v != l->in)
-        free(l->v);
-    free(l);
+    live_free(sp, l);
 }
 
 /* ---- reclaim ---- */
@@ -435,8 +474,13 @@ void spool_acct_fini(struct spool *sp)
         struct spool_live *l = sp->live.k[i] ? sp->live.v[i] : NULL;
         if (l && l->v != l->in)
             free(l->v);
-        free(l);
     }
+    for (size_t i = 0; i < sp->nslab; i++)
+        free(sp->slabs[i]);
+    free(sp->slabs);
+    sp->slabs = NULL;
+    sp->nslab = sp->slabcap = 0;
+    sp->live_free = NULL;
     spool_map_fini(&sp->segs);
     spool_map_fini(&sp->live);
     free(sp->cand);

@@ -81,6 +81,20 @@ int spool_map_put(struct spool_map *m, uint64_t k, void *v)
     return 0;
 }
 
+void **spool_map_slot(struct spool_map *m, uint64_t k)
+{
+    if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+        return NULL;
+    size_t j = map_slot(k, m->cap);
+    for (; m->k[j] != 0; j = (j + 1) & (m->cap - 1))
+        if (m->k[j] == k)
+            return &m->v[j];
+    m->k[j] = k;
+    m->v[j] = NULL;
+    m->n++;
+    return &m->v[j];
+}
+
 void *spool_map_del(struct spool_map *m, uint64_t k)
 {
     if (m->cap == 0)

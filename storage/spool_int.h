@@ -283,6 +283,9 @@ struct spool_map {
 void *spool_map_get(const struct spool_map *m, uint64_t k);
 /* 0 or -ENOMEM; replaces an existing value. */
 int spool_map_put(struct spool_map *m, uint64_t k, void *v);
+/* The value slot of k, the key inserted (value NULL) if absent; NULL out
+ * of memory.  The slot is valid until the next insertion or deletion. */
+void **spool_map_slot(struct spool_map *m, uint64_t k);
 void *spool_map_del(struct spool_map *m, uint64_t k);
 void spool_map_fini(struct spool_map *m);
 
@@ -460,6 +463,9 @@ struct spool {
     pthread_mutex_t amu;
     struct spool_map segs; /* key -> struct spool_sacct */
     struct spool_map live; /* id -> struct spool_live */
+    struct spool_live *live_free; /* recycled entries (linked through v) */
+    void **slabs;                 /* entries come in slabs: freed at close */
+    size_t nslab, slabcap;
     struct spool_sacct **cand;
     size_t ncand, candcap;
     /* relaxed: a hint that reclaim has work; the list itself is under amu */

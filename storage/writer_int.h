@@ -32,6 +32,7 @@ struct spool_wseg {
     uint64_t size;   /* octets written (and not cut back) */
     uint64_t synced; /* octets covered by a successful sync */
     enum spool_poison poison;
+    struct spool_sacct *acct; /* its accounting entry (under sp->amu), NULL if untracked */
     char name[SPOOL_SEG_NAME_LEN + 1];
 };
 

@@ -43,8 +43,12 @@ static uint64_t wkey(const struct spool_writer *w, uint64_t seq)
     return spool_seg_key(w->worker, seq);
 }
 
+/* Under amu.  The current segment's entry is cached: it is never
+ * reclaimed while current. */
 static struct spool_sacct *wseg(struct spool_writer *w, uint64_t seq)
 {
+    if (seq == w->cur->seq && w->cur->acct != NULL)
+        return w->cur->acct;
     return spool_acct_seg(w->sp, wkey(w, seq), true);
 }
 
@@ -191,11 +195,12 @@ void spool_wstate_redo(struct spool_writer *w)
 void spool_wacct_segment(struct spool_writer *w, struct spool_wseg *s)
 {
     pthread_mutex_lock(&w->sp->amu);
-    struct spool_sacct *a = wseg(w, s->seq);
+    struct spool_sacct *a = spool_acct_seg(w->sp, wkey(w, s->seq), true);
     if (a) {
         a->flags |= SPOOL_SA_CURRENT;
         a->size = s->size;
     }
+    s->acct = a;
     pthread_mutex_unlock(&w->sp->amu);
 }
 

@@ -142,7 +142,7 @@ Test(msg, pieces_equal_read_body)
     struct spool_env env = tu_env(1);
     struct tu_done d;
     ids[5] = tu_put(w, &env, "", 0, &d); /* empty, no header */
-    cr_assert_eq(tu_sync(w), 0);
+    cr_assert_eq(tu_sync(w), 0); /* d still in scope */
     cr_assert_eq(nheld, 6);
     struct spool_writer_stats st;
     spool_writer_stats(w, &st);
@@ -252,7 +252,7 @@ Test(msg, readable_after_the_segment_is_unlinked)
     char *before = tq_read(m, &len0);
     static char big[5000];
     struct spool_env env = tu_env(1);
-    struct tu_done d;
+    static struct tu_done d;
     tu_put(w, &env, big, sizeof(big), &d); /* one append: rotates first, seg 1 is sealed */
     tu_sync(w);
     cr_assert(tq_exists(dir, 2, 1));

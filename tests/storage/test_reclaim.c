@@ -58,7 +58,7 @@ static uint64_t put(size_t len, char fill)
     memset(body, fill, len);
     memcpy(body, "Subject: x\r\n\r\n", 14);
     struct spool_env env = tu_env(1);
-    struct tu_done d = {0};
+    static struct tu_done d; /* done runs at the sync, after put returned */
     return tu_put(w, &env, body, len, &d);
 }
 
@@ -322,5 +322,28 @@ Test(reclaim, a_copy_left_by_a_crash_recovers_once)
     tq_free(&l);
     l = reopen(&rep);
     cr_assert_eq(l.n, 3);
+    tq_free(&l);
+}
+
+Test(reclaim, a_remove_whose_sync_failed_is_written_again)
+{
+    open_all(1 << 20);
+    uint64_t a = put(300, 'a'), b = put(300, 'b');
+    tu_sync(w);
+    cr_assert_eq(spool_writer_remove(q, a), 0);
+    cr_assert_geq(spool_writer_sync_fd(q), 0);
+    spool_writer_sync_done(q, -EIO);
+    cr_assert(spool_writer_busy(q), "the REMOVE went to a fresh segment and waits for a sync");
+    cr_assert_eq(q->cur->seq, 2);
+    struct spool_usage u;
+    spool_usage(sp, &u);
+    cr_assert_eq(u.live_messages, 2, "not removed before it is durable");
+    cr_assert_eq(tu_sync(q), 0);
+    cr_assert_not(spool_writer_busy(q));
+    spool_usage(sp, &u);
+    cr_assert_eq(u.live_messages, 1);
+    struct tq_list l = reopen(NULL);
+    cr_assert_eq(l.n, 1);
+    cr_assert_eq(l.v[0].id, b);
     tq_free(&l);
 }

@@ -200,3 +200,59 @@ Test(tool, usage_errors)
     cr_assert_eq(run((const char *[]){dir, NULL}, NULL), 2);
     free(missing);
 }
+
+Test(tool, list_shows_delivery_state_and_stats_live_octets)
+{
+    find_tool();
+    make_spool();
+    struct spool *sp;
+    struct spool_writer *q;
+    cr_assert_eq(spool_open(dir, NULL, NULL, NULL, &sp), 0);
+    cr_assert_eq(spool_writer_create(sp, 9, &q), 0);
+    struct spool_state s[] = {
+        {SPOOL_ST_DELIVERED, 0, 1, 0, "250 ok", 0, NULL},
+        {SPOOL_ST_FAILED, 2, 2, 0, "550 \"no\"", 0, NULL},
+        {SPOOL_ST_DEFERRED, SPOOL_RCPT_ALL, 1700000060000, 2, "451 try later", 0, NULL},
+        {SPOOL_ST_HOLD, SPOOL_RCPT_ALL, 3, 0, NULL, 0, NULL},
+    };
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(spool_writer_state(q, id_plain, &s[i]), 0);
+    tu_sync(q);
+    spool_writer_destroy(q);
+    spool_close(sp);
+
+    char a[17], b[17], want[512];
+    spool_id_str(id_plain, a);
+    spool_id_str(id_odd, b);
+    cr_assert_eq(run((const char *[]){dir, "list", NULL}, NULL), 0, "%s", err);
+    snprintf(want, sizeof(want),
+             "%s 2023-11-14T22:13:20.123Z 21 held <sender@example.com> "
+             "<alice@example.org>=delivered <bob@example.net> <carol@example.com>=failed "
+             "attempts=2 next=2023-11-14T22:14:20.000Z error=\"451 try later\"\n"
+             "%s 2023-11-14T22:13:20.123Z 3 <> <\"odd\\\\one\"@example.org> "
+             "<caf\xc3\xa9@example.fr>\n",
+             a, b);
+    cr_assert_str_eq(out, want);
+
+    cr_assert_eq(run((const char *[]){dir, "list", "--json", NULL}, NULL), 0, "%s", err);
+    cr_assert(strstr(out, "\"held\": true, \"warned\": false, \"attempts\": 2, "
+                          "\"next_attempt_ms\": 1700000060000, \"next_attempt\": "
+                          "\"2023-11-14T22:14:20.000Z\", \"last_error\": \"451 try later\"") != NULL,
+              "%s", out);
+    cr_assert(strstr(out, "\"delivery\": [{\"rcpt\": \"alice@example.org\", \"state\": "
+                          "\"delivered\"}, {\"rcpt\": \"bob@example.net\", \"state\": \"pending\"}, "
+                          "{\"rcpt\": \"carol@example.com\", \"state\": \"failed\"}]") != NULL,
+              "%s", out);
+    cr_assert(strstr(out, "\"held\": false, \"warned\": false, \"attempts\": 0, "
+                          "\"next_attempt_ms\": 0, \"next_attempt\": null") != NULL,
+              "%s", out);
+    cr_assert(strstr(out, "\"rcpts\": [\"alice@example.org\", ") != NULL, "rcpts stay strings");
+
+    cr_assert_eq(run((const char *[]){dir, "stats", NULL}, NULL), 0, "%s", err);
+    cr_assert(strstr(out, "live 2\n") && strstr(out, "live_bytes ") && strstr(out, "live_percent "),
+              "%s", out);
+    unsigned long long lb = 0;
+    const char *p = strstr(out, "live_bytes ");
+    cr_assert_eq(sscanf(p, "live_bytes %llu", &lb), 1);
+    cr_assert_gt(lb, 200, "START, DATA and COMMIT of two messages and four STATE records");
+}
