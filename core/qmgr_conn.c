@@ -650,7 +650,8 @@ static void qconn_on_fail(void *arg, const struct osmtp_reply *r)
 
 void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
 {
-    c->inflight--;
+    /* this op stays counted until the end: nothing below can free c (a
+     * close from inside osmtp's callbacks only marks it closing) */
     switch (op) {
     case QOP_LTIMEOUT:
         break;
@@ -774,6 +775,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
     default:
         break;
     }
+    c->inflight--;
     if (c->reconnect && c->inflight == 0 && c->st != QC_CLOSING) {
         /* the previous address failed after connecting: the next one */
         c->reconnect = false;

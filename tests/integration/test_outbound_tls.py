@@ -1,0 +1,130 @@
+"""Outbound TLS (issue 5): the queue manager's STARTTLS to a next hop, with
+the per-destination policy of the transport table (may, encrypt, verify,
+none).  The next hop is a second sluiced with a certificate; what it
+stored tells whether the hop was encrypted (its Received: line)."""
+import subprocess
+import time
+
+import pytest
+
+from conftest import spool_list, spool_cat, msg_id
+
+MSG = "From: a@example.org\r\nTo: x@example.test\r\nSubject: out-tls\r\n\r\nbody\r\n"
+
+
+def make_cert(d, name, cn, san):
+    key, cert = d / f"{name}.key", d / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-subj", f"/CN={cn}", "-days", "2", "-addext", f"subjectAltName={san}"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def next_hop(daemon_factory, tmp_path, cert, key):
+    conf = tmp_path / "hop.conf"
+    conf.write_text(f'tls {{ cert = "{cert}"; key = "{key}"; }}\nrelayhost = "hold";\n')
+    return daemon_factory(spool=str(tmp_path / "hop-spool"), conf=str(conf))
+
+
+def relay(daemon_factory, tmp_path, transport, extra=""):
+    conf = tmp_path / "relay.conf"
+    conf.write_text("transport {\n" + transport + "\n}\n"
+                    'retry { min = "1s"; max = "2s"; }\n' + extra)
+    return daemon_factory(spool=str(tmp_path / "relay-spool"), conf=str(conf))
+
+
+def send(d, rcpt):
+    import smtplib
+    with smtplib.SMTP(d.host, d.port, timeout=10) as s:
+        s.sendmail("a@example.org", [rcpt], MSG)
+
+
+def log_line(d, pattern, timeout=15):
+    """The first log line matching pattern, waiting for it."""
+    import re
+    assert d.wait_log(pattern, timeout=timeout), f"no log line /{pattern}/:\n{d.log()}"
+    return next(l for l in d.log().splitlines() if re.search(pattern, l))
+
+
+def wait_stored(spool, n, timeout=15):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msgs = spool_list(spool)
+        if len(msgs) >= n:
+            return msgs
+        time.sleep(0.1)
+    raise AssertionError(f"the next hop has {len(spool_list(spool))} messages, wanted {n}")
+
+
+def test_opportunistic_starttls_by_default(daemon_factory, tmp_path):
+    cert, key = make_cert(tmp_path, "hop", "hop.example.test", "DNS:hop.example.test")
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    r = relay(daemon_factory, tmp_path, f'"example.test" = "smtp:127.0.0.1:{hop.port}";')
+    send(r, "x@example.test")
+    m = wait_stored(hop.spool, 1)[0]
+    stored = spool_cat(hop.spool, msg_id(m))
+    assert b"(using TLSv1.3 with cipher" in stored, stored[:400]
+    assert b"with ESMTPS" in stored
+
+
+def test_policy_none_stays_plaintext(daemon_factory, tmp_path):
+    cert, key = make_cert(tmp_path, "hop", "hop.example.test", "DNS:hop.example.test")
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=none";')
+    send(r, "x@example.test")
+    m = wait_stored(hop.spool, 1)[0]
+    stored = spool_cat(hop.spool, msg_id(m))
+    assert b"using TLS" not in stored
+    assert b"with ESMTP " in stored or b"with ESMTP\r\n" in stored or b"with ESMTP id" in stored
+
+
+def test_verify_fails_on_a_self_signed_certificate_and_defers(daemon_factory, tmp_path):
+    cert, key = make_cert(tmp_path, "hop", "hop.example.test", "IP:127.0.0.1")
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=verify";')
+    send(r, "x@example.test")
+    line = log_line(r, r"deferred via .*certificate verification failed", timeout=15)
+    assert "self-signed" in line or "self signed" in line, line
+    assert spool_list(hop.spool) == []
+    msgs = spool_list(r.spool)
+    assert len(msgs) == 1 and "certificate verification failed" in msgs[0]["last_error"]
+
+
+def test_verify_succeeds_with_the_ca_file_and_the_right_address(daemon_factory, tmp_path):
+    cert, key = make_cert(tmp_path, "hop", "hop.example.test", "IP:127.0.0.1")
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    # the relay trusts the hop's self-signed certificate as its CA; the
+    # relay's own tls block needs a pair of its own for inbound
+    rcert, rkey = make_cert(tmp_path, "relay", "relay.example.test", "DNS:relay.example.test")
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=verify";',
+              f'tls {{ cert = "{rcert}"; key = "{rkey}"; ca_file = "{cert}"; }}\n')
+    send(r, "x@example.test")
+    m = wait_stored(hop.spool, 1)[0]
+    assert b"using TLSv1.3" in spool_cat(hop.spool, msg_id(m))
+
+
+def test_verify_fails_on_a_name_mismatch(daemon_factory, tmp_path):
+    cert, key = make_cert(tmp_path, "hop", "hop.example.test", "IP:127.0.0.2")
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    rcert, rkey = make_cert(tmp_path, "relay", "relay.example.test", "DNS:relay.example.test")
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=verify";',
+              f'tls {{ cert = "{rcert}"; key = "{rkey}"; ca_file = "{cert}"; }}\n')
+    send(r, "x@example.test")
+    line = log_line(r, r"deferred via .*certificate verification failed", timeout=15)
+    assert "mismatch" in line, line
+    assert spool_list(hop.spool) == []
+
+
+def test_encrypt_defers_when_the_next_hop_offers_no_starttls(daemon_factory, tmp_path):
+    hop = daemon_factory(spool=str(tmp_path / "hop-spool"))  # no tls block: no STARTTLS
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=encrypt";')
+    send(r, "x@example.test")
+    line = log_line(r, r"deferred via .*TLS is required", timeout=15)
+    assert spool_list(hop.spool) == []
+    assert line
