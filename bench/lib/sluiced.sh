@@ -13,6 +13,10 @@
 # sl_start DIR PORT [ARG..]  fresh spool DIR/spool; sets SL_PID, SL_LOG
 # sl_stop                    SIGTERM; sets SL_RC and SL_STAT_* from the log
 #
+# Mail stays in the spool (relayhost=hold: the queue manager keeps it
+# without an attempt), so ingest is measured alone and nothing leaves the
+# machine; bench/relay.sh passes its own -o relayhost after it.
+#
 # SLUICED_OPTS (env) is appended, word-split, to every command line, e.g.
 # SLUICED_OPTS="-o log_level=warning".
 
@@ -41,7 +45,7 @@ sl_start() {
     SL_LOG=$dir/sluiced.log
     # shellcheck disable=SC2086  # SLUICED_OPTS is a list of words on purpose
     "$SLUICED_BIN" -o "listen=127.0.0.1:$port" -o "spool_dir=$dir/spool" \
-        -o "workers=$SL_WORKERS" -o hostname=bench.example.test "$@" \
+        -o "workers=$SL_WORKERS" -o hostname=bench.example.test -o relayhost=hold "$@" \
         ${SLUICED_OPTS:-} >"$dir/sluiced.out" 2>"$SL_LOG" </dev/null &
     SL_PID=$!
     bench_track "$SL_PID"
