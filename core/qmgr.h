@@ -77,4 +77,26 @@ struct qmgr_stats {
 };
 void qmgr_get_stats(const struct qmgr *q, struct qmgr_stats *st);
 
+/* ---- operator control (sluicectl), any thread but the queue manager's ----
+ * Runs verb on the queue manager's thread (a task posted to its worker)
+ * and waits for the answer: *out is a malloc'd JSON text the caller frees
+ * (also on errors: {"error": "..."}).  Verbs and arg:
+ *   "list"    ""              [{"id","state","sender","size","arrival","attempts",
+ *                               "next_attempt","last_error","rcpts":[{"addr","state",
+ *                               "diag"}]}, ...]   state: active|deferred|held|quarantine
+ *   "show"    ID              one message as in list, plus "headers": the header
+ *                             section as a string, "params", "client", "helo"
+ *   "flush"   "" | ID | DOMAIN  deferred messages (all, one, or those with a pending
+ *                             recipient in DOMAIN) are tried now: {"flushed": n}
+ *   "delete"  ID | "--all"    removed without a bounce: {"deleted": n}
+ *   "hold"    ID              kept, not attempted, across restarts (HOLD record)
+ *   "release" ID              undo hold: tried now
+ *   "bounce"  ID              every pending recipient fails now (5.0.0 "bounced by
+ *                             the operator"): a DSN goes to the sender: {"bounced": n}
+ * Returns 0, -ENOENT (no such message; ID is 16 hex digits), -EINVAL (bad
+ * verb or argument), -EBUSY (the message is in a delivery right now: hold,
+ * delete and bounce wait for no one), -ESHUTDOWN (not running), -ENOMEM.
+ * A listing holds the queue manager for about a microsecond per message. */
+int qmgr_control(struct qmgr *q, const char *verb, const char *arg, char **out);
+
 #endif
