@@ -32,7 +32,7 @@ The script:
 What it records (read it from the test's thread; a lock keeps it coherent):
 
 * ``messages``: every accepted message, a :class:`Received` with
-  ``mail_from``, ``rcpt_tos``, ``data`` (bytes, as received, dot-unstuffed
+  ``mail_from`` ("" for the null sender), ``rcpt_tos``, ``data`` (bytes, as received, dot-unstuffed
   by aiosmtpd, CRLF line ends), ``peer``, ``conn`` (connection number),
   ``replied`` (True once the 250 was written to the socket; a message
   accepted while the client died during ``delay`` has replied False);
@@ -54,7 +54,7 @@ from aiosmtpd.smtp import SMTP
 
 class Received:
     def __init__(self, mail_from, rcpt_tos, data, peer, conn):
-        self.mail_from = mail_from
+        self.mail_from = "" if mail_from in ("<>", "", None) else mail_from
         self.rcpt_tos = list(rcpt_tos)
         self.data = data
         self.peer = peer
@@ -87,7 +87,7 @@ class _Handler:
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.hop.mail_reply:
             return self.hop.mail_reply
-        envelope.mail_from = address
+        envelope.mail_from = address  # "<>" for the null sender (aiosmtpd needs it set)
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
