@@ -73,7 +73,7 @@ struct spool_fh *spool_fh_get(struct spool *sp, unsigned worker, uint64_t seq, i
     struct spool_sacct *s = spool_acct_seg(sp, key, false);
     struct spool_fh *h = s ? s->fh : NULL;
     if (h != NULL) {
-        /* relaxed: under amu, which every change of a cached handle's count holds */
+        /* relaxed: under amu, as every release that could reach zero */
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
     } else {
         char name[SPOOL_SEG_NAME_LEN + 1];
@@ -91,13 +91,10 @@ struct spool_fh *spool_fh_get(struct spool *sp, unsigned worker, uint64_t seq, i
 
 struct spool_fh *spool_fh_ref(struct spool_fh *h)
 {
-    struct spool *sp = h->sp;
-    if (sp)
-        pthread_mutex_lock(&sp->amu);
-    /* relaxed: the caller holds a reference; cached handles change under amu */
+    /* relaxed, and no lock: the caller holds a reference, so the count
+     * cannot reach zero meanwhile (the last release, under amu, is the
+     * only one that detaches and closes) */
     atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
-    if (sp)
-        pthread_mutex_unlock(&sp->amu);
     return h;
 }
 
