@@ -140,8 +140,7 @@ struct spool_sacct *spool_acct_seg(struct spool *sp, uint64_t key, bool create)
 static bool acct_free_to_go(const struct spool_sacct *s)
 {
     return s->nlive == 0 && s->nguard == 0 && s->pins == 0 &&
-           (s->flags & (SPOOL_SA_CURRENT | SPOOL_SA_DYING | SPOOL_SA_COMPACT | SPOOL_SA_KEEP)) ==
-               0;
+           (s->flags & (SPOOL_SA_CURRENT | SPOOL_SA_DYING | SPOOL_SA_COMPACT | SPOOL_SA_KEEP)) == 0;
 }
 
 void spool_acct_cand(struct spool *sp, struct spool_sacct *s)

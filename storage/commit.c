@@ -64,7 +64,10 @@ int spool_writer_sync_fd(struct spool_writer *w)
     return w->cur->fd;
 }
 
-size_t spool_writer_open_txns(const struct spool_writer *w) { return w->active.n; }
+size_t spool_writer_open_txns(const struct spool_writer *w)
+{
+    return w->active.n;
+}
 
 size_t spool_writer_pending(const struct spool_writer *w)
 {
@@ -117,8 +120,10 @@ static void batch_durable(struct spool_writer *w, const struct spool_tlist *ok)
         if (m == NULL) {
             char ids[17];
             spool_id_str(t->id, ids);
-            log_msg(LOG_ERROR, "spool: %s: durable but not handed over (out of memory): "
-                               "queued at the next start", ids);
+            log_msg(LOG_ERROR,
+                    "spool: %s: durable but not handed over (out of memory): "
+                    "queued at the next start",
+                    ids);
             continue;
         }
         w->durable(w->durable_arg, m);

@@ -139,8 +139,7 @@ static int msg_out(void *arg, const void *p, size_t n)
 /* The edited header section (malloc'd, *olen octets) and the raw length
  * it replaces. */
 static int msg_edit_header(const struct spool_mext *v, size_t n, uint64_t total,
-                           const unsigned char *edits, size_t elen, struct msg_out *o,
-                           size_t *hlen)
+                           const unsigned char *edits, size_t elen, struct msg_out *o, size_t *hlen)
 {
     struct spool_editdec ed;
     int r = spool_edits_decode(edits, elen, &ed);

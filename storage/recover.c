@@ -75,7 +75,8 @@ static int scan_loc_push(struct scan *sc, uint32_t seg, const struct spool_rec *
 /* Appends a node; its index + 1, or 0 out of memory. */
 static uint32_t scan_node(struct scan *sc, uint32_t seg, uint64_t off, uint32_t len)
 {
-    if (sc->nx >= UINT32_MAX - 1 || grow((void **)&sc->x, &sc->xcap, sc->nx + 1, sizeof(*sc->x)) < 0)
+    if (sc->nx >= UINT32_MAX - 1 ||
+        grow((void **)&sc->x, &sc->xcap, sc->nx + 1, sizeof(*sc->x)) < 0)
         return 0;
     sc->x[sc->nx++] = (struct scan_xnode){off, seg, len, 0};
     return (uint32_t)sc->nx;
@@ -415,8 +416,8 @@ static void scan_sort_states(struct scan *sc)
     }
 }
 
-static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
-                       struct spool_scan_report *rep, uint64_t next_seq[SPOOL_WORKERS])
+static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg, struct spool_scan_report *rep,
+                       uint64_t next_seq[SPOOL_WORKERS])
 {
     spool_index_init(&sc->ix);
     sc->full = cb != NULL || sc->sp != NULL;
@@ -435,8 +436,8 @@ static int recover_run(struct scan *sc, spool_scan_fn *cb, void *arg,
         if (spool_ient_live(e)) {
             live[nlive++] = e;
             sc->rep.live_bytes += e->c.rbytes;
-        }
-        else if ((e->c.flags & SPOOL_IX_START) && !(e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)))
+        } else if ((e->c.flags & SPOOL_IX_START) &&
+                   !(e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)))
             sc->rep.incomplete++;
     }
     sc->rep.live = nlive;

@@ -47,7 +47,8 @@ static void acct_add(struct scan *sc, const struct spool_ient *e, uint32_t seg, 
                      bool body)
 {
     struct spool *sp = sc->sp;
-    struct spool_sacct *s = spool_acct_seg(sp, spool_seg_key(sc->segs[seg].worker, sc->segs[seg].seq), false);
+    struct spool_sacct *s =
+        spool_acct_seg(sp, spool_seg_key(sc->segs[seg].worker, sc->segs[seg].seq), false);
     if (s == NULL || spool_acct_add(sp, e->id, s, bytes, body, true) < 0) {
         if (s)
             s->flags |= SPOOL_SA_KEEP;
@@ -85,15 +86,15 @@ void scan_build_acct(struct scan *sc, struct spool_ient **live, size_t n)
         const struct scan_state *t = &sc->st[i];
         if (!t->keep)
             continue;
-        struct spool_sacct *s = spool_acct_seg(
-            sp, spool_seg_key(sc->segs[t->seg].worker, sc->segs[t->seg].seq), false);
+        struct spool_sacct *s =
+            spool_acct_seg(sp, spool_seg_key(sc->segs[t->seg].worker, sc->segs[t->seg].seq), false);
         if (s && spool_acct_add(sp, t->id, s, SPOOL_REC_SIZE(t->len), false, false) < 0)
             s->flags |= SPOOL_SA_KEEP;
     }
     for (size_t i = 0; i < sc->nrm; i++) {
         const struct scan_rm *m = &sc->rm[i];
-        struct spool_sacct *rs = spool_acct_seg(
-            sp, spool_seg_key(sc->segs[m->seg].worker, sc->segs[m->seg].seq), false);
+        struct spool_sacct *rs =
+            spool_acct_seg(sp, spool_seg_key(sc->segs[m->seg].worker, sc->segs[m->seg].seq), false);
         if (rs == NULL)
             continue;
         const struct spool_ient *e = spool_index_get(&sc->ix, m->id, false);
@@ -152,8 +153,8 @@ static int scratch_fit(void **p, size_t *cap, size_t need, size_t size)
 }
 
 /* Folds the STATE records st[0, n) (one id, seq order) into f. */
-static int fold_states(struct scan *sc, const struct scan_state *st, size_t n,
-                       struct st_scratch *x, struct spool_fold *f)
+static int fold_states(struct scan *sc, const struct scan_state *st, size_t n, struct st_scratch *x,
+                       struct spool_fold *f)
 {
     size_t mem = 0, rc = 0;
     for (size_t i = 0; i < n; i++) {

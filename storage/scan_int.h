@@ -54,10 +54,10 @@ struct scan {
     struct spool *sp; /* the spool being opened, or NULL */
     struct spool_seg *segs;
     size_t nseg;
-    uint64_t *segsize;  /* octets usable after the scan */
-    uint8_t *segstate;  /* SCAN_SEG_* */
+    uint64_t *segsize; /* octets usable after the scan */
+    uint8_t *segstate; /* SCAN_SEG_* */
     struct spool_index ix;
-    uint64_t only; /* spool_read_body: the one id of interest, else 0 */
+    uint64_t only;  /* spool_read_body: the one id of interest, else 0 */
     bool skip_copy; /* only: inside a second copy of it */
     struct body_loc *locs;
     size_t nloc, loccap;
@@ -72,8 +72,8 @@ struct scan {
     size_t nrm, rmcap;
     struct spool_icopy *dups;
     size_t ndup, dupcap;
-    bool unreadable; /* a segment could not be read: keep what may guard it */
-    uint64_t max_seq; /* largest STATE seq */
+    bool unreadable;      /* a segment could not be read: keep what may guard it */
+    uint64_t max_seq;     /* largest STATE seq */
     struct spool_fh **fh; /* per segment, opened for spool_msg_from_info */
     struct spool_scan_report rep;
 };

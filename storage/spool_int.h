@@ -47,7 +47,7 @@ enum spool_rectype {
     SPOOL_REC_STATE = 7,
 };
 #define SPOOL_REC_TYPE_MAX SPOOL_REC_STATE
-#define SPOOL_EDITS_MIN 4u /* u32 count */
+#define SPOOL_EDITS_MIN 4u                            /* u32 count */
 #define SPOOL_STATE_MIN (8u + 4u + 4u + 8u + 4u + 4u) /* u64 seq .. str reason */
 /* COMMIT flags: the low 24 bits are SPOOL_MSG_*, the top octet counts how
  * often compaction copied the message (recovery keeps the highest copy). */
@@ -359,11 +359,11 @@ struct spool_sacct {
     uint64_t key; /* worker << 32 | seq */
     uint64_t size;
     uint64_t live_bytes;
-    uint32_t nlive;  /* live messages with records here */
-    uint32_t nguard; /* other segments' guards on REMOVE/ABORT records here */
-    uint32_t pins;   /* unfinished txns, REMOVE records not yet durable */
-    uint32_t flags;  /* SPOOL_SA_* */
-    uint32_t copying; /* compaction copies out of it not yet durable */
+    uint32_t nlive;             /* live messages with records here */
+    uint32_t nguard;            /* other segments' guards on REMOVE/ABORT records here */
+    uint32_t pins;              /* unfinished txns, REMOVE records not yet durable */
+    uint32_t flags;             /* SPOOL_SA_* */
+    uint32_t copying;           /* compaction copies out of it not yet durable */
     struct spool_guard *guards; /* segments whose records need this one's removal first */
     uint32_t ng, gcap;
     struct spool_fh *fh;
@@ -461,8 +461,8 @@ struct spool {
     /* amu guards the accounting (acct.c): segments, live messages, handles.
      * Taken per batch of messages, never per byte. */
     pthread_mutex_t amu;
-    struct spool_map segs; /* key -> struct spool_sacct */
-    struct spool_map live; /* id -> struct spool_live */
+    struct spool_map segs;        /* key -> struct spool_sacct */
+    struct spool_map live;        /* id -> struct spool_live */
     struct spool_live *live_free; /* recycled entries (linked through v) */
     void **slabs;                 /* entries come in slabs: freed at close */
     size_t nslab, slabcap;

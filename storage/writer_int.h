@@ -76,8 +76,8 @@ struct spool_whdr {
 /* A REMOVE record appended and not yet known durable (wstate.c). */
 struct spool_wrm {
     uint64_t id;
-    uint64_t seq;  /* the segment it went to (pinned there) */
-    bool redo;     /* that segment's sync failed: append it again */
+    uint64_t seq; /* the segment it went to (pinned there) */
+    bool redo;    /* that segment's sync failed: append it again */
 };
 
 /* A compaction copy appended and not yet known durable (compact.c). */
@@ -117,7 +117,7 @@ struct spool_writer {
     size_t nrm, nrm_flight, rmcap;
     struct spool_wcp *cp;
     size_t ncp, ncp_flight, cpcap;
-    bool redo;           /* some REMOVE must be appended again */
+    bool redo;            /* some REMOVE must be appended again */
     unsigned char *stbuf; /* STATE payload scratch */
     size_t stcap;
     /* durable messages (spool_set_durable, copied at creation) */

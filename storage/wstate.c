@@ -165,8 +165,8 @@ void spool_wstate_redo(struct spool_writer *w)
     int r = 0;
     size_t n = 0;
     for (size_t i = 0; r == 0 && i < w->nrm; i++)
-        if (w->rm[i].redo && (r = spool_wb_rec(w, SPOOL_REC_REMOVE, w->rm[i].id, NULL, 0,
-                                               false)) == 0)
+        if (w->rm[i].redo &&
+            (r = spool_wb_rec(w, SPOOL_REC_REMOVE, w->rm[i].id, NULL, 0, false)) == 0)
             n++;
     if (r == 0 && n > 0)
         r = spool_wb_flush(w, NULL);

@@ -142,7 +142,7 @@ Test(msg, pieces_equal_read_body)
     struct spool_env env = tu_env(1);
     struct tu_done d;
     ids[5] = tu_put(w, &env, "", 0, &d); /* empty, no header */
-    cr_assert_eq(tu_sync(w), 0); /* d still in scope */
+    cr_assert_eq(tu_sync(w), 0);         /* d still in scope */
     cr_assert_eq(nheld, 6);
     struct spool_writer_stats st;
     spool_writer_stats(w, &st);

@@ -299,8 +299,8 @@ Test(reclaim, a_copy_left_by_a_crash_recovers_once)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        if (spool_open(dir, NULL, NULL, NULL, &sp) != 0 ||
-            spool_writer_create(sp, 5, &c) != 0 || spool_writer_compact(c, 1 << 20) <= 0)
+        if (spool_open(dir, NULL, NULL, NULL, &sp) != 0 || spool_writer_create(sp, 5, &c) != 0 ||
+            spool_writer_compact(c, 1 << 20) <= 0)
             _exit(1);
         int fd = spool_writer_sync_fd(c);
         _exit(fd >= 0 && fdatasync(fd) == 0 ? 0 : 2); /* the copies are durable: crash */

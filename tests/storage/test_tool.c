@@ -235,13 +235,15 @@ Test(tool, list_shows_delivery_state_and_stats_live_octets)
     cr_assert_str_eq(out, want);
 
     cr_assert_eq(run((const char *[]){dir, "list", "--json", NULL}, NULL), 0, "%s", err);
-    cr_assert(strstr(out, "\"held\": true, \"warned\": false, \"attempts\": 2, "
-                          "\"next_attempt_ms\": 1700000060000, \"next_attempt\": "
-                          "\"2023-11-14T22:14:20.000Z\", \"last_error\": \"451 try later\"") != NULL,
+    cr_assert(strstr(out,
+                     "\"held\": true, \"warned\": false, \"attempts\": 2, "
+                     "\"next_attempt_ms\": 1700000060000, \"next_attempt\": "
+                     "\"2023-11-14T22:14:20.000Z\", \"last_error\": \"451 try later\"") != NULL,
               "%s", out);
-    cr_assert(strstr(out, "\"delivery\": [{\"rcpt\": \"alice@example.org\", \"state\": "
-                          "\"delivered\"}, {\"rcpt\": \"bob@example.net\", \"state\": \"pending\"}, "
-                          "{\"rcpt\": \"carol@example.com\", \"state\": \"failed\"}]") != NULL,
+    cr_assert(strstr(out,
+                     "\"delivery\": [{\"rcpt\": \"alice@example.org\", \"state\": "
+                     "\"delivered\"}, {\"rcpt\": \"bob@example.net\", \"state\": \"pending\"}, "
+                     "{\"rcpt\": \"carol@example.com\", \"state\": \"failed\"}]") != NULL,
               "%s", out);
     cr_assert(strstr(out, "\"held\": false, \"warned\": false, \"attempts\": 0, "
                           "\"next_attempt_ms\": 0, \"next_attempt\": null") != NULL,
