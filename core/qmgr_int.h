@@ -261,6 +261,8 @@ void qmgr_msg_route(struct qmgr *q, struct qmsg *m);
 void qmgr_msg_verdict(struct qmgr *q, struct qmsg *m, int code, const char *status,
                       const char *text);
 void qmgr_msg_quarantine(struct qmgr *q, struct qmsg *m);
+void qmgr_msg_hold(struct qmgr *q, struct qmsg *m);
+void qmgr_unheap(struct qmgr *q, struct qmsg *m); /* out of the retry heap */
 int qmgr_msg_rcpts_alloc(struct qmsg *m, size_t n);
 void qmgr_job_done(struct qmgr *q, struct qjob *j);
 void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const char *status,

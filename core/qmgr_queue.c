@@ -413,6 +413,16 @@ void qmgr_msg_verdict(struct qmgr *q, struct qmsg *m, int code, const char *stat
     qmgr_attempt_end(q, m);
 }
 
+void qmgr_unheap(struct qmgr *q, struct qmsg *m)
+{
+    qheap_remove(q, m);
+}
+
+void qmgr_msg_hold(struct qmgr *q, struct qmsg *m)
+{
+    qmgr_set_state(q, m, QM_HELD);
+}
+
 void qmgr_msg_quarantine(struct qmgr *q, struct qmsg *m)
 {
     m->mflags |= SPOOL_MSG_QUARANTINE;
