@@ -194,6 +194,8 @@ static void qmgr_cqe(struct qmgr *q, struct io_uring_cqe *cqe)
     case QOP_LTIMEOUT:
     case QOP_RECV:
     case QOP_SEND:
+    case QOP_SPLICE_IN:
+    case QOP_SPLICE_OUT:
         qmgr_conn_cqe(q, (struct qconn *)(uintptr_t)v, op, cqe->res);
         break;
     case QOP_DNS:
@@ -499,4 +501,5 @@ void qmgr_get_stats(const struct qmgr *q, struct qmgr_stats *st)
     st->bounces = atomic_load_explicit(&q->st_bounces, memory_order_relaxed);
     st->connections = atomic_load_explicit(&q->st_conns, memory_order_relaxed);
     st->reused = atomic_load_explicit(&q->st_reused, memory_order_relaxed);
+    st->spliced = atomic_load_explicit(&q->st_spliced, memory_order_relaxed);
 }

@@ -74,6 +74,7 @@ struct qmgr_stats {
     uint64_t bounces;     /* DSNs sent */
     uint64_t connections; /* outbound connections opened */
     uint64_t reused;      /* messages sent over a reused connection */
+    uint64_t spliced;     /* body octets spliced from the spool to sockets (BDAT) */
 };
 void qmgr_get_stats(const struct qmgr *q, struct qmgr_stats *st);
 

@@ -49,6 +49,8 @@ enum qmgr_op {
     QOP_DNS_CANCEL,
     QOP_WAKE,      /* multishot poll on the scheduler's eventfd */
     QOP_FSYNC,     /* the writer's group commit */
+    QOP_SPLICE_IN, /* BDAT body: spool segment -> the connection's pipe */
+    QOP_SPLICE_OUT, /* the pipe -> the socket */
 };
 
 enum qmsg_state { QM_SINKS, QM_ACTIVE, QM_DEFERRED, QM_HELD, QM_QUARANTINE };
@@ -168,6 +170,9 @@ struct qconn {
     char *cbuf;            /* ciphertext to send */
     size_t cbuf_cap;
     char *pbuf;            /* plaintext read out of tls */
+    /* BDAT bodies from the spool, kernel to kernel (splice through a pipe) */
+    int pipe_r, pipe_w;
+    size_t pipe_fill;
     /* outbound sinks: the event being waited for (pending), its result */
     struct sink_call *call;
     bool sink_wait;
@@ -243,6 +248,7 @@ struct qmgr {
     /* stats (relaxed atomics: read by other threads) */
     _Atomic uint64_t st_delivered, st_failed, st_deferrals, st_bounces, st_conns, st_reused;
     _Atomic uint64_t st_queued, st_active, st_deferred, st_held;
+    _Atomic uint64_t st_spliced; /* body octets sent by splice (not through user space) */
 };
 
 /* qmgr.c */

@@ -330,11 +330,11 @@ int main(int argc, char **argv)
     qmgr_get_stats(qm, &qs);
     fprintf(stderr,
             "sluiced queue: queued=%llu deferred=%llu delivered=%llu failed=%llu bounces=%llu "
-            "connections=%llu reused=%llu\n",
+            "connections=%llu reused=%llu spliced=%llu\n",
             (unsigned long long)qs.queued, (unsigned long long)qs.deferred,
             (unsigned long long)qs.delivered, (unsigned long long)qs.failed,
             (unsigned long long)qs.bounces, (unsigned long long)qs.connections,
-            (unsigned long long)qs.reused);
+            (unsigned long long)qs.reused, (unsigned long long)qs.spliced);
     qmgr_destroy(qm);
     spool_close(sp);
     sink_engine_destroy(engine); /* joins the sinks' own threads before the pool goes */
