@@ -55,12 +55,22 @@ def message(subject="test", tag=None, body="hello\r\n", headers=()):
 
 
 def send(port, sender, rcpts, data=None, timeout=20):
-    """One message over a fresh session; returns smtplib's refused dict."""
+    """One message over a fresh session; returns smtplib's refused dict.
+    port may be a Daemon: then a failure shows its queue-manager log."""
+    d = None
+    if not isinstance(port, int):
+        d, port = port, port.port
     if isinstance(rcpts, str):
         rcpts = [rcpts]
-    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as s:
-        s.ehlo("client.test")
-        return s.sendmail(sender, rcpts, data if data is not None else message())
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as s:
+            s.ehlo("client.test")
+            return s.sendmail(sender, rcpts, data if data is not None else message())
+    except (OSError, smtplib.SMTPException) as e:
+        if d is None:
+            raise
+        time.sleep(0.2)
+        raise AssertionError("sending failed: %r\n%s" % (e, qmgr_log(d)))
 
 
 def send_many(port, items, timeout=30):

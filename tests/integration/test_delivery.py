@@ -127,7 +127,7 @@ def test_451_then_250_retried(daemon_factory, tmp_path, hop):
     hop.data = ["451 4.3.0 try again later"]
     d = start(daemon_factory, tmp_path, relayhost=hop.addr)
     t0 = time.monotonic()
-    send(d.port, "sender@client.test", ["rcpt@example.test"], message("retry me"))
+    send(d, "sender@client.test", ["rcpt@example.test"], message("retry me"))
     seen = {}
 
     def deferred_state():
@@ -164,15 +164,11 @@ def test_drop_mid_data_then_delivered_once(daemon_factory, tmp_path, hop):
     message is deferred, then delivered exactly once when the next hop
     behaves.
 
-    QMGR BUG (found by this test, core/qmgr_conn.c, not fixed here): the
-    daemon dies with SIGSEGV right after logging the deferral.  ASan:
-    heap-use-after-free in qmgr_conn_cqe (qmgr_conn.c:640, the QOP_RECV
-    end-of-file branch): osmtp_eof() -> osmtp_fail -> qconn_on_fail ->
-    qmgr_conn_close -> qconn_free (inflight already 0) frees c, then
-    `if (c->st != QC_CLOSING)` reads it."""
+    Found a queue-manager crash (fixed in d7c8014): a close from inside
+    osmtp's callbacks freed the connection under qmgr_conn_cqe."""
     hop.data = ["drop"]
     d = start(daemon_factory, tmp_path, relayhost=hop.addr)
-    send(d.port, "sender@client.test", ["rcpt@example.test"], message("dropped"))
+    send(d, "sender@client.test", ["rcpt@example.test"], message("dropped"))
     assert wait_until(lambda: outcomes(d, kind="deferred"), 10), qmgr_log(d)
     assert wait_hop(d, hop, 1), qmgr_log(d)
     assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
@@ -187,14 +183,10 @@ def test_drop_mid_data_then_delivered_once(daemon_factory, tmp_path, hop):
 def test_reply_lost_after_content_duplicates_once(daemon_factory, tmp_path, hop):
     """The content arrives but the connection closes before the reply:
     sluice cannot know, so it retries; the next hop gets the message again
-    (the only case where a duplicate is expected) and then it is done.
-
-    QMGR BUG: the same use-after-free as test_drop_mid_data_then_delivered_once
-    (the connection closes after the content: EOF -> qconn_on_fail frees
-    the connection inside qmgr_conn_cqe)."""
+    (the only case where a duplicate is expected) and then it is done."""
     hop.data = ["lost"]
     d = start(daemon_factory, tmp_path, relayhost=hop.addr)
-    send(d.port, "sender@client.test", ["rcpt@example.test"], message("lost reply"))
+    send(d, "sender@client.test", ["rcpt@example.test"], message("lost reply"))
     assert wait_hop(d, hop, 1), qmgr_log(d)
     assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
     assert [a[1] for a in hop.attempts] == ["lost", "250"], hop.attempts
@@ -267,8 +259,8 @@ def test_alias_and_route_sinks(daemon_factory, tmp_path, hop):
     with NextHop("127.0.0.1") as partner:
         d = start(daemon_factory, tmp_path, relayhost=hop.addr,
                   extra=SINKS % partner.addr)
-        send(d.port, "sender@client.test", ["team@example.test"], message("to the team"))
-        send(d.port, "sender@client.test", ["x@partner.test", "y@example.test"],
+        send(d, "sender@client.test", ["team@example.test"], message("to the team"))
+        send(d, "sender@client.test", ["x@partner.test", "y@example.test"],
              message("split"))
         assert wait_until(lambda: hop.count() >= 2 and partner.count() >= 1, 15), \
             (hop.snapshot(), partner.snapshot(), qmgr_log(d))
