@@ -293,7 +293,9 @@ static int qmgr_setup(struct qmgr *q)
     }
     char err[256];
     const char *const *srv = (const char *const *)q->cfg->dns_servers;
-    q->dns = dns_create(srv, q->cfg->ndns_servers, 0, 0, qmgr_dns_sock, q, err, sizeof(err));
+    /* 2 s a try, 2 tries (c-ares doubles the timeout each round: about 6 s
+     * before a lookup is a temporary failure) */
+    q->dns = dns_create(srv, q->cfg->ndns_servers, 2000, 2, qmgr_dns_sock, q, err, sizeof(err));
     if (q->dns == NULL) {
         snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: DNS: %.200s", err);
         return -EINVAL;
