@@ -400,6 +400,16 @@ static void *qmgr_main(void *arg)
             q->last_sweep = now;
             qmgr_sweep(q);
         }
+        if (now - q->last_compact >= 5000) {
+            /* sparse sealed segments: their live messages move into this
+             * writer's segment so the old file can go (a few MiB a time) */
+            q->last_compact = now;
+            int64_t moved = spool_writer_compact(q->w, 8u << 20);
+            if (moved > 0)
+                log_msg(LOG_DEBUG, "qmgr: compaction moved %lld octets", (long long)moved);
+            else if (moved < 0)
+                log_msg(LOG_WARN, "qmgr: compaction: %s", strerror((int)-moved));
+        }
         qmgr_dest_run(q);
         qmgr_arm_wake(q);
         qmgr_end_turn(q);

@@ -240,6 +240,7 @@ struct qmgr {
     struct qconn *conns;
     unsigned nconns;
     uint64_t last_sweep;
+    uint64_t last_compact;
 
     struct qlocal *local;
     struct tls_client *tlsc; /* outbound STARTTLS; NULL: none could be made (logged) */

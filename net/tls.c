@@ -136,7 +136,13 @@ static int tls_ctx_policy(SSL_CTX *ctx, const struct tls_opts *o, char *err, siz
         ERR_clear_error();
         return -EINVAL;
     }
-    if (o->ciphersuites && SSL_CTX_set_ciphersuites(ctx, o->ciphersuites) != 1) {
+    /* Default TLS 1.3 order: AES-128-GCM first (as Mozilla's and Postfix's
+     * defaults), which costs about a third less per octet than OpenSSL's
+     * own first choice, AES-256-GCM, with the same security margin for mail. */
+    const char *suites = o->ciphersuites ? o->ciphersuites
+                                         : "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+                                           "TLS_CHACHA20_POLY1305_SHA256";
+    if (SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
         snprintf(err, errlen, "tls: ciphersuites \"%s\": not a valid TLS 1.3 suite list",
                  o->ciphersuites);
         ERR_clear_error();
