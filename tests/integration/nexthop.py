@@ -27,13 +27,19 @@ The script:
 * ``extensions``: EHLO keywords added to aiosmtpd's (SIZE is off,
   8BITMIME and SMTPUTF8 on); default PIPELINING and ENHANCEDSTATUSCODES;
 * ``delay``: seconds to wait before every final DATA reply (accept or not);
-  ``set_delay()`` changes it while running.
+  ``set_delay()`` changes it while running;
+* ``accept_early``: record an accepted message when its content has
+  arrived, before ``delay`` (a next hop that has committed the message and
+  is slow to say so: if the client dies meanwhile, the message is still
+  delivered there); by default it is recorded after the delay, and
+  aiosmtpd drops it when the client goes away first.
 
 What it records (read it from the test's thread; a lock keeps it coherent):
 
 * ``messages``: every accepted message, a :class:`Received` with
   ``mail_from`` ("" for the null sender), ``rcpt_tos``, ``data`` (bytes, as received, dot-unstuffed
   by aiosmtpd, CRLF line ends), ``peer``, ``conn`` (connection number),
+  ``at`` (time.monotonic() when recorded),
   ``replied`` (True once the 250 was written to the socket; a message
   accepted while the client died during ``delay`` has replied False);
 * ``attempts``: [(conn, outcome)] for every DATA attempt (outcome is the
@@ -59,6 +65,8 @@ class Received:
         self.data = data
         self.peer = peer
         self.conn = conn
+        self.at = time.monotonic()  # when recorded (see accept_early)
+        self.seq = 0
         self.replied = False
 
     def header(self, name):
@@ -103,17 +111,30 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):
         hop = self.hop
         step = server._step  # chosen by smtp_DATA before the content
+        accept = step in (None, "250")
+        rec = None
+        if accept and hop.accept_early:
+            rec = self._record(server, session, envelope)
         if hop.delay:
+            # aiosmtpd cancels this when the client goes away: a message
+            # recorded late is then not recorded at all
             await asyncio.sleep(hop.delay)
-        if step in (None, "250"):
-            rec = Received(envelope.mail_from, envelope.rcpt_tos,
-                           bytes(envelope.original_content or envelope.content or b""),
-                           session.peer, server._conn_no)
-            with hop.lock:
-                hop.messages.append(rec)
+        if accept:
+            if rec is None:
+                rec = self._record(server, session, envelope)
             server._pending = rec
-            return "250 2.0.0 OK queued as n%d" % len(hop.messages)
+            return "250 2.0.0 OK queued as n%d" % rec.seq
         return step
+
+    def _record(self, server, session, envelope):
+        hop = self.hop
+        rec = Received(envelope.mail_from, envelope.rcpt_tos,
+                       bytes(envelope.original_content or envelope.content or b""),
+                       session.peer, server._conn_no)
+        with hop.lock:
+            hop.messages.append(rec)
+            rec.seq = len(hop.messages)
+        return rec
 
 
 class _SMTP(SMTP):
@@ -190,7 +211,7 @@ class _SMTP(SMTP):
 
 class NextHop:
     def __init__(self, host="127.0.0.1", port=0, data=None, rcpt=None, mail=None,
-                 delay=0.0, hostname="nexthop.test",
+                 delay=0.0, accept_early=False, hostname="nexthop.test",
                  extensions=("PIPELINING", "ENHANCEDSTATUSCODES")):
         self.host = host
         self.port = port
@@ -198,6 +219,7 @@ class NextHop:
         self.rcpt = {k.lower(): v for k, v in (rcpt or {}).items()}
         self.mail_reply = mail
         self.delay = delay
+        self.accept_early = accept_early
         self.hostname = hostname
         self.extensions = list(extensions)
         self.lock = threading.Lock()

@@ -1,0 +1,80 @@
+"""kill -9 of sluiced while it delivers, then a restart on the same spool:
+nothing is lost, and a message is delivered twice only when the first next
+hop had its content when the daemon died (the reply, or its record, was
+lost): at most one per connection in flight."""
+import collections
+import time
+
+from conftest import spool_list
+from delivery_util import (message, qmgr_log, queue_counters, send_many, start,
+                           wait_spool_empty, wait_until)
+from nexthop import NextHop
+
+N = 40
+CONCURRENCY = 4
+
+
+def tags(msgs):
+    return [m.header("X-Test-Tag") for m in msgs]
+
+
+def test_kill9_mid_delivery_then_restart(daemon_factory, tmp_path):
+    spool = str(tmp_path / "spool")
+    # the slow next hop commits each message as soon as its content is in,
+    # then takes 0.5 s to say 250: the messages in flight at the kill are
+    # delivered there and sent again after the restart
+    slow = NextHop("127.0.0.1", delay=0.5, accept_early=True).start()
+    try:
+        d1 = start(daemon_factory, tmp_path, relayhost=slow.addr, spool=spool,
+                   delivery_concurrency=CONCURRENCY)
+        want = ["crash-%02d" % i for i in range(N)]
+        send_many(d1.port, [("sender@client.test", ["rcpt@example.test"],
+                             message("crash test", tag=t)) for t in want])
+        # about a third delivered, CONCURRENCY more in flight: kill -9
+        assert wait_until(lambda: slow.count() >= N // 3, 30), qmgr_log(d1)
+        t_kill = time.monotonic()
+        d1.kill9()
+        assert d1.proc.returncode == -9
+        time.sleep(1.0)  # the next hop's handlers finish their delay
+    finally:
+        slow.stop()
+    first = slow.snapshot()
+    assert len(first) < N, "everything was delivered before the kill"
+    left = spool_list(spool)
+    assert left, "nothing left in the spool after the kill"
+    # every message is either in the spool still, or reached the next hop
+    for m in left:
+        assert m["sender"] == "sender@client.test"
+    assert len(left) + len(first) >= N, (len(left), len(first))
+
+    fast = NextHop("127.0.0.1").start()
+    try:
+        d2 = start(daemon_factory, tmp_path, relayhost=fast.addr, spool=spool,
+                   delivery_concurrency=CONCURRENCY)
+        assert wait_until(lambda: fast.count() >= len(left), 30), \
+            (fast.count(), len(left), qmgr_log(d2))
+        assert wait_spool_empty(spool, 15), spool_list(spool)
+        time.sleep(0.3)  # nothing more comes
+        second = fast.snapshot()
+        assert d2.stop() == 0
+    finally:
+        fast.stop()
+
+    count = collections.Counter(tags(first) + tags(second))
+    missing = [t for t in want if count[t] == 0]
+    assert not missing, "lost: %s\n%s" % (missing, qmgr_log(d2))
+    assert set(count) == set(want), set(count) - set(want)
+    dups = sorted(t for t, c in count.items() if c > 1)
+    print("kill -9: %d at the slow hop, %d left in the spool, duplicates %s"
+          % (len(first), len(left), dups))
+    # at most one message per connection was in flight at the kill
+    assert len(dups) <= CONCURRENCY, (dups, qmgr_log(d1)[-3000:])
+    assert all(count[t] == 2 for t in dups), count
+    # and each duplicate's first copy reached the slow next hop in the last
+    # moments before the kill (its 250 was pending then)
+    first_at = {m.header("X-Test-Tag"): m.at for m in first}
+    for t in dups:
+        assert first_at[t] > t_kill - 1.0, (t, t_kill - first_at[t])
+    assert len(second) == len(left), (len(second), len(left))
+    q = queue_counters(d2)
+    assert q["delivered"] == len(second) and q["queued"] == 0, q
