@@ -26,6 +26,7 @@ The script:
 * ``mail``: a reply to every MAIL FROM instead of 250 (e.g. "421 ...");
 * ``extensions``: EHLO keywords added to aiosmtpd's (SIZE is off,
   8BITMIME and SMTPUTF8 on); default PIPELINING and ENHANCEDSTATUSCODES;
+  ``without``: keywords taken out of the EHLO reply (e.g. ["8BITMIME"]);
 * ``delay``: seconds to wait before every final DATA reply (accept or not);
   ``set_delay()`` changes it while running;
 * ``accept_early``: record an accepted message when its content has
@@ -44,7 +45,8 @@ What it records (read it from the test's thread; a lock keeps it coherent):
   accepted while the client died during ``delay`` has replied False);
 * ``attempts``: [(conn, outcome)] for every DATA attempt (outcome is the
   script entry applied: "250", "451 ...", "drop", "lost");
-* ``connections``: how many connections were accepted;
+* ``connections``: how many connections were accepted; ``open_now`` and
+  ``max_open``: how many are open, and the most open at once;
 * ``rcpt_seen``: every RCPT address offered, in order.
 
 ``stop()`` closes the listener and every connection.  The listening port
@@ -90,7 +92,8 @@ class _Handler:
         session.host_name = hostname
         # extensions before the last line ("250 HELP")
         extra = ["250-" + e for e in self.hop.extensions]
-        return responses[:-1] + extra + responses[-1:]
+        out = responses[:-1] + extra + responses[-1:]
+        return [r for r in out if r[4:].split(" ")[0].upper() not in self.hop.without]
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.hop.mail_reply:
@@ -151,10 +154,18 @@ class _SMTP(SMTP):
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        self.hop._transports.add(transport)
+        hop = self.hop
+        with hop.lock:
+            hop._transports.add(transport)
+            hop.open_now += 1
+            hop.max_open = max(hop.max_open, hop.open_now)
 
     def connection_lost(self, exc):
-        self.hop._transports.discard(self.transport)
+        hop = self.hop
+        with hop.lock:
+            if self.transport in hop._transports:
+                hop._transports.discard(self.transport)
+                hop.open_now -= 1
         super().connection_lost(exc)
 
     async def push(self, status):
@@ -212,7 +223,7 @@ class _SMTP(SMTP):
 class NextHop:
     def __init__(self, host="127.0.0.1", port=0, data=None, rcpt=None, mail=None,
                  delay=0.0, accept_early=False, hostname="nexthop.test",
-                 extensions=("PIPELINING", "ENHANCEDSTATUSCODES")):
+                 extensions=("PIPELINING", "ENHANCEDSTATUSCODES"), without=()):
         self.host = host
         self.port = port
         self.data = list(data or [])
@@ -222,11 +233,14 @@ class NextHop:
         self.accept_early = accept_early
         self.hostname = hostname
         self.extensions = list(extensions)
+        self.without = {w.upper() for w in without}
         self.lock = threading.Lock()
         self.messages = []
         self.attempts = []
         self.rcpt_seen = []
         self.connections = 0
+        self.open_now = 0
+        self.max_open = 0
         self._transports = set()
         self._loop = None
         self._server = None
@@ -282,7 +296,9 @@ class NextHop:
 
         async def close():
             self._server.close()
-            for t in list(self._transports):
+            with self.lock:
+                ts = list(self._transports)
+            for t in ts:
                 t.abort()
             await asyncio.sleep(0)
             for task in asyncio.all_tasks():

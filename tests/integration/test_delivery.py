@@ -274,3 +274,78 @@ def test_alias_and_route_sinks(daemon_factory, tmp_path, hop):
         assert len(pm) == 1 and pm[0].rcpt_tos == ["x@partner.test"], pm
         assert pm[0].header("Subject") == "split"
         assert not any(r.lower() == "team@example.test" for r in hop.rcpt_seen)
+
+
+# ---- limits and routes ----
+
+def test_concurrency_limit_per_destination(daemon_factory, tmp_path):
+    """delivery_concurrency 2 and a next hop slow to answer: never more
+    than 2 connections open at once, all 12 messages delivered."""
+    with NextHop("127.0.0.1", delay=0.2) as slow:
+        d = start(daemon_factory, tmp_path, relayhost=slow.addr, delivery_concurrency=2)
+        send_many(d.port, [("sender@client.test", ["r%d@example.test" % i],
+                            message("conc %d" % i)) for i in range(12)])
+        assert wait_until(lambda: slow.count() >= 12, 30), qmgr_log(d)
+        assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
+        assert slow.max_open <= 2, slow.max_open
+        assert slow.max_open == 2, "the limit was never reached: %d" % slow.max_open
+        assert d.stop() == 0
+        q = queue_counters(d)
+        assert q["delivered"] == 12 and q["connections"] <= 4, q
+
+
+def test_8bit_message_to_a_next_hop_without_8bitmime(daemon_factory, tmp_path):
+    """BODY=8BITMIME with 8-bit content, next hop without 8BITMIME: not
+    sent there; the sender gets a bounce that says why; a 7-bit message
+    to the same next hop goes through."""
+    import smtplib
+    from test_bounce import parse_report
+    with NextHop("127.0.0.1", without=["8BITMIME", "SMTPUTF8"]) as hop, \
+            NextHop("127.0.0.1") as home:
+        d = start(daemon_factory, tmp_path,
+                  transport={"example.test": "smtp:" + hop.addr,
+                             "client.test": "smtp:" + home.addr})
+        with smtplib.SMTP("127.0.0.1", d.port, timeout=20) as s:
+            s.ehlo("client.test")
+            s.sendmail("sender@client.test", ["u@example.test"],
+                       b"Subject: eight bit\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                       b"Content-Transfer-Encoding: 8bit\r\n\r\ngr\xc3\xbc\xc3\x9fe\r\n",
+                       mail_options=["BODY=8BITMIME"])
+        send(d, "sender@client.test", ["v@example.test"], message("seven bit"))
+        assert wait_until(lambda: home.count() >= 1 and hop.count() >= 1, 15), \
+            (hop.snapshot(), home.snapshot(), qmgr_log(d))
+        assert [m.header("Subject") for m in hop.snapshot()] == ["seven bit"]
+        _, r, h = parse_report(home.messages[0].data)
+        assert r[0]["Final-Recipient"].lower().endswith("u@example.test"), r
+        assert r[0]["Action"].lower() == "failed", r
+        assert r[0]["Status"].startswith("5."), r
+        assert "8BITMIME" in r[0]["Diagnostic-Code"], r
+        assert "Subject: eight bit" in h
+        assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
+
+
+def test_error_and_discard_routes(daemon_factory, tmp_path):
+    """transport error:5.1.2 bounces with that status and text; error:4.x.x
+    defers; discard drops the mail (logged), nothing is sent."""
+    from test_bounce import parse_report
+    with NextHop("127.0.0.1") as home:
+        d = start(daemon_factory, tmp_path,
+                  transport={"client.test": "smtp:" + home.addr,
+                             "bad.test": "error:5.1.2 no mail for bad.test",
+                             "later.test": "error:4.3.2 not now",
+                             "void.test": "discard"})
+        send(d, "sender@client.test", ["u@bad.test"], message("to bad"))
+        send(d, "sender@client.test", ["u@void.test"], message("to void"))
+        send(d, "sender@client.test", ["u@later.test"], message("to later"))
+        assert wait_until(lambda: home.count() >= 1, 15), qmgr_log(d)
+        _, r, _ = parse_report(home.messages[0].data)
+        assert r[0]["Status"] == "5.1.2", r
+        assert "no mail for bad.test" in r[0]["Diagnostic-Code"], r
+        assert d.wait_log(r"<u@void\.test> discarded", 10), qmgr_log(d)
+        assert wait_until(lambda: [m for m in spool_list(d.spool)
+                                   if m.get("attempts", 0) >= 1], 10), spool_list(d.spool)
+        left = spool_list(d.spool)
+        assert [m["rcpts"] for m in left] == [["u@later.test"]], left
+        assert "not now" in left[0]["last_error"], left
+        time.sleep(0.3)
+        assert home.count() == 1, home.snapshot()
