@@ -51,7 +51,8 @@ class Daemon:
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True,
                                      errors="replace", env=env)
-        threading.Thread(target=self._reader, daemon=True).start()
+        self._rt = threading.Thread(target=self._reader, daemon=True)
+        self._rt.start()
         deadline = time.monotonic() + timeout
         with self._cv:
             while self.port is None:
@@ -62,6 +63,7 @@ class Daemon:
         if self.port is None:
             self.proc.kill()
             self.proc.wait()
+            self._rt.join(5)  # every line it wrote before it exited
             raise RuntimeError("sluiced did not start:\n" + self.log())
         return self
 
