@@ -48,7 +48,7 @@ def test_550_one_recipient_bounce_parsed(daemon_factory, tmp_path):
         d = start(daemon_factory, tmp_path,
                   transport={"example.test": "smtp:" + hop.addr,
                              "client.test": "smtp:" + home.addr})
-        send(d.port, "sender@client.test", ["ok@example.test", "bad@example.test"],
+        send(d, "sender@client.test", ["ok@example.test", "bad@example.test"],
              message("Quarterly numbers 42", tag="bounce-me"))
         assert wait_until(lambda: hop.count() >= 1 and home.count() >= 1, 15), \
             (hop.snapshot(), home.snapshot(), qmgr_log(d))
@@ -78,7 +78,7 @@ def test_550_one_recipient_bounce_parsed(daemon_factory, tmp_path):
 
         # a message from <> that fails: no bounce (logged), nothing more
         # arrives at the sender's next hop
-        send(d.port, "", ["bad@example.test"], message("null sender"))
+        send(d, "", ["bad@example.test"], message("null sender"))
         assert d.wait_log(r"from <>: no bounce", 10), qmgr_log(d)
         assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
         time.sleep(0.5)
@@ -94,7 +94,15 @@ def test_expiry_bounces_447_after_delay_warning(daemon_factory, tmp_path):
     """A dead next hop and retry max_age 4 s: a delay warning (Action
     delayed, 4.x.x, Will-Retry-Until) after delay_warning 1 s, then a bounce
     with Status 4.4.7 once the message is older than max_age; the message
-    leaves the spool."""
+    leaves the spool.
+
+    QMGR BUG (found by this test under ASan, build with
+    -DSLUICE_SANITIZE=address,undefined; the release build passes by
+    luck): heap-use-after-free at expiry.  qmgr_attempt_end
+    (core/qmgr_queue.c:537) calls qmgr_set_diag(m, i, diag, m->rhost[i]);
+    qmgr_set_diag frees m->rhost[i] and then strdup()s the same pointer
+    (qmgr_queue.c:279-280).  The daemon aborts before the 4.4.7 bounce is
+    sent, so this test fails there on the missing second message."""
     dead = "127.0.0.1:%d" % closed_port()
     with NextHop("127.0.0.1") as home:
         d = start(daemon_factory, tmp_path,
@@ -102,7 +110,7 @@ def test_expiry_bounces_447_after_delay_warning(daemon_factory, tmp_path):
                              "client.test": "smtp:" + home.addr},
                   retry={"min": "1s", "max": "1s", "max_age": "4s", "delay_warning": "1s"})
         t0 = time.monotonic()
-        send(d.port, "sender@client.test", ["late@example.test"], message("too late"))
+        send(d, "sender@client.test", ["late@example.test"], message("too late"))
         assert wait_until(lambda: home.count() >= 2, 25), (home.snapshot(), qmgr_log(d))
         took = time.monotonic() - t0
         assert took >= 3.5, took  # not before max_age
@@ -116,6 +124,8 @@ def test_expiry_bounces_447_after_delay_warning(daemon_factory, tmp_path):
         assert fr[0]["Action"].lower() == "failed", fr
         assert fr[0]["Status"] == "4.4.7", fr
         assert fr[0]["Final-Recipient"].lower().endswith("late@example.test")
+        assert fr[0]["Remote-MTA"] == "dns; 127.0.0.1", fr  # the host of the last try
+        assert "connect" in fr[0]["Diagnostic-Code"], fr    # and its error
         assert "Subject: too late" in fh
         assert fail.mail_from == "" and fail.rcpt_tos == ["sender@client.test"]
         assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
