@@ -112,6 +112,7 @@ struct cfg {
     char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
     unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
+    char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };
 

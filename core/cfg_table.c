@@ -133,6 +133,7 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_users", CFG_T_STRING, NULL, 1, PATH_MAX - 1, CFG_F(auth_users), NULL}, /* NULL: none */
     {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
     {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
+    {"control_socket", CFG_T_STRING, "\"./var/sluice.sock\"", 0, 107, CFG_F(control_socket), NULL},
 };
 /* clang-format on */
 
