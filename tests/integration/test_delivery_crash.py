@@ -78,3 +78,67 @@ def test_kill9_mid_delivery_then_restart(daemon_factory, tmp_path):
     assert len(second) == len(left), (len(second), len(left))
     q = queue_counters(d2)
     assert q["delivered"] == len(second) and q["queued"] == 0, q
+
+
+def test_per_recipient_state_survives_kill9(daemon_factory, tmp_path):
+    """One message, two recipients on two next hops: a@ delivered, b@
+    deferred (451).  kill -9, restart with b's next hop fixed: b@ gets it,
+    a@ does not get it again (the per-recipient STATE record)."""
+    spool = str(tmp_path / "spool")
+    with NextHop("127.0.0.1") as ha, NextHop("127.0.0.1", data=["451 4.3.0 busy"] * 50) as hb:
+        d1 = start(daemon_factory, tmp_path, spool=spool,
+                   transport={"example.test": "smtp:" + ha.addr,
+                              "other.test": "smtp:" + hb.addr},
+                   retry={"min": "1s", "max": "2s", "max_age": "1h"})
+        send_many(d1.port, [("sender@client.test", ["a@example.test", "b@other.test"],
+                             message("two hops", tag="two-hops"))])
+
+        def split_state():
+            for m in spool_list(spool):
+                st = {x["rcpt"]: x["state"] for x in m.get("delivery", [])}
+                if st.get("a@example.test") == "delivered" and m.get("attempts", 0) >= 1:
+                    return m
+            return None
+
+        m = wait_until(split_state, 15)
+        assert m, (spool_list(spool), qmgr_log(d1))
+        assert {x["rcpt"]: x["state"] for x in m["delivery"]}["b@other.test"] == "pending", m
+        assert "451" in m["last_error"], m
+        assert ha.count() == 1 and hb.count() == 0
+        d1.kill9()
+        left = spool_list(spool)
+        assert len(left) == 1 and left[0]["id"] == m["id"], left
+        assert [x["state"] for x in left[0]["delivery"]] == ["delivered", "pending"], left
+        hb.data = []  # b's next hop answers 250 from now on
+        d2 = start(daemon_factory, tmp_path, spool=spool,
+                   transport={"example.test": "smtp:" + ha.addr,
+                              "other.test": "smtp:" + hb.addr},
+                   retry={"min": "1s", "max": "2s", "max_age": "1h"})
+        assert hb.wait_messages(1, 15), (spool_list(spool), qmgr_log(d2))
+        assert wait_spool_empty(spool, 10), spool_list(spool)
+        assert hb.messages[0].rcpt_tos == ["b@other.test"]
+        assert ha.count() == 1, ha.snapshot()  # a@ not again
+        assert ha.rcpt_seen == ["a@example.test"], ha.rcpt_seen
+
+
+def test_deferral_time_kept_over_restart(daemon_factory, tmp_path):
+    """A message deferred until T (retry min 3 s) and a clean restart soon
+    after: it is not tried before T, then delivered; attempts go on from
+    the spool's count."""
+    spool = str(tmp_path / "spool")
+    with NextHop("127.0.0.1", data=["451 4.3.0 not yet"]) as hop:
+        d1 = start(daemon_factory, tmp_path, relayhost=hop.addr, spool=spool,
+                   retry={"min": "3s", "max": "6s"})
+        send_many(d1.port, [("sender@client.test", ["r@example.test"], message("later"))])
+        m = wait_until(lambda: [x for x in spool_list(spool) if x.get("attempts", 0) >= 1], 10)
+        assert m, qmgr_log(d1)
+        due = m[0]["next_attempt_ms"] / 1000.0
+        assert d1.stop() == 0
+        d2 = start(daemon_factory, tmp_path, relayhost=hop.addr, spool=spool,
+                   retry={"min": "3s", "max": "6s"})
+        assert hop.wait_messages(1, 20), qmgr_log(d2)
+        got = hop.messages[0].at  # monotonic; compare through wall time now
+        assert time.time() - (time.monotonic() - got) >= due - 0.3, \
+            "tried %.2f s before its time" % (due - (time.time() - (time.monotonic() - got)))
+        assert len(hop.attempts) == 2, hop.attempts
+        assert wait_spool_empty(spool, 10), spool_list(spool)
