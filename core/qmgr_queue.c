@@ -274,10 +274,12 @@ static const char *qdomain(const char *addr)
 
 static void qmgr_set_diag(struct qmsg *m, size_t i, const char *diag, const char *host)
 {
+    /* copies first: diag or host may be the strings being replaced */
+    char *d = qstrdup(diag), *h = host ? strdup(host) : NULL;
     free(m->rdiag[i]);
-    m->rdiag[i] = qstrdup(diag);
     free(m->rhost[i]);
-    m->rhost[i] = host ? strdup(host) : NULL;
+    m->rdiag[i] = d;
+    m->rhost[i] = h;
 }
 
 static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m);
