@@ -112,6 +112,8 @@ struct cfg {
     char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
     unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
+    char *admin_listen;          /* metrics HTTP listener (core/admin.h), default
+                                  * "127.0.0.1:9025"; "" = off */
     char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };

@@ -91,6 +91,13 @@ static const char *cfg_check_pow2(const char *s, int64_t v)
     return v > 0 && (v & (v - 1)) == 0 ? NULL : "is not a power of two";
 }
 
+static const char *cfg_check_hostport_or_empty(const char *s, int64_t v)
+{
+    struct cfg_sockaddr a;
+    return s[0] == '\0' || cfg_parse_hostport(s, &a) == 0 ? NULL
+                                                          : "is not \"\" or an address (127.0.0.1:9025)";
+}
+
 #define CFG_F(f) offsetof(struct cfg, f), 0
 #define CFG_L(f) offsetof(struct cfg, f), offsetof(struct cfg, n##f)
 #define CFG_SEC 1000LL
@@ -134,6 +141,7 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
     {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
     {"control_socket", CFG_T_STRING, "\"./var/sluice.sock\"", 0, 107, CFG_F(control_socket), NULL},
+    {"admin_listen", CFG_T_STRING, "\"127.0.0.1:9025\"", 0, 64, CFG_F(admin_listen), cfg_check_hostport_or_empty},
 };
 /* clang-format on */
 

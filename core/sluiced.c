@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/admin.h"
 #include "core/auth.h"
 #include "core/cfg.h"
 #include "net/tls.h"
@@ -123,6 +124,23 @@ static void *signal_thread(void *arg)
             return NULL;
         }
     }
+}
+
+/* The metrics listener (admin_listen; "" = off).  A failed bind is an
+ * error in the log, not a failed start: mail matters more than its
+ * metrics, and a second daemon on one host must not die of the default
+ * port being taken. */
+static void sluiced_admin_start(const struct cfg *cfg, const struct admin_sources *src,
+                                struct admin_server **out)
+{
+    char err[256];
+    *out = NULL;
+    if (cfg->admin_listen == NULL || cfg->admin_listen[0] == '\0')
+        return;
+    if (admin_start(src, cfg->admin_listen, out, err, sizeof(err)) < 0)
+        log_msg(LOG_ERROR, "%s; metrics are off", err);
+    else
+        log_msg(LOG_INFO, "metrics at http://%s/metrics", admin_listen_addr(*out));
 }
 
 /* The queue manager's spool writer: its segments are seg-ff-*. */
@@ -272,10 +290,16 @@ int main(int argc, char **argv)
 
     struct net_server *srv = NULL;
     rc = net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err));
+    struct admin_server *admin = NULL; /* GET /metrics (core/admin.h) */
+    if (rc == 0)
+        sluiced_admin_start(cfg, &(struct admin_sources){.net = srv, .qmgr = qm, .spool = sp,
+                                                         .pool = pool, .engine = engine},
+                            &admin);
     if (rc == 0)
         rc = qmgr_start(qm, sp, SLUICE_QMGR_WRITER, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "sluiced: %s\n", err);
+        admin_stop(admin);
         if (srv)
             net_server_destroy(srv);
         qmgr_destroy(qm);
@@ -310,6 +334,7 @@ int main(int argc, char **argv)
     pthread_t st;
     pthread_create(&st, NULL, signal_thread, &sc);
     rc = net_server_run(srv, err, sizeof(err));
+    admin_stop(admin); /* its sources go below */
     if (rc < 0)
         fprintf(stderr, "sluiced: %s\n", err);
 

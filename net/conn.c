@@ -152,12 +152,15 @@ void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind)
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
     if (w->active > cfg->max_connections) {
         how = SMTP_START_FULL;
+        w->refused_busy++;
     } else if (cfg->max_conn_per_ip > 0 &&
                !cfg_cidr_match(cfg->conn_limit_exceptions, cfg->nconn_limit_exceptions, peer)) {
         if (net_iplimit_acquire(peer, cfg->max_conn_per_ip))
             c->counted_ip = true;
-        else
+        else {
             how = SMTP_START_PER_IP;
+            w->refused_per_ip++;
+        }
     }
     c->sess = smtp_session_create(w->smtp, c, peer, c->peerlen);
     if (c->sess == NULL) {

@@ -76,6 +76,29 @@ void net_server_stop(struct net_server *srv);
 void net_server_stats(const struct net_server *srv, struct net_stats *st);
 void net_server_destroy(struct net_server *srv);
 
+/* ---- live counters, for the metrics endpoint (core/admin.c) ----
+ * Any thread, between net_server_create and net_server_destroy: each
+ * worker publishes its counters at the end of every loop turn (relaxed
+ * stores; a reader wants each value to be one it had, not a snapshot
+ * consistent across counters).  The fsync histogram times each group
+ * commit's fdatasync from its submission to its completion. */
+#define NET_FSYNC_BOUNDS 15
+/* Upper bounds of the fsync latency buckets, nanoseconds, increasing. */
+extern const uint64_t net_fsync_bounds_ns[NET_FSYNC_BOUNDS];
+struct net_live_stats {
+    struct net_stats st;     /* as net_server_stats, published values */
+    uint64_t open;           /* connections open now (sessions and lingering) */
+    uint64_t refused_busy;   /* 421 at connect: max_connections reached */
+    uint64_t refused_per_ip; /* 421 at connect: max_conn_per_ip reached */
+    uint64_t timeouts;       /* sessions ended by idle_timeout or min_data_rate */
+    uint64_t protocol_errors;
+    uint64_t rcpt_rejected;
+    uint64_t fsyncs;                              /* completed */
+    uint64_t fsync_ns_sum;                        /* their latency in all */
+    uint64_t fsync_buckets[NET_FSYNC_BOUNDS + 1]; /* per bucket (not cumulative); last: above */
+};
+void net_server_live_stats(const struct net_server *srv, struct net_live_stats *out);
+
 /* Checks that this kernel lets us set up the rings sluice needs.  0, or
  * -errno with an explanation in err. */
 int net_probe_uring(char *err, size_t errlen);

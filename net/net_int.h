@@ -152,6 +152,17 @@ struct net_worker {
     struct spool_writer_stats spool_final;
     int start_err;
     char start_msg[256];
+    /* Published for net_server_live_stats(): written by this worker only
+     * (relaxed: each is an independent reading, nothing is published
+     * through them), read by any thread. */
+    uint64_t fsync_start_ns;  /* the fdatasync in flight was submitted then */
+    uint64_t refused_busy, refused_per_ip;
+    struct {
+        _Atomic uint64_t accepted, open, sessions, messages, rejected, tempfailed, discarded,
+            quarantined, timeouts, protocol_errors, rcpt_rejected, commits, syncs, sync_errors,
+            tasks, refused_busy, refused_per_ip, fsyncs, fsync_ns_sum;
+        _Atomic uint64_t fsync_buckets[NET_FSYNC_BOUNDS + 1];
+    } live;
 };
 
 struct net_server {

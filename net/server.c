@@ -318,6 +318,41 @@ void net_server_stats(const struct net_server *srv, struct net_stats *st)
     }
 }
 
+static uint64_t net_live_get(const _Atomic uint64_t *v)
+{
+    /* relaxed: pairs with the relaxed stores of net_worker_publish (a reading) */
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+void net_server_live_stats(const struct net_server *srv, struct net_live_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (unsigned i = 0; i < srv->nworkers; i++) {
+        const struct net_worker *w = &srv->workers[i];
+        out->st.accepted += net_live_get(&w->live.accepted);
+        out->st.sessions += net_live_get(&w->live.sessions);
+        out->st.messages += net_live_get(&w->live.messages);
+        out->st.commits += net_live_get(&w->live.commits);
+        out->st.syncs += net_live_get(&w->live.syncs);
+        out->st.sync_errors += net_live_get(&w->live.sync_errors);
+        out->st.tasks += net_live_get(&w->live.tasks);
+        out->st.rejected += net_live_get(&w->live.rejected);
+        out->st.tempfailed += net_live_get(&w->live.tempfailed);
+        out->st.discarded += net_live_get(&w->live.discarded);
+        out->st.quarantined += net_live_get(&w->live.quarantined);
+        out->open += net_live_get(&w->live.open);
+        out->refused_busy += net_live_get(&w->live.refused_busy);
+        out->refused_per_ip += net_live_get(&w->live.refused_per_ip);
+        out->timeouts += net_live_get(&w->live.timeouts);
+        out->protocol_errors += net_live_get(&w->live.protocol_errors);
+        out->rcpt_rejected += net_live_get(&w->live.rcpt_rejected);
+        out->fsyncs += net_live_get(&w->live.fsyncs);
+        out->fsync_ns_sum += net_live_get(&w->live.fsync_ns_sum);
+        for (unsigned b = 0; b <= NET_FSYNC_BOUNDS; b++)
+            out->fsync_buckets[b] += net_live_get(&w->live.fsync_buckets[b]);
+    }
+}
+
 void net_server_destroy(struct net_server *srv)
 {
     if (srv == NULL)

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -33,6 +34,68 @@ static bool net_fault_fsync(struct net_server *srv)
     /* relaxed: a counter; which worker's sync is the K+1-th does not matter */
     return atomic_fetch_add_explicit(&srv->fsyncs_done, 1, memory_order_relaxed) >=
            (uint64_t)srv->fault_fsync_after;
+}
+
+/* fdatasync latency buckets (net.h): 50 us to 2.5 s */
+const uint64_t net_fsync_bounds_ns[NET_FSYNC_BOUNDS] = {
+    50000,    100000,    250000,    500000,    1000000,   2500000,   5000000,    10000000,
+    25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000,
+};
+
+static uint64_t net_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Owner.  Relaxed throughout: independent counters read by the metrics
+ * endpoint (net_server_live_stats), nothing published through them; a
+ * plain load and store suffice as this thread is the only writer. */
+static void net_live_set(_Atomic uint64_t *v, uint64_t x)
+{
+    atomic_store_explicit(v, x, memory_order_relaxed);
+}
+
+static void net_live_add(_Atomic uint64_t *v, uint64_t x)
+{
+    net_live_set(v, atomic_load_explicit(v, memory_order_relaxed) + x);
+}
+
+static void net_worker_fsync_timed(struct net_worker *w)
+{
+    uint64_t ns = net_now_ns() - w->fsync_start_ns;
+    unsigned b = 0;
+    while (b < NET_FSYNC_BOUNDS && ns > net_fsync_bounds_ns[b])
+        b++;
+    net_live_add(&w->live.fsync_buckets[b], 1);
+    net_live_add(&w->live.fsync_ns_sum, ns);
+    net_live_add(&w->live.fsyncs, 1);
+}
+
+/* Owner, at the end of a loop turn: the counters for other threads. */
+static void net_worker_publish(struct net_worker *w)
+{
+    const struct smtp_stats *ss = smtp_server_stats(w->smtp);
+    struct spool_writer_stats ws;
+    spool_writer_stats(w->spool, &ws);
+    net_live_set(&w->live.accepted, w->accepted);
+    net_live_set(&w->live.open, w->active);
+    net_live_set(&w->live.sessions, ss->sessions);
+    net_live_set(&w->live.messages, ss->messages);
+    net_live_set(&w->live.rejected, ss->rejected);
+    net_live_set(&w->live.tempfailed, ss->tempfailed);
+    net_live_set(&w->live.discarded, ss->discarded);
+    net_live_set(&w->live.quarantined, ss->quarantined);
+    net_live_set(&w->live.timeouts, ss->timeouts);
+    net_live_set(&w->live.protocol_errors, ss->protocol_errors);
+    net_live_set(&w->live.rcpt_rejected, ss->rcpt_rejected);
+    net_live_set(&w->live.commits, ws.commits);
+    net_live_set(&w->live.syncs, ws.syncs);
+    net_live_set(&w->live.sync_errors, ws.sync_errors);
+    net_live_set(&w->live.tasks, w->tasks_run);
+    net_live_set(&w->live.refused_busy, w->refused_busy);
+    net_live_set(&w->live.refused_per_ip, w->refused_per_ip);
 }
 
 static void net_worker_arm_accept(struct net_worker *w, size_t i)
@@ -145,6 +208,7 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     case NET_OP_FSYNC: {
         int res = cqe->res;
         w->fsync_inflight = false;
+        net_worker_fsync_timed(w);
         if (res == 0 && net_fault_fsync(w->srv))
             res = -EIO;
         if (res < 0)
@@ -213,6 +277,7 @@ static void net_worker_group_commit(struct net_worker *w)
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     io_uring_sqe_set_data64(sqe, net_ud(NET_OP_FSYNC, 0, 0));
     w->fsync_inflight = true;
+    w->fsync_start_ns = net_now_ns();
     w->delay_done = false;
     if (w->delay_armed) { /* its completion is stale now */
         w->delay_armed = false;
@@ -399,6 +464,7 @@ void *net_worker_main(void *arg)
         if (w->sinks)
             sink_worker_expire(w->sinks, sink_now_ms());
         net_worker_end_turn(w);
+        net_worker_publish(w);
         if (net_worker_done(w))
             break;
     }

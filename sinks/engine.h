@@ -65,6 +65,30 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f);
 /* Per-binding counters: calls, each verdict, deadline misses, latency
  * histogram (µs buckets); on SIGUSR1 and at exit. */
 void sink_engine_print_stats(const struct sink_engine *e, FILE *f);
+/* The same counters as numbers, for the metrics endpoint (any thread; each
+ * value is one the counter had, relaxed reads).  Bindings are numbered
+ * 0 .. count-1 in configuration order; name and event are borrowed from
+ * the engine.  hist[k] counts latencies in [2^(k-1), 2^k) us (k = 0: below
+ * 1 us; the last bucket: 2^(SINK_STATS_BUCKETS-2) us and more);
+ * latency_ns is their sum. */
+#define SINK_STATS_BUCKETS 22
+struct sink_binding_stats {
+    const char *name;
+    const char *event;
+    bool enabled;
+    uint64_t calls, skipped;
+    uint64_t verdicts[SINK_PENDING + 1]; /* by enum sink_verdict */
+    uint64_t deadline_misses, late, bad_reply;
+    uint64_t hist[SINK_STATS_BUCKETS];
+    uint64_t latency_ns;
+};
+size_t sink_engine_binding_count(const struct sink_engine *e);
+/* false: no binding i (any more: a live remove since the count). */
+bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
+                               struct sink_binding_stats *out);
+/* "continue", "consumed", "reject", ... (lower case) */
+const char *sink_verdict_name(enum sink_verdict v);
+
 
 /* ---- per worker (its owner thread only, except where said) ---- */
 

@@ -84,6 +84,7 @@ struct sink_stats {
     _Atomic uint64_t late;      /* completions after the deadline (or abandon) */
     _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
     _Atomic uint64_t hist[SINK_HIST_BUCKETS];
+    _Atomic uint64_t latency_ns; /* the sum of what hist counts (metrics' _sum) */
 };
 
 struct sink_stats *sink_stats_new(void);

@@ -58,6 +58,7 @@ void sink_stats_latency(struct sink_stats *st, uint64_t ns)
 {
     /* Relaxed: an independent counter (see above). */
     atomic_fetch_add_explicit(&st->hist[sink_stats_bucket(ns)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->latency_ns, ns, memory_order_relaxed);
 }
 
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q)
@@ -104,6 +105,42 @@ static uint64_t ld(const _Atomic uint64_t *v)
 }
 
 bool sink_engine_has_bindings(const struct sink_engine *e) { return e->nb > 0; }
+
+_Static_assert(SINK_STATS_BUCKETS == SINK_HIST_BUCKETS, "engine.h and sink_int.h agree");
+
+size_t sink_engine_binding_count(const struct sink_engine *e) { return e->nb; }
+
+const char *sink_verdict_name(enum sink_verdict v)
+{
+    static const char *const names[] = {"continue", "consumed", "reject",     "tempfail",
+                                        "drop",     "discard",  "quarantine", "pending"};
+    _Static_assert(sizeof(names) / sizeof(names[0]) == SINK_PENDING + 1, "one name per verdict");
+    return (unsigned)v <= SINK_PENDING ? names[v] : "?";
+}
+
+bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
+                               struct sink_binding_stats *out)
+{
+    if (i >= e->nb)
+        return false;
+    const struct sink_binding *b = e->b[i];
+    const struct sink_stats *st = b->stats;
+    memset(out, 0, sizeof(*out));
+    out->name = b->name;
+    out->event = sink_event_name(b->ev);
+    out->enabled = b->enabled;
+    out->calls = ld(&st->calls);
+    out->skipped = ld(&st->skipped);
+    for (unsigned v = 0; v <= SINK_PENDING; v++)
+        out->verdicts[v] = ld(&st->verdicts[v]);
+    out->deadline_misses = ld(&st->deadline_misses);
+    out->late = ld(&st->late);
+    out->bad_reply = ld(&st->bad_reply);
+    for (unsigned k = 0; k < SINK_HIST_BUCKETS; k++)
+        out->hist[k] = ld(&st->hist[k]);
+    out->latency_ns = ld(&st->latency_ns);
+    return true;
+}
 
 void sink_engine_print_stats(const struct sink_engine *e, FILE *f)
 {
