@@ -238,6 +238,16 @@ static void ctl_write_all(int fd, const char *s, size_t n, uint64_t deadline)
     }
 }
 
+/* Whatever the client sent beyond what was read (bounded): closing with
+ * unread data would reset the connection before it reads the reply. */
+static void ctl_drain(int fd)
+{
+    char scratch[4096];
+    for (int i = 0; i < 64; i++)
+        if (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) <= 0)
+            break;
+}
+
 static char *ctl_dispatch(struct ctl_server *cs, const char *line, size_t len,
                           enum ctl_after *after)
 {
@@ -270,6 +280,10 @@ static void ctl_serve(struct ctl_server *cs, int fd)
     char *reply = NULL;
     struct ucred cred;
     socklen_t cl = sizeof(cred);
+    /* the request is read before the peer is checked: closing with unread
+     * data would reset the connection, and a refused client could not read
+     * why */
+    int rd = buf != NULL ? ctl_read_line(fd, buf, CTL_MAX_REQUEST + 2, &len, deadline) : -1;
     if (buf == NULL) {
         reply = NULL;
     } else if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
@@ -279,7 +293,7 @@ static void ctl_serve(struct ctl_server *cs, int fd)
         reply = ctl_reply_error("permission denied: uid %ld is neither root nor the daemon's "
                                 "user (uid %ld)",
                                 (long)cred.uid, (long)geteuid());
-    } else if (ctl_read_line(fd, buf, CTL_MAX_REQUEST + 2, &len, deadline) < 0) {
+    } else if (rd < 0) {
         reply = ctl_reply_error("bad request: no complete line within %d ms or longer than %d "
                                 "bytes",
                                 CTL_IO_TIMEOUT_MS, CTL_MAX_REQUEST);
@@ -288,8 +302,10 @@ static void ctl_serve(struct ctl_server *cs, int fd)
     }
     if (reply == NULL && buf != NULL)
         reply = ctl_reply_error("out of memory");
+    if (rd < 0)
+        ctl_drain(fd);
     if (reply != NULL)
-        ctl_write_all(fd, reply, strlen(reply), deadline);
+        ctl_write_all(fd, reply, strlen(reply), ctl_now_ms(CLOCK_MONOTONIC) + CTL_IO_TIMEOUT_MS);
     free(reply);
     free(buf);
     if (after == CTL_AFTER_NONE)
