@@ -194,8 +194,10 @@ static bool sink_parse_key(const struct cfg_node *kv, struct sink_binding *b, ch
         if ((b->rule_text = strdup(s)) == NULL)
             return sink_bfail(b, line, err, errlen, "out of memory");
     } else if (strcmp(k, "enabled") == 0) {
-        if (!sink_parse_bool(kv, &b->enabled))
+        bool on;
+        if (!sink_parse_bool(kv, &on))
             return sink_bfail(b, line, err, errlen, "enabled must be true or false");
+        atomic_store_explicit(&b->enabled, on, memory_order_relaxed); /* not shared yet */
     } else if (strcmp(k, "offload") == 0) {
         if (!sink_parse_bool(kv, &b->offload))
             return sink_bfail(b, line, err, errlen, "offload must be true or false");
@@ -235,7 +237,7 @@ bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *
                                        "deadline", "on_deadline", "properties"};
     b->line = cfg_node_line(n);
     b->priority = SINK_PRIORITY_DEFAULT;
-    b->enabled = true;
+    atomic_store_explicit(&b->enabled, true, memory_order_relaxed); /* not shared yet */
     b->deadline_ms = SINK_DEADLINE_DEFAULT_MS;
     b->on_deadline = SINK_TEMPFAIL;
     b->ev = SINK_EV_COUNT;
@@ -284,6 +286,7 @@ void sink_binding_fini(struct sink_binding *b)
     free(b->rule_text);
     sink_rule_free(b->rule);
     sink_props_free(b->props);
-    sink_stats_free(b->stats);
+    if (!b->stats_lent)
+        sink_stats_free(b->stats);
     memset(b, 0, sizeof(*b));
 }

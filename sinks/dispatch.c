@@ -25,6 +25,12 @@
  *	A binding with `offload = true` runs its handler as a scheduler task
  *	instead (offload.c): the link then waits exactly like a PENDING one.
  *
+ *	A dispatch loads ev's chain once (an acquire load: live.c publishes
+ *	a new chain on every change) and keeps it to its end, across pending
+ *	links; a link disabled meanwhile is skipped (its flag is read before
+ *	each call).  A removed binding's pending calls complete normally: the
+ *	binding and its instance live until the engine goes.
+ *
  *	The synchronous path allocates nothing and takes no lock: the call
  *	owns one ctx and reuses it for every link.  When a handler returns
  *	SINK_PENDING that ctx leaves the call (the next link of any later
@@ -251,13 +257,15 @@ static void sink_go_pending(struct sink_call *c, struct sink_ctx *ctx, struct si
 /* Runs the chain from step; true when it ended (res filled). */
 static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res)
 {
-    const struct sink_chain *ch = &c->sw->e->chain[c->ev];
+    const struct sink_chain *ch = c->chain; /* the one this dispatch started with */
     for (;; step++) {
         if (step == ch->server_at && c->server != NULL && sink_server_link(c, res))
             return true;
         if (step >= ch->n)
             break;
         struct sink_binding *b = ch->link[step];
+        if (!sink_binding_enabled(b))
+            continue; /* disabled after this chain was built (live.c) */
         if (b->rule != NULL && !sink_rule_match(b->rule, c->ev, c->d)) {
             sink_count(&b->stats->skipped);
             continue;
@@ -330,6 +338,7 @@ bool sink_dispatch(struct sink_call *c, enum sink_event ev, const struct sink_ev
     if ((unsigned)ev >= SINK_EV_COUNT)
         log_panic("sink_dispatch: event %d out of range", (int)ev);
     c->busy = true;
+    c->chain = sink_engine_chain(c->sw->e, ev);
     c->ev = ev;
     c->d = d;
     c->server = server;

@@ -33,6 +33,7 @@
  */
 #include "sinks/sink_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,61 +139,175 @@ static int sink_link_cmp(const void *a, const void *b)
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
-static bool sink_chains_build(struct sink_engine *e)
+/*
+ * What the session asks before each event (sink_engine_bound) must not
+ * change under it in the middle of one command: it decides once where a
+ * candidate lives and again whether the chain runs.  So a worker thread
+ * answers from a snapshot of the bound mask taken at its loop's turn
+ * (sink_worker_expire, sink_worker_next_deadline): a change shows there
+ * at the worker's next turn.  Other threads read the mask itself.
+ */
+static _Thread_local const struct sink_engine *sink_tl_engine;
+static _Thread_local uint32_t sink_tl_bound;
+
+void sink_bound_snapshot(const struct sink_engine *e)
 {
-    for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
-        struct sink_chain *c = &e->chain[ev];
-        for (size_t i = 0; i < e->nb; i++)
-            if (e->b[i]->enabled && e->b[i]->ev == (enum sink_event)ev)
-                c->n++;
-        if (c->n == 0)
-            continue;
-        if ((c->link = malloc(c->n * sizeof(*c->link))) == NULL)
-            return false;
-        unsigned k = 0;
-        for (size_t i = 0; i < e->nb; i++)
-            if (e->b[i]->enabled && e->b[i]->ev == (enum sink_event)ev)
-                c->link[k++] = e->b[i];
-        qsort(c->link, c->n, sizeof(*c->link), sink_link_cmp);
-        while (c->server_at < c->n && c->link[c->server_at]->priority < SINK_PRIORITY_DEFAULT)
-            c->server_at++;
-    }
+    sink_tl_engine = e;
+    /* Relaxed: a hint, see struct sink_engine. */
+    sink_tl_bound = e ? atomic_load_explicit(&e->bound, memory_order_relaxed) : 0;
+}
+
+void sink_bound_forget(const struct sink_engine *e)
+{
+    if (sink_tl_engine == e)
+        sink_tl_engine = NULL;
+}
+
+static uint32_t sink_bound_mask(const struct sink_engine *e)
+{
+    if (sink_tl_engine == e)
+        return sink_tl_bound;
+    return atomic_load_explicit(&e->bound, memory_order_relaxed); /* a hint, as above */
+}
+
+/* The chain of an event without bindings: shared, never freed. */
+static struct sink_chain sink_chain_empty;
+
+const struct sink_chain *sink_engine_chain(const struct sink_engine *e, enum sink_event ev)
+{
+    /* Acquire: pairs with the release store in sink_chain_publish(), so
+     * the links and the bindings they point at are seen fully built. */
+    return atomic_load_explicit(&e->chain[ev], memory_order_acquire);
+}
+
+struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event ev)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < e->nb; i++)
+        if (sink_binding_enabled(e->b[i]) && e->b[i]->ev == ev)
+            n++;
+    if (n == 0)
+        return &sink_chain_empty;
+    struct sink_chain *c = malloc(sizeof(*c) + n * sizeof(c->link[0]));
+    if (c == NULL)
+        return NULL;
+    c->n = 0;
+    c->server_at = 0;
+    for (size_t i = 0; i < e->nb; i++)
+        if (sink_binding_enabled(e->b[i]) && e->b[i]->ev == ev)
+            c->link[c->n++] = e->b[i];
+    qsort(c->link, c->n, sizeof(c->link[0]), sink_link_cmp);
+    while (c->server_at < c->n && c->link[c->server_at]->priority < SINK_PRIORITY_DEFAULT)
+        c->server_at++;
+    return c;
+}
+
+void sink_chain_drop(struct sink_chain *c)
+{
+    if (c != &sink_chain_empty)
+        free(c); /* NULL too */
+}
+
+void sink_chain_commit(struct sink_engine *e, enum sink_event ev, struct sink_chain *c)
+{
+    /* Relaxed: only the thread holding mu writes chain[]. */
+    struct sink_chain *old = atomic_load_explicit(&e->chain[ev], memory_order_relaxed);
+    if (old != NULL && old != &sink_chain_empty)
+        e->old_chain[e->nold_chain++] = old; /* room made by the caller */
+    /* Release: pairs with the acquire load in sink_engine_chain(); the
+     * chain and every binding it links are complete before it is seen. */
+    atomic_store_explicit(&e->chain[ev], c, memory_order_release);
+    uint32_t bit = 1u << ev;
+    /* Relaxed: a hint (see struct sink_engine); writers hold mu. */
+    if (c->n > 0)
+        atomic_fetch_or_explicit(&e->bound, bit, memory_order_relaxed);
+    else
+        atomic_fetch_and_explicit(&e->bound, ~bit, memory_order_relaxed);
+}
+
+bool sink_chain_publish(struct sink_engine *e, enum sink_event ev)
+{
+    struct sink_chain **v = realloc(e->old_chain, (e->nold_chain + 1) * sizeof(*v));
+    if (v == NULL)
+        return false;
+    e->old_chain = v;
+    struct sink_chain *c = sink_chain_build(e, ev);
+    if (c == NULL)
+        return false;
+    sink_chain_commit(e, ev, c);
     return true;
 }
 
-static bool sink_engine_add(struct sink_engine *e, const struct cfg_node *n, char *err,
-                            size_t errlen)
+void sink_binding_free(struct sink_binding *b)
+{
+    if (b != NULL) {
+        sink_binding_fini(b);
+        free(b);
+    }
+}
+
+struct sink_binding *sink_binding_make(struct sink_engine *e, const struct cfg_node *n,
+                                       const struct sink_binding *replacing, int *rc, char *err,
+                                       size_t errlen)
 {
     struct sink_binding *b = calloc(1, sizeof(*b));
-    struct sink_binding **v = realloc(e->b, (e->nb + 1) * sizeof(*v));
-    if (b == NULL || v == NULL) {
-        free(b);
+    if (b == NULL) {
         snprintf(err, errlen, "binding (line %u): out of memory", cfg_node_line(n));
-        return false;
+        *rc = -ENOMEM;
+        return NULL;
     }
-    e->b = v;
-    e->b[e->nb++] = b; /* owned by e from here, so a failure below frees it */
-    b->order = (unsigned)e->nb;
+    b->order = ++e->next_order;
+    *rc = -EINVAL;
     if (!sink_binding_parse(n, b, err, errlen))
-        return false;
-    for (size_t i = 0; i + 1 < e->nb; i++) {
-        if (strcmp(e->b[i]->name, b->name) == 0) {
+        goto fail;
+    for (size_t i = 0; i < e->nb; i++) {
+        if (e->b[i] != replacing && strcmp(e->b[i]->name, b->name) == 0) {
             snprintf(err, errlen,
                      "binding \"%s\" (line %u): duplicate binding name (first at line %u)", b->name,
                      b->line, e->b[i]->line);
-            return false;
+            *rc = -EEXIST;
+            goto fail;
         }
     }
     if ((b->stats = sink_stats_new()) == NULL) {
         snprintf(err, errlen, "binding \"%s\" (line %u): out of memory", b->name, b->line);
-        return false;
+        *rc = -ENOMEM;
+        goto fail;
     }
-    if (!b->enabled)
-        return true;
-    char lerr[512];
-    if (!sink_binding_load(b, lerr, sizeof(lerr))) {
-        snprintf(err, errlen, "binding \"%s\" (line %u): %s", b->name, b->line, lerr);
-        return false;
+    if (sink_binding_enabled(b)) {
+        char lerr[512];
+        if (!sink_binding_load(b, lerr, sizeof(lerr))) {
+            snprintf(err, errlen, "binding \"%s\" (line %u): %s", b->name, b->line, lerr);
+            *rc = -ENOEXEC;
+            goto fail;
+        }
+    }
+    *rc = 0;
+    return b;
+fail:
+    sink_binding_free(b);
+    return NULL;
+}
+
+bool sink_bindings_read(struct sink_engine *e, const struct cfg_node *tree, char *err,
+                        size_t errlen)
+{
+    for (size_t i = 0; i < cfg_node_count(tree); i++) {
+        const struct cfg_node *n = cfg_node_at(tree, i);
+        const char *k = cfg_node_key(n);
+        if (k == NULL || strcmp(k, "binding") != 0)
+            continue;
+        int rc;
+        struct sink_binding *b = sink_binding_make(e, n, NULL, &rc, err, errlen);
+        struct sink_binding **v = b ? realloc(e->b, (e->nb + 1) * sizeof(*v)) : NULL;
+        if (v == NULL) {
+            if (b != NULL)
+                snprintf(err, errlen, "binding \"%s\" (line %u): out of memory", b->name, b->line);
+            sink_binding_free(b);
+            return false;
+        }
+        e->b = v;
+        e->b[e->nb++] = b;
     }
     return true;
 }
@@ -205,17 +320,16 @@ struct sink_engine *sink_engine_create_tree(const struct cfg_node *tree, char *e
         return NULL;
     }
     pthread_mutex_init(&e->server_mu, NULL);
-    for (size_t i = 0; i < cfg_node_count(tree); i++) {
-        const struct cfg_node *n = cfg_node_at(tree, i);
-        const char *k = cfg_node_key(n);
-        if (k == NULL || strcmp(k, "binding") != 0)
-            continue;
-        if (!sink_engine_add(e, n, err, errlen))
-            goto fail;
-    }
-    if (!sink_chains_build(e)) {
-        snprintf(err, errlen, "sinks: out of memory");
+    pthread_mutex_init(&e->mu, NULL);
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++) /* relaxed: not shared yet */
+        atomic_store_explicit(&e->chain[ev], &sink_chain_empty, memory_order_relaxed);
+    if (!sink_bindings_read(e, tree, err, errlen))
         goto fail;
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
+        if (!sink_chain_publish(e, (enum sink_event)ev)) {
+            snprintf(err, errlen, "sinks: out of memory");
+            goto fail;
+        }
     }
     return e;
 fail:
@@ -232,22 +346,36 @@ void sink_engine_destroy(struct sink_engine *e)
 {
     if (e == NULL)
         return;
-    /* Later bindings first: the reverse of creation. */
-    for (size_t i = e->nb; i-- > 0;) {
-        sink_binding_fini(e->b[i]);
-        free(e->b[i]);
-    }
+    /* Later bindings first: the reverse of creation; the retired ones
+     * (replaced or removed while running) after the current ones. */
+    for (size_t i = e->nb; i-- > 0;)
+        sink_binding_free(e->b[i]);
     free(e->b);
-    for (int ev = 0; ev < SINK_EV_COUNT; ev++)
-        free(e->chain[ev].link);
+    for (size_t i = e->nold_b; i-- > 0;)
+        sink_binding_free(e->old_b[i]);
+    free(e->old_b);
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
+        struct sink_chain *c = atomic_load_explicit(&e->chain[ev], memory_order_relaxed);
+        if (c != &sink_chain_empty)
+            free(c);
+    }
+    for (size_t i = 0; i < e->nold_chain; i++)
+        free(e->old_chain[i]);
+    free(e->old_chain);
+    for (size_t i = 0; i < e->ndirty; i++)
+        free(e->dirty[i]);
+    free(e->dirty);
     sink_bag_clear(&e->server_bag);
+    pthread_mutex_destroy(&e->mu);
     pthread_mutex_destroy(&e->server_mu);
     free(e);
 }
 
 bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev)
 {
-    return e != NULL && (unsigned)ev < SINK_EV_COUNT && e->chain[ev].n > 0;
+    if (e == NULL || (unsigned)ev >= SINK_EV_COUNT)
+        return false;
+    return (sink_bound_mask(e) >> ev) & 1u;
 }
 
 /* ---- --bindings ---- */
@@ -272,8 +400,12 @@ static void sink_print_link(const struct sink_binding *b, FILE *f)
         fprintf(f, " (module \"%s\")", b->mod->name);
     if (b->rule_text != NULL)
         fprintf(f, "  rule \"%s\"", b->rule_text);
-    fprintf(f, "  deadline %s on_deadline %s%s  (line %u)", dl, od, b->offload ? "  offload" : "",
-            b->line);
+    if (b->line != 0)
+        fprintf(f, "  deadline %s on_deadline %s%s  (line %u)", dl, od,
+                b->offload ? "  offload" : "", b->line);
+    else
+        fprintf(f, "  deadline %s on_deadline %s%s  (added live)", dl, od,
+                b->offload ? "  offload" : "");
     for (size_t i = 0; i < sink_props_count(b->props); i++)
         fprintf(f, "%s%s=\"%s\"", i ? " " : "  properties ", sink_props_key(b->props, i),
                 sink_props_value(b->props, i));
@@ -282,13 +414,17 @@ static void sink_print_link(const struct sink_binding *b, FILE *f)
 
 void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
 {
+    /* The mutex is not part of the engine's value: a printer only waits
+     * for a live change to finish. */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu;
+    pthread_mutex_lock(mu);
     for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
-        const struct sink_chain *c = &e->chain[ev];
+        const struct sink_chain *c = sink_engine_chain(e, (enum sink_event)ev);
         bool fires = sink_event_fires((enum sink_event)ev);
         bool server = fires && sink_event_has_server((enum sink_event)ev);
         unsigned ndisabled = 0;
         for (size_t i = 0; i < e->nb; i++)
-            if (e->b[i]->ev == (enum sink_event)ev && !e->b[i]->enabled)
+            if (e->b[i]->ev == (enum sink_event)ev && !sink_binding_enabled(e->b[i]))
                 ndisabled++;
         fprintf(f, "%s:%s%s\n", sink_event_name((enum sink_event)ev),
                 fires ? "" : " (reserved: bindings load but never fire)",
@@ -304,8 +440,13 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
         }
         for (size_t i = 0; i < e->nb; i++) {
             const struct sink_binding *b = e->b[i];
-            if (b->ev == (enum sink_event)ev && !b->enabled)
+            if (b->ev != (enum sink_event)ev || sink_binding_enabled(b))
+                continue;
+            if (b->line != 0)
                 fprintf(f, "      -  %-20s %s  (disabled, line %u)\n", b->name, b->sink, b->line);
+            else
+                fprintf(f, "      -  %-20s %s  (disabled, added live)\n", b->name, b->sink);
         }
     }
+    pthread_mutex_unlock(mu);
 }

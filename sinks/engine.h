@@ -11,9 +11,11 @@
  *	its properties, and builds one chain per event, sorted by priority
  *	(equal priorities keep configuration order) with the server's own
  *	handler at SINK_PRIORITY_DEFAULT.  The engine is shared by every
- *	worker and read-only after creation, except for lock-free statistics
- *	(relaxed atomic counters and a latency histogram per binding) and the
- *	server property bag (a mutex: a rare control path).
+ *	worker.  Live changes (enable, disable, setprop, add, remove, reload;
+ *	live.c) publish new chains under the engine's mutex while dispatch
+ *	reads them without a lock; statistics are lock-free (relaxed atomic
+ *	counters and a latency histogram per binding); the server property
+ *	bag has a mutex (a rare control path).
  *
  *	Each worker has a sink_worker: its pending calls (a handler returned
  *	SINK_PENDING) and their deadlines.  A completion made on another thread
@@ -89,6 +91,37 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
 /* "continue", "consumed", "reject", ... (lower case) */
 const char *sink_verdict_name(enum sink_verdict v);
 
+/* ---- live changes (live.c; any thread, serialized by the engine) ----
+ *
+ * The smtpreg verbs on the running engine.  Each returns 0, or a negative
+ * errno with one line in err and nothing changed: -ENOENT no such binding
+ * (or property, deleting), -EEXIST the name is taken (add), -EINVAL bad
+ * block text or key (the parser's message), -ENOEXEC the sink did not
+ * load or its create() failed, -ENOMEM.  Dispatch takes no lock: it sees
+ * a change at its next dispatch (a disabled link also at its next call);
+ * sink_engine_bound() on a worker thread at the worker's next loop turn.
+ * Replaced or removed bindings (and their instances) are kept until
+ * sink_engine_destroy(): their pending calls complete normally. */
+int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, char *err,
+                            size_t errlen);
+/* A new instance with the property set (value NULL: removed, smtpreg's
+ * delprop) replaces the binding's; it keeps its statistics. */
+int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key,
+                        const char *value, char *err, size_t errlen);
+/* block_text: one `binding "NAME" { event = ...; sink = ...; ... }` (borrowed). */
+int sink_engine_add(struct sink_engine *e, const char *block_text, char *err, size_t errlen);
+int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_t errlen);
+/* Replaces every binding with those of cfg (SIGHUP), all or nothing;
+ * bindings of the same name keep their statistics. */
+#define SINK_ENGINE_HAS_RELOAD 1
+int sink_engine_reload(struct sink_engine *e, const struct cfg *cfg, char *err, size_t errlen);
+/* Writes the bindings changed since creation, reload or the last save back
+ * to conf_path (re-read now): each changed block is rewritten in a
+ * canonical form, a removed one deleted, a new one appended; every other
+ * byte of the file is kept; the file is replaced atomically
+ * (core/cfg_edit.h).  0 when nothing changed.  On error the changes stay
+ * live and marked, so a later save may still write them. */
+int sink_engine_save(struct sink_engine *e, const char *conf_path, char *err, size_t errlen);
 
 /* ---- per worker (its owner thread only, except where said) ---- */
 

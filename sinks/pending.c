@@ -57,6 +57,7 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
     sw->pool = pool;
     sw->index = index;
     sched_inbox_init(&sw->inbox);
+    sink_bound_snapshot(e); /* created on its owner thread */
     return sw;
 }
 
@@ -98,6 +99,7 @@ void sink_worker_destroy(struct sink_worker *sw)
         if (sw->n > 0)
             sched_yield();
     }
+    sink_bound_forget(sw->e);
     free(sw->heap);
     free(sw);
 }
@@ -172,6 +174,7 @@ void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx)
 
 uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms)
 {
+    sink_bound_snapshot(sw->e); /* before the worker waits: see engine.c */
     if (sw->pool == NULL && !sched_inbox_empty(&sw->inbox))
         return 0;
     if (sw->n == 0)
@@ -182,6 +185,7 @@ uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms
 
 void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
 {
+    sink_bound_snapshot(sw->e); /* a turn of the worker's loop: see engine.c */
     if (sw->pool == NULL)
         sink_worker_drain(sw);
     while (sw->n > 0 && sw->heap[0]->deadline_ms <= now_ms) {

@@ -107,7 +107,9 @@ struct sink_binding {
     unsigned order;         /* position in the configuration */
     struct sink_rule *rule; /* NULL: always */
     char *rule_text;
-    bool enabled;
+    /* Live switch (live.c): dispatch loads it relaxed before each call; it
+     * orders nothing, the binding itself is published by its chain. */
+    _Atomic bool enabled;
     uint64_t deadline_ms;
     enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
     bool offload;                  /* handle() runs as a stealable scheduler task */
@@ -117,6 +119,7 @@ struct sink_binding {
     bool created;             /* create() succeeded: destroy() is owed */
     void *dl;                 /* dlopen handle; NULL for a builtin */
     struct sink_stats *stats; /* aligned: its own cache lines */
+    bool stats_lent;          /* stats belong to the binding that replaced this one */
     _Atomic bool warned;      /* a bad reply was logged once */
 };
 
@@ -150,16 +153,39 @@ bool sink_nexthop_ok(const char *spec);
 
 /* ---- the engine (engine.c) ---- */
 
+/* One event's chain: immutable once published (a change publishes a new
+ * one), never freed before the engine, so a dispatch may keep using the
+ * one it loaded until it ends, pending links included. */
 struct sink_chain {
-    struct sink_binding **link; /* enabled bindings, in run order */
     unsigned n;
-    unsigned server_at; /* the server runs before link[server_at] */
+    unsigned server_at;          /* the server runs before link[server_at] */
+    struct sink_binding *link[]; /* enabled bindings, in run order */
 };
 
 struct sink_engine {
-    struct sink_binding **b; /* every binding, configuration order */
+    /* Every current binding, configuration order.  Written only under mu
+     * (live.c); read under mu, or by the thread that owns the engine
+     * before any other thread exists or any live change is made. */
+    struct sink_binding **b;
     size_t nb;
-    struct sink_chain chain[SINK_EV_COUNT];
+    unsigned next_order;
+    /* The chains: release store (sink_chain_publish, under mu) / acquire
+     * load (sink_engine_chain, any thread, no lock). */
+    _Atomic(struct sink_chain *) chain[SINK_EV_COUNT];
+    /* Bit ev: chain[ev] has a link.  Relaxed: a hint for the session
+     * (sink_engine_bound); the chain itself is the truth. */
+    _Atomic uint32_t bound;
+    /* Serializes live changes, the retired lists and the printers. */
+    pthread_mutex_t mu;
+    /* Replaced chains and replaced or removed bindings: a dispatch or a
+     * pending call may still use them; freed with the engine. */
+    struct sink_chain **old_chain;
+    size_t nold_chain;
+    struct sink_binding **old_b;
+    size_t nold_b;
+    /* Names changed since the last sink_engine_save(). */
+    char **dirty;
+    size_t ndirty;
     /* The server bag: any worker may read or set it at any time.  A mutex,
      * because it is a rare control path (sinks sharing a counter or a
      * flag), values are strings that must be copied under the lock, and
@@ -169,6 +195,38 @@ struct sink_engine {
 };
 
 struct sink_engine *sink_engine_create_tree(const struct cfg_node *tree, char *err, size_t errlen);
+/* ev's current chain (never NULL); acquire: pairs with sink_chain_publish. */
+const struct sink_chain *sink_engine_chain(const struct sink_engine *e, enum sink_event ev);
+/* Under e->mu (or before sharing): builds ev's chain from e->b and
+ * publishes it, retiring the old one.  false: out of memory, nothing
+ * changed.  In two steps: _build (NULL: out of memory; _drop frees an
+ * unpublished one) and _commit (cannot fail: the caller has made room
+ * for one more chain in e->old_chain). */
+bool sink_chain_publish(struct sink_engine *e, enum sink_event ev);
+struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event ev);
+void sink_chain_drop(struct sink_chain *c);
+void sink_chain_commit(struct sink_engine *e, enum sink_event ev, struct sink_chain *c);
+/* A binding from block n, not yet in e->b: parsed, its name checked
+ * against e->b (except replacing, the binding it is to replace), loaded
+ * and created if enabled.  NULL with one line in err and *rc: -EINVAL
+ * (the block), -EEXIST (the name), -ENOEXEC (load or create), -ENOMEM. */
+struct sink_binding *sink_binding_make(struct sink_engine *e, const struct cfg_node *n,
+                                       const struct sink_binding *replacing, int *rc, char *err,
+                                       size_t errlen);
+void sink_binding_free(struct sink_binding *b);
+/* Appends a binding to e->b for every binding block of tree (engine.c). */
+bool sink_bindings_read(struct sink_engine *e, const struct cfg_node *tree, char *err,
+                        size_t errlen);
+/* The calling thread answers sink_engine_bound(e, ...) from the mask as it
+ * is now, until the next snapshot (a worker's loop turn); _forget: it
+ * reads the mask again (its worker is going away). */
+void sink_bound_snapshot(const struct sink_engine *e);
+void sink_bound_forget(const struct sink_engine *e);
+static inline bool sink_binding_enabled(const struct sink_binding *b)
+{
+    /* Relaxed: see struct sink_binding. */
+    return atomic_load_explicit(&b->enabled, memory_order_relaxed);
+}
 bool sink_event_fires(enum sink_event ev); /* false: reserved for later releases */
 int sink_event_parse(const char *name);    /* the event, or -1 */
 /* The server (or queue manager) answers nobody: every verdict counts as
@@ -254,9 +312,10 @@ struct sink_worker {
 
 struct sink_call {
     struct sink_worker *sw;
-    struct sink_ctx *ctx;     /* spare for the next link, or NULL */
-    struct sink_ctx *pending; /* the outstanding link, or NULL */
-    bool busy;                /* a dispatch is under way */
+    const struct sink_chain *chain; /* loaded once per dispatch */
+    struct sink_ctx *ctx;           /* spare for the next link, or NULL */
+    struct sink_ctx *pending;       /* the outstanding link, or NULL */
+    bool busy;                      /* a dispatch is under way */
     enum sink_event ev;
     const struct sink_event_data *d;
     sink_server_fn *server;

@@ -26,6 +26,8 @@
  */
 #include "sinks/sink_int.h"
 
+#include "core/log.h"
+
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,11 +106,25 @@ static uint64_t ld(const _Atomic uint64_t *v)
     return atomic_load_explicit(v, memory_order_relaxed); /* a reading (see above) */
 }
 
-bool sink_engine_has_bindings(const struct sink_engine *e) { return e->nb > 0; }
+bool sink_engine_has_bindings(const struct sink_engine *e)
+{
+    pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu; /* see sink_engine_print_bindings */
+    pthread_mutex_lock(mu);
+    bool any = e->nb > 0;
+    pthread_mutex_unlock(mu);
+    return any;
+}
 
 _Static_assert(SINK_STATS_BUCKETS == SINK_HIST_BUCKETS, "engine.h and sink_int.h agree");
 
-size_t sink_engine_binding_count(const struct sink_engine *e) { return e->nb; }
+size_t sink_engine_binding_count(const struct sink_engine *e)
+{
+    pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu; /* see sink_engine_print_bindings */
+    pthread_mutex_lock(mu);
+    size_t n = e->nb;
+    pthread_mutex_unlock(mu);
+    return n;
+}
 
 const char *sink_verdict_name(enum sink_verdict v)
 {
@@ -121,14 +137,19 @@ const char *sink_verdict_name(enum sink_verdict v)
 bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
                                struct sink_binding_stats *out)
 {
-    if (i >= e->nb)
-        return false;
-    const struct sink_binding *b = e->b[i];
+    /* Under the engine's mutex: a live change may reallocate e->b.  The
+     * binding itself (name included) lives until the engine goes. */
+    pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu;
+    pthread_mutex_lock(mu);
+    const struct sink_binding *b = i < e->nb ? e->b[i] : NULL;
+    pthread_mutex_unlock(mu);
+    if (b == NULL)
+        return false; /* removed since sink_engine_binding_count() */
     const struct sink_stats *st = b->stats;
     memset(out, 0, sizeof(*out));
     out->name = b->name;
     out->event = sink_event_name(b->ev);
-    out->enabled = b->enabled;
+    out->enabled = sink_binding_enabled(b);
     out->calls = ld(&st->calls);
     out->skipped = ld(&st->skipped);
     for (unsigned v = 0; v <= SINK_PENDING; v++)
@@ -147,6 +168,8 @@ void sink_engine_print_stats(const struct sink_engine *e, FILE *f)
     fprintf(f, "%-20s %-10s %9s %8s %9s %8s %7s %8s %6s %7s %7s %8s %6s %6s %9s %9s\n", "binding",
             "event", "calls", "skipped", "continue", "consumed", "reject", "tempfail", "drop",
             "discard", "quarant", "pending", "missed", "late", "p50", "p99");
+    pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu; /* see sink_engine_print_bindings */
+    pthread_mutex_lock(mu);
     for (size_t i = 0; i < e->nb; i++) {
         const struct sink_binding *b = e->b[i];
         const struct sink_stats *st = b->stats;
@@ -163,9 +186,10 @@ void sink_engine_print_stats(const struct sink_engine *e, FILE *f)
                 ld(&st->verdicts[SINK_DROP]), ld(&st->verdicts[SINK_DISCARD]),
                 ld(&st->verdicts[SINK_QUARANTINE]), ld(&st->verdicts[SINK_PENDING]),
                 ld(&st->deadline_misses), ld(&st->late), p50, p99,
-                b->enabled ? "" : "  (disabled)");
+                sink_binding_enabled(b) ? "" : "  (disabled)");
         uint64_t bad = ld(&st->bad_reply);
         if (bad != 0)
             fprintf(f, "%-20s   %" PRIu64 " replies of the wrong class dropped\n", "", bad);
     }
+    pthread_mutex_unlock(mu);
 }

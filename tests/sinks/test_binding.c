@@ -104,7 +104,7 @@ Test(binding, on_deadline_and_enabled)
     cr_assert_not(st_binding(e, "c")->enabled);
     cr_assert(st_binding(e, "d")->enabled);
     cr_assert_not(st_binding(e, "f")->enabled);
-    cr_assert_eq(e->chain[SINK_EV_EOD].n, 3, "disabled bindings are not in the chain");
+    cr_assert_eq(sink_engine_chain(e, SINK_EV_EOD)->n, 3, "disabled bindings are not in the chain");
     sink_engine_destroy(e);
     fails("binding a { event = eod; sink = \"builtin:script\"; on_deadline = later; }",
           "on_deadline must be \"tempfail\", \"continue\" or \"reject\"");
@@ -212,13 +212,13 @@ Test(binding, chain_order)
         "binding off    { event = mail; sink = \"builtin:script\"; priority = 1; enabled = no; }\n"
         "binding zero   { event = mail; sink = \"builtin:script\"; priority = 0; }\n"
         "binding other  { event = rcpt; sink = \"builtin:script\"; }\n");
-    const struct sink_chain *c = &e->chain[SINK_EV_MAIL];
+    const struct sink_chain *c = sink_engine_chain(e, SINK_EV_MAIL);
     const char *want[] = {"zero", "first", "second", "just", "deflt", "late"};
     cr_assert_eq(c->n, 6);
     for (unsigned i = 0; i < c->n; i++)
         cr_assert_str_eq(c->link[i]->name, want[i], "link %u", i);
     cr_assert_eq(c->server_at, 4, "server after < 24575, before >= 24575");
-    cr_assert_eq(e->chain[SINK_EV_RCPT].server_at, 0, "a default binding runs after the server");
+    cr_assert_eq(sink_engine_chain(e, SINK_EV_RCPT)->server_at, 0, "a default binding runs after the server");
 
     char *out = NULL;
     size_t len = 0;
