@@ -128,3 +128,51 @@ def test_encrypt_defers_when_the_next_hop_offers_no_starttls(daemon_factory, tmp
     line = log_line(r, r"deferred via .*TLS is required", timeout=15)
     assert spool_list(hop.spool) == []
     assert line
+
+
+def make_expired_cert(d):
+    """A self-signed certificate for IP 127.0.0.1 that expired yesterday
+    (openssl 3.0's req cannot backdate; python3-cryptography can)."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "expired.example.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=10))
+            .not_valid_after(now - datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cp, kp = d / "expired.pem", d / "expired.key"
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return cp, kp
+
+
+def test_verify_fails_on_an_expired_certificate(daemon_factory, tmp_path):
+    cert, key = make_expired_cert(tmp_path)
+    hop = next_hop(daemon_factory, tmp_path, cert, key)
+    rcert, rkey = make_cert(tmp_path, "relay", "relay.example.test", "DNS:relay.example.test")
+    r = relay(daemon_factory, tmp_path,
+              f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=verify";',
+              f'tls {{ cert = "{rcert}"; key = "{rkey}"; ca_file = "{cert}"; }}\n')
+    send(r, "x@example.test")
+    line = log_line(r, r"deferred via .*certificate verification failed")
+    assert "expired" in line, line
+    assert spool_list(hop.spool) == []
+    # the same expired certificate is fine for opportunistic TLS
+    conf = tmp_path / "relay2.conf"
+    conf.write_text(f'transport {{ "example.test" = "smtp:127.0.0.1:{hop.port}"; }}\n')
+    r2 = daemon_factory(spool=str(tmp_path / "relay2-spool"), conf=str(conf))
+    send(r2, "x@example.test")
+    m = wait_stored(hop.spool, 1)[0]
+    assert b"using TLSv1.3" in spool_cat(hop.spool, msg_id(m))
