@@ -25,8 +25,11 @@
  *	lists no server line there.  Bindings of the reserved event (auth)
  *	load but never fire.
  *
- *	After creation the engine is read-only, except for the statistics
- *	(stats.c) and the server bag (props.c).
+ *	Each chain is an immutable array behind an atomic pointer: live
+ *	changes (live.c) build and publish a new one under the engine's
+ *	mutex and retire the old one; dispatch loads it without a lock.
+ *	sink_engine_bound() answers from a bit mask kept with the chains,
+ *	snapshotted per worker turn (see sink_bound_snapshot below).
  * DIAGNOSTICS
  *	sink_engine_create() returns NULL with one line in err, starting with
  *	`binding "NAME" (line N): `.
