@@ -18,11 +18,14 @@ CONF
 fi
 cat <<'MSG'
 sluiced is starting on 127.0.0.1:2525 (STARTTLS) and 127.0.0.1:2465 (implicit
-TLS), spool ./var/spool.  In another shell:
-  swaks --server 127.0.0.1:2525 --to you@example.test --from me@example.test
-  swaks --server 127.0.0.1:2525 -tls --to you@example.test --from me@example.test
+TLS), spool ./var/spool; mail for localhost is delivered to ./var/mail/USER/new/.
+In another shell:
+  swaks --server 127.0.0.1:2525 --to me@localhost --from you@example.test
+  ls var/mail/me/new/                          # the delivered message, one file
+  swaks --server 127.0.0.1:2525 -tls --to me@localhost --from you@example.test
   openssl s_client -connect 127.0.0.1:2465 -quiet
-  build/bin/sluice-spool var/spool list
+  build/bin/sluice-spool var/spool list        # what is still queued
+Mail for other domains is relayed by MX (see docs/routing.md for a relayhost).
 Stop it with Ctrl-C.
 MSG
 exec "$BIN" "${args[@]}"
