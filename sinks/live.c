@@ -306,6 +306,15 @@ static struct sink_binding *sink_from_text(struct sink_engine *e, const char *te
     return b;
 }
 
+/* "binding \"x\" (line N): what" -> "binding \"x\": what" */
+static void sink_err_unline(char *err)
+{
+    char *p = strstr(err, "\" (line ");
+    char *q = p ? strstr(p, "): ") : NULL;
+    if (q != NULL)
+        memmove(p + 1, q + 1, strlen(q + 1) + 1);
+}
+
 int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key, const char *value,
                         char *err, size_t errlen)
 {
@@ -332,8 +341,10 @@ int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key
         goto out;
     }
     struct sink_binding *b = sink_from_text(e, text, old, &rc, err, errlen);
-    if (b == NULL)
+    if (b == NULL) {
+        sink_err_unline(err); /* the line of a generated block means nothing */
         goto out;
+    }
     /* The same binding to the operator: its place, line and counters. */
     b->order = old->order;
     b->line = old->line;

@@ -118,6 +118,7 @@ Test(live, setprop_recreates_the_instance)
     /* create() refuses: one line, nothing changed */
     cr_assert_eq(sink_engine_setprop(e, "a", "verdict", "maybe", err, sizeof(err)), -ENOEXEC);
     cr_assert(strstr(err, "create failed: bad verdict maybe") != NULL, "%s", err);
+    cr_assert_eq(strncmp(err, "binding \"a\": sink builtin:script", 31), 0, "%s", err);
     cr_assert_null(strchr(err, '\n'));
     cr_assert_eq(live_mail(c), SINK_REJECT);
 
