@@ -112,9 +112,15 @@ struct cfg {
     char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
     unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
+    /* operations (issue 6: core/log.c, core/sluiced.c; docs/operations.md) */
+    char *log_format;            /* "text" | "json", default text */
+    char *log_file;              /* "" = stderr (default), "syslog", or a path (reopened on SIGUSR1) */
+    bool log_syslog;             /* default false; true = syslog, as log_file = "syslog" */
+    char *user;                  /* run as this user after binding (started as root); NULL: none */
+    uint64_t drain_timeout_ms;   /* graceful stop: sessions get this long, default 30s */
+    char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
     char *admin_listen;          /* metrics HTTP listener (core/admin.h), default
                                   * "127.0.0.1:9025"; "" = off */
-    char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
     struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
 };
 

@@ -91,6 +91,12 @@ static const char *cfg_check_pow2(const char *s, int64_t v)
     return v > 0 && (v & (v - 1)) == 0 ? NULL : "is not a power of two";
 }
 
+static const char *cfg_check_log_format(const char *s, int64_t v)
+{
+    enum log_format f;
+    return log_format_parse(s, &f) == 0 ? NULL : "is neither \"text\" nor \"json\"";
+}
+
 static const char *cfg_check_hostport_or_empty(const char *s, int64_t v)
 {
     struct cfg_sockaddr a;
@@ -140,6 +146,11 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_users", CFG_T_STRING, NULL, 1, PATH_MAX - 1, CFG_F(auth_users), NULL}, /* NULL: none */
     {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
     {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
+    {"log_format", CFG_T_STRING, "\"text\"", 1, 8, CFG_F(log_format), cfg_check_log_format},
+    {"log_file", CFG_T_STRING, "\"\"", 0, PATH_MAX - 1, CFG_F(log_file), NULL},
+    {"log_syslog", CFG_T_BOOL, "false", 0, 0, CFG_F(log_syslog), NULL},
+    {"user", CFG_T_STRING, NULL, 1, 64, CFG_F(user), NULL}, /* NULL: none */
+    {"drain_timeout", CFG_T_DURATION_MS, "30s", 0, CFG_DAY, CFG_F(drain_timeout_ms), NULL},
     {"control_socket", CFG_T_STRING, "\"./var/sluice.sock\"", 0, 107, CFG_F(control_socket), NULL},
     {"admin_listen", CFG_T_STRING, "\"127.0.0.1:9025\"", 0, 64, CFG_F(admin_listen), cfg_check_hostport_or_empty},
 };

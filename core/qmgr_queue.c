@@ -438,6 +438,10 @@ void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const 
     size_t i = j->ri[k];
     char diag[700];
     snprintf(diag, sizeof(diag), "%d %s %s", code, status, text);
+    char idstr[17];
+    snprintf(idstr, sizeof(idstr), "%016llx", (unsigned long long)m->id);
+    const char *via = host ? host : "local";
+#define LOGF "id", idstr, "recipient", m->rcpts[i], "relay", via, "reply", diag, NULL
     qmgr_set_diag(m, i, diag, host);
     enum sink_event ev;
     if (code >= 200 && code < 300) {
@@ -450,21 +454,22 @@ void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const 
             if (spool_writer_state(q->w, m->id, &st) == 0)
                 m->rstate[i] = SPOOL_R_DELIVERED;
         }
-        log_msg(LOG_INFO, "qmgr: message %016llx: <%s> delivered via %s: %s",
-                (unsigned long long)m->id, m->rcpts[i], host ? host : "local", diag);
+        log_fields(LOG_INFO, (const char *[]){"event", "delivered", LOGF},
+                   "qmgr: message %s: <%s> delivered via %s: %s", idstr, m->rcpts[i], via, diag);
     } else if (code >= 500) {
         m->rtry[i] = 2;
         ev = SINK_EV_BOUNCE;
-        log_msg(LOG_INFO, "qmgr: message %016llx: <%s> failed via %s: %s",
-                (unsigned long long)m->id, m->rcpts[i], host ? host : "local", diag);
+        log_fields(LOG_INFO, (const char *[]){"event", "failed", LOGF},
+                   "qmgr: message %s: <%s> failed via %s: %s", idstr, m->rcpts[i], via, diag);
     } else {
         m->rtry[i] = 3;
         ev = SINK_EV_DEFERRED;
-        log_msg(LOG_INFO, "qmgr: message %016llx: <%s> deferred via %s: %s",
-                (unsigned long long)m->id, m->rcpts[i], host ? host : "local", diag);
+        log_fields(LOG_INFO, (const char *[]){"event", "deferred", LOGF},
+                   "qmgr: message %s: <%s> deferred via %s: %s", idstr, m->rcpts[i], via, diag);
     }
     qmgr_sinks_note(q, ev, m, i, code, status, text, host);
 }
+#undef LOGF
 
 void qmgr_job_done(struct qmgr *q, struct qjob *j)
 {

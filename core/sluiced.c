@@ -5,21 +5,26 @@
  *	sluiced [-c FILE] [-o key=value ...] [--check] [--bindings] [--help] [--version]
  * DESCRIPTION
  *	Loads the configuration (defaults when no file is named), opens and
- *	recovers the spool, binds the listeners, runs the workers in the
- *	foreground and stops on SIGTERM or SIGINT: listeners close, sessions
- *	get 421, group commits in flight finish, then it exits 0 after one
- *	line of counters on stderr:
+ *	recovers the spool, binds the listeners, switches to the configured
+ *	`user` when started as root, runs the workers in the foreground and
+ *	stops on SIGTERM or SIGINT (core/lifecycle.h): listeners close,
+ *	sessions get drain_timeout to finish their message, then 421; group
+ *	commits in flight finish, then it exits 0 after one line of counters
+ *	on stderr:
  *	  sluiced stats: sessions=N messages=N commits=N syncs=N rejected=N
  *	                 tempfailed=N discarded=N quarantined=N tasks=N
  *	--check loads the configuration (bindings and their sinks included),
  *	prints any error, and exits; --bindings prints the resolved chain of
- *	every event and exits.  SIGUSR1 prints the per-binding statistics to
- *	stderr (they are printed at exit too, when bindings exist).
+ *	every event and exits.  SIGUSR2 prints the per-binding statistics to
+ *	stderr (they are printed at exit too, when bindings exist); SIGUSR1
+ *	reopens the log file (log_file).
  *	With a `tls { cert; key; }` block, STARTTLS is offered and the
  *	listen_smtps addresses speak implicit TLS; a missing, unreadable or
  *	mismatched key is a start-up error naming the file.  SIGHUP reloads
- *	the certificate and key (new connections get them; on error the old
- *	ones stay and the reason is logged).
+ *	the configuration: what can change at run time (log settings, the
+ *	certificate and key, auth_users, drain_timeout) is applied, a file
+ *	that does not load is refused with the reason and the old settings
+ *	stay (docs/operations.md).
  * DIAGNOSTICS
  *	Start-up errors are one line on stderr naming the cause; exit 1 (bad
  *	usage 2).
@@ -35,6 +40,8 @@
 #include "core/admin.h"
 #include "core/auth.h"
 #include "core/cfg.h"
+#include "core/ctl.h"
+#include "core/lifecycle.h"
 #include "net/tls.h"
 #include "core/log.h"
 #include "core/qmgr.h"
@@ -55,13 +62,6 @@ static void usage(FILE *f)
                "  --version     print the version\n"
                "See docs/config.md for every setting.\n");
 }
-
-struct sig_ctx {
-    sigset_t set;
-    struct net_server *srv;
-    struct sink_engine *engine;
-    struct tls_server *tls;
-};
 
 /* SMTP AUTH: the password file and the failure limit, for every worker;
  * the pool is set once the scheduler exists.  Freed at exit (atexit: every
@@ -88,42 +88,6 @@ static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
         return -1;
     }
     return 0;
-}
-
-static void *signal_thread(void *arg)
-{
-    struct sig_ctx *sc = arg;
-    for (;;) {
-        int sig = 0;
-        if (sigwait(&sc->set, &sig) != 0)
-            continue;
-        if (sig == SIGUSR1) {
-            sink_engine_print_stats(sc->engine, stderr);
-            continue;
-        }
-        if (sig == SIGHUP && sluiced_auth.store != NULL) {
-            char aerr[512];
-            if (auth_store_reload(sluiced_auth.store, aerr, sizeof(aerr)) < 0)
-                log_msg(LOG_ERROR, "SIGHUP: auth_users: %s; the previous users stay", aerr);
-            else
-                log_msg(LOG_INFO, "SIGHUP: auth_users reloaded");
-        }
-        if (sig == SIGHUP) {
-            char err[512];
-            if (sc->tls == NULL)
-                log_msg(LOG_INFO, "SIGHUP: no TLS configured, nothing to reload");
-            else if (tls_server_reload(sc->tls, err, sizeof(err)) < 0)
-                log_msg(LOG_ERROR, "SIGHUP: %s; the previous certificate stays in use", err);
-            else
-                log_msg(LOG_INFO, "SIGHUP: TLS certificate and key reloaded");
-            continue;
-        }
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_msg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-            net_server_stop(sc->srv);
-            return NULL;
-        }
-    }
 }
 
 /* The metrics listener (admin_listen; "" = off).  A failed bind is an
@@ -162,14 +126,14 @@ int main(int argc, char **argv)
 {
     /* Before any thread exists (sinks start their own at creation): every
      * thread inherits this mask, and only the signal thread takes them. */
-    struct sig_ctx sc;
-    memset(&sc, 0, sizeof(sc));
-    sigemptyset(&sc.set);
-    sigaddset(&sc.set, SIGTERM);
-    sigaddset(&sc.set, SIGINT);
-    sigaddset(&sc.set, SIGHUP);
-    sigaddset(&sc.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     const char *conf = NULL;
@@ -206,9 +170,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluiced: configuration: %s\n", err);
         return 1;
     }
-    enum log_level lv;
-    if (log_level_parse(cfg->log_level, &lv) == 0)
-        log_set_level(lv);
+    struct lifecycle_user user;
+    if (!check && !bindings && lifecycle_log_apply(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        cfg_destroy(cfg);
+        return 1;
+    }
+    if (lifecycle_user_check(cfg, &user, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        cfg_destroy(cfg);
+        return 1;
+    }
     if (sluiced_auth_init(cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sluiced: auth_users: %s\n", err);
         cfg_destroy(cfg);
@@ -290,16 +262,32 @@ int main(int argc, char **argv)
 
     struct net_server *srv = NULL;
     rc = net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err));
-    struct admin_server *admin = NULL; /* GET /metrics (core/admin.h) */
+    /* COORD6: start admin servers here (still root: they may bind and create sockets) */
+    struct admin_server *admin = NULL; /* build-metrics: GET /metrics (core/admin.h) */
     if (rc == 0)
         sluiced_admin_start(cfg, &(struct admin_sources){.net = srv, .qmgr = qm, .spool = sp,
                                                          .pool = pool, .engine = engine},
                             &admin);
+    struct ctl_server *ctl = NULL; /* build-ctl: the control socket (core/ctl.h) */
+    if (rc == 0) {
+        struct ctl_hooks ch = {.qm = qm, .spool = sp, .srv = srv, .engine = engine,
+                               .version = SLUICE_VERSION, .workers = nworkers, .conf_path = conf,
+                               .reload = sluiced_reload, .stop = sluiced_stop};
+        bool dflt = strcmp(cfg->control_socket, CTL_DEFAULT_PATH) == 0;
+        if (ctl_server_start(cfg->control_socket, dflt, &ch, &ctl, err, sizeof(err)) < 0)
+            rc = -1;
+        else if (user.set && ctl_server_chown(ctl, user.uid, user.gid) < 0)
+            log_msg(LOG_WARN, "control socket %s: chown to %s failed", cfg->control_socket,
+                    user.name);
+    }
+    if (rc == 0)
+        rc = lifecycle_drop(cfg, &user, err, sizeof(err));
     if (rc == 0)
         rc = qmgr_start(qm, sp, SLUICE_QMGR_WRITER, err, sizeof(err));
     if (rc < 0) {
         fprintf(stderr, "sluiced: %s\n", err);
         admin_stop(admin);
+        ctl_server_stop(ctl);
         if (srv)
             net_server_destroy(srv);
         qmgr_destroy(qm);
@@ -328,13 +316,15 @@ int main(int argc, char **argv)
     log_msg(LOG_INFO, "sluiced %s: %u workers, hostname %s", SLUICE_VERSION, cfg->workers,
             cfg->hostname);
 
-    sc.srv = srv;
-    sc.engine = engine;
-    sc.tls = tls;
-    pthread_t st;
-    pthread_create(&st, NULL, signal_thread, &sc);
+    struct lifecycle_objs lo = {.conf = conf, .ov = ov, .nov = nov, .cfg = cfg, .srv = srv,
+                                .engine = engine, .tls = tls, .auth = sluiced_auth.store};
+    if (lifecycle_start(&lo, &sigs) < 0)
+        log_msg(LOG_ERROR, "the signal thread did not start: SIGTERM, SIGHUP are ignored");
     rc = net_server_run(srv, err, sizeof(err));
+    lifecycle_fini(); /* no reload or stop touches the objects from now on */
+    /* COORD6: stop admin servers here */
     admin_stop(admin); /* its sources go below */
+    ctl_server_stop(ctl); /* before the queue manager and the spool go */
     if (rc < 0)
         fprintf(stderr, "sluiced: %s\n", err);
 

@@ -359,6 +359,12 @@ static void smtp_msg_done(void *arg, uint64_t id, int res)
         spool_id_str(id, idstr);
         if (k != NULL && k->queued_quarantine)
             s->srv->stats.quarantined++;
+        char nr[16], sz[24], ms[24];
+        snprintf(nr, sizeof(nr), "%u", (unsigned)s->logged.nrcpt);
+        snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->logged.size);
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(s->last_input_ms - s->logged.data_ms));
+        log_kv(LOG_INFO, "accepted", "id", idstr, "client", s->client, "sender", s->logged.sender,
+               "rcpts", nr, "size", sz, "data_ms", ms, NULL);
         if (k != NULL && k->queued_set) { /* an eod sink's own 250 */
             k->reply = k->queued;
             smtp_reply(s, SMTP_R_SINK_REPLY);
@@ -404,6 +410,10 @@ static void smtp_msg_commit(struct smtp_session *s, const struct smtp_outcome *o
     uint32_t n = mchain_iov(&t->body, 0, iov, SMTP_FLUSH_SLICES); /* n < FLUSH_SLICES */
     struct spool_txn *st = t->st;
     t->st = NULL;
+    snprintf(s->logged.sender, sizeof(s->logged.sender), "%s", t->sender);
+    s->logged.nrcpt = t->nrcpt;
+    s->logged.size = t->size;
+    s->logged.data_ms = s->data_start_ms;
     smtp_txn_unsibling(s);
     rc = spool_txn_commit(st, iov, (int)n, smtp_msg_done, s);
     mchain_clear(&t->body); /* written (or failed) by now */

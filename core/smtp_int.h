@@ -403,6 +403,14 @@ struct smtp_session {
     uint64_t last_input_ms;
     bool data_timing; /* DATA or BDAT in progress: the rate is checked */
     uint64_t data_start_ms, data_bytes;
+    /* The envelope of the message waiting for its commit, for the
+     * "accepted" log line (the txn is reset when the commit starts). */
+    struct {
+        char sender[SMTP_PATH_MAX + 1];
+        uint32_t nrcpt;
+        uint64_t size;
+        uint64_t data_ms; /* when its DATA or first BDAT began */
+    } logged;
 };
 
 uint64_t smtp_now_ms(void);

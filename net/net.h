@@ -17,6 +17,12 @@
  *	worker's eventfd): listeners close, sessions get 421 at their next
  *	command boundary, in-flight group commits finish, and the workers exit
  *	once their connections are gone or after a bound (5 s).
+ *	net_server_stop_drain() is the same with the bound given (the
+ *	configuration's drain_timeout; 0: connections not at a command
+ *	boundary are closed at the next one-second tick).  At the bound the
+ *	connections left are closed; a message whose 250 was not sent is not
+ *	acknowledged, so nothing acknowledged is lost.  Calling it again may
+ *	shorten the bound, never lengthen it.
  * DIAGNOSTICS
  *	net_server_create() returns -errno with one line in err naming the
  *	address or the facility ("listen 127.0.0.1:25: Address already in use").
@@ -72,6 +78,7 @@ void net_server_set_tls(struct net_server *srv, struct tls_server *ts);
  * worker could not start (its ring or buffer ring setup failed). */
 int net_server_run(struct net_server *srv, char *err, size_t errlen);
 void net_server_stop(struct net_server *srv);
+void net_server_stop_drain(struct net_server *srv, uint64_t grace_ms);
 /* Sums of every worker's counters (meaningful after run returned). */
 void net_server_stats(const struct net_server *srv, struct net_stats *st);
 void net_server_destroy(struct net_server *srv);

@@ -177,6 +177,7 @@ struct net_server {
     enum smtp_listener listen_kind[NET_MAX_LISTEN];
     struct tls_server *tls; /* borrowed; NULL: no TLS */
     atomic_bool stop; /* release in net_server_stop pairs with acquire in the worker's wake */
+    _Atomic uint64_t stop_grace_ms; /* the drain's bound, set before stop */
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     unsigned started; /* workers past set-up, under start_lock */

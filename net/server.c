@@ -173,6 +173,7 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
     srv->nlisten = nl;
     memcpy(srv->listen_kind, lkind, nl * sizeof(lkind[0]));
     atomic_init(&srv->stop, false);
+    atomic_init(&srv->stop_grace_ms, NET_STOP_GRACE_MS);
     atomic_init(&srv->fsyncs_done, 0);
     const char *fault = getenv("SLUICE_FAULT_FSYNC_AFTER");
     srv->fault_fsync_after = fault && *fault ? strtoll(fault, NULL, 10) : -1;
@@ -250,8 +251,12 @@ const char *net_server_listen_addr(const struct net_server *srv, size_t i)
     return i < srv->nlisten ? srv->listen_text[i] : NULL;
 }
 
-void net_server_stop(struct net_server *srv)
+void net_server_stop(struct net_server *srv) { net_server_stop_drain(srv, NET_STOP_GRACE_MS); }
+
+void net_server_stop_drain(struct net_server *srv, uint64_t grace_ms)
 {
+    /* relaxed: published by the release store of stop just below */
+    atomic_store_explicit(&srv->stop_grace_ms, grace_ms, memory_order_relaxed);
     /* release: pairs with the acquire load in the worker's WAKE handler */
     atomic_store_explicit(&srv->stop, true, memory_order_release);
     for (unsigned i = 0; i < srv->nworkers; i++) {

@@ -134,10 +134,16 @@ static void net_worker_arm_tick(struct net_worker *w)
 
 static void net_worker_begin_stop(struct net_worker *w)
 {
-    if (w->stopping)
+    /* relaxed: the grace is ordered by the stop flag's release/acquire */
+    uint64_t deadline =
+        net_now_ms() + atomic_load_explicit(&w->srv->stop_grace_ms, memory_order_relaxed);
+    if (w->stopping) { /* a second stop may only shorten the drain */
+        if (deadline < w->stop_deadline_ms)
+            w->stop_deadline_ms = deadline;
         return;
+    }
     w->stopping = true;
-    w->stop_deadline_ms = net_now_ms() + NET_STOP_GRACE_MS;
+    w->stop_deadline_ms = deadline;
     for (size_t i = 0; i < w->srv->nlisten; i++)
         shutdown(w->listen_fd[i], SHUT_RDWR); /* ends the multishot accept */
     for (uint32_t i = 0; i < w->nconns_cap; i++)
@@ -239,11 +245,10 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
             net_worker_arm_sched(w);
         break;
     case NET_OP_WAKE:
-        /* acquire: pairs with the release store in net_server_stop */
+        /* acquire: pairs with the release store in net_server_stop_drain */
         if (atomic_load_explicit(&w->srv->stop, memory_order_acquire))
             net_worker_begin_stop(w);
-        else
-            net_worker_arm_wake(w);
+        net_worker_arm_wake(w); /* a later stop may shorten the drain */
         break;
     default:
         log_panic("net_worker_dispatch: unknown op %d", (int)op);
