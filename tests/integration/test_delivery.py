@@ -193,13 +193,15 @@ def test_reply_lost_after_content_duplicates_once(daemon_factory, tmp_path, hop)
     assert len(outcomes(d, kind="deferred")) == 1, qmgr_log(d)
 
 
-def test_dead_next_hop_backed_off_as_a_whole(daemon_factory, tmp_path):
+def test_dead_next_hop_backed_off_as_a_whole(daemon_factory, tmp_path, hop):
     """Nothing listens on the next hop's port: deferred with "connect" in
     the last error; with several messages the destination is backed off
     after destination_failure_limit failed connections, and the rest are
-    deferred without a connection each."""
+    deferred without a connection each; a message arriving during the
+    backoff too.  Another destination is served meanwhile."""
     port = closed_port()
     d = start(daemon_factory, tmp_path, relayhost="127.0.0.1:%d" % port,
+              transport={"live.test": "smtp:" + hop.addr},
               retry={"min": "3s", "max": "6s"}, destination_failure_limit=3,
               delivery_concurrency=2)
     n = 10
@@ -218,12 +220,21 @@ def test_dead_next_hop_backed_off_as_a_whole(daemon_factory, tmp_path):
         qmgr_log(d)
     # one round (retry min is 3 s): a connection per message would be n
     # "connect to" lines; the backoff keeps it at about the limit
-    connects = len(re.findall(r"qmgr: connect to 127\.0\.0\.1\S*:%d" % port, d.log()))
+    connect = r"qmgr: connect to 127\.0\.0\.1\S*:%d" % port
+    connects = len(re.findall(connect, d.log()))
     assert 1 <= connects <= 3 + 2, (connects, qmgr_log(d))
     assert len(outcomes(d, kind="deferred")) == n, qmgr_log(d)
+
+    # during the backoff: a new message for it is deferred without a
+    # connection, one for another destination is delivered at once
+    send(d, "sender@client.test", ["late@example.test"], message("during backoff"))
+    send(d, "sender@client.test", ["x@live.test"], message("elsewhere"))
+    assert wait_hop(d, hop, 1, 5), qmgr_log(d)
+    assert wait_until(lambda: outcomes(d, "late@example.test", "deferred"), 5), qmgr_log(d)
+    assert len(re.findall(connect, d.log())) == connects, qmgr_log(d)
     assert d.stop() == 0
     q = queue_counters(d)
-    assert q["queued"] == n and q["delivered"] == 0, q
+    assert q["queued"] == n + 1 and q["delivered"] == 1, q
 
 
 # ---- transport sinks end to end ----
@@ -352,3 +363,29 @@ def test_error_and_discard_routes(daemon_factory, tmp_path):
         assert "not now" in left[0]["last_error"], left
         time.sleep(0.3)
         assert home.count() == 1, home.snapshot()
+
+
+def test_connection_cache(daemon_factory, tmp_path, hop):
+    """connection_cache_time 3 s: a second message 0.5 s after the first
+    goes over the same connection; with 0.3 s the idle connection is closed
+    soon after the delivery (the next hop sees it go)."""
+    d = start(daemon_factory, tmp_path, relayhost=hop.addr, connection_cache_time="3s")
+    send(d, "sender@client.test", ["a@example.test"], message("one"))
+    assert wait_hop(d, hop, 1), qmgr_log(d)
+    time.sleep(0.5)
+    send(d, "sender@client.test", ["b@example.test"], message("two"))
+    assert wait_hop(d, hop, 2), qmgr_log(d)
+    assert hop.connections == 1, hop.connections
+    assert hop.messages[0].conn == hop.messages[1].conn
+    assert d.stop() == 0
+    assert queue_counters(d)["reused"] >= 1, queue_counters(d)
+
+    with NextHop("127.0.0.1") as h2:
+        d2 = start(daemon_factory, tmp_path, relayhost=h2.addr, spool=str(tmp_path / "s2"),
+                   connection_cache_time="300ms")
+        send(d2, "sender@client.test", ["c@example.test"], message("three"))
+        assert wait_hop(d2, h2, 1), qmgr_log(d2)
+        t = time.monotonic()
+        assert wait_until(lambda: h2.open_now == 0, 5), h2.open_now
+        assert time.monotonic() - t < 3
+        assert h2.connections == 1
