@@ -96,13 +96,8 @@ def test_expiry_bounces_447_after_delay_warning(daemon_factory, tmp_path):
     with Status 4.4.7 once the message is older than max_age; the message
     leaves the spool.
 
-    QMGR BUG (found by this test under ASan, build with
-    -DSLUICE_SANITIZE=address,undefined; the release build passes by
-    luck): heap-use-after-free at expiry.  qmgr_attempt_end
-    (core/qmgr_queue.c:537) calls qmgr_set_diag(m, i, diag, m->rhost[i]);
-    qmgr_set_diag frees m->rhost[i] and then strdup()s the same pointer
-    (qmgr_queue.c:279-280).  The daemon aborts before the 4.4.7 bounce is
-    sent, so this test fails there on the missing second message."""
+    Found under ASan a use-after-free at expiry (qmgr_set_diag given the
+    recipient's own host string; fixed in 0fdd544)."""
     dead = "127.0.0.1:%d" % closed_port()
     with NextHop("127.0.0.1") as home:
         d = start(daemon_factory, tmp_path,
