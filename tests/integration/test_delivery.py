@@ -110,6 +110,7 @@ def test_relay_200_messages_to_smtp_sink(daemon_factory, tmp_path, smtp_sink):
     assert d.stop() == 0
     q = queue_counters(d)
     assert q, d.log()[-2000:]
+    print("relay 200: %s" % q)
     assert q["delivered"] == 200, q
     assert q["queued"] == 0 and q["failed"] == 0 and q["bounces"] == 0, q
     # reuse: at most delivery_concurrency connections at a time; 200
