@@ -55,8 +55,10 @@ int sctl_print_status(const struct sctl_verb *v, const struct cfg_node *r)
                iget(s, "live_bytes"));
     const struct cfg_node *n = cfg_node_get(r, "net");
     if (n != NULL)
-        printf("smtp: %lld connections now, %lld accepted since start\n", iget(n, "connections"),
-               iget(n, "accepted"));
+        printf("smtp: %lld connections now; since start: %lld accepted, %lld sessions, %lld "
+               "messages, %lld rejected\n",
+               iget(n, "connections"), iget(n, "accepted"), iget(n, "sessions"),
+               iget(n, "messages"), iget(n, "rejected"));
     return 0;
 }
 
