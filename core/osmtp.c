@@ -375,7 +375,7 @@ static void osmtp_reply(struct osmtp *c, const struct osmtp_reply *r)
         else if (c->tls == OSMTP_TLS_MAY)
             c->st = OSMTP_READY; /* RFC 3207 4: go on in plaintext */
         else
-            osmtp_fail_local(c, OSMTP_L_TLS_REFUSED, true, ": %d %s", r->code, r->text);
+            osmtp_fail_local(c, OSMTP_L_TLS_REFUSED, true, ": %d %s %s", r->code, r->enhanced, r->text);
         break;
     case OSMTP_K_RSET:
     case OSMTP_K_MAIL:

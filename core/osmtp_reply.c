@@ -14,10 +14,11 @@
  *	is an error (no server needs that; a stream that never ends a reply
  *	must not keep us reading).
  *
- *	With esc (the server announced ENHANCEDSTATUSCODES, RFC 2034) a
- *	"c.sss.ddd " at the start of a line's text whose class c is the
- *	code's first digit is the enhanced status code (RFC 3463); it is
- *	taken from the first line and cut from the text of every line.
+ *	A "c.sss.ddd " at the start of a line's text whose class c is the
+ *	code's first digit is the enhanced status code (RFC 3463), whether or
+ *	not the server announced ENHANCEDSTATUSCODES (RFC 2034; as Postfix's
+ *	client does); it is taken from the first line and cut from the text
+ *	of every line.
  *	Otherwise the code's class gives "2.0.0", "4.0.0" or "5.0.0".
  *
  *	Text: the lines' texts joined with "; " (empty ones skipped),
@@ -164,7 +165,12 @@ enum osmtp_rx_ev osmtp_rx_feed(struct osmtp_rx *rx, const char *p, size_t len, s
     rx->ltext = t;
     rx->ltext_len = tn;
     rx->lnum = rx->nlines;
-    size_t el = esc ? osmtp_esc_len(t, tn, l[0]) : 0;
+    /* Like Postfix's client, a status code of the reply's class at the
+     * start of the text is taken whether or not ENHANCEDSTATUSCODES was
+     * announced: servers that send one without announcing it are common,
+     * and the class check keeps plain text ("250 2 messages") out. */
+    (void)esc;
+    size_t el = osmtp_esc_len(t, tn, l[0]);
     if (el > 0) {
         if (rx->nlines == 0 && el < sizeof(rx->r.enhanced)) {
             memcpy(rx->r.enhanced, t, el);

@@ -537,10 +537,17 @@ static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
         }
         if (m->rtry[i] != 2 && expired) {
             char diag[800];
-            snprintf(diag, sizeof(diag), "451 4.4.7 message expired after %lld days in the "
-                                         "queue; last error: %s",
-                     (long long)((now - m->arrival_ms) / 86400000),
-                     m->rdiag[i] ? m->rdiag[i] : m->last_error);
+            int64_t age = (now - m->arrival_ms) / 1000;
+            char ages[32];
+            if (age >= 2 * 86400)
+                snprintf(ages, sizeof(ages), "%lld days", (long long)(age / 86400));
+            else if (age >= 2 * 3600)
+                snprintf(ages, sizeof(ages), "%lld hours", (long long)(age / 3600));
+            else
+                snprintf(ages, sizeof(ages), "%lld seconds", (long long)age);
+            snprintf(diag, sizeof(diag), "451 4.4.7 message expired after %s in the queue; last "
+                                         "error: %s",
+                     ages, m->rdiag[i] ? m->rdiag[i] : m->last_error);
             qmgr_set_diag(m, i, diag, m->rhost[i]);
             m->rtry[i] = 2;
             qmgr_sinks_note(q, SINK_EV_BOUNCE, m, i, 451, "4.4.7", diag, m->rhost[i]);

@@ -10,7 +10,7 @@ Test(osmtp, greeting_refused)
     o_init(&o);
     cr_assert_eq(osmtp_state(o.c), OSMTP_GREETING);
     o_in(&o, "554 5.7.1 go away\r\n");
-    cr_assert_str_eq(o_log_take(&o), "fail 554 5.0.0 5.7.1 go away\n");
+    cr_assert_str_eq(o_log_take(&o), "fail 554 5.7.1 go away\n");
     cr_assert_eq(osmtp_state(o.c), OSMTP_FAILED);
     cr_assert_str_eq(o_out(&o), "QUIT\r\n"); /* RFC 5321 3.1 */
     o_in(&o, "250 late\r\n");                /* ignored */
@@ -71,7 +71,7 @@ Test(osmtp, ehlo_refused_helo)
     o_in(&o, "220 x\r\n502 no\r\n");
     cr_assert_str_eq(o_out(&o), "EHLO client.test\r\nHELO client.test\r\n");
     o_in(&o, "501 5.5.4 bad name\r\n");
-    cr_assert_str_eq(o_log_take(&o), "fail 501 5.0.0 5.5.4 bad name\n");
+    cr_assert_str_eq(o_log_take(&o), "fail 501 5.5.4 bad name\n");
     cr_assert_str_eq(o_out(&o), "QUIT\r\n");
     o_fini(&o);
 
@@ -235,7 +235,7 @@ Test(osmtp, sequential_transaction)
                                 "RCPT TO:<r1@y.test>\r\nDATA\r\n");
     o_in(&o, "451 4.3.0 later\r\n");
     cr_assert_str_eq(o_log_take(&o), "rcpt 0 250 2.0.0 ok\nrcpt 1 250 2.0.0 ok\n"
-                                     "done 451 4.0.0 4.3.0 later\n");
+                                     "done 451 4.3.0 later\n");
     cr_assert_eq(osmtp_send(o.c, &m), 0);
     cr_assert_str_eq(o_out(&o), "RSET\r\n");
     o_in(&o, "250 reset\r\n");
@@ -408,10 +408,10 @@ Test(osmtp, code_421_mid_transaction)
     o_out(&o);
     o_in(&o, "250 ok\r\n250 ok\r\n421 4.3.2 shutting down\r\n250 ignored\r\n");
     cr_assert_str_eq(o_log_take(&o), "rcpt 0 250 2.0.0 ok\n"
-                                     "rcpt 1 421 4.0.0 4.3.2 shutting down\n"
-                                     "rcpt 2 421 4.0.0 4.3.2 shutting down\n"
-                                     "done 421 4.0.0 4.3.2 shutting down\n"
-                                     "fail 421 4.0.0 4.3.2 shutting down\n");
+                                     "rcpt 1 421 4.3.2 shutting down\n"
+                                     "rcpt 2 421 4.3.2 shutting down\n"
+                                     "done 421 4.3.2 shutting down\n"
+                                     "fail 421 4.3.2 shutting down\n");
     cr_assert_eq(osmtp_state(o.c), OSMTP_FAILED);
     cr_assert_eq(osmtp_send(o.c, &m), -EBUSY);
     osmtp_eof(o.c);
@@ -588,9 +588,8 @@ Test(osmtp, enhanced_status_codes)
     struct osmtp_msg m1 = O_MSG("a@x.test", 10, "r0");
     cr_assert_eq(osmtp_send(o.c, &m1), 0);
     o_in(&o, "250 ok\r\n550-5.1.1 first\r\n550 5.1.1 sec\tond\x01\r\n503 x\r\n");
-    cr_assert_str_eq(o_log_take(&o), "rcpt 0 550 5.0.0 5.1.1 first; 5.1.1 sec ond?\n"
-                                     "done 550 5.0.0 no valid recipients: 5.1.1 first; 5.1.1 "
-                                     "sec ond?\n");
+    cr_assert_str_eq(o_log_take(&o), "rcpt 0 550 5.1.1 first; sec ond?\n"
+                                     "done 550 5.1.1 no valid recipients: first; sec ond?\n");
     o_fini(&o);
 }
 
