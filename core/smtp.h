@@ -91,7 +91,8 @@ void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, ui
 void smtp_session_eof(struct smtp_session *s);
 /* Called about once a second: idle timeout and minimum data rate. */
 void smtp_session_tick(struct smtp_session *s, uint64_t now_ms);
-/* The server is stopping: 421 at the next command boundary, then close. */
+/* The server is stopping: 421 at the next command boundary outside a
+ * transaction (one begun with MAIL may finish first), then close. */
 void smtp_session_shutdown(struct smtp_session *s);
 
 /* Output. */

@@ -272,7 +272,9 @@ void smtp_session_pump(struct smtp_session *s)
     s->pumping = true;
     while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_SINK &&
            s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS) {
-        if (s->phase == SMTP_P_CMD && s->shutdown) {
+        /* a transaction under way (MAIL accepted) may finish: the drain's
+         * bound (net) closes the connection if it does not */
+        if (s->phase == SMTP_P_CMD && s->shutdown && !s->txn.active) {
             smtp_reply(s, SMTP_R_SHUTDOWN);
             break;
         }

@@ -167,6 +167,24 @@ def test_sigterm_lets_a_message_in_flight_finish(daemon_factory):
     assert [m["id"] for m in spool_list(d.spool)] == [qid]
 
 
+def test_sigterm_lets_a_transaction_begun_finish(daemon_factory):
+    d = daemon_factory(**QUIET)
+    c = raw_session(d.port)
+    assert c.cmd("MAIL FROM:<a@example.test>")[0] == 250
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.wait_log(r"stopping: listeners closed")
+    time.sleep(1.2)  # a worker tick: sessions outside a transaction are told now
+    assert c.cmd("RCPT TO:<b@example.test>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send("Subject: late\r\n\r\nx\r\n.\r\n")
+    code, text = c.reply()
+    assert code == 250, text
+    code, text = c.cmd("MAIL FROM:<a@example.test>")
+    assert code == 421 and "4.3.2" in text, text
+    assert wait_exit(d.proc, 10) == 0, d.log()
+    assert len(spool_list(d.spool)) == 1
+
+
 def test_drain_timeout_bounds_the_stop(daemon_factory):
     d = daemon_factory(drain_timeout="1s", **QUIET)
     c = data_started(d.port)  # and never finishes
