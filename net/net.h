@@ -15,7 +15,8 @@
  *
  *	net_server_stop() may be called from any thread (it writes to each
  *	worker's eventfd): listeners close, sessions get 421 at their next
- *	command boundary, in-flight group commits finish, and the workers exit
+ *	command boundary outside a transaction (smtp_session_shutdown), in-flight
+ *	group commits finish, and the workers exit
  *	once their connections are gone or after a bound (5 s).
  *	net_server_stop_drain() is the same with the bound given (the
  *	configuration's drain_timeout; 0: connections not at a command
