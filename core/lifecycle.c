@@ -77,8 +77,7 @@ int lifecycle_log_apply(const struct cfg *cfg, char *err, size_t errlen)
 
 /* ---- privileges ---- */
 
-int lifecycle_user_check(const struct cfg *cfg, struct lifecycle_user *u, char *err,
-                         size_t errlen)
+int lifecycle_user_check(const struct cfg *cfg, struct lifecycle_user *u, char *err, size_t errlen)
 {
     memset(u, 0, sizeof(*u));
     if (cfg->user == NULL) {
@@ -110,8 +109,7 @@ int lifecycle_user_check(const struct cfg *cfg, struct lifecycle_user *u, char *
     return 0;
 }
 
-int lifecycle_drop(const struct cfg *cfg, const struct lifecycle_user *u, char *err,
-                   size_t errlen)
+int lifecycle_drop(const struct cfg *cfg, const struct lifecycle_user *u, char *err, size_t errlen)
 {
     if (!u->set)
         return 0;
@@ -163,11 +161,11 @@ static void lifecycle_warn_restart(const char *who, const struct cfg *old, const
 {
     char list[512] = "";
     size_t n = 0;
-#define LC_DIFF(cond, name)                                                                       \
-    do {                                                                                          \
-        if (cond)                                                                                 \
-            n += (size_t)snprintf(list + n, n < sizeof(list) ? sizeof(list) - n : 0, "%s%s",     \
-                                  n ? ", " : "", name);                                           \
+#define LC_DIFF(cond, name)                                                                        \
+    do {                                                                                           \
+        if (cond)                                                                                  \
+            n += (size_t)snprintf(list + n, n < sizeof(list) ? sizeof(list) - n : 0, "%s%s",       \
+                                  n ? ", " : "", name);                                            \
     } while (0)
     LC_DIFF(!lifecycle_addrs_eq(old->listen, old->nlisten, new->listen, new->nlisten), "listen");
     LC_DIFF(!lifecycle_addrs_eq(old->listen_smtps, old->nlisten_smtps, new->listen_smtps,
@@ -308,7 +306,10 @@ static int lifecycle_reload(const char *who, char *err, size_t errlen)
     return rc;
 }
 
-int sluiced_reload(char *err, size_t errlen) { return lifecycle_reload("reload", err, errlen); }
+int sluiced_reload(char *err, size_t errlen)
+{
+    return lifecycle_reload("reload", err, errlen);
+}
 
 /* ---- stop ---- */
 

@@ -67,21 +67,19 @@ struct lifecycle_user {
 };
 
 struct lifecycle_objs {
-    const char *conf;            /* the -c path (NULL: defaults) */
-    const char *const *ov;       /* the -o overrides */
+    const char *conf;      /* the -c path (NULL: defaults) */
+    const char *const *ov; /* the -o overrides */
     size_t nov;
-    const struct cfg *cfg;       /* the running configuration */
+    const struct cfg *cfg; /* the running configuration */
     struct net_server *srv;
     struct sink_engine *engine;
-    struct tls_server *tls;      /* NULL: no TLS */
-    struct auth_store *auth;     /* NULL: no auth_users */
+    struct tls_server *tls;  /* NULL: no TLS */
+    struct auth_store *auth; /* NULL: no auth_users */
 };
 
 int lifecycle_log_apply(const struct cfg *cfg, char *err, size_t errlen);
-int lifecycle_user_check(const struct cfg *cfg, struct lifecycle_user *u, char *err,
-                         size_t errlen);
-int lifecycle_drop(const struct cfg *cfg, const struct lifecycle_user *u, char *err,
-                   size_t errlen);
+int lifecycle_user_check(const struct cfg *cfg, struct lifecycle_user *u, char *err, size_t errlen);
+int lifecycle_drop(const struct cfg *cfg, const struct lifecycle_user *u, char *err, size_t errlen);
 /* set: the signals the signal thread takes (blocked in every thread). */
 int lifecycle_start(const struct lifecycle_objs *o, const sigset_t *set);
 /* After the server stopped: reload and stop do nothing from now on. */

@@ -71,7 +71,10 @@ int log_format_parse(const char *s, enum log_format *out)
     return 0;
 }
 
-void log_set_thread_tag(const char *tag) { snprintf(log_tag, sizeof(log_tag), "%s", tag); }
+void log_set_thread_tag(const char *tag)
+{
+    snprintf(log_tag, sizeof(log_tag), "%s", tag);
+}
 
 /* Opens path and puts it on log_file_fd.  Under log_cfg_lock. */
 static int log_open_file(const char *path, char *err, size_t errlen)
@@ -284,8 +287,7 @@ static bool log_text_needs_quote(const char *s)
 }
 
 size_t log_format_line(char *out, enum log_format fmt, const char *ts, enum log_level lv,
-                       const char *thread, const char *msg, const char *const *kv,
-                       size_t npairs)
+                       const char *thread, const char *msg, const char *const *kv, size_t npairs)
 {
     struct log_buf b = {out, 0, LOG_LINE_MAX - 4, false}; /* reserve: quote, "}\n", NUL */
     const char *level = log_names[lv <= LOG_ERROR ? lv : LOG_ERROR];
@@ -306,8 +308,8 @@ size_t log_format_line(char *out, enum log_format fmt, const char *ts, enum log_
             if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
                 continue;
             size_t mark = b.n;
-            if (!lb_put(&b, ",", 1) || !lb_json_str(&b, kv[2 * i], true) ||
-                !lb_put(&b, ":", 1) || !lb_json_str(&b, kv[2 * i + 1], false)) {
+            if (!lb_put(&b, ",", 1) || !lb_json_str(&b, kv[2 * i], true) || !lb_put(&b, ":", 1) ||
+                !lb_json_str(&b, kv[2 * i + 1], false)) {
                 b.n = mark; /* a key without its value would be invalid */
                 break;
             }

@@ -71,7 +71,6 @@ _Noreturn void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 
  * bytes), without the time when ts is NULL; returns its length, newline
  * included.  kv: npairs (key, value) pairs. */
 size_t log_format_line(char *out, enum log_format fmt, const char *ts, enum log_level lv,
-                       const char *thread, const char *msg, const char *const *kv,
-                       size_t npairs);
+                       const char *thread, const char *msg, const char *const *kv, size_t npairs);
 
 #endif

@@ -36,16 +36,15 @@ Test(log, json_fields_in_order)
 Test(log, json_escapes_quotes_controls)
 {
     fmt_json("a\"b\\c\n\t\r\x01\x1f\x7f", NULL, 0);
-    cr_assert(strstr(line, "\"msg\":\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u001f\\u007f\"}") != NULL,
-              "%s", line);
+    cr_assert(strstr(line, "\"msg\":\"a\\\"b\\\\c\\n\\t\\r\\u0001\\u001f\\u007f\"}") != NULL, "%s",
+              line);
 }
 
 Test(log, json_utf8_kept_invalid_replaced)
 {
     /* valid: é (2), € (3), 😀 (4) */
     fmt_json("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", NULL, 0);
-    cr_assert(strstr(line, "\"msg\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"") != NULL, "%s",
-              line);
+    cr_assert(strstr(line, "\"msg\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"") != NULL, "%s", line);
     /* invalid: lone continuation, overlong '/', surrogate, > U+10FFFF, cut sequence */
     fmt_json("x\x80y\xc0\xafz\xed\xa0\x80w\xf4\x90\x80\x80v\xe2\x82", NULL, 0);
     cr_assert(strstr(line, "\"msg\":\"x\\ufffdy\\ufffd\\ufffdz\\ufffd\\ufffd\\ufffdw\\ufffd\\ufffd"
@@ -98,9 +97,8 @@ Test(log, text_format_and_quoting)
 {
     const char *kv[] = {"id", "00ab", "sender", "a b@x", "empty", "", "nl", "x\ny"};
     size_t n = log_format_line(line, LOG_FMT_TEXT, "T", LOG_ERROR, "main", "accepted", kv, 4);
-    cr_assert_str_eq(line,
-                     "T sluiced[main] error: accepted id=00ab sender=\"a b@x\" empty=\"\" "
-                     "nl=x\\ny\n");
+    cr_assert_str_eq(line, "T sluiced[main] error: accepted id=00ab sender=\"a b@x\" empty=\"\" "
+                           "nl=x\\ny\n");
     cr_assert_eq(n, strlen(line));
     /* a forged line cannot start */
     log_format_line(line, LOG_FMT_TEXT, NULL, LOG_INFO, "w0", "x\nT sluiced[main] error: fake",
@@ -181,9 +179,8 @@ Test(log, file_reopen_and_threads)
     }
     cr_assert_eq(lines, 4 * 500 + 1);
     /* a file that cannot be opened: error, the old one stays */
-    cr_assert_lt(log_configure(LOG_FMT_JSON, LOG_OUT_FILE, "/nonexistent/dir/x.log", err,
-                               sizeof(err)),
-                 0);
+    cr_assert_lt(
+        log_configure(LOG_FMT_JSON, LOG_OUT_FILE, "/nonexistent/dir/x.log", err, sizeof(err)), 0);
     cr_assert(strstr(err, "/nonexistent/dir/x.log") != NULL, "%s", err);
     log_configure(LOG_FMT_TEXT, LOG_OUT_STDERR, NULL, err, sizeof(err));
     unlink(path);
