@@ -164,3 +164,78 @@ def test_bad_log_settings_are_start_up_errors(tmp_path):
     r = subprocess.run(base + ["-o", "log_file=/nonexistent/dir/sluice.log"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "/nonexistent/dir/sluice.log" in r.stderr, r.stderr
+
+
+def test_syslog_output(tmp_path):
+    """log_file = "syslog": the lines reach /dev/log (facility mail).  The
+    daemon runs in a private mount namespace whose /dev holds our datagram
+    socket as /dev/log, so the host's /dev is never touched."""
+    import shutil
+    import socket
+    import tempfile
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        import pytest
+        pytest.skip("needs root and unshare(1)")
+    dev = tempfile.mkdtemp(prefix="sluice-dev-", dir="/tmp")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    p = None
+    try:
+        sock.bind(os.path.join(dev, "log"))
+        sock.settimeout(0.2)
+        binds = "; ".join("touch %s/%s && mount --bind /dev/%s %s/%s" % (dev, f, f, dev, f)
+                          for f in ("null", "zero", "urandom", "random"))
+        cmd = ("%s && mount --rbind %s /dev && exec %s -o listen=127.0.0.1:0 "
+               "-o spool_dir=%s/spool -o workers=1 -o relayhost=hold "
+               "-o 'relay_domains=[\"example.test\"]' -o log_file=syslog -o log_format=json "
+               "-o 'control_socket=\"\"' -o 'admin_listen=\"\"'" % (binds, dev, SLUICED, tmp_path))
+        p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+        got = []
+
+        def recv_until(pred, timeout=10):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    got.append(sock.recv(65536).decode("utf-8", "replace"))
+                except socket.timeout:
+                    if p.poll() is not None:
+                        break
+                    continue
+                if pred():
+                    return True
+            return pred()
+
+        def port():
+            for g in got:
+                m = re.search(r"listening on 127\.0\.0\.1:(\d+)", g)
+                if m:
+                    return int(m.group(1))
+            return None
+        if not recv_until(port):
+            p.kill()
+            import pytest
+            err = p.stderr.read()
+            if "mount" in err or "unshare" in err:
+                pytest.skip("no mount namespace here: " + err)
+            raise AssertionError("no syslog lines: %r %s" % (got, err))
+        send(port())
+        assert recv_until(lambda: any('"msg":"accepted"' in g for g in got)), got
+        for g in got:
+            m = re.fullmatch(r"<(\d+)>\w{3} [ \d]\d \d\d:\d\d:\d\d sluiced\[(\d+)\]: (\{.*\})", g)
+            assert m, g
+            assert int(m.group(1)) >> 3 == 2  # LOG_MAIL
+            assert int(m.group(2)) == p.pid
+            rec = json.loads(m.group(3))
+            assert "ts" not in rec  # syslog stamps its own time
+            assert {"level", "thread", "msg"} <= set(rec)
+        acc = [json.loads(g.split(": ", 1)[1]) for g in got if '"msg":"accepted"' in g]
+        assert acc[0]["sender"] == "a@example.test"
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+        sock.close()
+        shutil.rmtree(dev, ignore_errors=True)
