@@ -432,6 +432,25 @@ static void smtp_msg_commit(struct smtp_session *s, const struct smtp_outcome *o
     s->phase = SMTP_P_PARKED;
 }
 
+/* One log line for a message refused after its data (the reply it got);
+ * o: the eod chain's outcome, NULL when the server refused before it. */
+static void smtp_log_refused(struct smtp_session *s, const struct smtp_outcome *o,
+                             enum smtp_reply_id r, bool temp)
+{
+    char reply[600], nr[16], sz[24];
+    if (r == SMTP_R_SINK_REPLY && s->sk != NULL)
+        snprintf(reply, sizeof(reply), "%d %s %s", s->sk->reply.code, s->sk->reply.enhanced,
+                 s->sk->reply.text);
+    else
+        smtp_reply_describe(r, reply, sizeof(reply));
+    snprintf(nr, sizeof(nr), "%u", (unsigned)s->txn.nrcpt);
+    snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->txn.size);
+    log_kv(LOG_INFO, temp ? "tempfailed" : "rejected", "client", s->client, "sender",
+           s->txn.sender, "rcpts", nr, "size", sz, "verdict",
+           o != NULL && s->sk != NULL ? sink_verdict_name(o->verdict) : NULL, "reply", reply,
+           NULL);
+}
+
 /* After the eod event: refuse, discard, or commit. */
 static void smtp_eod_cont(struct smtp_session *s, const struct smtp_outcome *o)
 {
@@ -440,11 +459,13 @@ static void smtp_eod_cont(struct smtp_session *s, const struct smtp_outcome *o)
         enum smtp_reply_id r = o->reply;
         if (smtp_outcome_ok(o)) /* the spool failed while a sink decided */
             r = t->fail != SMTP_R_NONE ? t->fail : SMTP_R_WRITE_ERROR;
-        if (o->verdict == SINK_TEMPFAIL || r == SMTP_R_NO_STORAGE || r == SMTP_R_WRITE_ERROR ||
-            r == SMTP_R_NOMEM)
+        bool temp = o->verdict == SINK_TEMPFAIL || r == SMTP_R_NO_STORAGE ||
+                    r == SMTP_R_WRITE_ERROR || r == SMTP_R_NOMEM;
+        if (temp)
             s->srv->stats.tempfailed++;
         else
             s->srv->stats.rejected++;
+        smtp_log_refused(s, o, r, temp);
         smtp_txn_reset(s); /* aborts the spool txn: nothing is stored */
         smtp_reply(s, r);
         return;
@@ -489,10 +510,12 @@ static void smtp_msg_end(struct smtp_session *s)
     else if (t->st == NULL)
         r = SMTP_R_WRITE_ERROR;
     if (r != SMTP_R_NONE) {
-        if (r == SMTP_R_NO_STORAGE || r == SMTP_R_WRITE_ERROR || r == SMTP_R_NOMEM)
+        bool temp = r == SMTP_R_NO_STORAGE || r == SMTP_R_WRITE_ERROR || r == SMTP_R_NOMEM;
+        if (temp)
             s->srv->stats.tempfailed++;
         else
             s->srv->stats.rejected++;
+        smtp_log_refused(s, NULL, r, temp);
         smtp_txn_reset(s);
         smtp_reply(s, r);
         return;
@@ -586,6 +609,7 @@ void smtp_bdat_feed(struct smtp_session *s)
             s->srv->stats.rejected++;
         else
             s->srv->stats.tempfailed++;
+        smtp_log_refused(s, NULL, f, f != SMTP_R_SIZE_EXCEEDED);
         smtp_txn_reset(s);
         smtp_reply(s, f);
         return;

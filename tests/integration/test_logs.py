@@ -8,7 +8,7 @@ import smtplib
 import subprocess
 import time
 
-from conftest import SLUICED, raw_session
+from conftest import SLUICED, raw_session, spool_list
 
 QUIET = {"control_socket": '""', "admin_listen": '""'}
 
@@ -74,6 +74,27 @@ def test_json_lines_parse_and_carry_fields(daemon_factory):
     assert {a["id"] for a in acc} == ids
     stop = [r for r in recs if r["msg"].startswith("stopping")]
     assert stop and stop[0]["drain_ms"] == "30000"
+
+
+def test_refused_messages_are_logged_with_the_reply(daemon_factory):
+    d = daemon_factory(log_format="json", max_message_size="2k", **QUIET)
+    c = raw_session(d.port)
+    assert c.cmd("MAIL FROM:<big@example.test>")[0] == 250
+    assert c.cmd("RCPT TO:<b@example.test>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send("Subject: r\r\n\r\n" + ("x" * 60 + "\r\n") * 50 + ".\r\n")
+    code, text = c.reply()
+    assert code == 552, text
+    c.cmd("QUIT")
+    assert d.wait_log(r'"msg":"rejected"', timeout=10), d.log()
+    rej = [r for r in json_lines(d.log()) if r["msg"] == "rejected"]
+    assert len(rej) == 1
+    assert rej[0]["sender"] == "big@example.test" and rej[0]["client"] == "127.0.0.1"
+    assert rej[0]["rcpts"] == "1"
+    assert rej[0]["reply"].startswith("552 5.3.4"), rej
+    assert "verdict" not in rej[0]  # no bindings: no sink decided
+    assert d.stop() == 0
+    assert spool_list(d.spool) == []
 
 
 def test_text_lines_keep_their_shape(daemon_factory):
