@@ -102,8 +102,7 @@ static void admin_respond(int fd, int code, const char *reason, const char *ctyp
         admin_send_all(fd, body, blen, deadline);
 }
 
-static void admin_error(int fd, int code, const char *reason, const char *extra,
-                        uint64_t deadline)
+static void admin_error(int fd, int code, const char *reason, const char *extra, uint64_t deadline)
 {
     char body[128];
     int n = snprintf(body, sizeof(body), "%d %s\n", code, reason);
@@ -316,8 +315,7 @@ int admin_start(const struct admin_sources *src, const char *where, struct admin
     atomic_init(&a->stop, false);
     a->fd = socket(ca.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1, rc = 0;
-    if (a->fd < 0 ||
-        setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+    if (a->fd < 0 || setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         bind(a->fd, (struct sockaddr *)&ca.ss, ca.len) < 0 || listen(a->fd, 16) < 0) {
         rc = -errno;
         snprintf(err, errlen, "admin_listen %s: %s", where, strerror(errno));
@@ -338,8 +336,7 @@ int admin_start(const struct admin_sources *src, const char *where, struct admin
             port = ntohs(s4->sin_port);
         }
     }
-    snprintf(a->addr, sizeof(a->addr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
-             port);
+    snprintf(a->addr, sizeof(a->addr), ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host, port);
     rc = -pthread_create(&a->thread, NULL, admin_main, a);
     if (rc < 0) {
         snprintf(err, errlen, "admin_listen %s: thread: %s", where, strerror(-rc));
@@ -354,7 +351,10 @@ fail:
     return rc;
 }
 
-const char *admin_listen_addr(const struct admin_server *a) { return a->addr; }
+const char *admin_listen_addr(const struct admin_server *a)
+{
+    return a->addr;
+}
 
 void admin_stop(struct admin_server *a)
 {

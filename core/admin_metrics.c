@@ -67,8 +67,8 @@ static void render_net(struct metrics_buf *b, const struct net_server *srv)
         "Messages stored with the quarantine flag.", ls.st.quarantined);
     one(b, "sluice_spool_commits_total", METRICS_COUNTER,
         "COMMIT records written by the receiving workers.", ls.st.commits);
-    one(b, "sluice_fsync_errors_total", METRICS_COUNTER,
-        "Group commits whose fdatasync failed.", ls.st.sync_errors);
+    one(b, "sluice_fsync_errors_total", METRICS_COUNTER, "Group commits whose fdatasync failed.",
+        ls.st.sync_errors);
     double bounds[NET_FSYNC_BOUNDS];
     for (size_t i = 0; i < NET_FSYNC_BOUNDS; i++)
         bounds[i] = (double)net_fsync_bounds_ns[i] / 1e9;
@@ -85,12 +85,12 @@ static void render_qmgr(struct metrics_buf *b, const struct qmgr *q)
     one(b, "sluice_queue_messages", METRICS_GAUGE, "Messages in the delivery queue.", qs.queued);
     metrics_family(b, "sluice_queue_messages_in_state", METRICS_GAUGE,
                    "Messages in the queue in a given state (a subset of sluice_queue_messages).");
-    metrics_u64(b, "sluice_queue_messages_in_state",
-                (const char *const[]){"state", "active", NULL}, qs.active);
+    metrics_u64(b, "sluice_queue_messages_in_state", (const char *const[]){"state", "active", NULL},
+                qs.active);
     metrics_u64(b, "sluice_queue_messages_in_state",
                 (const char *const[]){"state", "deferred", NULL}, qs.deferred);
-    metrics_u64(b, "sluice_queue_messages_in_state",
-                (const char *const[]){"state", "held", NULL}, qs.held);
+    metrics_u64(b, "sluice_queue_messages_in_state", (const char *const[]){"state", "held", NULL},
+                qs.held);
     one(b, "sluice_recipients_delivered_total", METRICS_COUNTER, "Recipients delivered.",
         qs.delivered);
     one(b, "sluice_recipients_failed_total", METRICS_COUNTER, "Recipients failed for good.",
@@ -158,9 +158,8 @@ static void render_binding_counter(struct metrics_buf *b, const struct sink_bind
     for (size_t i = 0; i < n; i++) {
         uint64_t v;
         memcpy(&v, (const char *)&bs[i] + off, sizeof(v));
-        metrics_u64(b, name, (const char *const[]){"binding", bs[i].name, "event", bs[i].event,
-                                                   NULL},
-                    v);
+        metrics_u64(b, name,
+                    (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL}, v);
     }
 }
 
@@ -217,8 +216,7 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
                    "Time from a binding's call to its verdict, pending time included.");
     for (size_t i = 0; i < n; i++)
         metrics_histogram(b, "sluice_binding_latency_seconds",
-                          (const char *const[]){"binding", bs[i].name, "event", bs[i].event,
-                                                NULL},
+                          (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                           bounds, SINK_STATS_BUCKETS - 1, bs[i].hist,
                           (double)bs[i].latency_ns / 1e9);
     free(bs);

@@ -84,7 +84,10 @@ static void metrics_put(struct metrics_buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void metrics_puts(struct metrics_buf *b, const char *s) { metrics_put(b, s, strlen(s)); }
+static void metrics_puts(struct metrics_buf *b, const char *s)
+{
+    metrics_put(b, s, strlen(s));
+}
 
 static void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -142,8 +145,7 @@ void metrics_family(struct metrics_buf *b, const char *name, enum metrics_type t
 
 /* name{l1="v1",...,extra_name="extra_value"} with a trailing space. */
 static void metrics_head(struct metrics_buf *b, const char *name, const char *suffix,
-                         const char *const *labels, const char *extra_name,
-                         const char *extra_value)
+                         const char *const *labels, const char *extra_name, const char *extra_value)
 {
     metrics_puts(b, name);
     if (suffix)
@@ -198,8 +200,7 @@ void metrics_double(struct metrics_buf *b, const char *name, const char *const *
 }
 
 void metrics_histogram(struct metrics_buf *b, const char *name, const char *const *labels,
-                       const double *bounds, size_t nbounds, const uint64_t *counts,
-                       double sum)
+                       const double *bounds, size_t nbounds, const uint64_t *counts, double sum)
 {
     metrics_check_name("metrics_histogram", name);
     uint64_t cum = 0;

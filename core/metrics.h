@@ -60,7 +60,6 @@ void metrics_double(struct metrics_buf *b, const char *name, const char *const *
  * every bound); they are summed here into cumulative buckets.  bounds
  * must be increasing (a panic otherwise). */
 void metrics_histogram(struct metrics_buf *b, const char *name, const char *const *labels,
-                       const double *bounds, size_t nbounds, const uint64_t *counts,
-                       double sum);
+                       const double *bounds, size_t nbounds, const uint64_t *counts, double sum);
 
 #endif

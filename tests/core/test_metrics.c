@@ -173,7 +173,10 @@ static char *adm_exchange(const char *req, size_t len)
     return buf;
 }
 
-static char *adm_get(const char *req) { return adm_exchange(req, strlen(req)); }
+static char *adm_get(const char *req)
+{
+    return adm_exchange(req, strlen(req));
+}
 
 Test(admin, metrics_200, .init = adm_setup, .fini = adm_teardown)
 {
