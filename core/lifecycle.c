@@ -188,6 +188,8 @@ static void lifecycle_warn_restart(const char *who, const struct cfg *old, const
     LC_DIFF(old->idle_timeout_ms != new->idle_timeout_ms, "idle_timeout");
     LC_DIFF(old->nrelay_domains != new->nrelay_domains, "relay_domains");
     LC_DIFF(old->nmynetworks != new->nmynetworks, "mynetworks");
+    LC_DIFF(!lifecycle_str_eq(old->admin_listen, new->admin_listen), "admin_listen");
+    LC_DIFF(!lifecycle_str_eq(old->control_socket, new->control_socket), "control_socket");
 #undef LC_DIFF
     if (n > 0)
         log_msg(LOG_WARN, "%s: changed settings that need a restart (the running values stay): %s",

@@ -45,6 +45,7 @@
 #include "net/tls.h"
 #include "core/log.h"
 #include "core/qmgr.h"
+#include "core/route.h"
 #include "net/net.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
@@ -207,12 +208,24 @@ int main(int argc, char **argv)
     }
     if (check || bindings) {
         tls_server_destroy(tls);
+        /* the transport table and retry block are read by the queue
+         * manager at start: --check reads them too */
+        struct route_table *rt = route_table_create(cfg, err, sizeof(err));
+        if (rt == NULL) {
+            fprintf(stderr, "sluiced: %s: %s\n", conf ? conf : "(defaults)", err);
+            sink_engine_destroy(engine);
+            cfg_destroy(cfg);
+            free(ov);
+            return 1;
+        }
+        route_table_destroy(rt);
         if (bindings)
             sink_engine_print_bindings(engine, stdout);
         else
             printf("sluiced: configuration %s is valid\n", conf ? conf : "(defaults)");
         sink_engine_destroy(engine);
         cfg_destroy(cfg);
+        free(ov);
         return 0;
     }
 
@@ -229,7 +242,7 @@ int main(int argc, char **argv)
     }
     struct qmgr *qm = qmgr_create(cfg, engine, pool, nworkers, err, sizeof(err));
     if (qm == NULL) {
-        fprintf(stderr, "sluiced: %s\n", err);
+        fprintf(stderr, "sluiced: %s: %s\n", conf ? conf : "(defaults)", err);
         sched_pool_destroy(pool);
         sink_engine_destroy(engine);
         tls_server_destroy(tls);

@@ -65,7 +65,7 @@ bool sink_engine_has_bindings(const struct sink_engine *e);
  * handler included, one line per link. */
 void sink_engine_print_bindings(const struct sink_engine *e, FILE *f);
 /* Per-binding counters: calls, each verdict, deadline misses, latency
- * histogram (µs buckets); on SIGUSR1 and at exit. */
+ * histogram (µs buckets); on SIGUSR2 and at exit. */
 void sink_engine_print_stats(const struct sink_engine *e, FILE *f);
 /* The same counters as numbers, for the metrics endpoint (any thread; each
  * value is one the counter had, relaxed reads).  Bindings are numbered

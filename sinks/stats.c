@@ -17,7 +17,7 @@
  *	bucket 21 is >= 2^20 us (about a second).
  *
  *	All are relaxed atomic adds, no locks: each counter is independent,
- *	nothing is published through them, and a reader (SIGUSR1, exit) only
+ *	nothing is published through them, and a reader (SIGUSR2, exit) only
  *	wants each value to be a value it had, not a snapshot consistent
  *	across counters.
  *

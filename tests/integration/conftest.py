@@ -153,6 +153,11 @@ def daemon_factory(tmp_path):
         conf_text = open(conf).read() if conf else ""
         if "relayhost" not in conf_text and "transport" not in conf_text:
             ov["relayhost"] = "hold"
+        # no control socket or metrics listener unless a test asks: test
+        # daemons must not compete for ./var/sluice.sock or 127.0.0.1:9025
+        for key in ("control_socket", "admin_listen"):
+            if key not in conf_text:
+                ov[key] = '""'
         ov.update({k: v for k, v in overrides.items() if v is not None})
         for k, v in overrides.items():
             if v is None:
