@@ -51,6 +51,15 @@ static void render_net(struct metrics_buf *b, const struct net_server *srv)
     one(b, "sluice_sessions_total", METRICS_COUNTER, "SMTP sessions started.", ls.st.sessions);
     one(b, "sluice_session_timeouts_total", METRICS_COUNTER,
         "SMTP sessions ended by idle_timeout or min_data_rate.", ls.timeouts);
+    metrics_family(b, "sluice_sessions_ended_total", METRICS_COUNTER,
+                   "SMTP sessions ended, by outcome (quit, dropped: the client went away "
+                   "without QUIT, error: closed by us, shutdown, timeout).");
+    static const char *const outcome[] = {"quit", "dropped", "error", "shutdown", "timeout"};
+    const uint64_t ended[] = {ls.ended_quit, ls.ended_dropped, ls.ended_error, ls.ended_shutdown,
+                              ls.timeouts};
+    for (size_t i = 0; i < 5; i++)
+        metrics_u64(b, "sluice_sessions_ended_total",
+                    (const char *const[]){"outcome", outcome[i], NULL}, ended[i]);
     one(b, "sluice_protocol_errors_total", METRICS_COUNTER,
         "SMTP commands answered with a protocol error.", ls.protocol_errors);
     one(b, "sluice_recipients_rejected_total", METRICS_COUNTER, "RCPT commands refused.",

@@ -50,6 +50,12 @@ struct smtp_stats {
     uint64_t sink_refused; /* commands and messages refused by a sink's verdict */
     uint64_t discarded;    /* messages a sink discarded (250, not stored) */
     uint64_t quarantined;  /* messages stored with the quarantine flag */
+    /* how sessions ended (timeouts above is the fifth way) */
+    uint64_t ended_quit;     /* the client said QUIT */
+    uint64_t ended_dropped;  /* the client went away without QUIT */
+    uint64_t ended_error;    /* we closed it: too many errors, a pipelining violation,
+                              * a sink's DROP, a refused connection */
+    uint64_t ended_shutdown; /* 421 because the server was stopping */
 };
 
 /* kick(cookie) is called when a session gains output or wants to close

@@ -475,6 +475,7 @@ static void smtp_proceed_vrfy(struct smtp_session *s, const char *arg)
 
 static void smtp_proceed_quit(struct smtp_session *s, const char *arg)
 {
+    s->quit_seen = true;
     smtp_reply(s, SMTP_R_BYE);
 }
 

@@ -363,6 +363,9 @@ struct smtp_session {
     bool closing;      /* close after the pending output */
     bool eof;          /* the client is gone */
     bool shutdown;     /* 421 at the next command boundary */
+    bool quit_seen;    /* QUIT answered (how the session ended, for stats) */
+    bool timed_out;    /* ended by idle_timeout or min_data_rate */
+    bool dropped;      /* the client closed before we meant to */
     bool backlog_over; /* too much input while parked: 421 after the reply */
     bool pumping;      /* smtp_session_pump is on the stack */
     unsigned errors;

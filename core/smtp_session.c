@@ -368,6 +368,17 @@ void smtp_session_destroy(struct smtp_session *s)
 {
     if (s == NULL)
         return;
+    struct smtp_stats *st = &s->srv->stats;
+    if (s->quit_seen)
+        st->ended_quit++;
+    else if (s->timed_out)
+        ; /* counted in timeouts */
+    else if (s->dropped || !s->closing)
+        st->ended_dropped++;
+    else if (s->shutdown)
+        st->ended_shutdown++;
+    else
+        st->ended_error++;
     smtp_sinks_session_end(s); /* first: disconnect sinks see the session as it was */
     smtp_auth_session_end(s);  /* an AUTH hash still running is abandoned */
     if (s->committed != NULL) {
@@ -445,6 +456,8 @@ void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, ui
 
 void smtp_session_eof(struct smtp_session *s)
 {
+    if (!s->closing)
+        s->dropped = true; /* the client went first */
     s->eof = true;
     smtp_close(s);
 }
@@ -458,6 +471,7 @@ void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
     if (c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
         now_ms - s->last_input_ms > c->idle_timeout_ms) {
         s->srv->stats.timeouts++;
+        s->timed_out = true;
         smtp_reply(s, SMTP_R_TIMEOUT);
         return;
     }
@@ -466,6 +480,7 @@ void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
         uint64_t elapsed = now_ms - s->data_start_ms;
         if (s->data_bytes * 1000 / elapsed < c->min_data_rate) {
             s->srv->stats.timeouts++;
+            s->timed_out = true;
             smtp_reply(s, SMTP_R_SLOW);
         }
     }

@@ -101,6 +101,7 @@ struct net_live_stats {
     uint64_t timeouts;       /* sessions ended by idle_timeout or min_data_rate */
     uint64_t protocol_errors;
     uint64_t rcpt_rejected;
+    uint64_t ended_quit, ended_dropped, ended_error, ended_shutdown; /* sessions ended so */
     uint64_t fsyncs;                              /* completed */
     uint64_t fsync_ns_sum;                        /* their latency in all */
     uint64_t fsync_buckets[NET_FSYNC_BOUNDS + 1]; /* per bucket (not cumulative); last: above */

@@ -160,7 +160,8 @@ struct net_worker {
     struct {
         _Atomic uint64_t accepted, open, sessions, messages, rejected, tempfailed, discarded,
             quarantined, timeouts, protocol_errors, rcpt_rejected, commits, syncs, sync_errors,
-            tasks, refused_busy, refused_per_ip, fsyncs, fsync_ns_sum;
+            tasks, refused_busy, refused_per_ip, fsyncs, fsync_ns_sum, ended_quit, ended_dropped,
+            ended_error, ended_shutdown;
         _Atomic uint64_t fsync_buckets[NET_FSYNC_BOUNDS + 1];
     } live;
 };

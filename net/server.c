@@ -351,6 +351,10 @@ void net_server_live_stats(const struct net_server *srv, struct net_live_stats *
         out->timeouts += net_live_get(&w->live.timeouts);
         out->protocol_errors += net_live_get(&w->live.protocol_errors);
         out->rcpt_rejected += net_live_get(&w->live.rcpt_rejected);
+        out->ended_quit += net_live_get(&w->live.ended_quit);
+        out->ended_dropped += net_live_get(&w->live.ended_dropped);
+        out->ended_error += net_live_get(&w->live.ended_error);
+        out->ended_shutdown += net_live_get(&w->live.ended_shutdown);
         out->fsyncs += net_live_get(&w->live.fsyncs);
         out->fsync_ns_sum += net_live_get(&w->live.fsync_ns_sum);
         for (unsigned b = 0; b <= NET_FSYNC_BOUNDS; b++)

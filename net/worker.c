@@ -90,6 +90,10 @@ static void net_worker_publish(struct net_worker *w)
     net_live_set(&w->live.timeouts, ss->timeouts);
     net_live_set(&w->live.protocol_errors, ss->protocol_errors);
     net_live_set(&w->live.rcpt_rejected, ss->rcpt_rejected);
+    net_live_set(&w->live.ended_quit, ss->ended_quit);
+    net_live_set(&w->live.ended_dropped, ss->ended_dropped);
+    net_live_set(&w->live.ended_error, ss->ended_error);
+    net_live_set(&w->live.ended_shutdown, ss->ended_shutdown);
     net_live_set(&w->live.commits, ws.commits);
     net_live_set(&w->live.syncs, ws.syncs);
     net_live_set(&w->live.sync_errors, ws.sync_errors);

@@ -275,3 +275,33 @@ scrape_configs:
             p.kill()
             p.wait()
         log.close()
+
+
+def test_sessions_by_outcome(daemon_factory):
+    d = daemon_factory(admin_listen="127.0.0.1:0")
+    addr = admin_addr(d)
+    send_mail(d.port, 1)                       # QUIT
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.recv(512)
+    s.sendall(b"EHLO x.example.test\r\n")
+    s.recv(4096)
+    s.close()                                  # gone without QUIT
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    s.recv(512)
+    s.sendall(b"EHLO x\r\nMAIL FROM:<a@example.org>\r\nDATA\r\n")  # DATA not last: 554, closed
+    s.settimeout(10)
+    while s.recv(4096):
+        pass
+    s.close()
+    want = {"quit": 1, "dropped": 1, "error": 1}
+    deadline = time.monotonic() + 10
+    got = {}
+    while time.monotonic() < deadline:
+        body = fetch(addr)[2]
+        got = {k: sample(body, "sluice_sessions_ended_total", '{outcome="%s"}' % k)
+               for k in ("quit", "dropped", "error", "shutdown", "timeout")}
+        if all(got[k] == v for k, v in want.items()):
+            break
+        time.sleep(0.1)
+    assert all(got[k] == v for k, v in want.items()), got
+    assert got["shutdown"] == 0 and got["timeout"] == 0, got
