@@ -283,6 +283,9 @@ static void qconn_next_job(struct qconn *c)
     c->st = QC_IDLE;
     c->idle_since = qmgr_now_mono();
     c->deadline = q->cfg->connection_cache_ms ? c->idle_since + q->cfg->connection_cache_ms : 0;
+    if (q->conn_starved)
+        c->deadline = c->idle_since; /* another destination waits for the slot: the tick
+                                      * of this loop turn retires it */
     c->inext = d->idle;
     d->idle = c;
     if (q->cfg->connection_cache_ms == 0)
@@ -859,6 +862,33 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         qconn_free(c);
 }
 
+/* An idle connection says goodbye (QUIT, then close). */
+static void qconn_retire(struct qconn *c, uint64_t now)
+{
+    struct qconn **pp = &c->d->idle;
+    while (*pp && *pp != c)
+        pp = &(*pp)->inext;
+    if (*pp)
+        *pp = c->inext;
+    c->st = QC_OPEN;
+    c->deadline = now + 5000;
+    osmtp_quit(c->c);
+    qconn_pump(c);
+}
+
+/* delivery_connections is reached and a destination waits: an idle
+ * connection of another destination gives its slot up.  true: one did. */
+bool qmgr_conn_retire_idle(struct qmgr *q, const struct qdest *except)
+{
+    for (struct qconn *c = q->conns; c; c = c->anext) {
+        if (c->st == QC_IDLE && c->d != except) {
+            qconn_retire(c, qmgr_now_mono());
+            return true;
+        }
+    }
+    return false;
+}
+
 void qmgr_conn_tick(struct qmgr *q, uint64_t now)
 {
     struct qconn *next;
@@ -867,16 +897,7 @@ void qmgr_conn_tick(struct qmgr *q, uint64_t now)
         if (c->st == QC_CLOSING || c->deadline == 0 || now < c->deadline)
             continue;
         if (c->st == QC_IDLE) {
-            /* cached long enough: say goodbye */
-            struct qconn **pp = &c->d->idle;
-            while (*pp && *pp != c)
-                pp = &(*pp)->inext;
-            if (*pp)
-                *pp = c->inext;
-            c->st = QC_OPEN;
-            c->deadline = now + 5000;
-            osmtp_quit(c->c);
-            qconn_pump(c);
+            qconn_retire(c, now); /* cached long enough */
             continue;
         }
         c->timed_out = true;

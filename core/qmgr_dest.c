@@ -283,6 +283,13 @@ static void qdest_run_one(struct qmgr *q, struct qdest *d)
         qmgr_conn_give(c, qdest_pop(d));
         waiting--;
     }
+    /* held back by the global limit, not its own: any connection that goes
+     * away must give it another look (qmgr_dest_wake) */
+    if (d->head && d->active < q->cfg->delivery_concurrency &&
+        q->nconns >= q->cfg->delivery_connections) {
+        q->conn_starved = true;
+        qmgr_conn_retire_idle(q, d); /* its close wakes the waiting destinations */
+    }
 }
 
 void qmgr_dest_run(struct qmgr *q)
@@ -304,6 +311,14 @@ void qmgr_dest_run(struct qmgr *q)
 void qmgr_dest_wake(struct qmgr *q, struct qdest *d)
 {
     qdest_ready(q, d);
+    if (q->conn_starved && q->nconns < q->cfg->delivery_connections) {
+        /* a connection slot is free: every destination with waiting jobs
+         * gets a look at the next qmgr_dest_run() */
+        q->conn_starved = false;
+        for (size_t i = 0; i < q->dcap; i++)
+            for (struct qdest *x = q->dtab[i]; x; x = x->hnext)
+                qdest_ready(q, x);
+    }
 }
 
 void qmgr_dest_destroy_all(struct qmgr *q)

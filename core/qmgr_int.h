@@ -239,6 +239,7 @@ struct qmgr {
     struct qdest *ready;
     struct qconn *conns;
     unsigned nconns;
+    bool conn_starved; /* a destination waits for delivery_connections, not its own limit */
     uint64_t last_sweep;
     uint64_t last_compact;
 
@@ -296,6 +297,7 @@ struct qconn *qmgr_conn_open(struct qmgr *q, struct qdest *d);
 void qmgr_conn_give(struct qconn *c, struct qjob *j);
 void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res);
 void qmgr_conn_tick(struct qmgr *q, uint64_t now);
+bool qmgr_conn_retire_idle(struct qmgr *q, const struct qdest *except);
 void qmgr_conn_close(struct qconn *c);
 void qmgr_conn_destroy_all(struct qmgr *q);
 

@@ -390,3 +390,23 @@ def test_connection_cache(daemon_factory, tmp_path, hop):
         assert wait_until(lambda: h2.open_now == 0, 5), h2.open_now
         assert time.monotonic() - t < 3
         assert h2.connections == 1
+
+
+def test_global_connection_limit_shared_between_destinations(daemon_factory, tmp_path):
+    """delivery_connections 1 and a long connection_cache_time: the one
+    connection cached idle for the first destination gives its slot up when
+    the second destination has mail, instead of holding it for 30 s."""
+    with NextHop("127.0.0.1") as a, NextHop("127.0.0.1") as b:
+        d = start(daemon_factory, tmp_path,
+                  transport={"a.test": "smtp:" + a.addr, "b.test": "smtp:" + b.addr},
+                  delivery_connections=1, connection_cache_time="30s")
+        t0 = time.monotonic()
+        send(d.port, "sender@client.test", ["x@a.test"], message("to a"))
+        assert wait_until(lambda: a.count() >= 1, 10), qmgr_log(d)
+        send(d.port, "sender@client.test", ["y@b.test"], message("to b"))
+        send(d.port, "sender@client.test", ["z@a.test"], message("to a again"))
+        assert wait_until(lambda: b.count() >= 1 and a.count() >= 2, 10), \
+            (a.snapshot(), b.snapshot(), qmgr_log(d))
+        assert time.monotonic() - t0 < 10
+        assert a.max_open <= 1 and b.max_open <= 1
+        assert d.stop() == 0
