@@ -509,6 +509,21 @@ static void qconn_pump(struct qconn *c)
                 c->tls_on = true;
                 log_msg(LOG_DEBUG, "qmgr: %s: %s", c->peer, tls_conn_desc(c->tls));
                 osmtp_tls_done(c->c, true, NULL);
+            } else if (ts == TLS_FAILED && c->d->rt.tls == ROUTE_TLS_MAY && !c->plain_retry) {
+                /* opportunistic: a broken TLS stack at the next hop must not
+                 * hold the mail; the same address again, in plaintext (as
+                 * Postfix does) */
+                log_msg(LOG_INFO, "qmgr: %s: TLS handshake failed (%s); trying again without TLS",
+                        c->peer, tls_conn_error(c->tls));
+                c->plain_retry = true;
+                int fd = c->fd;
+                c->fd = -1;
+                if (fd >= 0) {
+                    shutdown(fd, SHUT_RDWR);
+                    close(fd); /* the recv in flight completes: then the reconnect */
+                }
+                c->reconnect = true;
+                return;
             } else if (ts == TLS_FAILED) {
                 char why[300];
                 snprintf(why, sizeof(why), "TLS handshake: %.250s", tls_conn_error(c->tls));
@@ -713,7 +728,8 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->st = QC_OPEN;
         {
             struct osmtp_opts o = {.helo_name = q->cfg->hostname,
-                                   .tls = qconn_tls(q, c->d->rt.tls),
+                                   .tls = c->plain_retry ? OSMTP_TLS_NONE
+                                                         : qconn_tls(q, c->d->rt.tls),
                                    .use_chunking = true,
                                    .use_pipelining = true};
             c->c = osmtp_create(&o, &qconn_cb, c);

@@ -167,6 +167,7 @@ struct qconn {
     /* STARTTLS (net/tls.h client engine over memory BIOs) */
     struct tls_conn *tls;
     bool tls_on;           /* handshake done: every byte goes through tls */
+    bool plain_retry;      /* tls=may and the handshake failed: this connection goes plain */
     char *cbuf;            /* ciphertext to send */
     size_t cbuf_cap;
     char *pbuf;            /* plaintext read out of tls */

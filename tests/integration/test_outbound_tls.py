@@ -176,3 +176,105 @@ def test_verify_fails_on_an_expired_certificate(daemon_factory, tmp_path):
     send(r2, "x@example.test")
     m = wait_stored(hop.spool, 1)[0]
     assert b"using TLSv1.3" in spool_cat(hop.spool, msg_id(m))
+
+
+class BrokenTlsHop:
+    """A next hop that offers STARTTLS, answers 220 and then sends garbage
+    instead of a ServerHello (a broken TLS stack), but takes mail in
+    plaintext.  Records the sessions: [("tls-broken"|"plain", data)]."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.sessions = []
+        self.stop = False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        import socket
+        self.srv.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                self.serve(c)
+            except OSError:
+                pass
+            finally:
+                c.close()
+
+    def serve(self, c):
+        c.settimeout(10)
+        f = c.makefile("rb")
+        c.sendall(b"220 broken.example.test ESMTP\r\n")
+        data = b""
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line.strip().upper()
+            if cmd.startswith(b"EHLO"):
+                c.sendall(b"250-broken.example.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+            elif cmd == b"STARTTLS":
+                c.sendall(b"220 2.0.0 go ahead\r\n")
+                c.sendall(b"this is not a TLS record\r\n" * 4)
+                self.sessions.append(("tls-broken", b""))
+                return
+            elif cmd.startswith(b"MAIL") or cmd.startswith(b"RCPT") or cmd == b"RSET":
+                c.sendall(b"250 2.0.0 ok\r\n")
+            elif cmd == b"DATA":
+                c.sendall(b"354 go\r\n")
+                while True:
+                    l = f.readline()
+                    if not l or l == b".\r\n":
+                        break
+                    data += l
+                c.sendall(b"250 2.0.0 queued\r\n")
+                self.sessions.append(("plain", data))
+            elif cmd == b"QUIT":
+                c.sendall(b"221 2.0.0 bye\r\n")
+                return
+            else:
+                c.sendall(b"502 5.5.2 no\r\n")
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+
+
+def test_may_falls_back_to_plaintext_when_the_handshake_fails(daemon_factory, tmp_path):
+    hop = BrokenTlsHop()
+    try:
+        r = relay(daemon_factory, tmp_path, f'"example.test" = "smtp:127.0.0.1:{hop.port}";')
+        send(r, "x@example.test")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(k == "plain" for k, _ in hop.sessions):
+            time.sleep(0.1)
+        kinds = [k for k, _ in hop.sessions]
+        assert kinds[:2] == ["tls-broken", "plain"], (kinds, r.log())
+        assert b"Subject: out-tls" in hop.sessions[1][1]
+        assert r.wait_log(r"TLS handshake failed .*trying again without TLS", 5)
+        assert r.wait_log(r"<x@example.test> delivered via", 5), r.log()
+    finally:
+        hop.close()
+
+
+def test_encrypt_does_not_fall_back(daemon_factory, tmp_path):
+    hop = BrokenTlsHop()
+    try:
+        r = relay(daemon_factory, tmp_path,
+                  f'"example.test" = "smtp:127.0.0.1:{hop.port} tls=encrypt";')
+        send(r, "x@example.test")
+        log_line(r, r"deferred via .*TLS handshake")
+        assert "plain" not in [k for k, _ in hop.sessions]
+    finally:
+        hop.close()
