@@ -179,9 +179,9 @@ def test_verify_fails_on_an_expired_certificate(daemon_factory, tmp_path):
 
 
 class BrokenTlsHop:
-    """A next hop that offers STARTTLS, answers 220 and then sends garbage
-    instead of a ServerHello (a broken TLS stack), but takes mail in
-    plaintext.  Records the sessions: [("tls-broken"|"plain", data)]."""
+    """A next hop that offers STARTTLS, answers 220, reads the ClientHello and
+    sends garbage instead of a ServerHello (a broken TLS stack), but takes
+    mail in plaintext.  Records the sessions: [("tls-broken"|"plain", data)]."""
 
     def __init__(self):
         import socket
@@ -226,6 +226,10 @@ class BrokenTlsHop:
                 c.sendall(b"250-broken.example.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
             elif cmd == b"STARTTLS":
                 c.sendall(b"220 2.0.0 go ahead\r\n")
+                # the ClientHello first, then junk instead of a ServerHello
+                # (junk in the same segment as the 220 would be a response
+                # injection, which fails the session by design)
+                c.recv(4096)
                 c.sendall(b"this is not a TLS record\r\n" * 4)
                 self.sessions.append(("tls-broken", b""))
                 return
