@@ -231,7 +231,6 @@ static void qmgr_wait(struct qmgr *q)
     if (sched_worker_has_work(q->sched) || !sched_worker_park_begin(q->sched)) {
         rc = io_uring_submit_and_get_events(&q->ring);
     } else {
-        uint64_t now = qmgr_now_mono();
         uint64_t wait = QMGR_TICK_MS;
         if (q->sinks) {
             uint64_t dl = sink_worker_next_deadline(q->sinks, sink_now_ms());
@@ -240,7 +239,6 @@ static void qmgr_wait(struct qmgr *q)
         }
         wait = dns_timeout_ms(q->dns, wait);
         wait = qmgr_retry_wait(q, wait);
-        (void)now;
         struct __kernel_timespec ts = {.tv_sec = (long long)(wait / 1000),
                                        .tv_nsec = (long long)(wait % 1000) * 1000000};
         struct io_uring_cqe *cqe;

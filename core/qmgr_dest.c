@@ -242,7 +242,7 @@ static void qdest_resolved(void *arg, const struct dns_result *r)
 }
 
 /* Jobs of d meet connections: idle ones first, then new ones within the
- * limits.  Returns false when d must wait (resolving, limits). */
+ * limits.  What cannot start now (resolving, limits) waits for a wake. */
 static void qdest_run_one(struct qmgr *q, struct qdest *d)
 {
     while (d->head && d->idle) {

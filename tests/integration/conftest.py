@@ -390,3 +390,15 @@ def _time_bound():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, old)
+
+
+def make_cert(d, name="srv", cn="mx.example.test", san=None):
+    """A self-signed P-256 certificate and key in directory d (NAME.pem,
+    NAME.key), valid two days, subjectAltName san (default DNS:cn)."""
+    key, cert = d / f"{name}.key", d / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-subj", f"/CN={cn}", "-days", "2", "-addext",
+                    f"subjectAltName={san or 'DNS:' + cn}"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key

@@ -17,18 +17,9 @@ import time
 
 import pytest
 
-from conftest import Daemon, SLUICED, spool_cat, spool_list, msg_id, split_received
+from conftest import make_cert, Daemon, SLUICED, spool_cat, spool_list, msg_id, split_received
 
 MSG = b"From: bob@example.org\r\nTo: x@far.example\r\nSubject: auth\r\n\r\nhello\r\n"
-
-
-def make_cert(d):
-    key, cert = d / "srv.key", d / "srv.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-subj", "/CN=mx.example.test", "-days", "2"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def passwd6(pw):

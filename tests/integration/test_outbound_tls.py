@@ -7,18 +7,9 @@ import time
 
 import pytest
 
-from conftest import spool_list, spool_cat, msg_id
+from conftest import make_cert, spool_list, spool_cat, msg_id
 
 MSG = "From: a@example.org\r\nTo: x@example.test\r\nSubject: out-tls\r\n\r\nbody\r\n"
-
-
-def make_cert(d, name, cn, san):
-    key, cert = d / f"{name}.key", d / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-subj", f"/CN={cn}", "-days", "2", "-addext", f"subjectAltName={san}"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def next_hop(daemon_factory, tmp_path, cert, key):

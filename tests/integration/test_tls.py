@@ -14,19 +14,10 @@ import time
 
 import pytest
 
-from conftest import (Daemon, SLUICED, spool_cat, spool_list, msg_id,
+from conftest import (make_cert, Daemon, SLUICED, spool_cat, spool_list, msg_id,
                       split_received)
 
 MSG = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: tls\r\n\r\nhello over TLS\r\n"
-
-
-def make_cert(d, name="srv", cn="mx.example.test"):
-    key, cert = d / f"{name}.key", d / f"{name}.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-subj", f"/CN={cn}", "-days", "2", "-addext", f"subjectAltName=DNS:{cn}"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 def cert_serial(pem_or_der):
