@@ -272,6 +272,13 @@ int main(int argc, char **argv)
                       "%llu torn tails repaired)",
             cfg->spool_dir, (unsigned long long)live, (unsigned long long)rep.segments,
             (unsigned long long)rep.incomplete, (unsigned long long)rep.torn);
+    if (rep.damaged > 0)
+        log_msg(LOG_ERROR,
+                "spool %s: %llu damaged regions (%llu octets) skipped: the messages whose records "
+                "they held are lost, every other record was read (sluice-spool %s verify; "
+                "salvage)",
+                cfg->spool_dir, (unsigned long long)rep.damaged,
+                (unsigned long long)rep.damaged_octets, cfg->spool_dir);
 
     struct net_server *srv = NULL;
     rc = net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err));

@@ -11,6 +11,8 @@
  *	message early or starts a second one.  A CR or LF that is not part
  *	of a CRLF marks the message bare; it is read to its real end and then
  *	refused with 550 5.6.0 (Postfix smtpd_forbid_bare_newline), as is a
+ *	NUL octet (a next hop that strips NULs could see "\r\n\0.\r\n" as the
+ *	end, and a spool record header cannot hide in a body without one), and a
  *	line over cfg->max_line_length octets (550 5.5.2).  Dot-unstuffing
  *	cuts the content into slices around the stuffing dots: the body is
  *	never copied.
@@ -54,7 +56,7 @@
 void smtp_dscan_init(struct smtp_dscan *d)
 {
     d->state = SMTP_DS_BOL;
-    d->bare = d->longline = false;
+    d->bare = d->longline = d->nul = false;
     d->linelen = 0;
 }
 
@@ -77,6 +79,8 @@ static void smtp_dscan_text(struct smtp_dscan *d, char c, uint64_t maxline)
     }
     if (c == '\n')
         d->bare = true; /* a line end without CR is content, never a line end */
+    else if (c == '\0')
+        d->nul = true;
     if (++d->linelen > maxline)
         d->longline = true;
     d->state = SMTP_DS_TEXT;
@@ -108,6 +112,8 @@ size_t smtp_dscan_data(struct smtp_dscan *d, const char *p, size_t len, uint64_t
             size_t end = cr ? (size_t)(cr - p) : len;
             if (memchr(p + i, '\n', end - i) != NULL)
                 d->bare = true;
+            if (memchr(p + i, '\0', end - i) != NULL)
+                d->nul = true;
             d->linelen += end - i;
             if (d->linelen > maxline)
                 d->longline = true;
@@ -503,6 +509,8 @@ static void smtp_msg_end(struct smtp_session *s)
     s->data_timing = false;
     if (t->scan.bare)
         r = SMTP_R_BARE_DATA;
+    else if (t->scan.nul)
+        r = SMTP_R_NUL_DATA;
     else if (t->scan.longline)
         r = SMTP_R_DATA_LINE_LONG;
     else if (t->fail != SMTP_R_NONE)
@@ -546,7 +554,7 @@ void smtp_data_feed(struct smtp_session *s)
                                   s->cfg->max_line_length, smtp_data_emit, &e, &done);
     s->data_bytes += used;
     /* a bare or long line means refusal: stop writing it to disk */
-    if ((s->txn.scan.bare || s->txn.scan.longline) && s->txn.st != NULL)
+    if ((s->txn.scan.bare || s->txn.scan.nul || s->txn.scan.longline) && s->txn.st != NULL)
         smtp_msg_drop(s);
     smtp_inq_consume(s, used);
     if (done)
@@ -587,7 +595,7 @@ void smtp_bdat_feed(struct smtp_session *s)
         uint32_t take = c->left < sl.len ? (uint32_t)c->left : sl.len;
         if (c->skip == SMTP_R_NONE) {
             smtp_dscan_raw(&s->txn.scan, sl.buf->data + sl.off, take, s->cfg->max_line_length);
-            if ((s->txn.scan.bare || s->txn.scan.longline) && s->txn.st != NULL)
+            if ((s->txn.scan.bare || s->txn.scan.nul || s->txn.scan.longline) && s->txn.st != NULL)
                 smtp_msg_drop(s);
             smtp_msg_add(s, sl.buf, sl.off, take);
         }

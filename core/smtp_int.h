@@ -99,6 +99,7 @@ enum smtp_reply_id {
     SMTP_R_RELAY_DENIED,
     SMTP_R_TOO_MANY_RCPTS,
     SMTP_R_BARE_DATA,
+    SMTP_R_NUL_DATA,
     SMTP_R_DATA_LINE_LONG,
     SMTP_R_NO_STORAGE,
     SMTP_R_WRITE_ERROR,
@@ -201,6 +202,7 @@ struct smtp_dscan {
     enum smtp_dscan_state state;
     bool bare;        /* a CR or LF that is not part of a CRLF */
     bool longline;    /* a line over the limit */
+    bool nul;         /* a NUL octet: a next hop could take it for an end */
     uint64_t linelen; /* octets of the current line, without CRLF */
 };
 

@@ -104,6 +104,7 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_RELAY_DENIED] = {"554", "5.7.1", "Relay access denied", 0},
     [SMTP_R_TOO_MANY_RCPTS] = {"452", "4.5.3", "Too many recipients", 0},
     [SMTP_R_BARE_DATA] = {"550", "5.6.0", "Message contains bare CR or LF", 0},
+    [SMTP_R_NUL_DATA] = {"550", "5.6.0", "Message contains NUL characters", 0},
     [SMTP_R_DATA_LINE_LONG] = {"550", "5.5.2", "Message line too long", 0},
     [SMTP_R_NO_STORAGE] = {"452", "4.3.1", "Insufficient system storage", 0},
     [SMTP_R_WRITE_ERROR] = {"451", "4.3.0", "Error: queue file write error", 0},

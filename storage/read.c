@@ -11,16 +11,18 @@
  *	spool_read_body() scans the spool for the one id (recover.c, the
  *	same liveness rules), then copies its DATA payloads through the edit
  *	filter (edits.c) to fd; spool_read_body_raw() copies what was
- *	received.  spool_verify() reads every record of every segment.
+ *	received.  spool_verify() reads every record of every segment and
+ *	names every damaged region, resynchronising as recovery does.
  * DIAGNOSTICS
  *	0 or -errno; -ENOENT for a message that is not live; spool_verify()
- *	reports the first bad record as -EBADMSG and text.
+ *	returns -EBADMSG when anything is damaged, a line per problem in msg.
  */
 #include "storage/scan_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +148,71 @@ int spool_read_body_raw(const char *dir, uint64_t id, int fd)
     return read_body(dir, id, fd, true);
 }
 
+/* Appends one line to msg (what does not fit is cut; the count still holds). */
+static void verify_line(char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void verify_line(char *msg, size_t msglen, const char *fmt, ...)
+{
+    size_t n = strlen(msg);
+    if (n + 1 >= msglen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, msglen - n, fmt, ap);
+    va_end(ap);
+}
+
+/* Checks one segment, resynchronising past every damaged region as
+ * recovery does; each problem is a line of msg.  Adds to *nrec, *nbad. */
+static int verify_segment(int dirfd, const struct spool_seg *s, bool last, char *msg,
+                          size_t msglen, uint64_t *nrec, uint64_t *nbad)
+{
+    struct spool_rd rd;
+    struct spool_rec rec;
+    const char *why;
+    bool torn;
+    int r = spool_rd_open(dirfd, s, false, &rd, &why, &torn);
+    if (r == -ENOENT) {
+        spool_rd_close(&rd);
+        return 0;
+    }
+    if (r == -EBADMSG) {
+        (*nbad)++;
+        r = rd.size > SPOOL_SEG_HDR ? spool_rd_resync(&rd, SPOOL_SEG_HDR) : 0;
+        verify_line(msg, msglen, "%s: offset 0: %s%s\n", s->name, why,
+                    r > 0 ? " (records follow: recovery reads them)" : "");
+        if (r <= 0) {
+            spool_rd_close(&rd);
+            return r;
+        }
+    }
+    for (;;) {
+        while ((r = spool_rd_next(&rd, &rec, &why)) > 0)
+            (*nrec)++;
+        if (r != -EBADMSG)
+            break;
+        uint64_t bad = rd.off;
+        (*nbad)++;
+        r = spool_rd_resync(&rd, bad);
+        if (r > 0) {
+            verify_line(msg, msglen,
+                        "%s: offset %" PRIu64 ": %s: damaged, %" PRIu64
+                        " octets skipped to the next record at %" PRIu64 "\n",
+                        s->name, bad, why, rd.off - bad, rd.off);
+            continue;
+        }
+        if (r == 0)
+            verify_line(msg, msglen, "%s: offset %" PRIu64 ": %s: %s, %" PRIu64 " octets\n",
+                        s->name, bad, why,
+                        last ? "torn tail (being written, or a crash)"
+                             : "damaged end of a sealed segment",
+                        rd.size - bad);
+        break;
+    }
+    spool_rd_close(&rd);
+    return r;
+}
+
 int spool_verify(const char *dir, char *msg, size_t msglen)
 {
     if (msglen)
@@ -155,31 +222,17 @@ int spool_verify(const char *dir, char *msg, size_t msglen)
         return dirfd;
     struct spool_seg *segs;
     size_t nseg;
-    uint64_t nrec = 0;
+    uint64_t nrec = 0, nbad = 0;
     int r = spool_seg_list(dirfd, &segs, &nseg);
     for (size_t i = 0; r == 0 && i < nseg; i++) {
-        struct spool_rd rd;
-        struct spool_rec rec;
-        const char *why;
-        bool torn;
-        r = spool_rd_open(dirfd, &segs[i], false, &rd, &why, &torn);
-        if (r == -ENOENT) {
-            spool_rd_close(&rd);
-            r = 0;
-            continue;
-        }
-        if (r == -EBADMSG)
-            snprintf(msg, msglen, "%s: offset 0: %s", segs[i].name, why);
-        while (r == 0 && (r = spool_rd_next(&rd, &rec, &why)) > 0) {
-            nrec++;
-            r = 0;
-        }
-        if (r == -EBADMSG && rd.off > 0)
-            snprintf(msg, msglen, "%s: offset %" PRIu64 ": %s", segs[i].name, rd.off, why);
-        spool_rd_close(&rd);
+        bool last = i + 1 == nseg || segs[i + 1].worker != segs[i].worker;
+        r = verify_segment(dirfd, &segs[i], last, msg, msglen, &nrec, &nbad);
     }
     if (r == 0)
-        snprintf(msg, msglen, "%zu segments, %" PRIu64 " records: ok", nseg, nrec);
+        verify_line(msg, msglen, "%zu segments, %" PRIu64 " records: %s", nseg, nrec,
+                    nbad ? "damaged" : "ok");
+    if (r == 0 && nbad)
+        r = -EBADMSG;
     free(segs);
     close(dirfd);
     return r;

@@ -8,14 +8,21 @@
  *		struct spool_scan_report *rep);
  * DESCRIPTION
  *	Every scan reads all segments in (worker, sequence) order, each
- *	record by record.  The first record of a segment that is truncated,
- *	has a bad magic, an absurd length or a crc mismatch ends that
- *	segment: it is a torn tail (a crash cut the last write short, or
- *	pages that were never synced came back as garbage).  spool_recover()
- *	in repair mode, which spool_open() uses under the spool lock, cuts
- *	the file there and fsyncs it; the read-only functions just stop.
- *	A segment whose header never reached the disk (shorter than a header,
- *	or all zeros) is removed in repair mode.
+ *	record by record.  A record that is truncated, has a bad magic, an
+ *	absurd length or a crc mismatch is damage unless nothing valid
+ *	follows it: the reader resynchronises on the next record that passes
+ *	every check and reads on, so one flipped bit costs the records it
+ *	hit, never the rest of the segment (logged at error level, counted
+ *	in the report, and in repair mode the file as found is kept aside as
+ *	NAME.damaged).  A bad record with no valid one after it is a torn
+ *	tail: in the last segment of a worker (the one being written when
+ *	the process died) a crash cut the last write short or unsynced pages
+ *	came back as garbage, and repair mode cuts the file there; at the end
+ *	of a sealed segment (synced whole before its successor was made) it
+ *	is damage, kept aside before the cut.  A segment whose header never
+ *	reached the disk (shorter than a header, or all zeros with no valid
+ *	record after it) is removed in repair mode; a damaged header with
+ *	records after it is read by its name.
  *
  *	A message is live iff a copy of it has a START and a COMMIT record,
  *	the DATA records between them add up to COMMIT's size and crc, at
@@ -249,17 +256,143 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
     return 0;
 }
 
-/* Cuts a torn tail off (repair mode). */
-static int scan_cut(struct scan *sc, const struct spool_seg *s, struct spool_rd *rd,
-                    const char *why)
+/* Cuts the file at rd->off (repair mode). */
+static int scan_cut(struct scan *sc, const struct spool_seg *s, struct spool_rd *rd)
 {
-    log_msg(LOG_WARN, "spool: %s: torn tail at offset %" PRIu64 " (%s): %" PRIu64 " octets dropped",
-            s->name, rd->off, why, rd->size - rd->off);
     if (ftruncate(rd->fd, (off_t)rd->off) < 0 || fsync(rd->fd) < 0) {
         int r = -errno;
-        log_msg(LOG_ERROR, "spool: %s: cannot cut the torn tail: %s", s->name, strerror(-r));
+        log_msg(LOG_ERROR, "spool: %s: cannot cut the file at offset %" PRIu64 ": %s", s->name,
+                rd->off, strerror(-r));
         return r;
     }
+    return 0;
+}
+
+/* Repair mode: the segment as it is now, kept aside as NAME.damaged (a
+ * name no listing takes for a segment) before anything of it is cut or
+ * skipped; an existing copy is the older original and stays. */
+static void scan_keep_aside(struct scan *sc, const struct spool_seg *s, int fd, uint64_t size)
+{
+    char name[SPOOL_SEG_NAME_LEN + 16];
+    snprintf(name, sizeof(name), "%s.damaged", s->name);
+    if (!sc->repair)
+        return;
+    int out = openat(sc->dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) {
+        if (errno != EEXIST)
+            log_msg(LOG_ERROR, "spool: %s: cannot keep a copy as %s: %s", s->name, name,
+                    strerror(errno));
+        return;
+    }
+    loff_t in_off = 0;
+    int r = 0;
+    while ((uint64_t)in_off < size) {
+        ssize_t k = copy_file_range(fd, &in_off, out, NULL, size - (uint64_t)in_off, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            r = k < 0 ? -errno : -EIO;
+            break;
+        }
+    }
+    if (r == 0 && fsync(out) < 0)
+        r = -errno;
+    close(out);
+    if (r == 0)
+        r = spool_fsync_dir(sc->dirfd);
+    if (r < 0) {
+        log_msg(LOG_ERROR, "spool: %s: cannot keep a copy as %s: %s", s->name, name,
+                strerror(-r));
+        unlinkat(sc->dirfd, name, 0);
+        return;
+    }
+    sc->rep.kept++;
+    log_msg(LOG_ERROR, "spool: %s: the file as found is kept as %s", s->name, name);
+}
+
+/* A bad record at rd->off: resynchronise on the next valid record (a
+ * damaged region: skipped, the segment kept whole), or the rest of the
+ * file holds none (a torn tail: the last segment of a worker, being
+ * written when the process died, is cut; a sealed segment, which was
+ * synced whole before its successor was made, is damaged at its end and
+ * is copied aside first).  1: go on reading, 0: end, -errno. */
+static int scan_bad_record(struct scan *sc, uint32_t i, struct spool_rd *rd, const char *why)
+{
+    const struct spool_seg *s = &sc->segs[i];
+    bool last = i + 1 == sc->nseg || sc->segs[i + 1].worker != s->worker;
+    uint64_t bad = rd->off;
+    int r = spool_rd_resync(rd, bad);
+    if (r < 0)
+        return r;
+    if (r > 0) {
+        sc->rep.damaged++;
+        sc->rep.damaged_octets += rd->off - bad;
+        sc->unreadable = true; /* what it held may have guarded others */
+        log_msg(LOG_ERROR,
+                "spool: %s: damaged record at offset %" PRIu64 " (%s): %" PRIu64
+                " octets skipped, reading on at offset %" PRIu64,
+                s->name, bad, why, rd->off - bad, rd->off);
+        scan_keep_aside(sc, s, rd->fd, rd->size);
+        return 1;
+    }
+    sc->rep.torn++;
+    if (last) {
+        if (sc->repair)
+            log_msg(LOG_WARN,
+                    "spool: %s: torn tail at offset %" PRIu64 " (%s): %" PRIu64
+                    " octets dropped",
+                    s->name, bad, why, rd->size - bad);
+    } else {
+        sc->rep.damaged++;
+        sc->rep.damaged_octets += rd->size - bad;
+        log_msg(LOG_ERROR,
+                "spool: %s: damaged end of a sealed segment at offset %" PRIu64 " (%s): %" PRIu64
+                " octets hold no valid record",
+                s->name, bad, why, rd->size - bad);
+        scan_keep_aside(sc, s, rd->fd, rd->size);
+    }
+    return sc->repair ? scan_cut(sc, s, rd) : 0;
+}
+
+/* A segment whose header is bad.  One never completely created (shorter
+ * than a header, or a zero header and not one valid record after it) is
+ * removed in repair mode; one whose header is damaged but whose records
+ * can be found is read from them (its worker and sequence come from its
+ * name); one with a valid header of a version this reader does not know
+ * is skipped, never removed.  1: read the records from rd->off, 0: done. */
+static int scan_bad_header(struct scan *sc, uint32_t i, struct spool_rd *rd, const char *why,
+                           bool torn)
+{
+    const struct spool_seg *s = &sc->segs[i];
+    int r = 0;
+    if (rd->size > SPOOL_SEG_HDR && strcmp(why, "unsupported segment version") != 0 &&
+        strcmp(why, "segment header does not match the file name") != 0)
+        r = spool_rd_resync(rd, SPOOL_SEG_HDR);
+    if (r < 0)
+        return r;
+    if (r > 0) {
+        sc->rep.damaged++;
+        sc->rep.damaged_octets += rd->off;
+        log_msg(LOG_ERROR,
+                "spool: %s: %s: damaged segment header, reading its records from offset %" PRIu64,
+                s->name, why, rd->off);
+        scan_keep_aside(sc, s, rd->fd, rd->size);
+        return 1;
+    }
+    if (!torn) {
+        log_msg(LOG_ERROR, "spool: %s: %s: segment skipped", s->name, why);
+        sc->segstate[i] = SCAN_SEG_UNREADABLE;
+        sc->segsize[i] = rd->size;
+        sc->unreadable = true;
+        return 0;
+    }
+    sc->rep.torn++;
+    if (!sc->repair)
+        return 0;
+    log_msg(LOG_WARN, "spool: %s: %s: removing a segment whose creation never completed", s->name,
+            why);
+    if (unlinkat(sc->dirfd, s->name, 0) < 0 || spool_fsync_dir(sc->dirfd) < 0)
+        return -errno;
     return 0;
 }
 
@@ -273,24 +406,9 @@ static int scan_segment(struct scan *sc, uint32_t i)
     int r = spool_rd_open(sc->dirfd, s, sc->repair, &rd, &why, &torn);
     if (r == -ENOENT) /* removed since the listing */
         return 0;
-    if (r == -EBADMSG) {
-        uint64_t size = rd.size;
+    if (r == -EBADMSG && (r = scan_bad_header(sc, i, &rd, why, torn)) <= 0) {
         spool_rd_close(&rd);
-        if (!torn) {
-            log_msg(LOG_ERROR, "spool: %s: %s: segment skipped", s->name, why);
-            sc->segstate[i] = SCAN_SEG_UNREADABLE;
-            sc->segsize[i] = size;
-            sc->unreadable = true;
-            return 0;
-        }
-        sc->rep.torn++;
-        if (!sc->repair)
-            return 0;
-        log_msg(LOG_WARN, "spool: %s: %s: removing a segment whose creation never completed",
-                s->name, why);
-        if (unlinkat(sc->dirfd, s->name, 0) < 0 || spool_fsync_dir(sc->dirfd) < 0)
-            return -errno;
-        return 0;
+        return r;
     }
     if (r < 0) {
         spool_rd_close(&rd);
@@ -298,19 +416,17 @@ static int scan_segment(struct scan *sc, uint32_t i)
     }
     sc->rep.segments++;
     sc->segstate[i] = SCAN_SEG_READ;
-    while ((r = spool_rd_next(&rd, &rec, &why)) > 0) {
-        sc->rep.records++;
-        r = scan_record(sc, i, &rec);
-        if (r < 0)
+    for (;;) {
+        while ((r = spool_rd_next(&rd, &rec, &why)) > 0) {
+            sc->rep.records++;
+            r = scan_record(sc, i, &rec);
+            if (r < 0)
+                break;
+        }
+        if (r != -EBADMSG || (r = scan_bad_record(sc, i, &rd, why)) <= 0)
             break;
     }
-    if (r == -EBADMSG) {
-        sc->rep.torn++;
-        r = sc->repair ? scan_cut(sc, s, &rd, why) : 0;
-        sc->segsize[i] = rd.off;
-    } else {
-        sc->segsize[i] = rd.size;
-    }
+    sc->segsize[i] = rd.off; /* the end, or where a torn tail was cut */
     spool_rd_close(&rd);
     return r;
 }

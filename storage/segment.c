@@ -283,6 +283,61 @@ int spool_rd_next(struct spool_rd *rd, struct spool_rec *rec, const char **why)
     return 1;
 }
 
+/* 1 if a whole record that passes every check starts at off (nothing is
+ * consumed), 0 if not, -errno. */
+static int rd_valid_at(struct spool_rd *rd, uint64_t off)
+{
+    const unsigned char *h;
+    struct spool_rec rec;
+    if (off >= rd->size || rd->size - off < SPOOL_REC_HDR)
+        return 0;
+    int r = rd_fill(rd, off, SPOOL_REC_HDR, &h);
+    if (r < 0)
+        return r == -ENODATA ? 0 : r;
+    if (spool_rec_hdr_decode(h, &rec) != NULL)
+        return 0;
+    uint64_t whole = SPOOL_REC_HDR + spool_pad8(rec.len);
+    if (rd->size - off < whole)
+        return 0;
+    r = rd_fill(rd, off, (size_t)whole, &h);
+    if (r < 0)
+        return r == -ENODATA ? 0 : r;
+    return spool_rec_payload_check(h, &rec, h + SPOOL_REC_HDR) == NULL;
+}
+
+int spool_rd_resync(struct spool_rd *rd, uint64_t from)
+{
+    const unsigned char *h;
+    struct spool_rec rec;
+    /* a damaged payload under an intact header: the next record starts
+     * where the header says */
+    if (from == rd->off && rd->size - rd->off >= SPOOL_REC_HDR &&
+        rd_fill(rd, rd->off, SPOOL_REC_HDR, &h) == 0 && spool_rec_hdr_decode(h, &rec) == NULL) {
+        uint64_t next = rd->off + SPOOL_REC_HDR + spool_pad8(rec.len);
+        int r = rd_valid_at(rd, next);
+        if (r < 0)
+            return r;
+        if (r > 0) {
+            rd->off = next;
+            return 1;
+        }
+    }
+    for (uint64_t off = from == rd->off ? from + 8 : from; off + SPOOL_REC_HDR <= rd->size;
+         off += 8) {
+        /* cheap test first: the record magic */
+        if (rd_fill(rd, off, SPOOL_REC_HDR, &h) == 0 && spool_get32(h) >> 16 != SPOOL_REC_MAGIC)
+            continue;
+        int r = rd_valid_at(rd, off);
+        if (r < 0)
+            return r;
+        if (r > 0) {
+            rd->off = off;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 void spool_rd_close(struct spool_rd *rd)
 {
     if (rd->fd >= 0)

@@ -6,6 +6,7 @@
  *	sluice-spool DIR verify
  *	sluice-spool DIR cat [--raw] ID
  *	sluice-spool DIR stats
+ *	sluice-spool DIR salvage OUTDIR
  * DESCRIPTION
  *	Read-only: the tool never takes the spool lock and never repairs, so
  *	it is safe on the spool of a running sluiced (a record being written
@@ -22,7 +23,10 @@
  *	message's body to standard output with the header edits sinks made
  *	applied; --raw writes it exactly as it was received.  stats
  *	prints segment, record and message counts, the spool's size and
- *	how much of it live messages take.
+ *	how much of it live messages take.  salvage writes into OUTDIR what
+ *	is left of every message that is neither live nor aborted nor
+ *	removed (damage hit its records, or it was never committed): ID.env
+ *	(envelope and reason) and ID.eml (the body octets still readable).
  * DIAGNOSTICS
  *	Exit 0 on success; 1 when verify finds a bad record, cat finds no
  *	such message, or I/O fails; 2 for a usage error or a missing
@@ -49,8 +53,9 @@ static void usage(FILE *f)
             "usage: %s DIR list [--json]   live messages\n"
             "       %s DIR verify          check every record of every segment\n"
             "       %s DIR cat [--raw] ID  write a message body (--raw: without sink edits)\n"
-            "       %s DIR stats           segment, record and message counts\n",
-            prog, prog, prog, prog);
+            "       %s DIR stats           segment, record and message counts\n"
+            "       %s DIR salvage OUTDIR  write out what is left of damaged messages\n",
+            prog, prog, prog, prog, prog);
 }
 
 __attribute__((format(printf, 2, 3))) static int fail(int code, const char *fmt, ...)
@@ -246,14 +251,12 @@ static int cmd_verify(const char *dir, int argc)
 {
     if (argc > 0)
         return fail(2, "verify takes no arguments");
-    char msg[512];
+    static char msg[1 << 16];
     int r = spool_verify(dir, msg, sizeof(msg));
-    if (r == -EBADMSG)
-        return fail(1, "%s: %s", dir, msg);
-    if (r < 0)
+    if (r < 0 && r != -EBADMSG)
         return fail(1, "%s: %s", dir, strerror(-r));
-    printf("%s: %s\n", dir, msg);
-    return 0;
+    printf("%s\n", msg);
+    return r == -EBADMSG ? 1 : 0;
 }
 
 static int cmd_cat(const char *dir, int argc, char **argv)
@@ -313,10 +316,24 @@ static int cmd_stats(const char *dir, int argc)
     char ids[17];
     spool_id_str(rep.max_id, ids);
     printf("segments %" PRIu64 "\nrecords %" PRIu64 "\nlive %" PRIu64 "\nincomplete %" PRIu64
-           "\ntorn %" PRIu64 "\nbytes %" PRIu64 "\nlive_bytes %" PRIu64 "\nlive_percent %.1f"
+           "\ntorn %" PRIu64 "\ndamaged %" PRIu64 "\nbytes %" PRIu64 "\nlive_bytes %" PRIu64 "\nlive_percent %.1f"
            "\nmax_id %s\n",
-           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, bytes, rep.live_bytes,
+           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, rep.damaged, bytes, rep.live_bytes,
            bytes ? 100.0 * (double)rep.live_bytes / (double)bytes : 0.0, ids);
+    return 0;
+}
+
+static int cmd_salvage(const char *dir, int argc, char **argv)
+{
+    if (argc != 1)
+        return fail(2, "salvage needs one output directory");
+    struct spool_salvage_report rep;
+    int r = spool_salvage(dir, argv[0], &rep);
+    if (r < 0)
+        return fail(1, "salvage %s into %s: %s", dir, argv[0], strerror(-r));
+    printf("%" PRIu64 " damaged regions; %" PRIu64 " messages written to %s; %" PRIu64
+           " committed messages whose envelope is lost\n",
+           rep.damaged, rep.written, argv[0], rep.no_envelope);
     return 0;
 }
 
@@ -332,7 +349,7 @@ int main(int argc, char **argv)
         return fail(2, "missing spool directory (try --help)");
     const char *dir = argv[1];
     if (argc < 3)
-        return fail(2, "missing command: list, verify, cat or stats (try --help)");
+        return fail(2, "missing command: list, verify, cat, stats or salvage (try --help)");
     const char *verb = argv[2];
     struct stat st;
     if (stat(dir, &st) < 0)
@@ -347,5 +364,7 @@ int main(int argc, char **argv)
         return cmd_cat(dir, argc - 3, argv + 3);
     if (strcmp(verb, "stats") == 0)
         return cmd_stats(dir, argc - 3);
+    if (strcmp(verb, "salvage") == 0)
+        return cmd_salvage(dir, argc - 3, argv + 3);
     return fail(2, "unknown command '%s' (try --help)", verb);
 }

@@ -108,6 +108,9 @@ struct spool_scan_report {
     uint64_t live;       /* committed and not removed */
     uint64_t incomplete; /* started but never committed (dropped) */
     uint64_t torn;       /* segments whose tail was torn */
+    uint64_t damaged;    /* damaged regions skipped (records after them read on) */
+    uint64_t damaged_octets;
+    uint64_t kept;       /* damaged segments copied aside (NAME.damaged) now */
     uint64_t max_id;     /* largest message id seen, 0 if none */
     uint64_t live_bytes; /* octets of the live messages' records (their STATE
                           * records included only when a callback was given) */
@@ -145,9 +148,19 @@ int spool_scan(const char *dir, spool_scan_fn *cb, void *arg, struct spool_scan_
 int spool_read_body(const char *dir, uint64_t id, int fd);
 /* The body exactly as received (without the edits). */
 int spool_read_body_raw(const char *dir, uint64_t id, int fd);
-/* Checks every record of every segment.  0, or -EBADMSG with a line naming
- * the segment, offset and what is wrong in msg. */
+/* Checks every record of every segment, reading on past damage as
+ * recovery does.  0, or -EBADMSG; msg holds a line per damaged region or
+ * torn tail (segment, offset, what is wrong, octets) and a summary line. */
 int spool_verify(const char *dir, char *msg, size_t msglen);
+
+struct spool_salvage_report {
+    uint64_t written;     /* messages written out (ID.env and ID.eml) */
+    uint64_t no_envelope; /* committed, but their START is gone: only counted */
+    uint64_t damaged;     /* damaged regions met */
+};
+/* Writes what is left of every message that is neither live nor aborted
+ * nor removed into outdir (salvage.c).  0 or -errno. */
+int spool_salvage(const char *dir, const char *outdir, struct spool_salvage_report *rep);
 
 /* Message ids print as 16 lower-case hex digits. */
 void spool_id_str(uint64_t id, char out[17]);

@@ -210,6 +210,14 @@ int spool_rd_open(int dirfd, const struct spool_seg *s, bool rw, struct spool_rd
 /* 1 and *rec; 0 at a clean end; -EBADMSG with *why for a bad record at
  * rd->off (the end of the usable segment); -errno. */
 int spool_rd_next(struct spool_rd *rd, struct spool_rec *rec, const char **why);
+/* After a bad record at rd->off (or a bad header, from = SPOOL_SEG_HDR):
+ * finds the next whole record that passes every check, at or after from
+ * (after rd->off when from is rd->off), first where the bad record's own
+ * length points, then at every 8-octet boundary.  1 with rd->off at it,
+ * 0 when there is none (rd->off unchanged), -errno.  Message bodies
+ * cannot hold a record header (NUL octets are refused at DATA and a
+ * header has at least four), so a record found is one the writer wrote. */
+int spool_rd_resync(struct spool_rd *rd, uint64_t from);
 void spool_rd_close(struct spool_rd *rd);
 
 /* 0 or -errno. */
