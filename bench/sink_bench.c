@@ -33,7 +33,7 @@
  *
  *	--quick uses fewer repetitions and smaller counts.
  */
-#include "core/cfg.h"
+#include "core/cfg/cfg.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 

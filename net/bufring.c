@@ -15,7 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "net/net_int.h"
 
 static void net_bufring_release(struct mbuf *b)

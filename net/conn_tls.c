@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "net/net_int.h"
 
 bool net_tls_begin(struct net_worker *w, struct net_conn *c)

@@ -34,8 +34,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/cfg.h"
-#include "core/smtp.h"
+#include "core/cfg/cfg.h"
+#include "core/smtpd/smtp.h"
 #include "storage/spool.h"
 
 struct net_server;
@@ -84,7 +84,7 @@ void net_server_stop_drain(struct net_server *srv, uint64_t grace_ms);
 void net_server_stats(const struct net_server *srv, struct net_stats *st);
 void net_server_destroy(struct net_server *srv);
 
-/* ---- live counters, for the metrics endpoint (core/admin.c) ----
+/* ---- live counters, for the metrics endpoint (core/ops/admin.c) ----
  * Any thread, between net_server_create and net_server_destroy: each
  * worker publishes its counters at the end of every loop turn (relaxed
  * stores; a reader wants each value to be one it had, not a snapshot

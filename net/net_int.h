@@ -16,9 +16,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "core/cfg.h"
-#include "core/mbuf.h"
-#include "core/smtp.h"
+#include "core/cfg/cfg.h"
+#include "core/base/mbuf.h"
+#include "core/smtpd/smtp.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "net/net.h"

@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "net/net_int.h"
 
 int net_probe_uring(char *err, size_t errlen)

@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "core/cfg.h"
+#include "core/cfg/cfg.h"
 
 enum tls_verify {
     TLS_VERIFY_NONE,    /* no TLS (never passed to tls_conn_connect) */

@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 #include "net/net_int.h"
 
 /* Fault injection for the durability tests (docs/network.md): with

@@ -40,7 +40,7 @@
  */
 #include "sched/sched_int.h"
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 #include <errno.h>
 #include <poll.h>

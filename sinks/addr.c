@@ -16,7 +16,7 @@
  *	literal [...].  Octets >= 0x80 pass in both parts (SMTPUTF8 mail).
  *	Never accepted: CR, LF, other controls, space, '<', '>'.
  *
- *	sink_nexthop_ok() accepts the transport-table syntax of core/route.h
+ *	sink_nexthop_ok() accepts the transport-table syntax of core/queue/route.h
  *	(smtp:HOST[:PORT], mx, mx:PORT, maildir, discard, error:X.Y.Z [TEXT],
  *	and " tls=none|may|encrypt|verify" after smtp and mx).  It is a
  *	syntax check only, so builtin:route refuses a typo at start; the

@@ -12,7 +12,7 @@
  *	}
  * DESCRIPTION
  *	Each property maps a domain to a next hop in transport-table syntax
- *	(core/route.h: smtp:HOST[:PORT], mx, mx:PORT, maildir, discard,
+ *	(core/queue/route.h: smtp:HOST[:PORT], mx, mx:PORT, maildir, discard,
  *	error:X.Y.Z TEXT, with " tls=..." after smtp and mx).  A key is a
  *	domain (exact, any case), ".suffix" (every domain below it, not the
  *	suffix itself) or "*" (any other domain, and an address without
@@ -38,7 +38,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 struct route_ent {
     const char *key; /* borrowed from the instance's copy of the properties */

@@ -46,7 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 #define SINK_TOP_SET 0 /* d->rcpt_edit op codes (engine.h) */
 #define SINK_TOP_ADD 1

@@ -69,7 +69,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 /* The replies for a missed deadline: the sink's own, not the server's. */
 static const struct {

@@ -82,7 +82,7 @@ int sink_event_parse(const char *name)
 
 bool sink_event_fires(enum sink_event ev)
 {
-    return ev <= SINK_EV_BOUNCE || ev == SINK_EV_AUTH; /* auth: core/smtp_auth.c */
+    return ev <= SINK_EV_BOUNCE || ev == SINK_EV_AUTH; /* auth: core/smtpd/smtp_auth.c */
 }
 
 bool sink_event_notifies(enum sink_event ev)

@@ -42,7 +42,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "core/cfg.h"
+#include "core/cfg/cfg.h"
 #include "sinks/sink.h"
 
 struct sched_pool;
@@ -119,7 +119,7 @@ int sink_engine_reload(struct sink_engine *e, const struct cfg *cfg, char *err, 
  * to conf_path (re-read now): each changed block is rewritten in a
  * canonical form, a removed one deleted, a new one appended; every other
  * byte of the file is kept; the file is replaced atomically
- * (core/cfg_edit.h).  0 when nothing changed.  On error the changes stay
+ * (core/cfg/cfg_edit.h).  0 when nothing changed.  On error the changes stay
  * live and marked, so a later save may still write them. */
 int sink_engine_save(struct sink_engine *e, const char *conf_path, char *err, size_t errlen);
 

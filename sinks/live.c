@@ -38,7 +38,7 @@
  *	removes the property (smtpreg's delprop).
  *
  *	Every change marks the binding's name; sink_engine_save() rewrites
- *	the marked blocks of the configuration file (core/cfg_edit.c: the
+ *	the marked blocks of the configuration file (core/cfg/cfg_edit.c: the
  *	rest of the file is kept byte for byte) in a canonical form (comments
  *	inside a rewritten block are not kept), or removes them, then forgets
  *	the marks.  sink_engine_reload() replaces every binding with those of
@@ -58,7 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/cfg_edit.h"
+#include "core/cfg/cfg_edit.h"
 
 /* ---- the canonical text of a binding ---- */
 

@@ -41,7 +41,7 @@
 #include <sched.h>
 #include <stdlib.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool *pool,
                                        unsigned index)

@@ -148,7 +148,7 @@ extern const struct sink_module sink_builtin_route;
 
 /* A mailbox local@domain as it travels in an envelope (no <>). */
 bool sink_addr_ok(const char *addr);
-/* A next hop in transport-table syntax (core/route.h). */
+/* A next hop in transport-table syntax (core/queue/route.h). */
 bool sink_nexthop_ok(const char *spec);
 
 /* ---- the engine (engine.c) ---- */

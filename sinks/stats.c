@@ -26,7 +26,7 @@
  */
 #include "sinks/sink_int.h"
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 #include <inttypes.h>
 #include <stdlib.h>

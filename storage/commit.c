@@ -41,7 +41,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 #define ABORT_ATTEMPTS 3
 

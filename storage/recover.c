@@ -54,7 +54,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 static int grow(void **v, size_t *cap, size_t need, size_t size)
 {

@@ -36,7 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 /* fsync the directory that holds path (after creating path in it). */
 static int fsync_parent(const char *path)

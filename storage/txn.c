@@ -35,7 +35,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 struct spool_txn *spool_txn_begin(struct spool_writer *w, const struct spool_env *env)
 {

@@ -52,7 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 static const unsigned char wb_zeros[8];
 

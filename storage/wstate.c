@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/log.h"
+#include "core/base/log.h"
 
 static uint64_t wkey(const struct spool_writer *w, uint64_t seq)
 {

@@ -1,4 +1,4 @@
-"""core/dns.h against a real DNS server (dnsmasq, see dnsfix.py), through
+"""core/client/dns.h against a real DNS server (dnsmasq, see dnsfix.py), through
 build/bin/dns-probe: MX order, shuffling of equal preferences, implicit MX,
 null MX, NXDOMAIN, SERVFAIL/timeouts, exchanges without address, AAAA,
 literals."""

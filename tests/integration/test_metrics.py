@@ -1,4 +1,4 @@
-"""The metrics endpoint of the real daemon (core/admin.c): GET /metrics
+"""The metrics endpoint of the real daemon (core/ops/admin.c): GET /metrics
 moves with the mail sent, passes `promtool check metrics`, is scraped by a
 real Prometheus on loopback; the listener's HTTP errors and bounds.
 

@@ -1,4 +1,4 @@
-"""sluicectl against a running sluiced (core/ctl.c, core/sluicectl.c).
+"""sluicectl against a running sluiced (core/ops/ctl.c, core/cmd/sluicectl.c).
 
 Every daemon gets its own control socket in the test's directory.  Mail
 stays in the spool (relayhost/transport "hold") unless a test routes it,

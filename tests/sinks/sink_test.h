@@ -34,7 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cfg.h"
+#include "core/cfg/cfg.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "sinks/sink_int.h"

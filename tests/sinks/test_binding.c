@@ -269,7 +269,7 @@ Test(binding, transport_events_fire_without_a_server_link)
     fclose(f);
     cr_assert_not_null(strstr(out, "\nroute:\n"), "route fires: not reserved:\n%s", out);
     cr_assert_not_null(strstr(out, "precategorize: no bindings"), "%s", out);
-    cr_assert_not_null(strstr(out, "\nauth:\n"), "auth fires (core/smtp_auth.c):\n%s", out);
+    cr_assert_not_null(strstr(out, "\nauth:\n"), "auth fires (core/smtpd/smtp_auth.c):\n%s", out);
     cr_assert_null(strstr(out, "(reserved"), "no event is reserved any more:\n%s", out);
     cr_assert_null(strstr(out, "bounce: (reserved"), "%s", out);
     cr_assert_not_null(strstr(out, "deadline 1500ms on_deadline tempfail"), "%s", out);

@@ -10,7 +10,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include "core/cfg_edit.h"
+#include "core/cfg/cfg_edit.h"
 
 static const char live_conf[] = "binding \"a\" { event = \"mail\"; sink = \"builtin:script\"; "
                                 "priority = 100; properties { tag = \"a\"; } }\n"

@@ -1,6 +1,6 @@
 /*
  * NAME
- *	dns-probe - one lookup through core/dns.h, driven by poll(2)
+ *	dns-probe - one lookup through core/client/dns.h, driven by poll(2)
  * SYNOPSIS
  *	dns-probe [-t TIMEOUT_MS] [-n TRIES] [-w WALL_MS] SERVER mx DOMAIN [PORT]
  *	dns-probe [-t TIMEOUT_MS] [-n TRIES] [-w WALL_MS] SERVER host NAME [PORT]
@@ -16,7 +16,7 @@
  *	a usage or set-up error.  The integration tests run it against a
  *	dnsmasq (tests/integration/test_dns.py).
  */
-#include "core/dns.h"
+#include "core/client/dns.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,0 +1,430 @@
+/*
+ * NAME
+ *	log - diagnostics: text or JSON lines to stderr, a file or syslog (see log.h)
+ * DESCRIPTION
+ *	A line is built in a stack buffer (struct log_buf) that keeps room for
+ *	its own end, so a cut line still closes its string and its object.
+ *	The settings other threads read (level, format, output) are atomics:
+ *	relaxed is enough for the level and the format (any value is valid at
+ *	any time); the output is stored with release after the file
+ *	descriptor it names is in place, and loaded with acquire.
+ */
+/* <syslog.h> defines LOG_DEBUG and LOG_INFO, which enum log_level also
+ * names: take its constants first, then drop the macros. */
+#include <syslog.h>
+static const int log_sys_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+#undef LOG_DEBUG
+#undef LOG_INFO
+
+#include "core/base/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int log_min = LOG_INFO;
+static atomic_int log_fmt = LOG_FMT_TEXT;
+static atomic_int log_out = LOG_OUT_STDERR;
+/* The file's descriptor: allocated once, then only dup2()ed over. */
+static atomic_int log_file_fd = -1;
+static pthread_mutex_t log_cfg_lock = PTHREAD_MUTEX_INITIALIZER; /* log_path, configuring */
+static char log_path[PATH_MAX];
+static bool log_sys_opened; /* under log_cfg_lock */
+static _Thread_local char log_tag[16] = "main";
+
+static const char *const log_names[] = {"debug", "info", "warn", "error"};
+
+void log_set_level(enum log_level lv)
+{
+    atomic_store_explicit(&log_min, lv, memory_order_relaxed); /* any level is valid */
+}
+
+int log_level_parse(const char *s, enum log_level *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, log_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int log_format_parse(const char *s, enum log_format *out)
+{
+    if (strcasecmp(s, "text") == 0)
+        *out = LOG_FMT_TEXT;
+    else if (strcasecmp(s, "json") == 0)
+        *out = LOG_FMT_JSON;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+void log_set_thread_tag(const char *tag)
+{
+    snprintf(log_tag, sizeof(log_tag), "%s", tag);
+}
+
+/* Opens path and puts it on log_file_fd.  Under log_cfg_lock. */
+static int log_open_file(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "log_file %s: %s", path, strerror(e));
+        return -e;
+    }
+    int cur = atomic_load_explicit(&log_file_fd, memory_order_relaxed); /* only we store it */
+    if (cur < 0) {
+        atomic_store_explicit(&log_file_fd, fd, memory_order_relaxed); /* published by log_out */
+        return 0;
+    }
+    /* atomic replacement: a concurrent write goes to the old or the new file */
+    if (dup2(fd, cur) < 0) {
+        int e = errno;
+        close(fd);
+        snprintf(err, errlen, "log_file %s: dup2: %s", path, strerror(e));
+        return -e;
+    }
+    close(fd);
+    return 0;
+}
+
+int log_configure(enum log_format fmt, enum log_output out, const char *path, char *err,
+                  size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&log_cfg_lock);
+    if (out == LOG_OUT_FILE) {
+        if (path == NULL || *path == '\0' || strlen(path) >= sizeof(log_path)) {
+            snprintf(err, errlen, "log_file: no path, or a path too long");
+            rc = -EINVAL;
+            goto out;
+        }
+        rc = log_open_file(path, err, errlen);
+        if (rc < 0)
+            goto out;
+        snprintf(log_path, sizeof(log_path), "%s", path);
+    } else if (out == LOG_OUT_SYSLOG && !log_sys_opened) {
+        openlog("sluiced", LOG_PID | LOG_NDELAY, LOG_MAIL);
+        log_sys_opened = true;
+    }
+    atomic_store_explicit(&log_fmt, fmt, memory_order_relaxed); /* any format is valid */
+    /* release: log_file_fd and the syslog connection are set up before */
+    atomic_store_explicit(&log_out, out, memory_order_release);
+out:
+    pthread_mutex_unlock(&log_cfg_lock);
+    return rc;
+}
+
+int log_reopen(char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&log_cfg_lock);
+    if (atomic_load_explicit(&log_out, memory_order_relaxed) == LOG_OUT_FILE)
+        rc = log_open_file(log_path, err, errlen);
+    pthread_mutex_unlock(&log_cfg_lock);
+    return rc;
+}
+
+/* ---- formatting ---- */
+
+struct log_buf {
+    char *p;
+    size_t n;
+    size_t cap; /* room for the content; the end ("}\n") is reserved beyond it */
+    bool full;
+};
+
+static bool lb_put(struct log_buf *b, const char *s, size_t len)
+{
+    if (b->full || b->n + len > b->cap) {
+        b->full = true;
+        return false;
+    }
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    return true;
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
+ * (overlong forms, surrogates, beyond U+10FFFF, a cut sequence). */
+static size_t log_utf8_len(const unsigned char *s, size_t left)
+{
+    unsigned char c = s[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 1;
+    else if (c >= 0xe0 && c <= 0xef) {
+        need = 2;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        need = 3;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (left < need + 1 || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i <= need; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    return need + 1;
+}
+
+/* A JSON string, quotes included.  strict: all or nothing (false and
+ * nothing appended if it does not fit); else cut at a character boundary. */
+static bool lb_json_str(struct log_buf *b, const char *s, bool strict)
+{
+    size_t start = b->n;
+    if (b->full || b->n + 2 > b->cap) {
+        b->full = true;
+        return false;
+    }
+    b->p[b->n++] = '"';
+    const unsigned char *u = (const unsigned char *)s;
+    size_t left = strlen(s);
+    while (left > 0) {
+        char esc[8];
+        const char *unit = esc;
+        size_t ulen, adv = 1;
+        unsigned char c = *u;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            ulen = 2;
+        } else if (c == '\n' || c == '\t' || c == '\r' || c == '\b' || c == '\f') {
+            esc[0] = '\\';
+            esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : c == '\b' ? 'b' : 'f';
+            ulen = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            ulen = 6;
+        } else if (c < 0x80) {
+            unit = (const char *)u;
+            ulen = 1;
+        } else if ((adv = log_utf8_len(u, left)) > 0) {
+            unit = (const char *)u;
+            ulen = adv;
+        } else {
+            unit = "\\ufffd";
+            ulen = 6;
+            adv = 1;
+        }
+        if (b->n + ulen + 1 > b->cap) { /* + 1: the closing quote */
+            if (strict) {
+                b->n = start;
+                b->full = true;
+                return false;
+            }
+            b->full = true;
+            break;
+        }
+        memcpy(b->p + b->n, unit, ulen);
+        b->n += ulen;
+        u += adv;
+        left -= adv;
+    }
+    b->p[b->n++] = '"'; /* the room was kept */
+    return true;
+}
+
+/* Text: control characters escaped; quoted (with \" and \\) if asked. */
+static void lb_text_str(struct log_buf *b, const char *s, bool quote)
+{
+    if (quote && !lb_put(b, "\"", 1))
+        return;
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        char esc[8];
+        size_t ulen = 1;
+        unsigned char c = *u;
+        esc[0] = (char)c;
+        if (c == '\n' || c == '\t' || c == '\r') {
+            esc[0] = '\\';
+            esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+            ulen = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\x%02x", c);
+            ulen = 4;
+        } else if (quote && (c == '"' || c == '\\')) {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            ulen = 2;
+        }
+        if (!lb_put(b, esc, ulen))
+            break;
+    }
+    if (quote) { /* the closing quote even when cut: the reserve has room */
+        b->p[b->n++] = '"';
+    }
+}
+
+static bool log_text_needs_quote(const char *s)
+{
+    if (*s == '\0')
+        return true;
+    for (; *s; s++)
+        if (*s == ' ' || *s == '"' || *s == '=' || *s == '\\')
+            return true;
+    return false;
+}
+
+size_t log_format_line(char *out, enum log_format fmt, const char *ts, enum log_level lv,
+                       const char *thread, const char *msg, const char *const *kv, size_t npairs)
+{
+    struct log_buf b = {out, 0, LOG_LINE_MAX - 4, false}; /* reserve: quote, "}\n", NUL */
+    const char *level = log_names[lv <= LOG_ERROR ? lv : LOG_ERROR];
+    if (fmt == LOG_FMT_JSON) {
+        lb_put(&b, "{", 1);
+        if (ts) {
+            lb_put(&b, "\"ts\":", 5);
+            lb_json_str(&b, ts, true);
+            lb_put(&b, ",", 1);
+        }
+        lb_put(&b, "\"level\":", 8);
+        lb_json_str(&b, level, true);
+        lb_put(&b, ",\"thread\":", 10);
+        lb_json_str(&b, thread, true);
+        lb_put(&b, ",\"msg\":", 7);
+        lb_json_str(&b, msg, false);
+        for (size_t i = 0; i < npairs && !b.full; i++) {
+            if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
+                continue;
+            size_t mark = b.n;
+            if (!lb_put(&b, ",", 1) || !lb_json_str(&b, kv[2 * i], true) || !lb_put(&b, ":", 1) ||
+                !lb_json_str(&b, kv[2 * i + 1], false)) {
+                b.n = mark; /* a key without its value would be invalid */
+                break;
+            }
+        }
+        out[b.n++] = '}';
+    } else {
+        if (ts) {
+            lb_put(&b, ts, strlen(ts));
+            lb_put(&b, " ", 1);
+        }
+        lb_put(&b, "sluiced[", 8);
+        lb_text_str(&b, thread, false);
+        lb_put(&b, "] ", 2);
+        lb_put(&b, level, strlen(level));
+        lb_put(&b, ": ", 2);
+        lb_text_str(&b, msg, false);
+        for (size_t i = 0; i < npairs && !b.full; i++) {
+            if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
+                continue;
+            lb_put(&b, " ", 1);
+            lb_text_str(&b, kv[2 * i], false);
+            lb_put(&b, "=", 1);
+            lb_text_str(&b, kv[2 * i + 1], log_text_needs_quote(kv[2 * i + 1]));
+        }
+    }
+    out[b.n++] = '\n';
+    out[b.n] = '\0';
+    return b.n;
+}
+
+static void log_emit(enum log_level lv, const char *msg, const char *const *kv, size_t npairs)
+{
+    char line[LOG_LINE_MAX];
+    enum log_format fmt = atomic_load_explicit(&log_fmt, memory_order_relaxed);
+    /* acquire: pairs with the release store in log_configure */
+    enum log_output out = atomic_load_explicit(&log_out, memory_order_acquire);
+    if (out == LOG_OUT_SYSLOG) {
+        size_t n = log_format_line(line, fmt, NULL, lv, log_tag, msg, kv, npairs);
+        syslog(log_sys_prio[lv <= LOG_ERROR ? lv : LOG_ERROR], "%.*s", (int)(n - 1), line);
+        return;
+    }
+    char ts[64];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(now.tv_nsec / 1000000));
+    size_t n = log_format_line(line, fmt, ts, lv, log_tag, msg, kv, npairs);
+    int fd = STDERR_FILENO;
+    if (out == LOG_OUT_FILE)
+        fd = atomic_load_explicit(&log_file_fd, memory_order_relaxed); /* ordered by log_out */
+    ssize_t w = write(fd, line, n);
+    (void)w;
+}
+
+static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
+{
+    char msg[LOG_LINE_MAX];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    log_emit(lv, msg, NULL, 0);
+}
+
+void log_msg(enum log_level lv, const char *fmt, ...)
+{
+    if ((int)lv < atomic_load_explicit(&log_min, memory_order_relaxed))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(lv, fmt, ap);
+    va_end(ap);
+}
+
+#define LOG_KV_MAX 24
+
+void log_kv(enum log_level lv, const char *msg, ...)
+{
+    if ((int)lv < atomic_load_explicit(&log_min, memory_order_relaxed))
+        return;
+    const char *kv[2 * LOG_KV_MAX];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, msg);
+    const char *k;
+    while (n < LOG_KV_MAX && (k = va_arg(ap, const char *)) != NULL) {
+        kv[2 * n] = k;
+        kv[2 * n + 1] = va_arg(ap, const char *);
+        n++;
+    }
+    va_end(ap);
+    log_emit(lv, msg, kv, n);
+}
+
+void log_fields(enum log_level lv, const char *const *kv, const char *fmt, ...)
+{
+    if ((int)lv < atomic_load_explicit(&log_min, memory_order_relaxed))
+        return;
+    char msg[LOG_LINE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t n = 0;
+    if (atomic_load_explicit(&log_fmt, memory_order_relaxed) == LOG_FMT_JSON)
+        while (n < LOG_KV_MAX && kv[2 * n] != NULL)
+            n++;
+    log_emit(lv, msg, kv, n);
+}
+
+void log_panic(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(LOG_ERROR, fmt, ap);
+    va_end(ap);
+    abort();
+}

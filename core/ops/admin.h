@@ -1,0 +1,82 @@
+/*
+ * NAME
+ *	admin - the admin HTTP listener: GET /metrics (Prometheus text format)
+ * SYNOPSIS
+ *	#include "core/ops/admin.h"
+ *
+ *	struct admin_sources src = {.net = srv, .qmgr = qm, .spool = sp,
+ *	                            .pool = pool, .engine = engine};
+ *	struct admin_server *a;
+ *	if (admin_start(&src, cfg->admin_listen, &a, err, sizeof(err)) < 0) ...
+ *	...
+ *	admin_stop(a);
+ * DESCRIPTION
+ *	admin_start() binds the address ("127.0.0.1:9025", "[::1]:9025"; port
+ *	0 picks a free one, see admin_listen_addr) and starts one thread of
+ *	its own that accepts one connection at a time (blocking accept) and
+ *	answers one request on it, HTTP/1.0 style: the response carries
+ *	Content-Length and Connection: close, and the connection is closed
+ *	after it.
+ *
+ *	  GET or HEAD /metrics (any query string)  200, text/plain; version=0.0.4
+ *	  another path                             404
+ *	  another method                           405 (Allow: GET, HEAD)
+ *	  a malformed request line or header       400
+ *	  a request head over ADMIN_MAX_REQUEST    431
+ *	  no complete head within ADMIN_TIMEOUT_MS 408
+ *
+ *	The request head (request line and headers; a body is never read) is
+ *	bounded in size and time, so a slow or hostile client holds the
+ *	listener for ADMIN_TIMEOUT_MS at most.  The listener is meant for
+ *	loopback or a management network: it has no authentication.
+ *
+ *	admin_metrics_render() builds the exposition from the sources; any
+ *	NULL source is left out (unit tests render a partial set).  The
+ *	metric names are listed in docs/metrics.md.
+ *
+ *	Ownership: every source is borrowed and must outlive the server
+ *	(stop it before net_server_destroy, qmgr_destroy, spool_close,
+ *	sink_engine_destroy and sched_pool_destroy).
+ * DIAGNOSTICS
+ *	admin_start() returns -errno with one line in err ("admin_listen
+ *	127.0.0.1:9025: Address already in use").
+ */
+#ifndef SLUICE_CORE_ADMIN_H
+#define SLUICE_CORE_ADMIN_H
+
+#include <stddef.h>
+
+#define ADMIN_MAX_REQUEST 8192 /* octets of request line and headers */
+#define ADMIN_TIMEOUT_MS 5000  /* to receive them, and to send the response */
+
+struct net_server;
+struct qmgr;
+struct spool;
+struct sched_pool;
+struct sink_engine;
+
+struct admin_sources {
+    struct net_server *net;     /* connections, sessions, messages, fsync */
+    struct qmgr *qmgr;          /* queue sizes and delivery outcomes */
+    struct spool *spool;        /* spool bytes and segments */
+    struct sched_pool *pool;    /* per-worker tasks and steals */
+    struct sink_engine *engine; /* per-binding calls, verdicts, latency */
+};
+
+struct admin_server;
+
+/* src is copied; the sources it points to are borrowed (see above).
+ * listen is borrowed for the call only. */
+int admin_start(const struct admin_sources *src, const char *listen, struct admin_server **out,
+                char *err, size_t errlen);
+/* The bound address, "127.0.0.1:41234" (valid until admin_stop). */
+const char *admin_listen_addr(const struct admin_server *a);
+/* Closes the listener, waits for the thread (a request in progress ends
+ * within its time bound), frees a.  NULL is a no-op. */
+void admin_stop(struct admin_server *a);
+
+/* The exposition text, malloc'd (the caller frees it), *len its length;
+ * NULL on out of memory. */
+char *admin_metrics_render(const struct admin_sources *src, size_t *len);
+
+#endif

@@ -1,0 +1,224 @@
+/*
+ * NAME
+ *	ctl_proto - the control protocol's requests and replies (no I/O)
+ * SYNOPSIS
+ *	#include "core/ops/ctl.h"
+ *
+ *	int ctl_request_parse(const char *text, size_t len, struct ctl_request *req,
+ *			      char *err, size_t errlen);
+ *	char *ctl_request_format(const char *verb, const char *const *args, size_t nargs);
+ *	char *ctl_reply_ok(const char *result);
+ *	char *ctl_reply_error(const char *fmt, ...);
+ * DESCRIPTION
+ *	A request is one JSON object on one line: "verb" (a non-empty string
+ *	of printable ASCII) and "args" (optional; an array of at most
+ *	CTL_MAX_ARGS strings).  Any other member, a second "verb", or any other
+ *	type is refused.  The JSON is read with cfg_parse(), which accepts a
+ *	superset (UCL); what it yields is checked here member by member.
+ * DIAGNOSTICS
+ *	ctl_request_parse() returns -EINVAL with one line in err.
+ */
+#include "core/ops/ctl.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cfg/cfg.h"
+
+void ctl_jbuf_put(struct ctl_jbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void ctl_jbuf_fmt(struct ctl_jbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = true;
+        return;
+    }
+    ctl_jbuf_put(b, s, (size_t)n);
+    free(s);
+}
+
+void ctl_jbuf_str(struct ctl_jbuf *b, const char *s)
+{
+    ctl_jbuf_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            ctl_jbuf_put(b, e, 2);
+        } else if (*p == '\n') {
+            ctl_jbuf_put(b, "\\n", 2);
+        } else if (*p == '\t') {
+            ctl_jbuf_put(b, "\\t", 2);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            ctl_jbuf_fmt(b, "\\u%04x", *p);
+        } else {
+            ctl_jbuf_put(b, (const char *)p, 1);
+        }
+    }
+    ctl_jbuf_put(b, "\"", 1);
+}
+
+char *ctl_jbuf_take(struct ctl_jbuf *b)
+{
+    char *p = b->p;
+    if (b->oom || p == NULL) {
+        free(p);
+        p = NULL;
+    }
+    memset(b, 0, sizeof(*b));
+    return p;
+}
+
+void ctl_request_fini(struct ctl_request *req)
+{
+    free(req->verb);
+    for (size_t i = 0; i < req->nargs; i++)
+        free(req->args[i]);
+    memset(req, 0, sizeof(*req));
+}
+
+static int ctl_bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int ctl_bad(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static bool ctl_verb_ok(const char *v)
+{
+    if (*v == '\0' || strlen(v) > 64)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+int ctl_request_parse(const char *text, size_t len, struct ctl_request *req, char *err,
+                      size_t errlen)
+{
+    memset(req, 0, sizeof(*req));
+    while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        len--;
+    if (len == 0)
+        return ctl_bad(err, errlen, "empty request");
+    if (len > CTL_MAX_REQUEST)
+        return ctl_bad(err, errlen, "request longer than %d bytes", CTL_MAX_REQUEST);
+    if (memchr(text, '\n', len) != NULL)
+        return ctl_bad(err, errlen, "a request is one line");
+    if (text[0] != '{')
+        return ctl_bad(err, errlen, "a request is a JSON object");
+    char perr[256];
+    struct cfg_node *root = cfg_parse(text, len, "request", perr, sizeof(perr));
+    if (root == NULL)
+        return ctl_bad(err, errlen, "%s", perr);
+    int rc = 0;
+    const struct cfg_node *verb = NULL, *args = NULL;
+    for (size_t i = 0; i < cfg_node_count(root) && rc == 0; i++) {
+        const struct cfg_node *n = cfg_node_at(root, i);
+        const char *k = cfg_node_key(n);
+        if (k != NULL && strcmp(k, "verb") == 0 && verb == NULL)
+            verb = n;
+        else if (k != NULL && strcmp(k, "args") == 0 && args == NULL)
+            args = n;
+        else
+            rc = ctl_bad(err, errlen, "unexpected member \"%s\"", k ? k : "");
+    }
+    if (rc == 0 && verb == NULL)
+        rc = ctl_bad(err, errlen, "no \"verb\"");
+    if (rc == 0 && (cfg_node_type(verb) != CFG_STRING || !ctl_verb_ok(cfg_node_str(verb))))
+        rc = ctl_bad(err, errlen, "\"verb\" must be a non-empty string of printable ASCII");
+    if (rc == 0 && args != NULL && cfg_node_type(args) != CFG_ARRAY)
+        rc = ctl_bad(err, errlen, "\"args\" must be an array of strings");
+    if (rc == 0 && args != NULL && cfg_node_count(args) > CTL_MAX_ARGS)
+        rc = ctl_bad(err, errlen, "more than %d args", CTL_MAX_ARGS);
+    for (size_t i = 0; rc == 0 && args != NULL && i < cfg_node_count(args); i++)
+        if (cfg_node_type(cfg_node_at(args, i)) != CFG_STRING)
+            rc = ctl_bad(err, errlen, "\"args\" must be an array of strings");
+    if (rc == 0) {
+        req->verb = strdup(cfg_node_str(verb));
+        bool oom = req->verb == NULL;
+        for (size_t i = 0; args != NULL && i < cfg_node_count(args); i++) {
+            req->args[i] = strdup(cfg_node_str(cfg_node_at(args, i)));
+            req->nargs = i + 1;
+            oom |= req->args[i] == NULL;
+        }
+        if (oom) {
+            ctl_request_fini(req);
+            rc = ctl_bad(err, errlen, "out of memory");
+        }
+    }
+    cfg_node_free(root);
+    return rc;
+}
+
+char *ctl_request_format(const char *verb, const char *const *args, size_t nargs)
+{
+    struct ctl_jbuf b = {0};
+    ctl_jbuf_put(&b, "{\"verb\": ", 9);
+    ctl_jbuf_str(&b, verb);
+    ctl_jbuf_put(&b, ", \"args\": [", 11);
+    for (size_t i = 0; i < nargs; i++) {
+        if (i)
+            ctl_jbuf_put(&b, ", ", 2);
+        ctl_jbuf_str(&b, args[i]);
+    }
+    ctl_jbuf_put(&b, "]}\n", 3);
+    return ctl_jbuf_take(&b);
+}
+
+char *ctl_reply_ok(const char *result)
+{
+    struct ctl_jbuf b = {0};
+    ctl_jbuf_put(&b, "{\"ok\": true, \"result\": ", 23);
+    ctl_jbuf_put(&b, result, strlen(result));
+    ctl_jbuf_put(&b, "}\n", 2);
+    return ctl_jbuf_take(&b);
+}
+
+char *ctl_reply_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    int n = vasprintf(&msg, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    struct ctl_jbuf b = {0};
+    ctl_jbuf_put(&b, "{\"ok\": false, \"error\": ", 23);
+    ctl_jbuf_str(&b, msg);
+    ctl_jbuf_put(&b, "}\n", 2);
+    free(msg);
+    return ctl_jbuf_take(&b);
+}

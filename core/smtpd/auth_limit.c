@@ -1,0 +1,164 @@
+/*
+ * NAME
+ *	auth_limit - AUTH failures per client network, bounded and expiring
+ * SYNOPSIS
+ *	#include "core/smtpd/auth.h"
+ *
+ *	if (auth_limit_blocked(l, sa, now)) ... 421
+ *	auth_limit_fail(l, sa, now);
+ * DESCRIPTION
+ *	See core/smtpd/auth.h.  The key is the network: the IPv4 address, or the
+ *	first 64 bits of an IPv6 address (a v4-mapped address counts as the
+ *	IPv4 one).  Sets of 4 slots chosen by a seeded FNV-1a hash of the
+ *	key; a full set evicts its oldest window.  One mutex: a lookup is a
+ *	few dozen instructions and happens once per AUTH.
+ * DIAGNOSTICS
+ *	None; an address of another family is never limited.
+ */
+#include "core/smtpd/auth.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define AUTH_LIMIT_WAYS 4
+
+struct auth_slot {
+    uint8_t key[9]; /* family tag, then 8 octets (v4 in the first 4) */
+    bool used;
+    uint32_t count;
+    uint64_t start_ms; /* the window's start: the first failure */
+};
+
+struct auth_limit {
+    pthread_mutex_t mu;
+    unsigned max;
+    uint64_t window_ms;
+    size_t nsets;
+    uint64_t seed;
+    struct auth_slot *slots; /* nsets * AUTH_LIMIT_WAYS */
+};
+
+struct auth_limit *auth_limit_create(unsigned max_failures, uint64_t window_ms, size_t slots)
+{
+    struct auth_limit *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        return NULL;
+    l->nsets = slots < AUTH_LIMIT_WAYS ? 1 : (slots + AUTH_LIMIT_WAYS - 1) / AUTH_LIMIT_WAYS;
+    l->slots = calloc(l->nsets * AUTH_LIMIT_WAYS, sizeof(*l->slots));
+    if (l->slots == NULL) {
+        free(l);
+        return NULL;
+    }
+    l->max = max_failures;
+    l->window_ms = window_ms;
+    if (getrandom(&l->seed, sizeof(l->seed), GRND_NONBLOCK) != sizeof(l->seed))
+        l->seed = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ull; /* still unknown to a client */
+    pthread_mutex_init(&l->mu, NULL);
+    return l;
+}
+
+void auth_limit_destroy(struct auth_limit *l)
+{
+    if (l == NULL)
+        return;
+    pthread_mutex_destroy(&l->mu);
+    free(l->slots);
+    free(l);
+}
+
+static bool auth_limit_key(const struct sockaddr *sa, uint8_t key[9])
+{
+    memset(key, 0, 9);
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            key[0] = 4;
+            memcpy(key + 1, a->s6_addr + 12, 4);
+        } else {
+            key[0] = 6;
+            memcpy(key + 1, a->s6_addr, 8); /* the /64 */
+        }
+        return true;
+    }
+    return false;
+}
+
+static struct auth_slot *auth_limit_set(struct auth_limit *l, const uint8_t key[9])
+{
+    uint64_t h = 1469598103934665603ull ^ l->seed;
+    for (int i = 0; i < 9; i++) {
+        h ^= key[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 29;
+    return &l->slots[(h % l->nsets) * AUTH_LIMIT_WAYS];
+}
+
+static bool auth_slot_live(const struct auth_limit *l, const struct auth_slot *s, uint64_t now)
+{
+    return s->used && now - s->start_ms < l->window_ms && now >= s->start_ms;
+}
+
+/* The slot of key in its set, or NULL; expired ones are freed on the way. */
+static struct auth_slot *auth_limit_find(struct auth_limit *l, const uint8_t key[9], uint64_t now)
+{
+    struct auth_slot *set = auth_limit_set(l, key);
+    struct auth_slot *hit = NULL;
+    for (int i = 0; i < AUTH_LIMIT_WAYS; i++) {
+        if (set[i].used && !auth_slot_live(l, &set[i], now))
+            set[i].used = false;
+        if (set[i].used && memcmp(set[i].key, key, 9) == 0)
+            hit = &set[i];
+    }
+    return hit;
+}
+
+bool auth_limit_blocked(struct auth_limit *l, const struct sockaddr *sa, uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0 || !auth_limit_key(sa, key))
+        return false;
+    pthread_mutex_lock(&l->mu);
+    struct auth_slot *s = auth_limit_find(l, key, now_ms);
+    bool blocked = s != NULL && s->count >= l->max;
+    pthread_mutex_unlock(&l->mu);
+    return blocked;
+}
+
+bool auth_limit_fail(struct auth_limit *l, const struct sockaddr *sa, uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0 || !auth_limit_key(sa, key))
+        return false;
+    pthread_mutex_lock(&l->mu);
+    struct auth_slot *s = auth_limit_find(l, key, now_ms);
+    if (s == NULL) {
+        struct auth_slot *set = auth_limit_set(l, key);
+        s = &set[0];
+        for (int i = 0; i < AUTH_LIMIT_WAYS; i++) {
+            if (!set[i].used) {
+                s = &set[i];
+                break;
+            }
+            if (set[i].start_ms < s->start_ms)
+                s = &set[i]; /* full: the oldest window goes */
+        }
+        memcpy(s->key, key, 9);
+        s->used = true;
+        s->count = 0;
+        s->start_ms = now_ms;
+    }
+    if (s->count < UINT32_MAX)
+        s->count++;
+    bool blocked = s->count >= l->max;
+    pthread_mutex_unlock(&l->mu);
+    return blocked;
+}
