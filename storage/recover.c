@@ -156,11 +156,32 @@ static int scan_state_rec(struct scan *sc, uint32_t seg, const struct spool_rec 
     return 0;
 }
 
-static void scan_bad(struct scan *sc, uint32_t seg, uint64_t id, const char *what)
+/* A copy whose records do not match: remembered, and said at the end of
+ * the scan (scan_say_mismatches) only if the id was neither removed nor
+ * aborted -- a removed message whose body segments were reclaimed before
+ * the segment with its COMMIT is the normal case, not worth a word. */
+static void scan_bad(struct scan *sc, struct spool_ient *e, uint32_t seg)
 {
-    char ids[17];
-    spool_id_str(id, ids);
-    log_msg(LOG_WARN, "spool: %s: %s of %s: not live", sc->segs[seg].name, what, ids);
+    (void)sc;
+    e->flags |= SPOOL_IX_MISMATCH;
+    e->c.commit_seg = seg;
+}
+
+static void scan_say_mismatches(struct scan *sc)
+{
+    if (sc->only)
+        return;
+    for (size_t i = 0; i < sc->ix.cap; i++) {
+        struct spool_ient *e = &sc->ix.v[i];
+        if (e->id == 0 || !(e->flags & SPOOL_IX_MISMATCH) ||
+            (e->flags & (SPOOL_IX_ABORT | SPOOL_IX_REMOVE)) || spool_ient_live(e))
+            continue;
+        char ids[17];
+        spool_id_str(e->id, ids);
+        sc->rep.mismatched++;
+        log_msg(LOG_WARN, "spool: %s: %s: its records do not match its COMMIT: not live",
+                sc->segs[e->c.commit_seg].name, ids);
+    }
 }
 
 static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
@@ -218,7 +239,7 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
     case SPOOL_REC_EDITS:
         if ((c->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_EDITS)) != SPOOL_IX_START ||
             scan_edits_check(r, &c->nedits) < 0) {
-            scan_bad(sc, seg, r->id, "bad or misplaced EDITS record");
+            scan_bad(sc, e, seg);
             c->flags |= SPOOL_IX_BAD;
             break;
         }
@@ -233,7 +254,7 @@ static int scan_record(struct scan *sc, uint32_t seg, const struct spool_rec *r)
         if ((c->flags & (SPOOL_IX_START | SPOOL_IX_COMMIT)) != SPOOL_IX_START ||
             !spool_commit_decode(r->payload, r->len, &size, &crc) || size != c->size ||
             crc != c->crc) {
-            scan_bad(sc, seg, r->id, "COMMIT that does not match its records");
+            scan_bad(sc, e, seg);
             c->flags |= SPOOL_IX_BAD;
         }
         c->flags |= SPOOL_IX_COMMIT;
@@ -461,8 +482,10 @@ int scan_all(struct scan *sc)
         return -ENOMEM;
     for (size_t i = 0; r == 0 && i < sc->nseg; i++)
         r = scan_segment(sc, (uint32_t)i);
-    if (r == 0)
+    if (r == 0) {
         scan_settle_dups(sc);
+        scan_say_mismatches(sc);
+    }
     return r;
 }
 

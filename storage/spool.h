@@ -111,6 +111,7 @@ struct spool_scan_report {
     uint64_t damaged;    /* damaged regions skipped (records after them read on) */
     uint64_t damaged_octets;
     uint64_t kept;       /* damaged segments copied aside (NAME.damaged) now */
+    uint64_t mismatched; /* messages neither removed nor aborted whose records do not match */
     uint64_t max_id;     /* largest message id seen, 0 if none */
     uint64_t live_bytes; /* octets of the live messages' records (their STATE
                           * records included only when a callback was given) */

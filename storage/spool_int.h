@@ -233,6 +233,8 @@ enum {
     SPOOL_IX_BAD = 16, /* records out of order, or the body does not match COMMIT */
     SPOOL_IX_EDITS = 32,
     SPOOL_IX_COMMITTED = 64, /* some copy had a COMMIT record (ABORT/REMOVE then matter) */
+    SPOOL_IX_MISMATCH = 128, /* a copy's records did not match: said once the scan is done,
+                              * unless the id was removed or aborted (then it is expected) */
 };
 /* Flags of one copy of the message; the others are the id's. */
 #define SPOOL_IX_COPY (SPOOL_IX_START | SPOOL_IX_COMMIT | SPOOL_IX_BAD | SPOOL_IX_EDITS)
