@@ -443,6 +443,15 @@ void spool_usage(struct spool *sp, struct spool_usage *u)
     u->live_messages = sp->live.n;
     u->unlinked = sp->unlinked;
     pthread_mutex_unlock(&sp->amu);
+    /* relaxed: a setting, read for a report */
+    u->segment_size = atomic_load_explicit(&sp->seg_size, memory_order_relaxed);
+}
+
+bool spool_compact_behind(struct spool *sp)
+{
+    struct spool_usage u;
+    spool_usage(sp, &u);
+    return u.bytes > 2 * u.live_bytes + 4 * u.segment_size;
 }
 
 void spool_set_durable(struct spool *sp, spool_durable_fn *fn, void *arg)

@@ -288,7 +288,13 @@ struct spool_usage {
     uint64_t live_bytes;
     uint64_t live_messages;
     uint64_t unlinked;   /* segments reclaimed since open */
+    uint64_t segment_size;
 };
+/* True when the spool holds more than twice its live octets plus four
+ * segments of slack: compaction is behind and should run without pause
+ * (docs/spool-format.md, Compaction).  Cheap: one pass over the segment
+ * table under the accounting lock. */
+bool spool_compact_behind(struct spool *sp);
 void spool_usage(struct spool *sp, struct spool_usage *u);
 
 /* Every message whose commit becomes durable, on any writer of sp created

@@ -357,6 +357,28 @@ static void qmgr_teardown(struct qmgr *q)
     q->ring_ok = false;
 }
 
+/* Sparse sealed segments: their live messages move into this writer's
+ * segment so the old file can go.  At rest, every 5 s and 8 MiB at a
+ * time; when the spool holds more than twice its live octets (plus
+ * slack: spool_compact_behind), every 100 ms and 32 MiB at a time, for
+ * as long as something is worth compacting, so space under churn stays
+ * bounded instead of growing at one segment per 5 s. */
+static void qmgr_compact(struct qmgr *q, uint64_t now)
+{
+    uint64_t every = q->compact_behind ? 100 : 5000;
+    if (now - q->last_compact < every)
+        return;
+    q->last_compact = now;
+    q->compact_behind = spool_compact_behind(q->sp);
+    int64_t moved = spool_writer_compact(q->w, q->compact_behind ? 32u << 20 : 8u << 20);
+    if (moved > 0)
+        log_msg(LOG_DEBUG, "qmgr: compaction moved %lld octets", (long long)moved);
+    else if (moved < 0)
+        log_msg(LOG_WARN, "qmgr: compaction: %s", strerror((int)-moved));
+    if (moved <= 0)
+        q->compact_behind = false; /* nothing worth it now: back to the slow pace */
+}
+
 static void *qmgr_main(void *arg)
 {
     struct qmgr *q = arg;
@@ -398,16 +420,7 @@ static void *qmgr_main(void *arg)
             q->last_sweep = now;
             qmgr_sweep(q);
         }
-        if (now - q->last_compact >= 5000) {
-            /* sparse sealed segments: their live messages move into this
-             * writer's segment so the old file can go (a few MiB a time) */
-            q->last_compact = now;
-            int64_t moved = spool_writer_compact(q->w, 8u << 20);
-            if (moved > 0)
-                log_msg(LOG_DEBUG, "qmgr: compaction moved %lld octets", (long long)moved);
-            else if (moved < 0)
-                log_msg(LOG_WARN, "qmgr: compaction: %s", strerror((int)-moved));
-        }
+        qmgr_compact(q, now);
         qmgr_dest_run(q);
         qmgr_arm_wake(q);
         qmgr_end_turn(q);

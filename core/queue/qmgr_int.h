@@ -243,6 +243,7 @@ struct qmgr {
     bool conn_starved; /* a destination waits for delivery_connections, not its own limit */
     uint64_t last_sweep;
     uint64_t last_compact;
+    bool compact_behind; /* the spool is over its space bound: compact without pause */
 
     struct qlocal *local;
     struct tls_client *tlsc; /* outbound STARTTLS; NULL: none could be made (logged) */
