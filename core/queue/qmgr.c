@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/queue/qmgr_int.h"
 #include "net/tls.h"
@@ -316,6 +317,38 @@ static int qmgr_setup(struct qmgr *q)
     return 0;
 }
 
+/* The group commit's fdatasync of the last turn.  qmgr_end_turn() only
+ * prepares its SQE: the next wait submits it.  When the stop came in that
+ * very turn, nothing has submitted it yet, and waiting for its completion
+ * without submitting (io_uring_wait_cqe) waits forever -- the stop that
+ * never ended.  So: submit and wait, each wait bounded, the whole bounded
+ * (QMGR_STOP_SYNC_MS); past the bound the writer's destroy syncs. */
+static void qmgr_teardown_fsync(struct qmgr *q)
+{
+    uint64_t until = clock_mono_ms() + QMGR_STOP_SYNC_MS;
+    while (q->fsync_inflight) {
+        struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, &ts, NULL);
+        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_msg(LOG_ERROR, "qmgr: stop: waiting for the last sync: %s", strerror(-rc));
+            return;
+        }
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&q->ring, head, cqe)
+        {
+            qmgr_cqe(q, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&q->ring, n);
+        if (q->fsync_inflight && clock_mono_ms() >= until) {
+            log_msg(LOG_ERROR, "qmgr: stop: the last sync did not complete in %d ms",
+                    QMGR_STOP_SYNC_MS);
+            return;
+        }
+    }
+}
+
 static void qmgr_teardown(struct qmgr *q)
 {
     qmgr_local_stop(q);
@@ -329,15 +362,8 @@ static void qmgr_teardown(struct qmgr *q)
         qmgr_msg_free(q, q->all);
     qmgr_dest_destroy_all(q);
     if (q->w) {
-        /* the last STATE records: synced by destroy */
-        while (q->fsync_inflight) {
-            struct io_uring_cqe *cqe;
-            if (io_uring_wait_cqe(&q->ring, &cqe) < 0)
-                break;
-            qmgr_cqe(q, cqe);
-            io_uring_cqe_seen(&q->ring, cqe);
-        }
-        spool_writer_destroy(q->w);
+        qmgr_teardown_fsync(q);
+        spool_writer_destroy(q->w); /* syncs what is left */
         q->w = NULL;
     }
     if (q->sinks) {

@@ -15,6 +15,7 @@
  *	rest is deferred.
  */
 #ifndef SLUICE_CORE_QMGR_INT_H
+#define QMGR_STOP_SYNC_MS 10000 /* bound on the last group commit at stop */
 #define SLUICE_CORE_QMGR_INT_H
 
 #include <liburing.h>
