@@ -74,7 +74,8 @@ struct cfg {
     size_t nlisten_smtps;
     char *spool_dir;             /* default ./var/spool */
     unsigned workers;            /* default 0 = number of CPUs (resolved) */
-    char *hostname;              /* default gethostname() */
+    char *hostname;              /* default gethostname(); mail for it is local */
+    char *postmaster;            /* where <postmaster> goes; default postmaster@localhost */
     struct cfg_cidr *mynetworks; /* default 127.0.0.0/8, ::1/128 */
     size_t nmynetworks;
     char **relay_domains;        /* domains mail is accepted for; default none */

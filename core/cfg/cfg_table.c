@@ -86,6 +86,14 @@ static const char *cfg_check_domain(const char *s, int64_t v)
     return cfg_domain_valid(s, true) ? NULL : "is not a domain (example.test or .example.test)";
 }
 
+static const char *cfg_check_mailbox(const char *s, int64_t v)
+{
+    const char *at = strrchr(s, '@');
+    return at != NULL && at != s && cfg_domain_valid(at + 1, false) && strpbrk(s, " <>\"") == NULL
+               ? NULL
+               : "is not an address (local@domain)";
+}
+
 static const char *cfg_check_pow2(const char *s, int64_t v)
 {
     return v > 0 && (v & (v - 1)) == 0 ? NULL : "is not a power of two";
@@ -116,6 +124,7 @@ static const struct cfg_key cfg_keys[] = {
     {"spool_dir", CFG_T_STRING, "\"./var/spool\"", 1, PATH_MAX - 1, CFG_F(spool_dir), NULL},
     {"workers", CFG_T_UINT, "0", 0, 64, CFG_F(workers), NULL},
     {"hostname", CFG_T_STRING, NULL, 1, 253, CFG_F(hostname), cfg_check_host},
+    {"postmaster", CFG_T_STRING, "\"postmaster@localhost\"", 3, 320, CFG_F(postmaster), cfg_check_mailbox},
     {"mynetworks", CFG_T_CIDR_LIST, "[\"127.0.0.0/8\", \"::1/128\"]", 0, 4096, CFG_L(mynetworks), NULL},
     {"relay_domains", CFG_T_STR_LIST, "[]", 0, 100000, CFG_L(relay_domains), cfg_check_domain},
     {"max_message_size", CFG_T_SIZE, "52428800", 1024, 1LL << 40, CFG_F(max_message_size), NULL},

@@ -549,8 +549,8 @@ static int route_read_relay(struct route_table *t, const struct cfg_node *n, cha
     return 0;
 }
 
-/* The built-in entry "localhost" = "maildir". */
-static int route_add_default(struct route_table *t)
+/* A built-in entry: domain = "maildir". */
+static int route_add_default(struct route_table *t, const char *domain)
 {
     struct route_entry *v = realloc(t->v, (t->n + 1) * sizeof(*v));
     if (v == NULL)
@@ -558,7 +558,7 @@ static int route_add_default(struct route_table *t)
     t->v = v;
     struct route_entry *e = &t->v[t->n];
     memset(e, 0, sizeof(*e));
-    e->key = strdup("localhost");
+    e->key = strdup(domain);
     if (e->key == NULL)
         return -ENOMEM;
     e->klen = strlen(e->key);
@@ -614,13 +614,19 @@ struct route_table *route_table_create(const struct cfg *cfg, char *err, size_t 
             return NULL;
         }
     }
-    /* mail for localhost is delivered here unless the table says otherwise */
-    bool have = false;
-    for (size_t i = 0; i < t->n; i++)
-        if (!t->v[i].suffix && strcasecmp(t->v[i].key, "localhost") == 0)
-            have = true;
-    if (!have && route_add_default(t) < 0)
-        return route_table_fail(t, err, errlen, "route table: out of memory");
+    /* mail for localhost and for the server's own hostname is delivered
+     * here unless the table says otherwise: the hostname routed by MX
+     * would be accepted from anyone and relayed, or bounced to a forged
+     * sender (backscatter) */
+    const char *own[2] = {"localhost", cfg != NULL ? cfg->hostname : NULL};
+    for (int k = 0; k < 2; k++) {
+        bool have = own[k] == NULL || (k == 1 && strcasecmp(own[1], "localhost") == 0);
+        for (size_t i = 0; !have && i < t->n; i++)
+            if (!t->v[i].suffix && strcasecmp(t->v[i].key, own[k]) == 0)
+                have = true;
+        if (!have && route_add_default(t, own[k]) < 0)
+            return route_table_fail(t, err, errlen, "route table: out of memory");
+    }
     return t;
 }
 

@@ -276,10 +276,13 @@ static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct s
         t->rcpts = nv;
         t->rcap = ncap;
     }
-    char *copy = malloc(path->len + 1);
+    /* <postmaster> without a domain (RFC 5321 4.5.1) goes to the
+     * configured address (local by default), never to a DNS lookup of "" */
+    char *copy = path->has_domain ? malloc(path->len + 1) : strdup(s->cfg->postmaster);
     if (copy == NULL)
         return SMTP_R_NOMEM;
-    memcpy(copy, path->addr, path->len + 1);
+    if (path->has_domain)
+        memcpy(copy, path->addr, path->len + 1);
     t->rcpts[t->nrcpt++] = copy;
     return SMTP_R_NONE;
 }

@@ -65,3 +65,36 @@ def test_two_recipients_two_mailboxes(daemon_factory, tmp_path):
     assert b"Delivered-To: you+tag@localhost\n" in you, you[:300]
     assert len(new_files(root, "me")) == 1 and len(new_files(root, "you")) == 1
     assert me.split(b"\n", 2)[2] == you.split(b"\n", 2)[2]  # same message after the two
+
+
+def test_postmaster_without_a_domain_is_delivered(daemon_factory, tmp_path):
+    """RCPT TO:<postmaster> (RFC 5321 4.5.1) from a client outside
+    mynetworks: accepted, and delivered to the postmaster address (default
+    postmaster@localhost, a Maildir), never looked up in DNS."""
+    root = tmp_path / "mail"
+    d = start(daemon_factory, tmp_path, maildir_root=str(root), mynetworks="[]")
+    swaks(d.port, "postmaster")
+    assert wait_until(lambda: new_files(root, "postmaster"), 15), qmgr_log(d)
+    assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
+    data = open(new_files(root, "postmaster")[0], "rb").read()
+    assert b"\nDelivered-To: postmaster@localhost\n" in data, data[:300]
+    assert "DNS" not in qmgr_log(d)
+
+
+def test_postmaster_goes_where_configured(daemon_factory, tmp_path):
+    root = tmp_path / "mail"
+    d = start(daemon_factory, tmp_path, maildir_root=str(root),
+              postmaster='"abuse-desk@localhost"')
+    swaks(d.port, "postmaster")
+    assert wait_until(lambda: new_files(root, "abuse-desk"), 15), qmgr_log(d)
+
+
+def test_mail_for_the_own_hostname_is_local_not_relayed(daemon_factory, tmp_path):
+    """Mail for the server's hostname from any client is delivered here
+    (Maildir), never routed by MX and bounced to a possibly forged sender."""
+    root = tmp_path / "mail"
+    d = start(daemon_factory, tmp_path, maildir_root=str(root), mynetworks="[]")
+    swaks(d.port, "someone@mx.example.test", sender="forged@victim.test")
+    assert wait_until(lambda: new_files(root, "someone"), 15), qmgr_log(d)
+    assert wait_spool_empty(d.spool, 10), spool_list(d.spool)
+    assert outcomes(d, "someone@mx.example.test", "delivered"), qmgr_log(d)
