@@ -88,7 +88,8 @@ struct cfg {
     unsigned max_conn_per_ip;    /* default 50, 0 = no limit */
     struct cfg_cidr *conn_limit_exceptions; /* default: mynetworks */
     size_t nconn_limit_exceptions;
-    uint64_t idle_timeout_ms;    /* default 300s (RFC 5321 4.5.3.2) */
+    uint64_t idle_timeout_ms;    /* default 300s (RFC 5321 4.5.3.2); also bounds a command line */
+    uint64_t max_session_ms;     /* default 1h; 0: unbounded */
     uint64_t min_data_rate;      /* bytes/s during DATA, default 128, 0 = off */
     uint64_t data_rate_grace_ms; /* default 30s before the rate is checked */
     unsigned buffer_count;       /* provided buffers per worker, default 512 */

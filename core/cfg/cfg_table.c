@@ -135,6 +135,7 @@ static const struct cfg_key cfg_keys[] = {
     {"max_conn_per_ip", CFG_T_UINT, "50", 0, 1000000, CFG_F(max_conn_per_ip), NULL},
     {"conn_limit_exceptions", CFG_T_CIDR_LIST, NULL, 0, 4096, CFG_L(conn_limit_exceptions), NULL},
     {"idle_timeout", CFG_T_DURATION_MS, "300s", 100, CFG_DAY, CFG_F(idle_timeout_ms), NULL},
+    {"max_session_time", CFG_T_DURATION_MS, "3600s", 0, 7 * CFG_DAY, CFG_F(max_session_ms), NULL},
     {"min_data_rate", CFG_T_SIZE, "128", 0, 1LL << 30, CFG_F(min_data_rate), NULL},
     {"data_rate_grace", CFG_T_DURATION_MS, "30s", 0, CFG_DAY, CFG_F(data_rate_grace_ms), NULL},
     {"buffer_count", CFG_T_UINT, "512", 64, 32768, CFG_F(buffer_count), cfg_check_pow2},

@@ -406,6 +406,8 @@ struct smtp_session {
     bool out_failed;  /* out of memory for output: close */
 
     uint64_t last_input_ms;
+    uint64_t line_start_ms;    /* the first octet of the command line not yet whole */
+    uint64_t session_start_ms; /* for max_session_time */
     bool data_timing; /* DATA or BDAT in progress: the rate is checked */
     uint64_t data_start_ms, data_bytes;
     /* The envelope of the message waiting for its commit, for the

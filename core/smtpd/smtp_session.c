@@ -37,8 +37,11 @@
  *
  *	Timers: smtp_session_tick() compares now_ms (CLOCK_MONOTONIC_COARSE
  *	milliseconds, the clock smtp_now_ms() reads) with the time of the last
- *	input (idle timeout, RFC 5321 4.5.3.2) and with the start of the
- *	message data (minimum data rate).  A parked session has no timer: the
+ *	input (idle timeout, RFC 5321 4.5.3.2), with the first octet of a
+ *	command line not yet whole (the same bound: a line sent one octet at
+ *	a time cannot hold the session past it, as every octet resets the
+ *	idle time), with the session's start (max_session_time) and with the
+ *	start of the message data (minimum data rate).  A parked session has no timer: the
  *	wait is ours (a sink's is bounded by its binding's deadline).
  *
  *	Event sinks: connect fires before the greeting (a refusal replaces
@@ -241,6 +244,8 @@ static void smtp_line_feed(struct smtp_session *s)
     const char *p = sl->buf->data + sl->off;
     const char *lf = memchr(p, '\n', sl->len);
     size_t n = lf ? (size_t)(lf - p) : sl->len;
+    if (s->linelen == 0 && !s->line_over)
+        s->line_start_ms = s->last_input_ms; /* a line begins: its deadline runs */
     if (!s->line_over) {
         if (s->linelen + n > SMTP_LINE_MAX - 1) {
             s->line_over = true; /* drop it all up to the LF */
@@ -421,6 +426,7 @@ void smtp_session_start(struct smtp_session *s, enum smtp_start how)
         log_panic("smtp_session_start: bad start %d", (int)how);
     s->phase = SMTP_P_CMD;
     s->last_input_ms = smtp_now_ms();
+    s->session_start_ms = s->last_input_ms;
     if (how == SMTP_START_OK)
         smtp_event(s, SINK_EV_CONNECT, NULL, smtp_connect_cont);
     else
@@ -468,8 +474,13 @@ void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
     if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED ||
         s->phase == SMTP_P_SINK || s->phase == SMTP_P_TLS)
         return; /* a handshake is timed by net */
-    if (c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
-        now_ms - s->last_input_ms > c->idle_timeout_ms) {
+    bool partial_line = s->phase == SMTP_P_CMD && (s->linelen > 0 || s->line_over);
+    if ((c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
+         now_ms - s->last_input_ms > c->idle_timeout_ms) ||
+        (c->idle_timeout_ms > 0 && partial_line && now_ms > s->line_start_ms &&
+         now_ms - s->line_start_ms > c->idle_timeout_ms) ||
+        (c->max_session_ms > 0 && now_ms > s->session_start_ms &&
+         now_ms - s->session_start_ms > c->max_session_ms)) {
         s->srv->stats.timeouts++;
         s->timed_out = true;
         smtp_reply(s, SMTP_R_TIMEOUT);

@@ -572,3 +572,46 @@ def test_conn_per_ip_count_does_not_leak(daemon_factory):
     assert c4.reply()[0] == 421
     for c in held + [c4]:
         c.close()
+
+
+def test_slowloris_command_line_is_cut(daemon_factory):
+    """An EHLO line trickled one octet a second: every octet resets the
+    idle time, but the line as a whole gets idle_timeout (3 s) from its
+    first octet: 421 4.4.2 and the connection closes, in well under the
+    time the trickle would take."""
+    d = daemon_factory(idle_timeout="3s")
+    c = Raw(d.port)
+    assert c.reply()[0] == 220
+    t0 = time.monotonic()
+    line = b"EHLO slow.client.example.test\r\n"
+    got = None
+    for ch in line:
+        try:
+            c.send(bytes([ch]))
+        except OSError:
+            break
+        c.s.settimeout(1.0)
+        try:
+            data = c.s.recv(4096)
+        except socket.timeout:
+            continue
+        got = data
+        break
+    took = time.monotonic() - t0
+    assert got is not None and got.startswith(b"421 4.4.2"), got
+    assert took < 8, took
+
+
+def test_max_session_time(daemon_factory):
+    """A client that keeps a session busy (NOOP every 0.5 s) is still
+    ended at max_session_time (3 s) with 421 4.4.2."""
+    d = daemon_factory(max_session_time="3s")
+    c = Raw(d.port)
+    assert c.reply()[0] == 220
+    t0 = time.monotonic()
+    code = 250
+    while code == 250 and time.monotonic() - t0 < 10:
+        time.sleep(0.5)
+        code = c.cmd("NOOP")[0]
+    assert code == 421, code
+    assert 2.5 < time.monotonic() - t0 < 7
