@@ -182,7 +182,7 @@ void net_server_destroy(struct net_server *srv);
  * across counters).  After net_server_run returned they are final. */
 struct net_stats {
     uint64_t accepted;
-    uint64_t open;           /* connections open now (sessions and lingering) */
+    uint64_t open;           /* connections open now (open and lingering) */
     uint64_t refused_busy;   /* admitted NET_ADMIT_BUSY */
     uint64_t refused_per_ip; /* admitted NET_ADMIT_PER_IP */
     uint64_t tasks;          /* scheduler tasks run by the workers */

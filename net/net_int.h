@@ -24,7 +24,7 @@
 #include "sched/sched.h"
 
 #define NET_BGID 1
-#define NET_CONN_SPARE 64      /* slots beyond max_connections, for the 421 */
+#define NET_CONN_SPARE 64      /* slots beyond max_connections, for the refusal (NET_ADMIT_BUSY) */
 #define NET_LINGER_MS 5000     /* wait for the client's FIN after ours */
 #define NET_STOP_GRACE_MS 5000 /* bound on a graceful stop */
 #define NET_TASK_BUDGET 64     /* scheduler tasks per loop turn */
