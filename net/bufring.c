@@ -40,9 +40,8 @@ void net_bufring_flush(struct net_worker *w)
 int net_bufring_init(struct net_worker *w, char *err, size_t errlen)
 {
     struct net_bufring *r = &w->bufs;
-    const struct cfg *cfg = w->srv->cfg;
-    r->count = cfg->buffer_count;
-    r->size = cfg->buffer_size;
+    r->count = w->srv->set.buffer_count;
+    r->size = w->srv->set.buffer_size;
     r->mask = r->count - 1;
     r->br_bytes = r->count * sizeof(struct io_uring_buf);
     r->br = mmap(NULL, r->br_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);

@@ -2,19 +2,19 @@
  * NAME
  *	conn - one client connection on a worker's ring
  * DESCRIPTION
- *	Life of a connection: accepted (a slot, a session, the greeting, a
- *	multishot recv armed) -> OPEN (received bytes go to the session; its
- *	replies go out with one send at a time, batched per loop turn) ->
- *	LINGER once the session is done and its last reply is sent (our FIN is
- *	out; the client's remaining bytes are read and dropped until its FIN or
- *	NET_LINGER_MS, so a final 421/554 is not destroyed by a reset) ->
- *	CLOSING (shutdown(2) ends the multishot recv) -> the slot is freed once
- *	no operation is outstanding.
+ *	Life of a connection: accepted (a slot, the protocol's object from
+ *	proto->open, its start, a multishot recv armed) -> OPEN (received
+ *	bytes go to the protocol; its output goes out with one send at a time,
+ *	batched per loop turn) -> LINGER once the protocol is closing and its
+ *	last output is sent (our FIN is out; the peer's remaining bytes are
+ *	read and dropped until its FIN or NET_LINGER_MS, so a final reply is
+ *	not destroyed by a reset) -> CLOSING (shutdown(2) ends the multishot
+ *	recv) -> the slot is freed once no operation is outstanding.
  *
  *	Received buffers: the CQE hands us buffer `bid` with one reference;
- *	the session takes references on what it keeps, and our reference is
+ *	the protocol takes references on what it keeps, and our reference is
  *	dropped right after, which returns the buffer to the ring unless the
- *	session holds slices of it.
+ *	protocol holds slices of it.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -56,9 +56,9 @@ void net_conn_mark(struct net_worker *w, struct net_conn *c)
     }
 }
 
-void net_conn_kick(void *cookie)
+void net_conn_kick(void *conn)
 {
-    struct net_conn *c = cookie;
+    struct net_conn *c = conn;
     net_conn_mark(c->w, c);
 }
 
@@ -81,11 +81,11 @@ void net_conn_submit_send(struct net_worker *w, struct net_conn *c)
     c->sending = true;
 }
 
-static void net_conn_drop_session(struct net_conn *c)
+void net_conn_drop_proto(struct net_conn *c)
 {
-    if (c->sess) {
-        smtp_session_destroy(c->sess);
-        c->sess = NULL;
+    if (c->pc) {
+        c->w->proto->destroy(c->pc);
+        c->pc = NULL;
     }
 }
 
@@ -93,7 +93,7 @@ static void net_conn_drop_session(struct net_conn *c)
  * any send have completed (see net_conn_flush). */
 void net_conn_close_now(struct net_worker *w, struct net_conn *c)
 {
-    net_conn_drop_session(c);
+    net_conn_drop_proto(c);
     if (c->state != NET_CONN_CLOSING) {
         c->state = NET_CONN_CLOSING;
         if (c->recv_armed)
@@ -104,7 +104,7 @@ void net_conn_close_now(struct net_worker *w, struct net_conn *c)
 
 static void net_conn_free(struct net_worker *w, struct net_conn *c)
 {
-    net_conn_drop_session(c);
+    net_conn_drop_proto(c);
     /* closed by the ring, in the next submission: no syscall of its own */
     struct io_uring_sqe *sqe = net_sqe(w);
     io_uring_prep_close(sqe, c->fd);
@@ -121,9 +121,9 @@ static void net_conn_free(struct net_worker *w, struct net_conn *c)
     w->active--;
 }
 
-void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind)
+void net_conn_accepted(struct net_worker *w, int fd, size_t listener)
 {
-    const struct cfg *cfg = w->srv->cfg;
+    const struct net_settings *set = &w->srv->set;
     if (w->stopping || w->free_head == UINT32_MAX) {
         close(fd);
         return;
@@ -139,7 +139,7 @@ void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind)
     c->recv_paused = c->recv_cancelling = false;
     c->send_p = NULL;
     c->send_left = 0;
-    c->kind = kind;
+    c->implicit_tls = w->srv->listen_tls[listener];
     c->peerlen = sizeof(c->peer);
     if (getpeername(fd, (struct sockaddr *)&c->peer, &c->peerlen) < 0) {
         memset(&c->peer, 0, sizeof(c->peer));
@@ -148,37 +148,36 @@ void net_conn_accepted(struct net_worker *w, int fd, enum smtp_listener kind)
     }
     /* TCP_NODELAY: inherited from the listening socket (server.c) */
 
-    enum smtp_start how = SMTP_START_OK;
+    enum net_admit admit = NET_ADMIT_OK;
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
-    if (w->active > cfg->max_connections) {
-        how = SMTP_START_FULL;
+    if (w->active > set->max_connections) {
+        admit = NET_ADMIT_BUSY;
         w->refused_busy++;
-    } else if (cfg->max_conn_per_ip > 0 &&
-               !cfg_cidr_match(cfg->conn_limit_exceptions, cfg->nconn_limit_exceptions, peer)) {
-        if (net_iplimit_acquire(peer, cfg->max_conn_per_ip))
+    } else if (set->max_conn_per_ip > 0 &&
+               (set->per_ip_exempt == NULL || !set->per_ip_exempt(set->per_ip_exempt_arg, peer))) {
+        if (net_iplimit_acquire(peer, set->max_conn_per_ip))
             c->counted_ip = true;
         else {
-            how = SMTP_START_PER_IP;
+            admit = NET_ADMIT_PER_IP;
             w->refused_per_ip++;
         }
     }
-    c->sess = smtp_session_create(w->smtp, c, peer, c->peerlen);
-    if (c->sess == NULL) {
-        log_msg(LOG_WARN, "out of memory for a session; connection closed");
+    c->pc = w->proto->open(w->ws, c, peer, c->peerlen, w->srv->listen_kind[listener]);
+    if (c->pc == NULL) {
+        log_msg(LOG_WARN, "out of memory for a connection's protocol; connection closed");
         c->state = NET_CONN_CLOSING;
         net_conn_free(w, c);
         return;
     }
-    smtp_session_set_listener(c->sess, kind);
-    if (kind == SMTP_L_SMTPS) { /* RFC 8314: the handshake first, then the 220 */
-        c->start_how = how;
+    if (c->implicit_tls) { /* RFC 8314: the handshake first, then the greeting */
+        c->start_admit = admit;
         if (!net_tls_begin(w, c)) {
             c->state = NET_CONN_CLOSING;
             net_conn_free(w, c);
             return;
         }
     } else {
-        smtp_session_start(c->sess, how);
+        w->proto->start(c->pc, admit);
     }
     net_conn_arm_recv(w, c);
     net_conn_mark(w, c);
@@ -197,9 +196,9 @@ void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring
             if (c->tls != NULL) {
                 net_tls_input(w, c, b->data, (size_t)res);
             } else {
-                smtp_session_input(c->sess, b, 0, (uint32_t)res);
-                if (smtp_session_starttls_wanted(c->sess) && !net_tls_begin(w, c))
-                    smtp_session_eof(c->sess);
+                w->proto->input(c->pc, b, 0, (uint32_t)res);
+                if (w->proto->starttls_wanted(c->pc) && !net_tls_begin(w, c))
+                    w->proto->eof(c->pc);
             }
         }
         mbuf_unref(b);
@@ -215,12 +214,12 @@ void net_conn_recv_cqe(struct net_worker *w, struct net_conn *c, struct io_uring
     } else if (res == 0 || c->state != NET_CONN_OPEN) {
         /* the client's FIN, or our shutdown ending the recv */
         if (c->state == NET_CONN_OPEN)
-            smtp_session_eof(c->sess);
+            w->proto->eof(c->pc);
         net_conn_close_now(w, c);
     } else {
         log_msg(LOG_DEBUG, "recv: %s", strerror(-res));
-        if (c->sess)
-            smtp_session_eof(c->sess);
+        if (c->pc)
+            w->proto->eof(c->pc);
         net_conn_close_now(w, c);
     }
     net_conn_mark(w, c);
@@ -232,8 +231,8 @@ void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res)
     if (res < 0) {
         if (res != -EPIPE && res != -ECONNRESET)
             log_msg(LOG_DEBUG, "send: %s", strerror(-res));
-        if (c->sess)
-            smtp_session_eof(c->sess);
+        if (c->pc)
+            w->proto->eof(c->pc);
         net_conn_close_now(w, c);
         return;
     }
@@ -248,8 +247,8 @@ void net_conn_send_cqe(struct net_worker *w, struct net_conn *c, int res)
     if (c->send_tx) {
         c->send_tx = false;
         c->tx_len = 0;
-    } else if (c->sess) {
-        smtp_session_out_done(c->sess);
+    } else if (c->pc) {
+        w->proto->out_done(c->pc);
     }
     net_conn_mark(w, c);
 }
@@ -259,22 +258,22 @@ void net_conn_flush(struct net_worker *w, struct net_conn *c)
 {
     switch (c->state) {
     case NET_CONN_OPEN:
-        if (c->tls == NULL && smtp_session_starttls_wanted(c->sess) && !net_tls_begin(w, c))
-            smtp_session_eof(c->sess); /* STARTTLS reached by a pump outside input */
+        if (c->tls == NULL && w->proto->starttls_wanted(c->pc) && !net_tls_begin(w, c))
+            w->proto->eof(c->pc); /* STARTTLS reached outside input (a pipelined pump) */
         if (!c->sending) {
             const char *p;
             size_t len;
             bool idle = true;
             if (c->tls != NULL) {
                 idle = net_tls_flush(w, c);
-            } else if (smtp_session_out_take(c->sess, &p, &len)) {
+            } else if (w->proto->out_take(c->pc, &p, &len)) {
                 c->send_p = p;
                 c->send_left = len;
                 net_conn_submit_send(w, c);
                 idle = false;
             }
-            if (idle && c->state == NET_CONN_OPEN && smtp_session_closing(c->sess)) {
-                net_conn_drop_session(c);
+            if (idle && c->state == NET_CONN_OPEN && w->proto->closing(c->pc)) {
+                net_conn_drop_proto(c);
                 c->state = NET_CONN_LINGER;
                 c->linger_until_ms = net_now_ms() + NET_LINGER_MS;
                 shutdown(c->fd, SHUT_WR);
@@ -291,7 +290,7 @@ void net_conn_flush(struct net_worker *w, struct net_conn *c)
         return;
     }
     if (c->state == NET_CONN_OPEN) {
-        size_t backlog = smtp_session_backlog(c->sess);
+        size_t backlog = w->proto->backlog(c->pc);
         if (!c->recv_paused && c->recv_armed && backlog > NET_BACKLOG_PAUSE) {
             struct io_uring_sqe *sqe = net_sqe(w);
             io_uring_prep_cancel64(sqe, net_ud(NET_OP_RECV, c->gen, c->idx), 0);
@@ -316,9 +315,9 @@ void net_conn_tick(struct net_worker *w, struct net_conn *c, uint64_t now_ms)
             net_conn_close_now(w, c);
             break;
         }
-        smtp_session_tick(c->sess, now_ms);
+        w->proto->tick(c->pc, now_ms);
         if (w->stopping)
-            smtp_session_shutdown(c->sess);
+            w->proto->shutdown(c->pc);
         net_conn_mark(w, c);
         break;
     case NET_CONN_LINGER:
@@ -333,14 +332,15 @@ void net_conn_tick(struct net_worker *w, struct net_conn *c, uint64_t now_ms)
     }
 }
 
-/* The ring ran dry: sessions move the body slices they hold to the spool
- * (or copy them out), so the buffers go back and no connection starves. */
+/* The ring ran dry: the protocols let go of the buffers they hold (the
+ * SMTP session moves body slices to the spool or copies them out), so the
+ * buffers go back and no connection starves. */
 void net_conn_release_buffers(struct net_worker *w)
 {
     for (uint32_t i = 0; i < w->nconns_cap; i++) {
         struct net_conn *c = &w->conns[i];
         if (c->state == NET_CONN_OPEN) {
-            smtp_session_release_buffers(c->sess);
+            w->proto->release_buffers(c->pc);
             net_conn_mark(w, c);
         }
     }

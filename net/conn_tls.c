@@ -3,23 +3,23 @@
  *	conn_tls - the TLS side of a connection (STARTTLS and implicit TLS)
  * DESCRIPTION
  *	A TLS connection has a tls_conn (net/tls.h) between the socket and
- *	the session.  Received ciphertext is fed to it and the ring buffer
+ *	the protocol.  Received ciphertext is fed to it and the ring buffer
  *	goes straight back; the plaintext it yields is read into a heap mbuf
- *	(NET_TLS_READ octets) that the session slices like a ring buffer, so
- *	the session's zero-copy body handling holds within the decrypted
- *	buffer, but each octet is copied once more than in plaintext (see
- *	docs/tls.md).  On the way out, the session's output is taken only
+ *	(NET_TLS_READ octets) that the protocol slices like a ring buffer, so
+ *	its zero-copy body handling holds within the decrypted buffer, but
+ *	each octet is copied once more than in plaintext (see docs/tls.md).
+ *	On the way out, the protocol's output is taken only
  *	when the previous ciphertext has been sent, written through SSL, and
  *	the ciphertext is copied into c->tx for the send: the one-send-at-
  *	a-time back-pressure of plaintext connections is kept.
  *
- *	STARTTLS: once the session accepted it (smtp_session_starttls_wanted)
- *	the engine is created; the session's pending output (the 220) still
+ *	STARTTLS: once the protocol accepted it (proto->starttls_wanted) the
+ *	engine is created; the protocol's pending output (SMTP's 220) still
  *	goes out in plaintext, and every octet received afterwards is
- *	ciphertext.  Input the client pipelined behind the STARTTLS line was
- *	already dropped by the session.  Implicit TLS (listen_smtps, RFC
- *	8314): the engine exists from the accept and the session starts (its
- *	220) when the handshake is done.
+ *	ciphertext.  Input the peer pipelined behind the request was already
+ *	dropped by the protocol.  Implicit TLS (a listener with implicit_tls,
+ *	RFC 8314): the engine exists from the accept and the protocol starts
+ *	(its greeting) when the handshake is done.
  *
  *	A handshake has NET_TLS_HANDSHAKE_MS (or idle_timeout, if shorter);
  *	a failed one sends OpenSSL's alert and closes.
@@ -40,7 +40,7 @@ bool net_tls_begin(struct net_worker *w, struct net_conn *c)
         log_msg(LOG_WARN, "out of memory for a TLS connection; connection closed");
         return false;
     }
-    uint64_t bound = w->srv->cfg->idle_timeout_ms;
+    uint64_t bound = w->srv->set.idle_timeout_ms;
     if (bound == 0 || bound > NET_TLS_HANDSHAKE_MS)
         bound = NET_TLS_HANDSHAKE_MS;
     c->tls_deadline_ms = net_now_ms() + bound;
@@ -68,24 +68,25 @@ static struct mbuf *net_tls_rxbuf(struct net_worker *w)
     return mbuf_heap(NET_TLS_READ);
 }
 
-/* The handshake finished: the session learns it (and, for implicit TLS,
+/* The handshake finished: the protocol learns it (and, for implicit TLS,
  * starts with its greeting). */
-static void net_tls_up(struct net_conn *c)
+static void net_tls_up(struct net_worker *w, struct net_conn *c)
 {
     c->tls_up = true;
     log_msg(LOG_DEBUG, "TLS: %s", tls_conn_desc(c->tls));
-    smtp_session_tls_started(c->sess, tls_conn_desc(c->tls));
-    if (c->kind == SMTP_L_SMTPS)
-        smtp_session_start(c->sess, c->start_how);
+    w->proto->tls_started(c->pc, tls_conn_desc(c->tls));
+    if (c->implicit_tls)
+        w->proto->start(c->pc, c->start_admit);
 }
 
 void net_tls_input(struct net_worker *w, struct net_conn *c, const char *p, size_t n)
 {
     net_conn_mark(w, c);
-    if (smtp_session_closing(c->sess))
+    const struct net_proto *pr = w->proto;
+    if (pr->closing(c->pc))
         return; /* a failed handshake or the end: nothing more is read */
     if (tls_conn_feed(c->tls, p, n) < 0) {
-        smtp_session_eof(c->sess);
+        pr->eof(c->pc);
         return;
     }
     if (!c->tls_up) {
@@ -94,19 +95,19 @@ void net_tls_input(struct net_worker *w, struct net_conn *c, const char *p, size
             return;
         if (st == TLS_FAILED) {
             log_msg(LOG_INFO, "TLS handshake failed: %s", tls_conn_error(c->tls));
-            smtp_session_eof(c->sess); /* the alert goes out, then the close */
+            pr->eof(c->pc); /* the alert goes out, then the close */
             return;
         }
-        net_tls_up(c);
+        net_tls_up(w, c);
     }
     /* every plaintext octet now: the ciphertext is already ours, the
-     * session's backlog bound applies to what it holds */
+     * protocol's backlog bound applies to what it holds */
     for (;;) {
-        if (c->state != NET_CONN_OPEN || smtp_session_closing(c->sess))
+        if (c->state != NET_CONN_OPEN || pr->closing(c->pc))
             return;
         struct mbuf *m = net_tls_rxbuf(w);
         if (m == NULL) {
-            smtp_session_eof(c->sess);
+            pr->eof(c->pc);
             return;
         }
         size_t got = 0;
@@ -118,15 +119,15 @@ void net_tls_input(struct net_worker *w, struct net_conn *c, const char *p, size
             got += (size_t)r;
         }
         if (got > 0)
-            smtp_session_input(c->sess, m, 0, (uint32_t)got);
+            pr->input(c->pc, m, 0, (uint32_t)got);
         if (m->refs == 1 && w->tls_spare == NULL)
-            w->tls_spare = m; /* the session kept nothing of it */
+            w->tls_spare = m; /* the protocol kept nothing of it */
         else
             mbuf_unref(m);
         if (r < 0) {
             if (r == -EPROTO)
                 log_msg(LOG_DEBUG, "TLS: %s", tls_conn_error(c->tls));
-            smtp_session_eof(c->sess);
+            pr->eof(c->pc);
             return;
         }
         if (got < NET_TLS_READ)
@@ -158,14 +159,15 @@ static bool net_tls_send_tx(struct net_worker *w, struct net_conn *c)
 }
 
 /* No send in flight.  True when there is nothing to send (the caller may
- * then move a closing session to LINGER). */
+ * then move a closing connection to LINGER). */
 bool net_tls_flush(struct net_worker *w, struct net_conn *c)
 {
+    const struct net_proto *pr = w->proto;
     const char *p;
     size_t len;
     if (!c->tls_up) {
-        /* the 220 to STARTTLS is plaintext, and it goes before any record */
-        if (smtp_session_out_take(c->sess, &p, &len)) {
+        /* the answer to STARTTLS is plaintext, and it goes before any record */
+        if (pr->out_take(c->pc, &p, &len)) {
             c->send_p = p;
             c->send_left = len;
             c->send_tx = false;
@@ -174,14 +176,14 @@ bool net_tls_flush(struct net_worker *w, struct net_conn *c)
         }
         return !net_tls_send_tx(w, c);
     }
-    if (smtp_session_out_take(c->sess, &p, &len)) {
+    if (pr->out_take(c->pc, &p, &len)) {
         int rc = tls_conn_write(c->tls, p, len);
-        smtp_session_out_done(c->sess); /* copied into the engine */
+        pr->out_done(c->pc); /* copied into the engine */
         if (rc < 0) {
             log_msg(LOG_DEBUG, "TLS write: %s", tls_conn_error(c->tls));
-            smtp_session_eof(c->sess);
+            pr->eof(c->pc);
         }
-    } else if (smtp_session_closing(c->sess) && !c->tls_bye) {
+    } else if (pr->closing(c->pc) && !c->tls_bye) {
         tls_conn_shutdown(c->tls);
         c->tls_bye = true;
     }

@@ -4,26 +4,34 @@
  * SYNOPSIS
  *	#include "net/net.h"
  * DESCRIPTION
+ *	net/ knows no protocol.  It accepts connections, reads them into a
+ *	provided buffer ring and writes what a protocol hands it; what the
+ *	bytes mean is the business of the protocol table (struct net_proto)
+ *	the caller gives it, and what else a worker owns (a spool writer, a
+ *	group commit, sinks) is the business of the worker hooks (struct
+ *	net_worker_hooks).  core/smtpd/worker.c plugs the SMTP server in.
+ *
  *	net_server_create() binds every listen address (one SO_REUSEPORT
  *	socket per address per worker) and checks that io_uring is usable, so
  *	that start-up errors are reported before anything runs.
  *	net_server_run() starts the workers and returns when they have stopped.
  *	Each worker owns one ring (SINGLE_ISSUER | DEFER_TASKRUN), a provided
  *	buffer ring feeding multishot recv, multishot accept on its listeners,
- *	its spool writer, its sessions, and a one-second tick timer; see
- *	docs/network.md.
+ *	its scheduler worker (driven from the ring loop), its connections, and a
+ *	one-second tick timer; see docs/network.md.
  *
  *	net_server_stop() may be called from any thread (it writes to each
- *	worker's eventfd): listeners close, sessions get 421 at their next
- *	command boundary outside a transaction (smtp_session_shutdown), in-flight
- *	group commits finish, and the workers exit
- *	once their connections are gone or after a bound (5 s).
- *	net_server_stop_drain() is the same with the bound given (the
- *	configuration's drain_timeout; 0: connections not at a command
- *	boundary are closed at the next one-second tick).  At the bound the
- *	connections left are closed; a message whose 250 was not sent is not
- *	acknowledged, so nothing acknowledged is lost.  Calling it again may
- *	shorten the bound, never lengthen it.
+ *	worker's eventfd): listeners close, every connection's protocol is told
+ *	to finish (proto->shutdown, at every tick from then on), the worker
+ *	stays while hooks->busy says so, and exits once its connections are
+ *	gone or after a bound (5 s).  net_server_stop_drain() is the same with
+ *	the bound given (0: connections still open are closed at the next
+ *	one-second tick).  At the bound the connections left are closed.
+ *	Calling it again may shorten the bound, never lengthen it.
+ *
+ *	Ownership: the settings, the tables and their arg are borrowed; the
+ *	settings are read during net_server_create only (the listen texts are
+ *	copied), the tables must outlive the server.
  * DIAGNOSTICS
  *	net_server_create() returns -errno with one line in err naming the
  *	address or the facility ("listen 127.0.0.1:25: Address already in use").
@@ -31,82 +39,170 @@
 #ifndef SLUICE_NET_NET_H
 #define SLUICE_NET_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
-#include "core/cfg/cfg.h"
-#include "core/smtpd/smtp.h"
-#include "storage/spool.h"
+#include "core/base/mbuf.h"
 
 struct net_server;
+struct net_worker;
+struct net_conn;
+struct sched_pool;
+struct sched_worker;
+struct tls_server;
+struct io_uring_sqe;
 
-struct net_stats {
-    uint64_t accepted;
-    uint64_t sessions;
-    uint64_t messages; /* acknowledged with 250 */
-    uint64_t commits;  /* COMMIT records written */
-    uint64_t syncs;    /* fdatasync batches */
-    uint64_t sync_errors;
-    uint64_t tasks;  /* scheduler tasks run (sink completions, offloaded work) */
-    uint64_t rejected;    /* messages refused after the data (limits, bare CR/LF, sinks) */
-    uint64_t tempfailed;  /* 4xx after the data (spool errors, sink tempfail) */
-    uint64_t discarded;   /* accepted and thrown away by a DISCARD verdict */
-    uint64_t quarantined; /* stored with the quarantine flag */
-    uint64_t steals;
+#define NET_MAX_LISTEN 16 /* listen addresses in all */
+
+/* One listen address. */
+struct net_listen {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *text;  /* as configured, for messages */
+    int kind;          /* the caller's tag, handed to proto->open; net does not read it */
+    bool implicit_tls; /* the TLS handshake starts at accept (needs net_server_set_tls) */
 };
 
-struct sink_engine;
-struct sched_pool;
+/* What net reads, filled by the caller (core/smtpd/worker.c, from cfg). */
+struct net_settings {
+    const struct net_listen *listen;
+    size_t nlisten;
+    unsigned workers;
+    unsigned max_connections; /* per worker; beyond it, open() is told NET_ADMIT_BUSY */
+    unsigned max_conn_per_ip; /* across workers; 0: no limit */
+    /* Peers the per-IP limit does not apply to (NULL: none). */
+    bool (*per_ip_exempt)(void *arg, const struct sockaddr *peer);
+    void *per_ip_exempt_arg;
+    unsigned buffer_count; /* provided buffers per worker, a power of two */
+    unsigned buffer_size;
+    uint64_t idle_timeout_ms; /* also bounds a TLS handshake (0: only NET_TLS_HANDSHAKE_MS) */
+};
 
-/* cfg, sp, pool and engine (NULL: no sinks) are borrowed and must outlive
- * the server.  pool must have one scheduler worker per net worker
- * (cfg->workers); each net worker attaches itself to its own and drives it
- * from its ring loop.  Order of teardown: net_server_destroy, then
- * sink_engine_destroy (a sink's own threads may post to the pool until
- * then), then sched_pool_destroy. */
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *pool,
-                      struct sink_engine *engine, struct net_server **out, char *err,
-                      size_t errlen);
+/* How a connection was admitted: the protocol says no politely when not OK. */
+enum net_admit {
+    NET_ADMIT_OK,
+    NET_ADMIT_PER_IP, /* max_conn_per_ip reached for this peer */
+    NET_ADMIT_BUSY,   /* max_connections reached on this worker */
+};
+
+/*
+ * The protocol of a connection.  Every call runs on the connection's
+ * worker thread.  `pc` is what open() returned; it stays the protocol's
+ * until destroy().  A protocol that gains output or wants to close outside
+ * a call from net (a group commit completed, a sink answered) calls
+ * net_conn_kick() with the conn it was given at open().
+ */
+struct net_proto {
+    /* A connection was accepted on a listener of `kind` (ws: the worker
+     * state hooks->start returned; peer: borrowed for the call).  NULL:
+     * out of memory, the connection is closed. */
+    void *(*open)(void *ws, struct net_conn *c, const struct sockaddr *peer, socklen_t peerlen,
+                  int kind);
+    /* Begin (the greeting); after the handshake on an implicit-TLS listener. */
+    void (*start)(void *pc, enum net_admit admit);
+    /* Octets [off, off+len) of b were received; the protocol takes
+     * references on b for what it keeps. */
+    void (*input)(void *pc, struct mbuf *b, uint32_t off, uint32_t len);
+    /* The peer closed its side, or the connection failed. */
+    void (*eof)(void *pc);
+    /* Output: take freezes the bytes for one send, valid until out_done. */
+    bool (*out_take)(void *pc, const char **p, size_t *len);
+    void (*out_done)(void *pc);
+    /* Close once the pending output is sent. */
+    bool (*closing)(const void *pc);
+    /* Received octets held unprocessed: reading pauses above NET_BACKLOG_PAUSE. */
+    size_t (*backlog)(const void *pc);
+    /* About once a second (idle timeouts). */
+    void (*tick)(void *pc, uint64_t now_ms);
+    /* The server is stopping: finish at the next clean point. */
+    void (*shutdown)(void *pc);
+    /* The buffer ring is running dry: let go of every ring buffer held. */
+    void (*release_buffers)(void *pc);
+    /* The protocol agreed to start TLS: its pending output goes out in
+     * plaintext, every later octet is TLS. */
+    bool (*starttls_wanted)(const void *pc);
+    /* The handshake is done; desc is borrowed for the call. */
+    void (*tls_started)(void *pc, const char *desc);
+    void (*destroy)(void *pc);
+};
+
+/*
+ * What a worker owns besides its connections.  Every call runs on the
+ * worker's thread; `ws` is what start() returned.
+ */
+struct net_worker_hooks {
+    /* The ring and the scheduler worker exist.  0 and *ws, or -errno with
+     * one line in err ("worker 0: spool ./spool: Permission denied"). */
+    int (*start)(void *arg, struct net_worker *w, void **ws, char *err, size_t errlen);
+    /* The turn's completions and tasks have run, its output is not yet
+     * flushed: settle what is due (sink deadlines).  NULL: nothing. */
+    void (*after_tasks)(void *ws);
+    /* The connections' output for the turn is queued: start what batches
+     * per turn (the group commit). */
+    void (*turn_end)(void *ws);
+    /* A stopping worker stays while this is true (a commit in flight). */
+    bool (*busy)(void *ws);
+    /* Milliseconds the worker may sleep at most (UINT64_MAX: no bound). */
+    uint64_t (*next_deadline)(void *ws);
+    /* The end of every turn: publish counters for other threads. */
+    void (*publish)(void *ws);
+    /* An operation queued with net_sqe_set_user completed with res. */
+    void (*user_done)(void *ws, uint8_t tag, uint32_t arg, int res);
+    /* The worker ends: its connections are closed (or were never opened),
+     * the ring and the scheduler worker still exist. */
+    void (*stop)(void *ws);
+};
+
+/* pool (borrowed, must outlive the server) must have one scheduler worker
+ * per net worker; each net worker attaches itself to its own and drives it
+ * from its ring loop. */
+int net_server_create(const struct net_settings *set, const struct net_proto *proto,
+                      const struct net_worker_hooks *hooks, void *hooks_arg,
+                      struct sched_pool *pool, struct net_server **out, char *err, size_t errlen);
 /* The address each listen entry is bound to ("127.0.0.1:41234" after port 0). */
 size_t net_server_listen_count(const struct net_server *srv);
 const char *net_server_listen_addr(const struct net_server *srv, size_t i);
-enum smtp_listener net_server_listen_kind(const struct net_server *srv, size_t i);
-/* TLS for STARTTLS and the listen_smtps listeners (borrowed, must outlive
- * the server; NULL: none, STARTTLS not offered).  Before net_server_run. */
-struct tls_server;
+int net_server_listen_kind(const struct net_server *srv, size_t i);
+/* TLS for STARTTLS and the implicit-TLS listeners (borrowed, must outlive
+ * the server; NULL: none).  Before net_server_run. */
 void net_server_set_tls(struct net_server *srv, struct tls_server *ts);
 /* Runs the workers until they stop.  0, or -errno with err filled when a
- * worker could not start (its ring or buffer ring setup failed). */
+ * worker could not start (its ring, buffer ring or hooks->start failed). */
 int net_server_run(struct net_server *srv, char *err, size_t errlen);
 void net_server_stop(struct net_server *srv);
 void net_server_stop_drain(struct net_server *srv, uint64_t grace_ms);
-/* Sums of every worker's counters (meaningful after run returned). */
-void net_server_stats(const struct net_server *srv, struct net_stats *st);
 void net_server_destroy(struct net_server *srv);
 
-/* ---- live counters, for the metrics endpoint (core/ops/admin.c) ----
+/* ---- counters ----
  * Any thread, between net_server_create and net_server_destroy: each
- * worker publishes its counters at the end of every loop turn (relaxed
- * stores; a reader wants each value to be one it had, not a snapshot
- * consistent across counters).  The fsync histogram times each group
- * commit's fdatasync from its submission to its completion. */
-#define NET_FSYNC_BOUNDS 15
-/* Upper bounds of the fsync latency buckets, nanoseconds, increasing. */
-extern const uint64_t net_fsync_bounds_ns[NET_FSYNC_BOUNDS];
-struct net_live_stats {
-    struct net_stats st;     /* as net_server_stats, published values */
-    uint64_t open;           /* connections open now (sessions and lingering) */
-    uint64_t refused_busy;   /* 421 at connect: max_connections reached */
-    uint64_t refused_per_ip; /* 421 at connect: max_conn_per_ip reached */
-    uint64_t timeouts;       /* sessions ended by idle_timeout or min_data_rate */
-    uint64_t protocol_errors;
-    uint64_t rcpt_rejected;
-    uint64_t ended_quit, ended_dropped, ended_error, ended_shutdown; /* sessions ended so */
-    uint64_t fsyncs;                              /* completed */
-    uint64_t fsync_ns_sum;                        /* their latency in all */
-    uint64_t fsync_buckets[NET_FSYNC_BOUNDS + 1]; /* per bucket (not cumulative); last: above */
+ * worker publishes them at the end of every loop turn (relaxed stores; a
+ * reader wants each value to be one it had, not a snapshot consistent
+ * across counters).  After net_server_run returned they are final. */
+struct net_stats {
+    uint64_t accepted;
+    uint64_t open;           /* connections open now (open and lingering) */
+    uint64_t refused_busy;   /* admitted NET_ADMIT_BUSY */
+    uint64_t refused_per_ip; /* admitted NET_ADMIT_PER_IP */
+    uint64_t tasks;          /* scheduler tasks run by the workers */
 };
-void net_server_live_stats(const struct net_server *srv, struct net_live_stats *out);
+void net_server_stats(const struct net_server *srv, struct net_stats *st);
+
+/* ---- for the protocol and the worker hooks (the worker's thread) ---- */
+
+/* The protocol of c has output or wants to close: flushed at the end of
+ * this loop turn.  conn is the struct net_conn given to proto->open (void
+ * so that it can be a kick callback). */
+void net_conn_kick(void *conn);
+unsigned net_worker_id(const struct net_worker *w);
+struct sched_worker *net_worker_sched(struct net_worker *w);
+bool net_worker_stopping(const struct net_worker *w);
+/* A submission entry on w's ring, for an operation of the upper layer:
+ * prepare it, then net_sqe_set_user() so that its completion reaches
+ * hooks->user_done(ws, tag, arg, cqe->res).  Submitted with the turn. */
+struct io_uring_sqe *net_worker_sqe(struct net_worker *w);
+void net_sqe_set_user(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg);
 
 /* Checks that this kernel lets us set up the rings sluice needs.  0, or
  * -errno with an explanation in err. */

@@ -61,10 +61,14 @@ int net_probe_uring(char *err, size_t errlen)
     static const struct {
         int op;
         const char *name;
-    } need[] = {{IORING_OP_ACCEPT, "ACCEPT"}, {IORING_OP_RECV, "RECV"},
-                {IORING_OP_SEND, "SEND"},     {IORING_OP_FSYNC, "FSYNC"},
-                {IORING_OP_TIMEOUT, "TIMEOUT"}, {IORING_OP_READ, "READ"},
-                {IORING_OP_CLOSE, "CLOSE"},     {IORING_OP_POLL_ADD, "POLL_ADD"},
+    } need[] = {{IORING_OP_ACCEPT, "ACCEPT"},
+                {IORING_OP_RECV, "RECV"},
+                {IORING_OP_SEND, "SEND"},
+                {IORING_OP_FSYNC, "FSYNC"},
+                {IORING_OP_TIMEOUT, "TIMEOUT"},
+                {IORING_OP_READ, "READ"},
+                {IORING_OP_CLOSE, "CLOSE"},
+                {IORING_OP_POLL_ADD, "POLL_ADD"},
                 {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"}};
     rc = 0;
     for (size_t i = 0; probe && i < sizeof(need) / sizeof(need[0]); i++) {
@@ -94,8 +98,8 @@ static void net_addr_text(const struct sockaddr_storage *ss, char *out, size_t o
     }
 }
 
-static int net_listen_socket(struct sockaddr_storage *ss, socklen_t len, bool reuseport,
-                             char *err, size_t errlen, const char *text)
+static int net_listen_socket(struct sockaddr_storage *ss, socklen_t len, bool reuseport, char *err,
+                             size_t errlen, const char *text)
 {
     int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -121,35 +125,17 @@ static int net_listen_socket(struct sockaddr_storage *ss, socklen_t len, bool re
     return fd;
 }
 
-int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *pool,
-                      struct sink_engine *engine, struct net_server **out, char *err,
-                      size_t errlen)
+int net_server_create(const struct net_settings *set, const struct net_proto *proto,
+                      const struct net_worker_hooks *hooks, void *hooks_arg,
+                      struct sched_pool *pool, struct net_server **out, char *err, size_t errlen)
 {
     *out = NULL;
-    /* every listener with the kind of session it starts */
-    const struct {
-        const struct cfg_sockaddr *v;
-        size_t n;
-        enum smtp_listener kind;
-    } lists[] = {
-        {cfg->listen, cfg->nlisten, SMTP_L_PLAIN},
-        {cfg->listen_smtps, cfg->nlisten_smtps, SMTP_L_SMTPS},
-        {cfg->listen_submission, cfg->nlisten_submission, SMTP_L_SUBMISSION},
-    };
-    const struct cfg_sockaddr *laddr[NET_MAX_LISTEN];
-    enum smtp_listener lkind[NET_MAX_LISTEN];
-    size_t nl = 0;
-    for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++) {
-        for (size_t j = 0; j < lists[k].n; j++) {
-            if (nl == NET_MAX_LISTEN) {
-                snprintf(err, errlen, "listen: at most %d addresses in all", NET_MAX_LISTEN);
-                return -EINVAL;
-            }
-            laddr[nl] = &lists[k].v[j];
-            lkind[nl++] = lists[k].kind;
-        }
+    size_t nl = set->nlisten;
+    if (nl > NET_MAX_LISTEN) {
+        snprintf(err, errlen, "listen: at most %d addresses in all", NET_MAX_LISTEN);
+        return -EINVAL;
     }
-    if (cfg->nlisten == 0) {
+    if (nl == 0) {
         snprintf(err, errlen, "listen: between 1 and %d addresses are needed", NET_MAX_LISTEN);
         return -EINVAL;
     }
@@ -159,10 +145,12 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
     struct net_server *srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return -ENOMEM;
-    srv->cfg = cfg;
-    srv->spool = sp;
-    srv->engine = engine;
-    srv->nworkers = cfg->workers ? cfg->workers : 1;
+    srv->set = *set;
+    srv->set.listen = NULL; /* not kept */
+    srv->proto = proto;
+    srv->hooks = hooks;
+    srv->hooks_arg = hooks_arg;
+    srv->nworkers = set->workers ? set->workers : 1;
     srv->pool = pool;
     if (sched_pool_size(pool) < srv->nworkers) {
         snprintf(err, errlen, "net_server_create: a scheduler of %u workers for %u net workers",
@@ -171,15 +159,12 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
         return -EINVAL;
     }
     srv->nlisten = nl;
-    memcpy(srv->listen_kind, lkind, nl * sizeof(lkind[0]));
+    for (size_t j = 0; j < nl; j++) {
+        srv->listen_kind[j] = set->listen[j].kind;
+        srv->listen_tls[j] = set->listen[j].implicit_tls;
+    }
     atomic_init(&srv->stop, false);
     atomic_init(&srv->stop_grace_ms, NET_STOP_GRACE_MS);
-    atomic_init(&srv->fsyncs_done, 0);
-    const char *fault = getenv("SLUICE_FAULT_FSYNC_AFTER");
-    srv->fault_fsync_after = fault && *fault ? strtoll(fault, NULL, 10) : -1;
-    if (srv->fault_fsync_after >= 0)
-        log_msg(LOG_WARN, "fault injection: every fdatasync after the first %lld fails",
-                srv->fault_fsync_after);
     pthread_mutex_init(&srv->start_lock, NULL);
     pthread_cond_init(&srv->start_cond, NULL);
     srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
@@ -190,15 +175,16 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
     for (unsigned i = 0; i < srv->nworkers; i++) {
         struct net_worker *w = &srv->workers[i];
         w->srv = srv;
+        w->proto = proto;
         w->id = i;
         w->wake_fd = -1;
         for (size_t j = 0; j < NET_MAX_LISTEN; j++)
             w->listen_fd[j] = -1;
     }
     for (size_t j = 0; j < nl; j++) {
-        struct sockaddr_storage ss = laddr[j]->ss;
-        socklen_t len = laddr[j]->len;
-        const char *text = laddr[j]->text;
+        struct sockaddr_storage ss = set->listen[j].ss;
+        socklen_t len = set->listen[j].len;
+        const char *text = set->listen[j].text;
         bool port0 = (ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port) == 0;
         if (!port0) {
@@ -237,21 +223,30 @@ int net_server_create(const struct cfg *cfg, struct spool *sp, struct sched_pool
     return 0;
 }
 
-size_t net_server_listen_count(const struct net_server *srv) { return srv->nlisten; }
-
-enum smtp_listener net_server_listen_kind(const struct net_server *srv, size_t i)
+size_t net_server_listen_count(const struct net_server *srv)
 {
-    return i < srv->nlisten ? srv->listen_kind[i] : SMTP_L_PLAIN;
+    return srv->nlisten;
 }
 
-void net_server_set_tls(struct net_server *srv, struct tls_server *ts) { srv->tls = ts; }
+int net_server_listen_kind(const struct net_server *srv, size_t i)
+{
+    return i < srv->nlisten ? srv->listen_kind[i] : 0;
+}
+
+void net_server_set_tls(struct net_server *srv, struct tls_server *ts)
+{
+    srv->tls = ts;
+}
 
 const char *net_server_listen_addr(const struct net_server *srv, size_t i)
 {
     return i < srv->nlisten ? srv->listen_text[i] : NULL;
 }
 
-void net_server_stop(struct net_server *srv) { net_server_stop_drain(srv, NET_STOP_GRACE_MS); }
+void net_server_stop(struct net_server *srv)
+{
+    net_server_stop_drain(srv, NET_STOP_GRACE_MS);
+}
 
 void net_server_stop_drain(struct net_server *srv, uint64_t grace_ms)
 {
@@ -273,8 +268,8 @@ int net_server_run(struct net_server *srv, char *err, size_t errlen)
     unsigned created = 0;
     int rc = 0;
     for (size_t j = 0; j < srv->nlisten; j++) {
-        if (srv->listen_kind[j] == SMTP_L_SMTPS && srv->tls == NULL) {
-            snprintf(err, errlen, "listen_smtps %s: needs a tls { cert = ...; key = ...; } block",
+        if (srv->listen_tls[j] && srv->tls == NULL) {
+            snprintf(err, errlen, "listen %s: implicit TLS needs a TLS server",
                      srv->listen_text[j]);
             return -EINVAL;
         }
@@ -309,56 +304,12 @@ void net_server_stats(const struct net_server *srv, struct net_stats *st)
     memset(st, 0, sizeof(*st));
     for (unsigned i = 0; i < srv->nworkers; i++) {
         const struct net_worker *w = &srv->workers[i];
-        st->accepted += w->accepted;
-        st->sessions += w->smtp_final.sessions;
-        st->messages += w->smtp_final.messages;
-        st->commits += w->spool_final.commits;
-        st->syncs += w->spool_final.syncs;
-        st->sync_errors += w->spool_final.sync_errors;
-        st->tasks += w->tasks_run;
-        st->rejected += w->smtp_final.rejected;
-        st->tempfailed += w->smtp_final.tempfailed;
-        st->discarded += w->smtp_final.discarded;
-        st->quarantined += w->smtp_final.quarantined;
-    }
-}
-
-static uint64_t net_live_get(const _Atomic uint64_t *v)
-{
-    /* relaxed: pairs with the relaxed stores of net_worker_publish (a reading) */
-    return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-void net_server_live_stats(const struct net_server *srv, struct net_live_stats *out)
-{
-    memset(out, 0, sizeof(*out));
-    for (unsigned i = 0; i < srv->nworkers; i++) {
-        const struct net_worker *w = &srv->workers[i];
-        out->st.accepted += net_live_get(&w->live.accepted);
-        out->st.sessions += net_live_get(&w->live.sessions);
-        out->st.messages += net_live_get(&w->live.messages);
-        out->st.commits += net_live_get(&w->live.commits);
-        out->st.syncs += net_live_get(&w->live.syncs);
-        out->st.sync_errors += net_live_get(&w->live.sync_errors);
-        out->st.tasks += net_live_get(&w->live.tasks);
-        out->st.rejected += net_live_get(&w->live.rejected);
-        out->st.tempfailed += net_live_get(&w->live.tempfailed);
-        out->st.discarded += net_live_get(&w->live.discarded);
-        out->st.quarantined += net_live_get(&w->live.quarantined);
-        out->open += net_live_get(&w->live.open);
-        out->refused_busy += net_live_get(&w->live.refused_busy);
-        out->refused_per_ip += net_live_get(&w->live.refused_per_ip);
-        out->timeouts += net_live_get(&w->live.timeouts);
-        out->protocol_errors += net_live_get(&w->live.protocol_errors);
-        out->rcpt_rejected += net_live_get(&w->live.rcpt_rejected);
-        out->ended_quit += net_live_get(&w->live.ended_quit);
-        out->ended_dropped += net_live_get(&w->live.ended_dropped);
-        out->ended_error += net_live_get(&w->live.ended_error);
-        out->ended_shutdown += net_live_get(&w->live.ended_shutdown);
-        out->fsyncs += net_live_get(&w->live.fsyncs);
-        out->fsync_ns_sum += net_live_get(&w->live.fsync_ns_sum);
-        for (unsigned b = 0; b <= NET_FSYNC_BOUNDS; b++)
-            out->fsync_buckets[b] += net_live_get(&w->live.fsync_buckets[b]);
+        /* relaxed: pairs with the relaxed stores of net_worker_publish (a reading) */
+        st->accepted += atomic_load_explicit(&w->live.accepted, memory_order_relaxed);
+        st->open += atomic_load_explicit(&w->live.open, memory_order_relaxed);
+        st->tasks += atomic_load_explicit(&w->live.tasks, memory_order_relaxed);
+        st->refused_busy += atomic_load_explicit(&w->live.refused_busy, memory_order_relaxed);
+        st->refused_per_ip += atomic_load_explicit(&w->live.refused_per_ip, memory_order_relaxed);
     }
 }
 

@@ -68,47 +68,6 @@ static char *tls_dup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* ---- configuration ---- */
-
-int tls_opts_from_cfg(const struct cfg *cfg, struct tls_opts *o, char *err, size_t errlen)
-{
-    memset(o, 0, sizeof(*o));
-    const struct cfg_node *b = cfg->tree ? cfg_node_get(cfg->tree, "tls") : NULL;
-    if (b == NULL)
-        return 0;
-    if (cfg_node_type(b) != CFG_OBJECT) {
-        snprintf(err, errlen, "line %u: tls: a block { cert = ...; key = ...; } is expected",
-                 cfg_node_line(b));
-        return -EINVAL;
-    }
-    static const char *const keys[] = {"cert",    "key",          "ca_file", "min_protocol",
-                                       "ciphers", "ciphersuites", NULL};
-    const char **slot[] = {&o->cert,    &o->key,          &o->ca_file, &o->min_protocol,
-                           &o->ciphers, &o->ciphersuites};
-    for (size_t i = 0; i < cfg_node_count(b); i++) {
-        const struct cfg_node *n = cfg_node_at(b, i);
-        size_t k = 0;
-        while (keys[k] && strcmp(keys[k], cfg_node_key(n)) != 0)
-            k++;
-        if (keys[k] == NULL) {
-            snprintf(err, errlen, "line %u: tls.%s: unknown key (cert, key, ca_file, "
-                     "min_protocol, ciphers, ciphersuites)", cfg_node_line(n), cfg_node_key(n));
-            return -EINVAL;
-        }
-        if (cfg_node_type(n) != CFG_STRING || cfg_node_str(n)[0] == '\0') {
-            snprintf(err, errlen, "line %u: tls.%s: a non-empty string is expected",
-                     cfg_node_line(n), keys[k]);
-            return -EINVAL;
-        }
-        *slot[k] = cfg_node_str(n);
-    }
-    if (o->cert == NULL || o->key == NULL) {
-        snprintf(err, errlen, "line %u: tls: cert and key are both required", cfg_node_line(b));
-        return -EINVAL;
-    }
-    return 1;
-}
-
 static int tls_min_version(const char *name, int *out)
 {
     if (name == NULL || strcmp(name, "TLSv1.2") == 0)
@@ -188,8 +147,7 @@ static SSL_CTX *tls_server_ctx(const struct tls_opts *o, char *err, size_t errle
     if (SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
             ERR_clear_error();
-            snprintf(err, errlen, "tls: key %s does not match the certificate %s", o->key,
-                     o->cert);
+            snprintf(err, errlen, "tls: key %s does not match the certificate %s", o->key, o->cert);
             goto fail;
         }
         tls_errtext(why, sizeof(why));
@@ -377,7 +335,8 @@ struct tls_conn *tls_conn_connect(struct tls_client *tc, const char *host, enum 
     t->client = true;
     SSL_set_connect_state(t->ssl);
     unsigned char ip[16];
-    bool literal = host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1);
+    bool literal =
+        host && (inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1);
     /* no SNI for an address literal (RFC 6066 section 3) */
     if (host && host[0] && !literal && SSL_set_tlsext_host_name(t->ssl, host) != 1)
         ERR_clear_error();
@@ -463,7 +422,10 @@ enum tls_status tls_conn_handshake(struct tls_conn *t)
     return TLS_FAILED;
 }
 
-bool tls_conn_ready(const struct tls_conn *t) { return t->ready; }
+bool tls_conn_ready(const struct tls_conn *t)
+{
+    return t->ready;
+}
 
 ssize_t tls_conn_read(struct tls_conn *t, void *buf, size_t cap)
 {
@@ -516,11 +478,20 @@ size_t tls_conn_out_take(struct tls_conn *t, void *buf, size_t cap)
     return got;
 }
 
-const char *tls_conn_desc(const struct tls_conn *t) { return t->desc; }
+const char *tls_conn_desc(const struct tls_conn *t)
+{
+    return t->desc;
+}
 
-const char *tls_conn_protocol(const struct tls_conn *t) { return SSL_get_version(t->ssl); }
+const char *tls_conn_protocol(const struct tls_conn *t)
+{
+    return SSL_get_version(t->ssl);
+}
 
-const char *tls_conn_error(const struct tls_conn *t) { return t->error; }
+const char *tls_conn_error(const struct tls_conn *t)
+{
+    return t->error;
+}
 
 bool tls_conn_verified(const struct tls_conn *t)
 {

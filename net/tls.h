@@ -19,8 +19,10 @@
  *	plaintext; the engine's own records (handshake, session tickets,
  *	alerts, close_notify) appear in its output like any other.
  *
- *	tls_server holds the server SSL_CTX built from the `tls { }` block
- *	(cert, key, min_protocol, ciphers, ciphersuites).  tls_server_reload()
+ *	tls_server holds the server SSL_CTX built from plain settings (struct
+ *	tls_opts: cert, key, min_protocol, ciphers, ciphersuites; the
+ *	configuration's `tls { }` block fills them through cfg_tls_opts(),
+ *	core/cfg/cfg.h).  tls_server_reload()
  *	builds a new context from the same files and swaps it in for new
  *	connections; a connection keeps the context it started with (each
  *	SSL holds a reference on its SSL_CTX).  Any thread may reload while
@@ -49,8 +51,6 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "core/cfg/cfg.h"
-
 enum tls_verify {
     TLS_VERIFY_NONE,    /* no TLS (never passed to tls_conn_connect) */
     TLS_VERIFY_MAY,     /* opportunistic: encrypt if offered, no check */
@@ -58,17 +58,14 @@ enum tls_verify {
     TLS_VERIFY_VERIFY,  /* TLS required, chain and host name checked */
 };
 
+/* Plain settings; the strings are borrowed for the constructor's call. */
 struct tls_opts {
-    const char *cert, *key;  /* server: PEM chain and key (required) */
-    const char *ca_file;     /* client: trust anchors; NULL = the system store */
+    const char *cert, *key;   /* server: PEM chain and key (required) */
+    const char *ca_file;      /* client: trust anchors; NULL = the system store */
     const char *min_protocol; /* "TLSv1.2" (default) or "TLSv1.3" */
     const char *ciphers;      /* TLS 1.2 cipher list; NULL = OpenSSL's default */
     const char *ciphersuites; /* TLS 1.3 suites; NULL = OpenSSL's default */
 };
-
-/* The `tls { }` block of cfg into o (strings point into cfg's tree).
- * 1: there is a block; 0: none (TLS off); -EINVAL with err filled. */
-int tls_opts_from_cfg(const struct cfg *cfg, struct tls_opts *o, char *err, size_t errlen);
 
 struct tls_server;
 struct tls_server *tls_server_create(const struct tls_opts *o, char *err, size_t errlen);

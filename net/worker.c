@@ -3,12 +3,13 @@
  *	worker - one thread, one ring: the loop that drives connections
  * DESCRIPTION
  *	A loop turn: submit and wait for at least one completion, reap every
- *	completion ready (one switch on the op packed in user_data), then the
- *	end of the turn: send what the sessions produced (one send per
- *	connection at a time), start the group commit of the records appended
- *	during the turn (one IORING_OP_FSYNC with DATASYNC; its completion
- *	releases the 250 replies), re-arm receives that ran out of buffers,
- *	publish returned buffers.  Only this thread submits to its ring
+ *	completion ready (one switch on the op packed in user_data; the upper
+ *	layer's own operations go to hooks->user_done), run up to a budget of
+ *	scheduler tasks, then the end of the turn: hooks->after_tasks, send
+ *	what the protocols produced (one send per connection at a time),
+ *	re-arm receives that ran out of buffers, hooks->turn_end (where
+ *	core/smtpd/worker.c starts its group commit), publish returned
+ *	buffers and the counters.  Only this thread submits to its ring
  *	(SINGLE_ISSUER | DEFER_TASKRUN).
  */
 #include <errno.h>
@@ -24,82 +25,23 @@
 #include "core/base/log.h"
 #include "net/net_int.h"
 
-/* Fault injection for the durability tests (docs/network.md): with
- * SLUICE_FAULT_FSYNC_AFTER=K in the environment, every group commit after
- * the first K is reported as failed with EIO, as a dying disk would. */
-static bool net_fault_fsync(struct net_server *srv)
-{
-    if (srv->fault_fsync_after < 0)
-        return false;
-    /* relaxed: a counter; which worker's sync is the K+1-th does not matter */
-    return atomic_fetch_add_explicit(&srv->fsyncs_done, 1, memory_order_relaxed) >=
-           (uint64_t)srv->fault_fsync_after;
-}
-
-/* fdatasync latency buckets (net.h): 50 us to 2.5 s */
-const uint64_t net_fsync_bounds_ns[NET_FSYNC_BOUNDS] = {
-    50000,    100000,    250000,    500000,    1000000,   2500000,   5000000,    10000000,
-    25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000,
-};
-
-static uint64_t net_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Owner.  Relaxed throughout: independent counters read by the metrics
- * endpoint (net_server_live_stats), nothing published through them; a
- * plain load and store suffice as this thread is the only writer. */
+/* Owner.  Relaxed: independent counters read by net_server_stats, nothing
+ * published through them; this thread is the only writer. */
 static void net_live_set(_Atomic uint64_t *v, uint64_t x)
 {
     atomic_store_explicit(v, x, memory_order_relaxed);
 }
 
-static void net_live_add(_Atomic uint64_t *v, uint64_t x)
-{
-    net_live_set(v, atomic_load_explicit(v, memory_order_relaxed) + x);
-}
-
-static void net_worker_fsync_timed(struct net_worker *w)
-{
-    uint64_t ns = net_now_ns() - w->fsync_start_ns;
-    unsigned b = 0;
-    while (b < NET_FSYNC_BOUNDS && ns > net_fsync_bounds_ns[b])
-        b++;
-    net_live_add(&w->live.fsync_buckets[b], 1);
-    net_live_add(&w->live.fsync_ns_sum, ns);
-    net_live_add(&w->live.fsyncs, 1);
-}
-
 /* Owner, at the end of a loop turn: the counters for other threads. */
 static void net_worker_publish(struct net_worker *w)
 {
-    const struct smtp_stats *ss = smtp_server_stats(w->smtp);
-    struct spool_writer_stats ws;
-    spool_writer_stats(w->spool, &ws);
     net_live_set(&w->live.accepted, w->accepted);
     net_live_set(&w->live.open, w->active);
-    net_live_set(&w->live.sessions, ss->sessions);
-    net_live_set(&w->live.messages, ss->messages);
-    net_live_set(&w->live.rejected, ss->rejected);
-    net_live_set(&w->live.tempfailed, ss->tempfailed);
-    net_live_set(&w->live.discarded, ss->discarded);
-    net_live_set(&w->live.quarantined, ss->quarantined);
-    net_live_set(&w->live.timeouts, ss->timeouts);
-    net_live_set(&w->live.protocol_errors, ss->protocol_errors);
-    net_live_set(&w->live.rcpt_rejected, ss->rcpt_rejected);
-    net_live_set(&w->live.ended_quit, ss->ended_quit);
-    net_live_set(&w->live.ended_dropped, ss->ended_dropped);
-    net_live_set(&w->live.ended_error, ss->ended_error);
-    net_live_set(&w->live.ended_shutdown, ss->ended_shutdown);
-    net_live_set(&w->live.commits, ws.commits);
-    net_live_set(&w->live.syncs, ws.syncs);
-    net_live_set(&w->live.sync_errors, ws.sync_errors);
     net_live_set(&w->live.tasks, w->tasks_run);
     net_live_set(&w->live.refused_busy, w->refused_busy);
     net_live_set(&w->live.refused_per_ip, w->refused_per_ip);
+    if (w->srv->hooks->publish)
+        w->srv->hooks->publish(w->ws);
 }
 
 static void net_worker_arm_accept(struct net_worker *w, size_t i)
@@ -160,7 +102,7 @@ static void net_worker_on_accept(struct net_worker *w, struct io_uring_cqe *cqe)
     if (!(cqe->flags & IORING_CQE_F_MORE))
         w->accept_armed[i] = false;
     if (cqe->res >= 0) {
-        net_conn_accepted(w, cqe->res, w->srv->listen_kind[i]);
+        net_conn_accepted(w, cqe->res, i);
     } else if (!w->stopping && cqe->res != -EINTR && cqe->res != -ECONNABORTED) {
         log_msg(LOG_WARN, "accept on %s: %s", w->srv->listen_text[i], strerror(-cqe->res));
     }
@@ -215,26 +157,11 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     case NET_OP_SEND:
         net_conn_send_cqe(w, c, cqe->res);
         break;
-    case NET_OP_FSYNC: {
-        int res = cqe->res;
-        w->fsync_inflight = false;
-        net_worker_fsync_timed(w);
-        if (res == 0 && net_fault_fsync(w->srv))
-            res = -EIO;
-        if (res < 0)
-            log_msg(LOG_ERROR, "spool: fdatasync failed: %s; the batch is refused with 451",
-                    strerror(-res));
-        spool_writer_sync_done(w->spool, res);
+    case NET_OP_USER:
+        w->srv->hooks->user_done(w->ws, (uint8_t)net_ud_gen(ud), net_ud_idx(ud), cqe->res);
         break;
-    }
     case NET_OP_TICK:
         net_worker_on_tick(w);
-        break;
-    case NET_OP_DELAY:
-        if (net_ud_idx(ud) == w->delay_gen) {
-            w->delay_armed = false;
-            w->delay_done = true;
-        }
         break;
     case NET_OP_CANCEL:
         break; /* the recv's own completion (-ECANCELED) does the work */
@@ -259,58 +186,24 @@ static void net_worker_dispatch(struct net_worker *w, struct io_uring_cqe *cqe)
     }
 }
 
-/* Starts the fdatasync for the commits queued so far, unless other
- * sessions on this worker are inside a transaction: then it waits up to commit_delay_us for their
- * commits to join the batch (PostgreSQL's commit_delay with
- * commit_siblings: here, sessions between MAIL and their commit), which is what keeps fdatasync per message low when
- * many sessions send at once.  A full batch does not wait. */
-static void net_worker_group_commit(struct net_worker *w)
-{
-    unsigned delay = w->srv->cfg->commit_delay_us;
-    if (delay > 0 && !w->delay_done && !w->stopping && spool_writer_pending(w->spool) < 64 &&
-        smtp_server_open_txns(w->smtp) > 0) {
-        if (!w->delay_armed) {
-            struct io_uring_sqe *sqe = net_sqe(w);
-            w->delay_ts.tv_sec = 0;
-            w->delay_ts.tv_nsec = (long long)delay * 1000;
-            io_uring_prep_timeout(sqe, &w->delay_ts, 0, 0);
-            io_uring_sqe_set_data64(sqe, net_ud(NET_OP_DELAY, 0, w->delay_gen));
-            w->delay_armed = true;
-        }
-        return;
-    }
-    int fd = spool_writer_sync_fd(w->spool);
-    if (fd < 0)
-        return;
-    struct io_uring_sqe *sqe = net_sqe(w);
-    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_FSYNC, 0, 0));
-    w->fsync_inflight = true;
-    w->fsync_start_ns = net_now_ns();
-    w->delay_done = false;
-    if (w->delay_armed) { /* its completion is stale now */
-        w->delay_armed = false;
-        w->delay_gen++;
-    }
-}
-
 static void net_worker_end_turn(struct net_worker *w)
 {
-    /* replies first: group-commit completions above made some of them */
+    if (w->srv->hooks->after_tasks)
+        w->srv->hooks->after_tasks(w->ws);
+    /* output first: completions above (a group commit) made some of it */
     while (w->dirty) {
         struct net_conn *c = w->dirty;
         w->dirty = c->next_dirty;
         c->dirty = false;
         net_conn_flush(w, c);
     }
-    if (!w->fsync_inflight && spool_writer_pending(w->spool) > 0)
-        net_worker_group_commit(w);
+    w->srv->hooks->turn_end(w->ws);
     net_bufring_flush(w);
 }
 
 static bool net_worker_done(struct net_worker *w)
 {
-    if (!w->stopping || w->active > 0 || w->fsync_inflight || spool_writer_busy(w->spool))
+    if (!w->stopping || w->active > 0 || w->srv->hooks->busy(w->ws))
         return false;
     for (size_t i = 0; i < w->srv->nlisten; i++)
         if (w->accept_armed[i])
@@ -320,7 +213,6 @@ static bool net_worker_done(struct net_worker *w)
 
 static int net_worker_setup(struct net_worker *w)
 {
-    const struct cfg *cfg = w->srv->cfg;
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_CQSIZE;
@@ -335,29 +227,11 @@ static int net_worker_setup(struct net_worker *w)
     rc = net_bufring_init(w, w->start_msg, sizeof(w->start_msg));
     if (rc < 0)
         return rc;
-    rc = spool_writer_create(w->srv->spool, w->id, &w->spool);
-    if (rc < 0) {
-        snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: spool %s: %s", w->id,
-                 spool_dir(w->srv->spool), strerror(-rc));
-        return rc;
-    }
     w->sched = sched_pool_worker(w->srv->pool, w->id);
     sched_worker_attach(w->sched);
-    w->smtp = smtp_server_create(cfg, w->spool, net_conn_kick);
-    if (w->srv->engine) {
-        w->sinks = sink_worker_create(w->srv->engine, w->srv->pool, w->id);
-        if (w->sinks == NULL) {
-            snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: out of memory", w->id);
-            return -ENOMEM;
-        }
-        if (w->smtp)
-            smtp_server_set_sinks(w->smtp, w->sinks);
-    }
-    if (w->smtp)
-        smtp_server_set_tls(w->smtp, w->srv->tls != NULL);
-    w->nconns_cap = cfg->max_connections + NET_CONN_SPARE;
+    w->nconns_cap = w->srv->set.max_connections + NET_CONN_SPARE;
     w->conns = calloc(w->nconns_cap, sizeof(*w->conns));
-    if (w->smtp == NULL || w->conns == NULL) {
+    if (w->conns == NULL) {
         snprintf(w->start_msg, sizeof(w->start_msg), "worker %u: out of memory", w->id);
         return -ENOMEM;
     }
@@ -368,6 +242,10 @@ static int net_worker_setup(struct net_worker *w)
         w->conns[i].next_free = i + 1 < w->nconns_cap ? i + 1 : UINT32_MAX;
     }
     w->free_head = 0;
+    rc = w->srv->hooks->start(w->srv->hooks_arg, w, &w->ws, w->start_msg, sizeof(w->start_msg));
+    if (rc < 0)
+        return rc;
+    w->ws_ok = true;
     for (size_t i = 0; i < w->srv->nlisten; i++)
         net_worker_arm_accept(w, i);
     net_worker_arm_wake(w);
@@ -378,15 +256,13 @@ static int net_worker_setup(struct net_worker *w)
 
 static void net_worker_teardown(struct net_worker *w)
 {
-    if (w->smtp) {
-        w->smtp_final = *smtp_server_stats(w->smtp);
-        smtp_server_destroy(w->smtp);
-        w->smtp = NULL;
-    }
-    if (w->spool) {
-        spool_writer_stats(w->spool, &w->spool_final);
-        spool_writer_destroy(w->spool);
-        w->spool = NULL;
+    if (w->conns) /* every protocol object goes before the worker's state */
+        for (uint32_t i = 0; i < w->nconns_cap; i++)
+            net_conn_drop_proto(&w->conns[i]);
+    if (w->ws_ok) {
+        w->srv->hooks->stop(w->ws);
+        w->ws_ok = false;
+        w->ws = NULL;
     }
     if (w->conns)
         for (uint32_t i = 0; i < w->nconns_cap; i++)
@@ -396,10 +272,6 @@ static void net_worker_teardown(struct net_worker *w)
     if (w->tls_spare) {
         mbuf_unref(w->tls_spare);
         w->tls_spare = NULL;
-    }
-    if (w->sinks) {
-        sink_worker_destroy(w->sinks);
-        w->sinks = NULL;
     }
     if (w->sched) {
         /* tasks still queued (late sink completions) are dropped with the pool */
@@ -417,14 +289,16 @@ static void net_worker_teardown(struct net_worker *w)
 /* Submits and waits for completions.  With tasks runnable it only reaps
  * (DEFER_TASKRUN needs GETEVENTS to post completions); otherwise it parks
  * in the ring's wait, woken by a completion, the scheduler's eventfd (a
- * task posted by another thread), or the earliest sink deadline. */
+ * task posted by another thread), or the upper layer's next deadline
+ * (hooks->next_deadline: the earliest sink deadline). */
 static void net_worker_wait(struct net_worker *w)
 {
     int rc;
     if (sched_worker_has_work(w->sched) || !sched_worker_park_begin(w->sched)) {
         rc = io_uring_submit_and_get_events(&w->ring);
     } else {
-        uint64_t dl = w->sinks ? sink_worker_next_deadline(w->sinks, sink_now_ms()) : UINT64_MAX;
+        uint64_t dl =
+            w->srv->hooks->next_deadline ? w->srv->hooks->next_deadline(w->ws) : UINT64_MAX;
         struct io_uring_cqe *cqe;
         if (dl == UINT64_MAX) {
             rc = io_uring_submit_and_wait(&w->ring, 1);
@@ -470,8 +344,6 @@ void *net_worker_main(void *arg)
         /* fairness: completions first, then at most a budget of tasks, so a
          * busy sink chain cannot starve the sockets this worker owns */
         w->tasks_run += sched_worker_run_budget(w->sched, NET_TASK_BUDGET);
-        if (w->sinks)
-            sink_worker_expire(w->sinks, sink_now_ms());
         net_worker_end_turn(w);
         net_worker_publish(w);
         if (net_worker_done(w))
@@ -479,4 +351,31 @@ void *net_worker_main(void *arg)
     }
     net_worker_teardown(w);
     return NULL;
+}
+
+/* ---- for the protocol and the worker hooks ---- */
+
+unsigned net_worker_id(const struct net_worker *w)
+{
+    return w->id;
+}
+
+struct sched_worker *net_worker_sched(struct net_worker *w)
+{
+    return w->sched;
+}
+
+bool net_worker_stopping(const struct net_worker *w)
+{
+    return w->stopping;
+}
+
+struct io_uring_sqe *net_worker_sqe(struct net_worker *w)
+{
+    return net_sqe(w);
+}
+
+void net_sqe_set_user(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg)
+{
+    io_uring_sqe_set_data64(sqe, net_ud(NET_OP_USER, tag, arg));
 }

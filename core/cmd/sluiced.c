@@ -47,6 +47,8 @@
 #include "core/queue/qmgr.h"
 #include "core/queue/route.h"
 #include "net/net.h"
+#include "core/smtpd/smtp.h"
+#include "core/smtpd/worker.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "storage/spool.h"
@@ -195,7 +197,7 @@ int main(int argc, char **argv)
     }
     struct tls_opts topts;
     struct tls_server *tls = NULL;
-    int trc = tls_opts_from_cfg(cfg, &topts, err, sizeof(err));
+    int trc = cfg_tls_opts(cfg, &topts, err, sizeof(err));
     if (trc > 0)
         tls = tls_server_create(&topts, err, sizeof(err));
     if (trc < 0 || (trc > 0 && tls == NULL) || (trc == 0 && cfg->nlisten_smtps > 0)) {
@@ -280,12 +282,12 @@ int main(int argc, char **argv)
                 cfg->spool_dir, (unsigned long long)rep.damaged,
                 (unsigned long long)rep.damaged_octets, cfg->spool_dir);
 
-    struct net_server *srv = NULL;
-    rc = net_server_create(cfg, sp, pool, engine, &srv, err, sizeof(err));
+    struct smtpd *srv = NULL; /* the inbound SMTP service (core/smtpd/worker.h) */
+    rc = smtpd_create(cfg, sp, pool, engine, &srv, err, sizeof(err));
     /* COORD6: start admin servers here (still root: they may bind and create sockets) */
     struct admin_server *admin = NULL; /* build-metrics: GET /metrics (core/ops/admin.h) */
     if (rc == 0)
-        sluiced_admin_start(cfg, &(struct admin_sources){.net = srv, .qmgr = qm, .spool = sp,
+        sluiced_admin_start(cfg, &(struct admin_sources){.smtpd = srv, .qmgr = qm, .spool = sp,
                                                          .pool = pool, .engine = engine},
                             &admin);
     struct ctl_server *ctl = NULL; /* build-ctl: the control socket (core/ops/ctl.h) */
@@ -309,7 +311,7 @@ int main(int argc, char **argv)
         admin_stop(admin);
         ctl_server_stop(ctl);
         if (srv)
-            net_server_destroy(srv);
+            smtpd_destroy(srv);
         qmgr_destroy(qm);
         spool_close(sp);
         sink_engine_destroy(engine);
@@ -318,7 +320,7 @@ int main(int argc, char **argv)
         cfg_destroy(cfg);
         return 1;
     }
-    net_server_set_tls(srv, tls);
+    smtpd_set_tls(srv, tls);
     sluiced_auth.pool = pool; /* the hashes run as scheduler tasks */
     auth_service_install(&sluiced_auth);
     if (sluiced_auth.store != NULL) {
@@ -326,21 +328,22 @@ int main(int argc, char **argv)
         log_msg(LOG_INFO, "AUTH: %zu users from %s", auth_table_count(at), cfg->auth_users);
         auth_table_unref(at);
     }
-    for (size_t i = 0; i < net_server_listen_count(srv); i++)
-        log_msg(LOG_INFO, "listening on %s%s", net_server_listen_addr(srv, i),
-                net_server_listen_kind(srv, i) == SMTP_L_SMTPS        ? " (implicit TLS)"
-                : net_server_listen_kind(srv, i) == SMTP_L_SUBMISSION ? " (submission)"
+    struct net_server *net = smtpd_net(srv);
+    for (size_t i = 0; i < net_server_listen_count(net); i++)
+        log_msg(LOG_INFO, "listening on %s%s", net_server_listen_addr(net, i),
+                net_server_listen_kind(net, i) == SMTP_L_SMTPS        ? " (implicit TLS)"
+                : net_server_listen_kind(net, i) == SMTP_L_SUBMISSION ? " (submission)"
                                                                       : "");
     if (tls)
         log_msg(LOG_INFO, "TLS: certificate %s, STARTTLS offered", topts.cert);
     log_msg(LOG_INFO, "sluiced %s: %u workers, hostname %s", SLUICE_VERSION, cfg->workers,
             cfg->hostname);
 
-    struct lifecycle_objs lo = {.conf = conf, .ov = ov, .nov = nov, .cfg = cfg, .srv = srv,
+    struct lifecycle_objs lo = {.conf = conf, .ov = ov, .nov = nov, .cfg = cfg, .srv = net,
                                 .engine = engine, .tls = tls, .auth = sluiced_auth.store};
     if (lifecycle_start(&lo, &sigs) < 0)
         log_msg(LOG_ERROR, "the signal thread did not start: SIGTERM, SIGHUP are ignored");
-    rc = net_server_run(srv, err, sizeof(err));
+    rc = smtpd_run(srv, err, sizeof(err));
     lifecycle_fini(); /* no reload or stop touches the objects from now on */
     /* COORD6: stop admin servers here */
     admin_stop(admin); /* its sources go below */
@@ -348,8 +351,8 @@ int main(int argc, char **argv)
     if (rc < 0)
         fprintf(stderr, "sluiced: %s\n", err);
 
-    struct net_stats ns;
-    net_server_stats(srv, &ns);
+    struct smtpd_stats ns;
+    smtpd_stats(srv, &ns);
     fprintf(stderr,
             "sluiced stats: sessions=%llu messages=%llu commits=%llu syncs=%llu rejected=%llu "
             "tempfailed=%llu discarded=%llu quarantined=%llu tasks=%llu\n",
@@ -360,7 +363,7 @@ int main(int argc, char **argv)
             (unsigned long long)ns.tasks);
     if (sink_engine_has_bindings(engine))
         sink_engine_print_stats(engine, stderr);
-    net_server_destroy(srv); /* the last commits reach the queue manager's inbox */
+    smtpd_destroy(srv); /* the last commits reach the queue manager's inbox */
     struct qmgr_stats qs;
     qmgr_get_stats(qm, &qs);
     fprintf(stderr,

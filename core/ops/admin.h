@@ -4,7 +4,7 @@
  * SYNOPSIS
  *	#include "core/ops/admin.h"
  *
- *	struct admin_sources src = {.net = srv, .qmgr = qm, .spool = sp,
+ *	struct admin_sources src = {.smtpd = d, .qmgr = qm, .spool = sp,
  *	                            .pool = pool, .engine = engine};
  *	struct admin_server *a;
  *	if (admin_start(&src, cfg->admin_listen, &a, err, sizeof(err)) < 0) ...
@@ -35,7 +35,7 @@
  *	metric names are listed in docs/metrics.md.
  *
  *	Ownership: every source is borrowed and must outlive the server
- *	(stop it before net_server_destroy, qmgr_destroy, spool_close,
+ *	(stop it before smtpd_destroy, qmgr_destroy, spool_close,
  *	sink_engine_destroy and sched_pool_destroy).
  * DIAGNOSTICS
  *	admin_start() returns -errno with one line in err ("admin_listen
@@ -49,14 +49,14 @@
 #define ADMIN_MAX_REQUEST 8192 /* octets of request line and headers */
 #define ADMIN_TIMEOUT_MS 5000  /* to receive them, and to send the response */
 
-struct net_server;
+struct smtpd;
 struct qmgr;
 struct spool;
 struct sched_pool;
 struct sink_engine;
 
 struct admin_sources {
-    struct net_server *net;     /* connections, sessions, messages, fsync */
+    struct smtpd *smtpd;        /* connections, sessions, messages, fsync */
     struct qmgr *qmgr;          /* queue sizes and delivery outcomes */
     struct spool *spool;        /* spool bytes and segments */
     struct sched_pool *pool;    /* per-worker tasks and steals */

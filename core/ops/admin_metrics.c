@@ -6,7 +6,7 @@
  *
  *	char *admin_metrics_render(const struct admin_sources *src, size_t *len);
  * DESCRIPTION
- *	Reads each source through its own getter (net_server_live_stats,
+ *	Reads each source through its own getter (smtpd_live_stats,
  *	qmgr_get_stats, spool_usage, sched_worker_stats,
  *	sink_engine_binding_stats) and writes one family per counter with
  *	core/ops/metrics.h.  Every getter is safe from any thread and returns
@@ -18,7 +18,7 @@
 
 #include "core/ops/metrics.h"
 #include "core/queue/qmgr.h"
-#include "net/net.h"
+#include "core/smtpd/worker.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "storage/spool.h"
@@ -35,10 +35,10 @@ static void one(struct metrics_buf *b, const char *name, enum metrics_type t, co
     metrics_u64(b, name, NULL, v);
 }
 
-static void render_net(struct metrics_buf *b, const struct net_server *srv)
+static void render_smtpd(struct metrics_buf *b, const struct smtpd *d)
 {
-    struct net_live_stats ls;
-    net_server_live_stats(srv, &ls);
+    struct smtpd_live_stats ls;
+    smtpd_live_stats(d, &ls);
     one(b, "sluice_connections_open", METRICS_GAUGE, "SMTP connections open now.", ls.open);
     one(b, "sluice_connections_accepted_total", METRICS_COUNTER,
         "SMTP connections accepted since start.", ls.st.accepted);
@@ -78,12 +78,12 @@ static void render_net(struct metrics_buf *b, const struct net_server *srv)
         "COMMIT records written by the receiving workers.", ls.st.commits);
     one(b, "sluice_fsync_errors_total", METRICS_COUNTER, "Group commits whose fdatasync failed.",
         ls.st.sync_errors);
-    double bounds[NET_FSYNC_BOUNDS];
-    for (size_t i = 0; i < NET_FSYNC_BOUNDS; i++)
-        bounds[i] = (double)net_fsync_bounds_ns[i] / 1e9;
+    double bounds[SMTPD_FSYNC_BOUNDS];
+    for (size_t i = 0; i < SMTPD_FSYNC_BOUNDS; i++)
+        bounds[i] = (double)smtpd_fsync_bounds_ns[i] / 1e9;
     metrics_family(b, "sluice_fsync_duration_seconds", METRICS_HISTOGRAM,
                    "Group commit fdatasync latency, submission to completion.");
-    metrics_histogram(b, "sluice_fsync_duration_seconds", NULL, bounds, NET_FSYNC_BOUNDS,
+    metrics_histogram(b, "sluice_fsync_duration_seconds", NULL, bounds, SMTPD_FSYNC_BOUNDS,
                       ls.fsync_buckets, (double)ls.fsync_ns_sum / 1e9);
 }
 
@@ -236,8 +236,8 @@ char *admin_metrics_render(const struct admin_sources *src, size_t *len)
     struct metrics_buf *b = metrics_buf_create();
     if (b == NULL)
         return NULL;
-    if (src->net)
-        render_net(b, src->net);
+    if (src->smtpd)
+        render_smtpd(b, src->smtpd);
     if (src->qmgr)
         render_qmgr(b, src->qmgr);
     if (src->spool)

@@ -14,7 +14,7 @@
  *
  *	Queue verbs go through qmgr_control() (the queue manager's own thread
  *	answers); status reads counters that are safe to read from any thread
- *	(qmgr_get_stats, net_server_live_stats, spool_usage); the bindings verbs are in
+ *	(qmgr_get_stats, smtpd_live_stats, spool_usage); the bindings verbs are in
  *	ctl_bindings.c.
  * DIAGNOSTICS
  *	Failures on one connection cost only
@@ -39,7 +39,7 @@
 
 #include "core/base/log.h"
 #include "core/queue/qmgr.h"
-#include "net/net.h"
+#include "core/smtpd/worker.h"
 #include "storage/spool.h"
 
 struct ctl_verb {
@@ -84,8 +84,8 @@ static char *ctl_status(struct ctl_server *cs, const struct ctl_request *rq, enu
                      (unsigned long long)q.connections, (unsigned long long)q.reused);
     }
     if (cs->h.srv != NULL) {
-        struct net_live_stats ns;
-        net_server_live_stats(cs->h.srv, &ns);
+        struct smtpd_live_stats ns;
+        smtpd_live_stats(cs->h.srv, &ns);
         ctl_jbuf_fmt(&b,
                      ", \"net\": {\"connections\": %llu, \"accepted\": %llu, \"sessions\": %llu, "
                      "\"messages\": %llu, \"rejected\": %llu}",

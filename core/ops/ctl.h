@@ -45,14 +45,14 @@
 
 struct qmgr;
 struct spool;
-struct net_server;
+struct smtpd;
 struct sink_engine;
 struct ctl_server;
 
 struct ctl_hooks {
     struct qmgr *qm;            /* borrowed; NULL: queue verbs fail */
     struct spool *spool;        /* borrowed; NULL: no spool figures */
-    struct net_server *srv;     /* borrowed; may be NULL */
+    struct smtpd *srv;          /* borrowed; may be NULL */
     struct sink_engine *engine; /* borrowed; NULL: no bindings */
     const char *version;        /* borrowed, static */
     const char *conf_path;      /* borrowed; where binding changes are written; NULL: none */

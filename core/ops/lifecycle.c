@@ -221,7 +221,7 @@ static int lifecycle_reload_locked(const char *who, char *err, size_t errlen)
     /* TLS: the running context re-reads its files; a new block or new
      * paths need a restart, but the files named must load all the same */
     struct tls_opts topts;
-    int trc = tls_opts_from_cfg(nc, &topts, why, sizeof(why));
+    int trc = cfg_tls_opts(nc, &topts, why, sizeof(why));
     if (trc < 0) {
         snprintf(err, errlen, "%s", why);
         goto out;

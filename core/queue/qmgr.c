@@ -300,7 +300,7 @@ static int qmgr_setup(struct qmgr *q)
         return -EINVAL;
     }
     struct tls_opts to;
-    if (tls_opts_from_cfg(q->cfg, &to, err, sizeof(err)) < 0)
+    if (cfg_tls_opts(q->cfg, &to, err, sizeof(err)) < 0)
         memset(&to, 0, sizeof(to));
     q->tlsc = tls_client_create(&to, err, sizeof(err));
     if (q->tlsc == NULL)

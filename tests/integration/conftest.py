@@ -18,6 +18,9 @@ import pytest
 BUILD = os.environ.get("SLUICE_BUILD") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build")
 SLUICED = os.path.join(BUILD, "bin", "sluiced")
+# The same daemon with the test-only hooks compiled in (SLUICE_TEST_HOOKS):
+# only a test that injects a fault (SLUICE_FAULT_* in env) runs it.
+SLUICED_TEST = os.path.join(BUILD, "tests", "sluiced-test")
 SPOOLTOOL = os.path.join(BUILD, "bin", "sluice-spool")
 
 
@@ -36,7 +39,8 @@ class Daemon:
         self._cv = threading.Condition()
 
     def start(self, timeout=10):
-        args = [SLUICED]
+        faults = any(k.startswith("SLUICE_FAULT_") for k in (self.env or {}))
+        args = [SLUICED_TEST if faults else SLUICED]
         if self.conf:
             args += ["-c", self.conf]
         for k, v in self.overrides.items():
