@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CONF ?=
 
-.PHONY: all build deps run test unit integration check-sanitize bench clean format
+.PHONY: all build deps run test unit integration check-layers check-sanitize bench clean format
 
 all: build
 
@@ -36,7 +36,12 @@ unit: build
 integration: build
 	bash tests/integration/run.sh $(BUILD)
 
-test: deps build
+# The include floors, file lengths, core/ rooms and library cycles
+# (scripts/check-layers.py; docs/architecture.md).
+check-layers:
+	/usr/bin/python3 scripts/check-layers.py
+
+test: deps build check-layers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	bash tests/integration/run.sh $(BUILD)
 

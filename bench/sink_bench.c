@@ -17,7 +17,7 @@
  *			speedup from 1 to 2
  *	sink-dispatch	sink_dispatch() of `mail` with 10 builtin:noop
  *			bindings (an engine built from a config file through
- *			cfg_load, a sink_worker on a 1-worker pool attached to
+ *			sink_engine_load, a sink_worker on a 1-worker pool attached to
  *			this thread, a trivial server link): ns per dispatch
  *			and per sink invocation; the same dispatch with 1
  *			binding and with none (only the server link), and
@@ -33,7 +33,6 @@
  *
  *	--quick uses fewer repetitions and smaller counts.
  */
-#include "core/cfg/cfg.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 
@@ -389,10 +388,10 @@ static const struct sink_event_data bench_mail_data = {
 };
 
 /* An engine as sluiced builds it: the configuration written to a file and
- * read by cfg_load(), then sink_engine_create().  nmail noop bindings on
- * mail (default priority: after the server link), or the binding text
- * given. */
-static struct sink_engine *bench_engine(unsigned nmail, const char *text, struct cfg **cfgp)
+ * read by sink_engine_load() (the whole configuration reader, then the
+ * engine).  nmail noop bindings on mail (default priority: after the server
+ * link), or the binding text given. */
+static struct sink_engine *bench_engine(unsigned nmail, const char *text)
 {
     char path[] = "/tmp/sink-bench-conf.XXXXXX";
     int fd = mkstemp(path);
@@ -415,24 +414,14 @@ static struct sink_engine *bench_engine(unsigned nmail, const char *text, struct
     fprintf(f, "binding \"other\" { event = \"eod\"; sink = \"builtin:noop\"; }\n");
     int bad = fclose(f) != 0;
     char err[512] = "";
-    struct cfg *cfg = bad ? NULL : cfg_load(path, NULL, 0, err, sizeof(err));
+    struct sink_engine *e = bad ? NULL : sink_engine_load(path, err, sizeof(err));
     unlink(path);
-    if (cfg == NULL) {
-        fprintf(stderr, "sink-bench: cfg_load: %s\n", err[0] ? err : "write failed");
-        return NULL;
-    }
-    struct sink_engine *e = sink_engine_create(cfg, err, sizeof(err));
-    if (e == NULL) {
-        fprintf(stderr, "sink-bench: sink_engine_create: %s\n", err);
-        cfg_destroy(cfg);
-        return NULL;
-    }
-    *cfgp = cfg;
+    if (e == NULL)
+        fprintf(stderr, "sink-bench: sink_engine_load: %s\n", err[0] ? err : "write failed");
     return e;
 }
 
 struct bench_rig {
-    struct cfg *cfg;
     struct sink_engine *e;
     struct sched_pool *pool;
     struct sched_worker *w;
@@ -454,15 +443,13 @@ static void bench_rig_fini(struct bench_rig *r)
         sched_worker_detach(r->w);
     if (r->pool != NULL)
         sched_pool_destroy(r->pool);
-    if (r->cfg != NULL)
-        cfg_destroy(r->cfg);
     memset(r, 0, sizeof(*r));
 }
 
 static int bench_rig_init(struct bench_rig *r, unsigned nmail, const char *text)
 {
     memset(r, 0, sizeof(*r));
-    if ((r->e = bench_engine(nmail, text, &r->cfg)) == NULL)
+    if ((r->e = bench_engine(nmail, text)) == NULL)
         return -1;
     if ((r->pool = sched_pool_create(1, NULL)) == NULL)
         goto fail;

@@ -6,6 +6,8 @@
  *
  *	struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err,
  *					       size_t errlen);
+ *	struct sink_engine *sink_engine_load(const char *path, char *err,
+ *					     size_t errlen);
  *	void sink_engine_print_bindings(const struct sink_engine *e, FILE *f);
  * DESCRIPTION
  *	sink_engine_create() reads every top-level `binding "NAME" { }`
@@ -343,6 +345,16 @@ fail:
 struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t errlen)
 {
     return sink_engine_create_tree(cfg ? cfg->tree : NULL, err, errlen);
+}
+
+struct sink_engine *sink_engine_load(const char *path, char *err, size_t errlen)
+{
+    struct cfg *cfg = cfg_load(path, NULL, 0, err, errlen);
+    if (cfg == NULL)
+        return NULL;
+    struct sink_engine *e = sink_engine_create(cfg, err, errlen);
+    cfg_destroy(cfg); /* the engine keeps nothing of the tree (binding.c copies) */
+    return e;
 }
 
 void sink_engine_destroy(struct sink_engine *e)

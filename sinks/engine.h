@@ -55,6 +55,12 @@ struct sink_bag;
 
 /* NULL with one line in err: "binding \"x\" (sluice.conf:12): sink ./y.so: ..." */
 struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t errlen);
+/* The bindings of a configuration file (path; NULL: none), read as sluiced
+ * reads it (defaults and checks of every setting included), for a program
+ * that wants an engine and nothing else of the configuration: sink-bench,
+ * tools.  The engine keeps nothing of the file.  NULL with one line in err
+ * (the configuration's message, or the engine's). */
+struct sink_engine *sink_engine_load(const char *path, char *err, size_t errlen);
 void sink_engine_destroy(struct sink_engine *e);
 /* Any enabled binding on ev (the session skips the engine entirely when
  * there is none: no cost without sinks). */

@@ -349,16 +349,22 @@ def test_root_without_user_warns(daemon_factory):
 
 def test_user_without_root_is_an_error(tmp_path):
     if os.geteuid() == 0:
-        # as root: the same check through a child that is not root
+        # as root: the same check through a child that is not root.  It runs
+        # a copy of sluiced from a directory anyone can enter: the build tree
+        # may sit in one nobody cannot (a clone under /root, a mktemp -d).
         pw = nobody()
         d = tempfile.mkdtemp(prefix="sluice-priv-", dir="/tmp")
         os.chmod(d, 0o777)
         try:
+            exe = os.path.join(d, "sluiced")
+            shutil.copy(SLUICED, exe)  # its own libraries are linked in
+            os.chmod(exe, 0o755)
             r = subprocess.run(
-                [SLUICED, "-o", "listen=127.0.0.1:0", "-o", "spool_dir=%s/spool" % d,
+                [exe, "-o", "listen=127.0.0.1:0", "-o", "spool_dir=%s/spool" % d,
                  "-o", "user=root", "-o", 'control_socket=""', "-o", 'admin_listen=""'],
-                capture_output=True, text=True, timeout=30,
-                preexec_fn=lambda: (os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+                capture_output=True, text=True, timeout=30, cwd=d,
+                preexec_fn=lambda: (os.setgroups([]), os.setgid(pw.pw_gid),
+                                    os.setuid(pw.pw_uid)))
         finally:
             shutil.rmtree(d, ignore_errors=True)
     else:
