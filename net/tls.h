@@ -21,7 +21,7 @@
  *
  *	tls_server holds the server SSL_CTX built from plain settings (struct
  *	tls_opts: cert, key, min_protocol, ciphers, ciphersuites; the
- *	configuration's `tls { }` block fills them through cfg_tls_opts(),
+ *	configuration's `tls { }` block fills them through tls_cfg_opts(),
  *	core/cfg/cfg.h).  tls_server_reload()
  *	builds a new context from the same files and swaps it in for new
  *	connections; a connection keeps the context it started with (each

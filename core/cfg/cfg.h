@@ -138,9 +138,5 @@ bool cfg_cidr_match(const struct cfg_cidr *v, size_t n, const struct sockaddr *s
 /* Case-insensitive match of a domain against a list ("example.test" exact,
  * ".example.test" any subdomain). */
 bool cfg_domain_match(char *const *v, size_t n, const char *domain);
-/* The `tls { }` block into o (net/tls.h; strings point into cfg's tree).
- * 1: there is a block; 0: none (TLS off); -EINVAL with err filled. */
-struct tls_opts;
-int cfg_tls_opts(const struct cfg *cfg, struct tls_opts *o, char *err, size_t errlen);
 
 #endif

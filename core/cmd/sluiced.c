@@ -37,6 +37,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/client/tls_cfg.h"
 #include "core/ops/admin.h"
 #include "core/smtpd/auth.h"
 #include "core/cfg/cfg.h"
@@ -197,7 +198,7 @@ int main(int argc, char **argv)
     }
     struct tls_opts topts;
     struct tls_server *tls = NULL;
-    int trc = cfg_tls_opts(cfg, &topts, err, sizeof(err));
+    int trc = tls_cfg_opts(cfg, &topts, err, sizeof(err));
     if (trc > 0)
         tls = tls_server_create(&topts, err, sizeof(err));
     if (trc < 0 || (trc > 0 && tls == NULL) || (trc == 0 && cfg->nlisten_smtps > 0)) {

@@ -13,6 +13,7 @@
  *	auth_users file parses, the log file opens.  Only then are the
  *	run-time settings applied.
  */
+#include "core/client/tls_cfg.h"
 #include "core/ops/lifecycle.h"
 
 #include <errno.h>
@@ -221,7 +222,7 @@ static int lifecycle_reload_locked(const char *who, char *err, size_t errlen)
     /* TLS: the running context re-reads its files; a new block or new
      * paths need a restart, but the files named must load all the same */
     struct tls_opts topts;
-    int trc = cfg_tls_opts(nc, &topts, why, sizeof(why));
+    int trc = tls_cfg_opts(nc, &topts, why, sizeof(why));
     if (trc < 0) {
         snprintf(err, errlen, "%s", why);
         goto out;

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/client/tls_cfg.h"
 #include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/queue/qmgr_int.h"
@@ -300,7 +301,7 @@ static int qmgr_setup(struct qmgr *q)
         return -EINVAL;
     }
     struct tls_opts to;
-    if (cfg_tls_opts(q->cfg, &to, err, sizeof(err)) < 0)
+    if (tls_cfg_opts(q->cfg, &to, err, sizeof(err)) < 0)
         memset(&to, 0, sizeof(to));
     q->tlsc = tls_client_create(&to, err, sizeof(err));
     if (q->tlsc == NULL)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/client/tls_cfg.h"
 #include "core/cfg/cfg.h"
 #include "net/tls.h"
 
@@ -303,18 +304,18 @@ Test(tls, config_block)
     struct cfg *cfg = cfg_load(path("a.conf"), NULL, 0, err, sizeof(err));
     cr_assert_not_null(cfg, "%s", err);
     struct tls_opts o;
-    cr_assert_eq(cfg_tls_opts(cfg, &o, err, sizeof(err)), 1, "%s", err);
+    cr_assert_eq(tls_cfg_opts(cfg, &o, err, sizeof(err)), 1, "%s", err);
     cr_assert_str_eq(o.cert, "/c.pem");
     cr_assert_str_eq(o.key, "/k.pem");
     cr_assert_str_eq(o.min_protocol, "TLSv1.3");
     cfg_destroy(cfg);
     cfg = cfg_load(path("b.conf"), NULL, 0, err, sizeof(err));
     cr_assert_not_null(cfg, "%s", err);
-    cr_assert_lt(cfg_tls_opts(cfg, &o, err, sizeof(err)), 0);
+    cr_assert_lt(tls_cfg_opts(cfg, &o, err, sizeof(err)), 0);
     cr_assert(strstr(err, "tls.keyy: unknown key") != NULL, "%s", err);
     cfg_destroy(cfg);
     cfg = cfg_load(NULL, NULL, 0, err, sizeof(err));
     cr_assert_not_null(cfg, "%s", err);
-    cr_assert_eq(cfg_tls_opts(cfg, &o, err, sizeof(err)), 0);
+    cr_assert_eq(tls_cfg_opts(cfg, &o, err, sizeof(err)), 0);
     cfg_destroy(cfg);
 }

@@ -1,16 +1,16 @@
 /*
  * NAME
- *	cfg_tls - the `tls { }` block as TLS engine settings
+ *	tls_cfg - the `tls { }` block as TLS engine settings
  * SYNOPSIS
- *	#include "core/cfg/cfg.h"
- *	#include "net/tls.h"
+ *	#include "core/client/tls_cfg.h"
  *
- *	int cfg_tls_opts(const struct cfg *cfg, struct tls_opts *o,
+ *	int tls_cfg_opts(const struct cfg *cfg, struct tls_opts *o,
  *			 char *err, size_t errlen);
  * DESCRIPTION
  *	Fills the plain settings net/tls.h takes (cert, key, ca_file,
  *	min_protocol, ciphers, ciphersuites) from the configuration, so that
- *	the TLS module knows no configuration.  The strings point into cfg's
+ *	the TLS module knows no configuration (and the configuration knows no
+ *	TLS module: this sits in the first room above both).  The strings point into cfg's
  *	tree and are valid while cfg is.  The server (core/cmd/sluiced.c,
  *	core/ops/lifecycle.c on reload) and the outbound client
  *	(core/queue/qmgr.c) read the same block.
@@ -22,10 +22,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/cfg/cfg.h"
-#include "net/tls.h"
+#include "core/client/tls_cfg.h"
 
-int cfg_tls_opts(const struct cfg *cfg, struct tls_opts *o, char *err, size_t errlen)
+int tls_cfg_opts(const struct cfg *cfg, struct tls_opts *o, char *err, size_t errlen)
 {
     memset(o, 0, sizeof(*o));
     const struct cfg_node *b = cfg->tree ? cfg_node_get(cfg->tree, "tls") : NULL;
