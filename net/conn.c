@@ -125,6 +125,13 @@ void net_conn_accepted(struct net_worker *w, int fd, size_t listener)
 {
     const struct net_settings *set = &w->srv->set;
     if (w->stopping || w->free_head == UINT32_MAX) {
+        /* no slot: the protocol's refusal as it stands, best effort (a
+         * fresh socket's send buffer takes it), then the close */
+        if (set->overload_reply != NULL && !w->srv->listen_tls[listener] &&
+            send(fd, set->overload_reply, set->overload_reply_len, MSG_DONTWAIT | MSG_NOSIGNAL) <
+                0)
+            log_msg(LOG_DEBUG, "overload reply: %s", strerror(errno));
+        w->refused_busy++;
         close(fd);
         return;
     }

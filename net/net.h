@@ -78,6 +78,12 @@ struct net_settings {
     unsigned buffer_count; /* provided buffers per worker, a power of two */
     unsigned buffer_size;
     uint64_t idle_timeout_ms; /* also bounds a TLS handshake (0: only NET_TLS_HANDSHAKE_MS) */
+    /* Sent (once, without blocking) to a plaintext connection closed at
+     * accept because no slot is left (max_connections and the spare ones
+     * all in use) or the worker is stopping, so that no client is left
+     * without an answer; borrowed, must outlive the server.  NULL: none. */
+    const char *overload_reply;
+    size_t overload_reply_len;
 };
 
 /* How a connection was admitted: the protocol says no politely when not OK. */

@@ -93,6 +93,7 @@ struct smtpd {
     struct net_server *net;
     unsigned nworkers;
     struct smtpd_worker *workers;
+    char overload[160]; /* net's answer when no connection slot is left */
 #ifdef SLUICE_TEST_HOOKS
     long long fault_fsync_after; /* -1: off (SLUICE_FAULT_FSYNC_AFTER) */
     atomic_uint_least64_t fsyncs_done;
@@ -485,7 +486,13 @@ int smtpd_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *poo
         .buffer_count = cfg->buffer_count,
         .buffer_size = cfg->buffer_size,
         .idle_timeout_ms = cfg->idle_timeout_ms,
+        .overload_reply = d->overload,
     };
+    int olen = snprintf(d->overload, sizeof(d->overload),
+                        "421 4.3.2 %s Error: server busy, try again later\r\n", cfg->hostname);
+    set.overload_reply_len = olen > 0 && (size_t)olen < sizeof(d->overload) ? (size_t)olen : 0;
+    if (set.overload_reply_len == 0)
+        set.overload_reply = NULL;
     int rc = net_server_create(&set, &smtpd_proto, &smtpd_hooks, d, pool, &d->net, err, errlen);
     if (rc < 0) {
         free(d->workers);

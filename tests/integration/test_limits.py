@@ -615,3 +615,28 @@ def test_max_session_time(daemon_factory):
         code = c.cmd("NOOP")[0]
     assert code == 421, code
     assert 2.5 < time.monotonic() - t0 < 7
+
+
+def test_every_connection_refused_gets_421(daemon_factory):
+    """Past max_connections a worker answers 421 from its spare slots; past
+    those (64) it used to close with no reply at all.  Every connection
+    refused now gets 421 4.3.2, whichever way it was refused."""
+    d = daemon_factory(workers=1, max_connections=2)
+    conns, answers = [], []
+    try:
+        for _ in range(100):
+            conns.append(socket.create_connection(("127.0.0.1", d.port), timeout=10))
+        for s in conns:
+            s.settimeout(10)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            answers.append(data[:3])
+    finally:
+        for s in conns:
+            s.close()
+    assert answers.count(b"220") == 2, answers
+    assert answers.count(b"421") == 98, answers
