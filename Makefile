@@ -3,6 +3,8 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 CONF ?=
+# In CI (.ci/run: CI=true) every build treats warnings as errors.
+CMAKE_FLAGS := $(if $(filter-out 0 false no,$(CI)),-DSLUICE_WERROR=ON)
 
 .PHONY: all build deps run test unit integration check-layers check-sanitize bench clean format
 
@@ -13,7 +15,7 @@ deps:
 
 # A configure that fails leaves no cache behind, so the next make configures again.
 $(BUILD)/CMakeCache.txt:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || \
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null || \
 	    { rm -f $(BUILD)/CMakeCache.txt; exit 1; }
 
 build: $(BUILD)/CMakeCache.txt
@@ -47,7 +49,7 @@ test: deps build check-layers
 
 # ASan+UBSan over every unit test, TSan over sched/ (a separate build each).
 check-sanitize: deps
-	cmake -S . -B build-asan -DSLUICE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake -S . -B build-asan -DSLUICE_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
 	# the queue manager and the TLS paths with the real daemon built with ASan+UBSan (a
@@ -58,7 +60,7 @@ check-sanitize: deps
 	    tests/integration/test_maildir.py tests/integration/test_outbound_tls.py \
 	    tests/integration/test_relay_chunking.py tests/integration/test_delivery_crash.py \
 	    tests/integration/test_tls.py tests/integration/test_auth.py
-	cmake -S . -B build-tsan -DSLUICE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake -S . -B build-tsan -DSLUICE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L tsan -j $(JOBS)
 

@@ -75,7 +75,7 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 SENDER=bench@client.bench.test
 RCPT=rcpt@dest.example.test
 
-T_VS_POSTFIX=4 # sluiced >= 4x Postfix end to end (issue 4)
+T_VS_POSTFIX=4 # sluiced >= 4x Postfix end to end (docs/benchmarks.md)
 
 for v in MSGS SESSIONS SIZE RUNS DELIVER_TIMEOUT STALL_TIMEOUT DRAIN_TIMEOUT; do
     [[ ${!v} =~ ^[0-9]+$ ]] || bench_die "$v must be a non-negative integer (got '${!v}')"

@@ -173,9 +173,3 @@ struct sched_worker *sched_pool_worker(struct sched_pool *p, unsigned i)
         log_panic("sched_pool_worker: worker %u of %u", i, p->n);
     return &p->w[i];
 }
-
-bool sched_pool_stopping(const struct sched_pool *p)
-{
-    /* Relaxed: a request flag; no data travels with it. */
-    return atomic_load_explicit(&p->stop, memory_order_relaxed);
-}

@@ -200,8 +200,6 @@ void sched_worker_wake_reset(struct sched_worker *w);
 /* The eventfd (EFD_NONBLOCK) that becomes readable when w must wake up;
  * owned by the pool. */
 int sched_worker_wake_fd(const struct sched_worker *w);
-/* Any thread.  Whether sched_pool_stop() has been called. */
-bool sched_pool_stopping(const struct sched_pool *pool);
 
 /* Counters, any thread (each is exact once the worker is idle). */
 struct sched_worker_stats {

@@ -24,8 +24,8 @@
  *	default priority runs after the server.  The queue manager's events
  *	(precategorize .. bounce) have no server link: the queue manager
  *	passes no handler and acts on the chain's verdict, so --bindings
- *	lists no server line there.  Bindings of the reserved event (auth)
- *	load but never fire.
+ *	lists no server line there, nor at auth, whose chain decides alone
+ *	(core/smtpd/smtp_auth.c).
  *
  *	Each chain is an immutable array behind an atomic pointer: live
  *	changes (live.c) build and publish a new one under the engine's
@@ -80,11 +80,6 @@ int sink_event_parse(const char *name)
         if (strcmp(sink_event_names[ev], name) == 0)
             return ev;
     return -1;
-}
-
-bool sink_event_fires(enum sink_event ev)
-{
-    return ev <= SINK_EV_BOUNCE || ev == SINK_EV_AUTH; /* auth: core/smtpd/smtp_auth.c */
 }
 
 bool sink_event_notifies(enum sink_event ev)
@@ -435,14 +430,12 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
     pthread_mutex_lock(mu);
     for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
         const struct sink_chain *c = sink_engine_chain(e, (enum sink_event)ev);
-        bool fires = sink_event_fires((enum sink_event)ev);
-        bool server = fires && sink_event_has_server((enum sink_event)ev);
+        bool server = sink_event_has_server((enum sink_event)ev);
         unsigned ndisabled = 0;
         for (size_t i = 0; i < e->nb; i++)
             if (e->b[i]->ev == (enum sink_event)ev && !sink_binding_enabled(e->b[i]))
                 ndisabled++;
-        fprintf(f, "%s:%s%s\n", sink_event_name((enum sink_event)ev),
-                fires ? "" : " (reserved: bindings load but never fire)",
+        fprintf(f, "%s:%s\n", sink_event_name((enum sink_event)ev),
                 c->n == 0 && ndisabled == 0 ? " no bindings" : "");
         if (c->n == 0 && ndisabled == 0)
             continue;

@@ -119,7 +119,6 @@ int sink_engine_add(struct sink_engine *e, const char *block_text, char *err, si
 int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_t errlen);
 /* Replaces every binding with those of cfg (SIGHUP), all or nothing;
  * bindings of the same name keep their statistics. */
-#define SINK_ENGINE_HAS_RELOAD 1
 int sink_engine_reload(struct sink_engine *e, const struct cfg *cfg, char *err, size_t errlen);
 /* Writes the bindings changed since creation, reload or the last save back
  * to conf_path (re-read now): each changed block is rewritten in a

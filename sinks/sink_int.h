@@ -227,8 +227,7 @@ static inline bool sink_binding_enabled(const struct sink_binding *b)
     /* Relaxed: see struct sink_binding. */
     return atomic_load_explicit(&b->enabled, memory_order_relaxed);
 }
-bool sink_event_fires(enum sink_event ev); /* false: reserved for later releases */
-int sink_event_parse(const char *name);    /* the event, or -1 */
+int sink_event_parse(const char *name); /* the event, or -1 */
 /* The server (or queue manager) answers nobody: every verdict counts as
  * CONTINUE and every binding runs (disconnect, out_quit, outcomes). */
 bool sink_event_notifies(enum sink_event ev);

@@ -64,11 +64,6 @@ int spool_writer_sync_fd(struct spool_writer *w)
     return w->cur->fd;
 }
 
-size_t spool_writer_open_txns(const struct spool_writer *w)
-{
-    return w->active.n;
-}
-
 size_t spool_writer_pending(const struct spool_writer *w)
 {
     return w->pending.n + spool_wstate_pending(w);

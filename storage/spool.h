@@ -234,9 +234,6 @@ int spool_writer_sync_fd(struct spool_writer *w);
 /* The in-flight sync finished with res (0 or -errno).  Calls done for each
  * member of the batch. */
 void spool_writer_sync_done(struct spool_writer *w, int res);
-/* Messages begun (spool_txn_begin) and not yet committed or aborted: the
- * siblings whose commits a short group-commit delay can catch. */
-size_t spool_writer_open_txns(const struct spool_writer *w);
 /* Commits queued for the next sync (not counting one in flight). */
 size_t spool_writer_pending(const struct spool_writer *w);
 /* True while commits wait for a sync (queued or in flight). */

@@ -28,7 +28,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-/* ---- the generic tree (later issues read their own blocks from it) ---- */
+/* ---- the generic tree (the binding, transport, retry and tls blocks are read from it) ---- */
 
 enum cfg_type { CFG_NULL, CFG_BOOL, CFG_INT, CFG_FLOAT, CFG_STRING, CFG_ARRAY, CFG_OBJECT };
 
@@ -114,7 +114,7 @@ struct cfg {
     char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
     unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
-    /* operations (issue 6: core/base/log.c, core/cmd/sluiced.c; docs/operations.md) */
+    /* operations (core/base/log.c, core/ops/lifecycle.c; docs/operations.md) */
     char *log_format;            /* "text" | "json", default text */
     char *log_file;              /* "" = stderr (default), "syslog", or a path (reopened on SIGUSR1) */
     bool log_syslog;             /* default false; true = syslog, as log_file = "syslog" */
@@ -123,7 +123,7 @@ struct cfg {
     char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
     char *admin_listen;          /* metrics HTTP listener (core/ops/admin.h), default
                                   * "127.0.0.1:9025"; "" = off */
-    struct cfg_node *tree;       /* the parsed file, for blocks later issues read */
+    struct cfg_node *tree;       /* the parsed file: the blocks outside this table */
 };
 
 /* Loads path (NULL: defaults only) with overrides ("key=value" each). */

@@ -15,10 +15,6 @@
  *	`binding "NAME" { ... }` block, or NAME then KEY=VALUE words: event,
  *	sink, priority, rule, enabled, offload, deadline, on_deadline as
  *	written in the block, and prop.KEY=VALUE for the properties.
- *
- *	When this build's sink engine has no live changes (its header does
- *	not define SINK_ENGINE_HAS_RELOAD), those verbs answer "not available
- *	in this build".
  */
 #include <errno.h>
 #include <stdio.h>
@@ -66,8 +62,6 @@ char *ctl_bindings_list(struct ctl_server *cs, const struct ctl_request *rq, enu
     free(stats);
     return r;
 }
-
-#ifdef SINK_ENGINE_HAS_RELOAD
 
 /* After a change: write it back, and answer. */
 static char *ctl_bindings_done(struct ctl_server *cs, const char *verb, const char *name)
@@ -218,33 +212,3 @@ char *ctl_bindings_add(struct ctl_server *cs, const struct ctl_request *rq, enum
     free(block);
     return r;
 }
-
-#else /* a sink engine without live changes */
-
-static char *ctl_unavailable(struct ctl_server *cs, const struct ctl_request *rq,
-                             enum ctl_after *after)
-{
-    return ctl_reply_error("%s: not available in this build", rq->verb);
-}
-
-char *ctl_bindings_enable(struct ctl_server *cs, const struct ctl_request *rq,
-                          enum ctl_after *after)
-{
-    return ctl_unavailable(cs, rq, after);
-}
-char *ctl_bindings_add(struct ctl_server *cs, const struct ctl_request *rq, enum ctl_after *after)
-{
-    return ctl_unavailable(cs, rq, after);
-}
-char *ctl_bindings_remove(struct ctl_server *cs, const struct ctl_request *rq,
-                          enum ctl_after *after)
-{
-    return ctl_unavailable(cs, rq, after);
-}
-char *ctl_bindings_setprop(struct ctl_server *cs, const struct ctl_request *rq,
-                           enum ctl_after *after)
-{
-    return ctl_unavailable(cs, rq, after);
-}
-
-#endif

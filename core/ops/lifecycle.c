@@ -8,10 +8,11 @@
  *	them.
  *
  *	A reload checks everything before it changes anything: the file
- *	loads, its bindings create (on a throw-away engine unless the engine
- *	can reload itself), the TLS files load (a throw-away context), the
- *	auth_users file parses, the log file opens.  Only then are the
- *	run-time settings applied.
+ *	loads, the TLS files load (a throw-away context), the auth_users
+ *	file parses, the log file opens.  Only then are the bindings
+ *	replaced (sink_engine_reload: all or nothing, so a binding that
+ *	cannot be created refuses the reload) and the other run-time
+ *	settings applied.
  */
 #include "core/client/tls_cfg.h"
 #include "core/ops/lifecycle.h"
@@ -207,18 +208,6 @@ static int lifecycle_reload_locked(const char *who, char *err, size_t errlen)
     int rc = -1;
     char why[512];
     /* bindings */
-#ifdef SINK_ENGINE_HAS_RELOAD
-    bool engine_live = true;
-#else
-    bool engine_live = false;
-    struct sink_engine *probe = sink_engine_create(nc, why, sizeof(why));
-    if (probe == NULL) {
-        snprintf(err, errlen, "bindings: %s", why);
-        goto out;
-    }
-    bool bound = sink_engine_has_bindings(probe) || sink_engine_has_bindings(o->engine);
-    sink_engine_destroy(probe);
-#endif
     /* TLS: the running context re-reads its files; a new block or new
      * paths need a restart, but the files named must load all the same */
     struct tls_opts topts;
@@ -260,10 +249,8 @@ static int lifecycle_reload_locked(const char *who, char *err, size_t errlen)
     }
 
     /* everything checked: apply */
-#ifdef SINK_ENGINE_HAS_RELOAD
     if (sink_engine_reload(o->engine, nc, err, errlen) < 0)
         goto out;
-#endif
     if (log_configure(fmt, lout, nc->log_file, why, sizeof(why)) < 0)
         log_msg(LOG_ERROR, "reload: %s; the previous log output stays", why);
     log_set_level(lv);
@@ -282,13 +269,9 @@ static int lifecycle_reload_locked(const char *who, char *err, size_t errlen)
             log_msg(LOG_INFO, "%s: auth_users reloaded", who);
     }
     lifecycle_warn_restart(who, o->cfg, nc);
-#ifndef SINK_ENGINE_HAS_RELOAD
-    if (bound)
-        log_msg(LOG_WARN, "%s: bindings checked; changes to them apply at the next restart", who);
-#endif
-    log_msg(LOG_INFO, "%s: configuration %s reloaded (log settings, drain_timeout%s%s%s)", who,
-            o->conf ? o->conf : "(defaults)", o->tls ? ", TLS certificate and key" : "",
-            o->auth ? ", auth_users" : "", engine_live ? ", bindings" : "");
+    log_msg(LOG_INFO, "%s: configuration %s reloaded (log settings, drain_timeout%s%s, bindings)",
+            who, o->conf ? o->conf : "(defaults)", o->tls ? ", TLS certificate and key" : "",
+            o->auth ? ", auth_users" : "");
     rc = 0;
 out:
     cfg_destroy(nc);

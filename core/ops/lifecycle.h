@@ -14,8 +14,8 @@
  *	why.  Otherwise it applies what can change while running: the log
  *	settings (log_level, log_format, log_file, log_syslog), drain_timeout,
  *	the TLS certificate and key (the files named at start, read again),
- *	the auth_users file (the file named at start, read again) and, when
- *	the sink engine offers it, the bindings.  Every other setting keeps
+ *	the auth_users file (the file named at start, read again) and the
+ *	bindings (sink_engine_reload).  Every other setting keeps
  *	its start-up value until a restart; a changed one is named in a
  *	warning line.  docs/operations.md has the list.  SIGHUP calls it.
  *

@@ -693,187 +693,230 @@ static void qconn_on_fail(void *arg, const struct osmtp_reply *r)
 
 /* ---- completions ---- */
 
+/* Still talking: not closing, and not waiting to move to the next address
+ * (a recv, send or splice completing then has nothing more to do). */
+static bool qconn_talking(const struct qconn *c)
+{
+    return c->st != QC_CLOSING && c->c != NULL && !c->reconnect;
+}
+
+/* The peer is gone or an I/O failed: osmtp learns of it (its callbacks may
+ * choose the next address), and unless they did the connection closes. */
+static void qconn_lost(struct qconn *c)
+{
+    osmtp_eof(c->c);
+    if (c->st != QC_CLOSING && !c->reconnect)
+        qmgr_conn_close(c);
+}
+
+/* A connect failed (res < 0): the next address that takes a connect, or the
+ * destination failed and the job's recipients wait for the retry. */
+static void qconn_connect_failed(struct qmgr *q, struct qconn *c, int res)
+{
+    char why[400];
+    snprintf(why, sizeof(why), "connect to %s: %s", c->peer,
+             res == -ECANCELED ? "timed out" : strerror(-res));
+    log_msg(LOG_INFO, "qmgr: %s", why);
+    close(c->fd);
+    c->fd = -1;
+    while (c->ai + 1 < c->naddr) {
+        c->ai++;
+        if (qconn_connect(c) == 0)
+            return;
+    }
+    qmgr_dest_conn_failed(q, c->d, why);
+    if (c->job) {
+        qmgr_job_tempfail_all(q, c->job, "4.4.1", why, c->peer);
+        c->job = NULL;
+    }
+    qmgr_conn_close(c);
+}
+
+/* QOP_CONNECT: connected, osmtp takes over and waits for the greeting. */
+static void qconn_connect_done(struct qmgr *q, struct qconn *c, int res)
+{
+    if (c->st == QC_CLOSING)
+        return;
+    if (res < 0) {
+        qconn_connect_failed(q, c, res);
+        return;
+    }
+    c->st = QC_OPEN;
+    struct osmtp_opts o = {.helo_name = q->cfg->hostname,
+                           .tls = c->plain_retry ? OSMTP_TLS_NONE : qconn_tls(q, c->d->rt.tls),
+                           .use_chunking = true,
+                           .use_pipelining = true};
+    c->c = osmtp_create(&o, &qconn_cb, c);
+    if (c->c == NULL) {
+        qmgr_conn_close(c);
+        return;
+    }
+    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+    qconn_arm_recv(c);
+}
+
+/* After input was handed to osmtp: the command timer restarts (an idle
+ * connection keeps its cache timer), the next recv, and the output. */
+static void qconn_after_input(struct qmgr *q, struct qconn *c)
+{
+    if (!qconn_talking(c))
+        return;
+    if (c->st != QC_IDLE)
+        c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+    qconn_arm_recv(c);
+    qconn_pump(c);
+}
+
+/* res octets of ciphertext: through the TLS engine, whose plaintext (once
+ * the handshake is done) goes to osmtp. */
+static void qconn_recv_tls(struct qmgr *q, struct qconn *c, size_t n)
+{
+    if (tls_conn_feed(c->tls, c->rbuf, n) < 0) {
+        qconn_lost(c);
+        return;
+    }
+    if (c->tls_on) {
+        if (c->pbuf == NULL && (c->pbuf = malloc(QMGR_RBUF)) == NULL)
+            return;
+        ssize_t got;
+        while (qconn_talking(c) && (got = tls_conn_read(c->tls, c->pbuf, QMGR_RBUF)) > 0)
+            osmtp_input(c->c, c->pbuf, (size_t)got);
+    }
+    qconn_after_input(q, c);
+}
+
+/* QOP_RECV: input, or the end of the connection. */
+static void qconn_recv_done(struct qmgr *q, struct qconn *c, int res)
+{
+    c->recv_armed = false;
+    if (!qconn_talking(c))
+        return;
+    if (res > 0 && c->tls != NULL) {
+        qconn_recv_tls(q, c, (size_t)res);
+    } else if (res > 0) {
+        osmtp_input(c->c, c->rbuf, (size_t)res);
+        qconn_after_input(q, c);
+    } else if (c->st == QC_IDLE && c->greeted) {
+        qmgr_conn_close(c); /* the server closed an idle connection */
+    } else {
+        osmtp_eof(c->c);
+        if (c->st != QC_CLOSING)
+            qconn_pump(c);
+        if (c->st != QC_CLOSING && !c->reconnect)
+            qmgr_conn_close(c);
+    }
+}
+
+/* QOP_SPLICE_IN / QOP_SPLICE_OUT: a BDAT body moving spool -> pipe ->
+ * socket; the pipe is emptied before the next piece goes in. */
+static void qconn_splice_done(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
+{
+    if (!qconn_talking(c)) {
+        c->send_busy = false;
+        return;
+    }
+    if (res <= 0) {
+        log_msg(LOG_WARN, "qmgr: %s: splicing the body: %s", c->peer,
+                res == 0 ? "nothing moved" : strerror(-res));
+        c->send_busy = false;
+        qconn_lost(c);
+        return;
+    }
+    if (op == QOP_SPLICE_IN) {
+        c->poff += (uint64_t)res;
+        c->pipe_fill = (size_t)res;
+    } else {
+        c->pipe_fill -= (size_t)res;
+        /* relaxed: a statistics counter, read for reports only */
+        atomic_fetch_add_explicit(&q->st_spliced, (uint64_t)res, memory_order_relaxed);
+    }
+    if (c->pipe_fill > 0) {
+        struct io_uring_sqe *sqe = qmgr_sqe(q);
+        io_uring_prep_splice(sqe, c->pipe_r, -1, c->fd, -1, (unsigned)c->pipe_fill, SPLICE_F_MOVE);
+        io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SPLICE_OUT));
+        c->inflight++;
+        return;
+    }
+    c->send_busy = false;
+    qconn_pump(c);
+}
+
+/* QOP_SEND: the rest of a short send, or the buffer is done with. */
+static void qconn_send_done(struct qmgr *q, struct qconn *c, int res)
+{
+    if (!qconn_talking(c)) {
+        c->send_busy = false;
+        return;
+    }
+    if (res < 0) {
+        c->send_busy = false;
+        osmtp_eof(c->c);
+        if (c->st != QC_CLOSING)
+            qmgr_conn_close(c);
+        return;
+    }
+    c->outoff += (size_t)res;
+    if (c->outoff < c->outlen) {
+        struct io_uring_sqe *sqe = qmgr_sqe(q);
+        io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+        io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SEND));
+        c->inflight++;
+        return;
+    }
+    c->send_busy = false;
+    if (c->sent_osmtp)
+        osmtp_out_done(c->c);
+    qconn_pump(c);
+}
+
+/* The previous address failed after connecting and no op is in flight any
+ * more: the session state goes and the next address is tried with the
+ * same job. */
+static void qconn_reconnect(struct qmgr *q, struct qconn *c)
+{
+    c->reconnect = false;
+    c->send_busy = false;
+    c->session_seen = false;
+    c->txn_on = false;
+    c->msg_step = 0;
+    osmtp_destroy(c->c);
+    c->c = NULL;
+    if (c->tls) {
+        tls_conn_destroy(c->tls);
+        c->tls = NULL;
+    }
+    c->tls_on = false;
+    if (qconn_connect(c) < 0) {
+        qmgr_dest_conn_failed(q, c->d, "cannot create a socket");
+        qmgr_conn_close(c);
+    }
+}
+
 void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
 {
     /* this op stays counted until the end: nothing below can free c (a
      * close from inside osmtp's callbacks only marks it closing) */
     switch (op) {
-    case QOP_LTIMEOUT:
-        break;
     case QOP_CONNECT:
-        if (c->st == QC_CLOSING)
-            break;
-        if (res < 0) {
-            char why[400];
-            snprintf(why, sizeof(why), "connect to %s: %s", c->peer,
-                     res == -ECANCELED ? "timed out" : strerror(-res));
-            log_msg(LOG_INFO, "qmgr: %s", why);
-            close(c->fd);
-            c->fd = -1;
-            int rc = -1;
-            while (rc < 0 && c->ai + 1 < c->naddr) {
-                c->ai++;
-                rc = qconn_connect(c);
-            }
-            if (rc == 0)
-                break;
-            qmgr_dest_conn_failed(q, c->d, why);
-            if (c->job) {
-                qmgr_job_tempfail_all(q, c->job, "4.4.1", why, c->peer);
-                c->job = NULL;
-            }
-            qmgr_conn_close(c);
-            break;
-        }
-        c->st = QC_OPEN;
-        {
-            struct osmtp_opts o = {.helo_name = q->cfg->hostname,
-                                   .tls = c->plain_retry ? OSMTP_TLS_NONE
-                                                         : qconn_tls(q, c->d->rt.tls),
-                                   .use_chunking = true,
-                                   .use_pipelining = true};
-            c->c = osmtp_create(&o, &qconn_cb, c);
-        }
-        if (c->c == NULL) {
-            qmgr_conn_close(c);
-            break;
-        }
-        c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
-        qconn_arm_recv(c);
+        qconn_connect_done(q, c, res);
         break;
     case QOP_RECV:
-        c->recv_armed = false;
-        if (c->reconnect)
-            break;
-        if (c->st == QC_CLOSING || c->c == NULL)
-            break;
-        if (res > 0 && c->tls != NULL) {
-            if (tls_conn_feed(c->tls, c->rbuf, (size_t)res) < 0) {
-                osmtp_eof(c->c);
-                if (c->st != QC_CLOSING && !c->reconnect)
-                    qmgr_conn_close(c);
-                break;
-            }
-            if (c->tls_on) {
-                if (c->pbuf == NULL && (c->pbuf = malloc(QMGR_RBUF)) == NULL)
-                    break;
-                ssize_t n;
-                while (c->c && c->st != QC_CLOSING && !c->reconnect &&
-                       (n = tls_conn_read(c->tls, c->pbuf, QMGR_RBUF)) > 0)
-                    osmtp_input(c->c, c->pbuf, (size_t)n);
-            }
-            if (c->st != QC_CLOSING && c->c && !c->reconnect) {
-                if (c->st != QC_IDLE)
-                    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
-                qconn_arm_recv(c);
-                qconn_pump(c);
-            }
-        } else if (res > 0) {
-            osmtp_input(c->c, c->rbuf, (size_t)res);
-            if (c->st != QC_CLOSING && c->c) {
-                if (c->st != QC_IDLE)
-                    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
-                qconn_arm_recv(c);
-                qconn_pump(c);
-            }
-        } else {
-            if (c->st == QC_IDLE && c->greeted) {
-                qmgr_conn_close(c); /* the server closed an idle connection */
-                break;
-            }
-            osmtp_eof(c->c);
-            if (c->st != QC_CLOSING)
-                qconn_pump(c);
-            if (c->st != QC_CLOSING && !c->reconnect)
-                qmgr_conn_close(c);
-        }
+        qconn_recv_done(q, c, res);
         break;
     case QOP_SPLICE_IN:
     case QOP_SPLICE_OUT:
-        if (c->st == QC_CLOSING || c->c == NULL || c->reconnect) {
-            c->send_busy = false;
-            break;
-        }
-        if (res <= 0) {
-            log_msg(LOG_WARN, "qmgr: %s: splicing the body: %s", c->peer,
-                    res == 0 ? "nothing moved" : strerror(-res));
-            c->send_busy = false;
-            osmtp_eof(c->c);
-            if (c->st != QC_CLOSING && !c->reconnect)
-                qmgr_conn_close(c);
-            break;
-        }
-        if (op == QOP_SPLICE_IN) {
-            c->poff += (uint64_t)res;
-            c->pipe_fill = (size_t)res;
-        } else {
-            c->pipe_fill -= (size_t)res;
-            atomic_fetch_add_explicit(&q->st_spliced, (uint64_t)res, memory_order_relaxed);
-        }
-        if (c->pipe_fill > 0) {
-            struct io_uring_sqe *sqe = qmgr_sqe(q);
-            io_uring_prep_splice(sqe, c->pipe_r, -1, c->fd, -1, (unsigned)c->pipe_fill,
-                                 SPLICE_F_MOVE);
-            io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SPLICE_OUT));
-            c->inflight++;
-            break;
-        }
-        c->send_busy = false;
-        qconn_pump(c);
+        qconn_splice_done(q, c, op, res);
         break;
     case QOP_SEND:
-        if (c->reconnect) {
-            c->send_busy = false;
-            break;
-        }
-        if (c->st == QC_CLOSING || c->c == NULL) {
-            c->send_busy = false;
-            break;
-        }
-        if (res < 0) {
-            c->send_busy = false;
-            osmtp_eof(c->c);
-            if (c->st != QC_CLOSING)
-                qmgr_conn_close(c);
-            break;
-        }
-        c->outoff += (size_t)res;
-        if (c->outoff < c->outlen) {
-            struct io_uring_sqe *sqe = qmgr_sqe(q);
-            io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff,
-                               MSG_NOSIGNAL);
-            io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SEND));
-            c->inflight++;
-            break;
-        }
-        c->send_busy = false;
-        if (c->sent_osmtp)
-            osmtp_out_done(c->c);
-        qconn_pump(c);
+        qconn_send_done(q, c, res);
         break;
+    case QOP_LTIMEOUT: /* the connect completes with -ECANCELED */
     default:
         break;
     }
     c->inflight--;
-    if (c->reconnect && c->inflight == 0 && c->st != QC_CLOSING) {
-        /* the previous address failed after connecting: the next one */
-        c->reconnect = false;
-        c->send_busy = false;
-        c->session_seen = false;
-        c->txn_on = false;
-        c->msg_step = 0;
-        osmtp_destroy(c->c);
-        c->c = NULL;
-        if (c->tls) {
-            tls_conn_destroy(c->tls);
-            c->tls = NULL;
-        }
-        c->tls_on = false;
-        if (qconn_connect(c) < 0) {
-            qmgr_dest_conn_failed(q, c->d, "cannot create a socket");
-            qmgr_conn_close(c);
-        }
-    }
+    if (c->reconnect && c->inflight == 0 && c->st != QC_CLOSING)
+        qconn_reconnect(q, c);
     if (c->st == QC_CLOSING && c->inflight == 0)
         qconn_free(c);
 }

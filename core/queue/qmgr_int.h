@@ -281,7 +281,6 @@ void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const 
 void qmgr_retry_due(struct qmgr *q);
 uint64_t qmgr_retry_wait(struct qmgr *q, uint64_t max);
 void qmgr_sweep(struct qmgr *q);
-void qmgr_flush_all(struct qmgr *q);
 
 /* qmgr_dest.c */
 struct qdest *qmgr_dest_get(struct qmgr *q, const struct route *rt, const char *domain);

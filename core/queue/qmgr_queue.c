@@ -640,13 +640,3 @@ void qmgr_sweep(struct qmgr *q)
         qmgr_attempt_end(q, m);
     }
 }
-
-/* Every deferred message is retried now. */
-void qmgr_flush_all(struct qmgr *q)
-{
-    while (q->nheap > 0) {
-        struct qmsg *m = q->heap[0];
-        qheap_remove(q, m);
-        qmgr_msg_route(q, m);
-    }
-}

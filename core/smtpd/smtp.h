@@ -136,7 +136,10 @@ void smtp_server_set_tls(struct smtp_server *srv, bool available);
 bool smtp_session_starttls_wanted(const struct smtp_session *s);
 void smtp_session_tls_started(struct smtp_session *s, const char *desc);
 
-/* Uses the monotonic coarse clock unless a test sets one (0 = real). */
+#ifdef SLUICE_TEST_HOOKS
+/* Unit tests only (smtp_clock.c): the sessions' clock reads now_ms instead
+ * of the monotonic coarse clock (0: the real clock again). */
 void smtp_set_test_clock(uint64_t now_ms);
+#endif
 
 #endif

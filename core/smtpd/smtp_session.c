@@ -36,11 +36,11 @@
  *	EHLO, HELO or DATA (smtp_cmd.c).
  *
  *	Timers: smtp_session_tick() compares now_ms (CLOCK_MONOTONIC_COARSE
- *	milliseconds, the clock smtp_now_ms() reads) with the time of the last
- *	input (idle timeout, RFC 5321 4.5.3.2), with the first octet of a
- *	command line not yet whole (the same bound: a line sent one octet at
- *	a time cannot hold the session past it, as every octet resets the
- *	idle time), with the session's start (max_session_time) and with the
+ *	milliseconds, the clock smtp_now_ms() of smtp_clock.c reads) with the
+ *	time of the last input (idle timeout, RFC 5321 4.5.3.2), with the first
+ *	octet of a command line not yet whole (the same bound: a line sent one
+ *	octet at a time cannot hold the session past it, as every octet resets
+ *	the idle time), with the session's start (max_session_time) and with the
  *	start of the message data (minimum data rate).  A parked session has no timer: the
  *	wait is ours (a sink's is bounded by its binding's deadline).
  *
@@ -54,36 +54,13 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/base/log.h"
 #include "core/queue/route.h"
 #include "core/smtpd/smtp_int.h"
-
-/* ---- the clock ---- */
-
-/* Set by tests only; relaxed is enough: a test sets it on the thread that
- * then runs the sessions, nothing is published through it. */
-static _Atomic uint64_t smtp_test_now;
-
-void smtp_set_test_clock(uint64_t now_ms)
-{
-    atomic_store_explicit(&smtp_test_now, now_ms, memory_order_relaxed);
-}
-
-uint64_t smtp_now_ms(void)
-{
-    uint64_t t = atomic_load_explicit(&smtp_test_now, memory_order_relaxed);
-    if (t != 0)
-        return t;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- the server ---- */
 

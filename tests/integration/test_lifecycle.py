@@ -1,4 +1,4 @@
-"""Lifecycle (issue 6): SIGHUP reload under load and with a bad file,
+"""Lifecycle: SIGHUP reload under load and with a bad file,
 graceful stop (drain) with sessions in flight and under load, privileges
 (user = "nobody" when started as root)."""
 import os

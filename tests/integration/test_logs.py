@@ -1,4 +1,4 @@
-"""Logs (issue 6): JSON lines with structured fields, text lines, a log file
+"""Logs: JSON lines with structured fields, text lines, a log file
 reopened on SIGUSR1 (logrotate's rename-then-signal), bad log settings."""
 import json
 import os

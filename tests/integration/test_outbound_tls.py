@@ -1,4 +1,4 @@
-"""Outbound TLS (issue 5): the queue manager's STARTTLS to a next hop, with
+"""Outbound TLS: the queue manager's STARTTLS to a next hop, with
 the per-destination policy of the transport table (may, encrypt, verify,
 none).  The next hop is a second sluiced with a certificate; what it
 stored tells whether the hop was encrypted (its Received: line)."""

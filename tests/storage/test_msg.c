@@ -82,7 +82,7 @@ static const struct spool_msg *held_msg(uint64_t id)
 static void check_msg(const struct spool_msg *m, const char *what)
 {
     uint64_t id = spool_msg_info(m)->id;
-    size_t want_len, a_len, b_len;
+    size_t want_len = 0, a_len = 0, b_len = 0;
     int rc;
     char *want = tu_body(dir, id, &want_len, &rc);
     cr_assert_eq(rc, 0, "%s: read_body: %s", what, strerror(-rc));

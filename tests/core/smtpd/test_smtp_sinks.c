@@ -16,7 +16,7 @@ TestSuite(smtp_sinks, .init = ts_setup);
 Test(smtp_sinks, no_bindings_no_cost)
 {
     struct h h;
-    /* a binding of a reserved event loads but never fires: no event is bound */
+    /* a binding of a queue manager event (route) binds no session event */
     start(&h, NULL, B("later", "event = \"route\"; sink = \"builtin:ts\";"));
     envelope(&h);
     message(&h, "Subject: plain\r\n\r\nhi\r\n");
