@@ -100,8 +100,9 @@ static const char *cfg_check_log_format(const char *s, int64_t v)
 static const char *cfg_check_hostport_or_empty(const char *s, int64_t v)
 {
     struct cfg_sockaddr a;
-    return s[0] == '\0' || cfg_parse_hostport(s, &a) == 0 ? NULL
-                                                          : "is not \"\" or an address (127.0.0.1:9025)";
+    return s[0] == '\0' || cfg_parse_hostport(s, &a) == 0
+               ? NULL
+               : "is not \"\" or an address (127.0.0.1:9025)";
 }
 
 #define CFG_F(f) offsetof(struct cfg, f), 0
