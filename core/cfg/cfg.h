@@ -94,7 +94,8 @@ struct cfg {
     unsigned buffer_size;        /* bytes each, default 16384 */
     uint64_t segment_size;       /* spool segment size, default 64 MiB */
     unsigned commit_delay_us;    /* group commit: wait this long for siblings, default 1000 */
-    char *log_level;             /* "debug" | "info" | "warn" | "error", default info */
+    char *log_level;             /* a name log_level_parse() accepts, in lower case
+                                  * ("warning" stays "warning"), default info */
     /* delivery (core/queue/qmgr.c; transport { } and retry { } are read by core/queue/route.c) */
     char *relayhost;    /* default next hop, "" = MX */
     char *maildir_root; /* local delivery root, default ./var/mail */

@@ -62,7 +62,7 @@ enum cfg_ktype {
     CFG_T_ADDR_LIST,   /* struct cfg_sockaddr * and size_t */
     CFG_T_CIDR_LIST,   /* struct cfg_cidr * and size_t */
     CFG_T_STR_LIST,    /* char ** and size_t */
-    CFG_T_LEVEL,       /* char *: debug | info | warn | error */
+    CFG_T_LEVEL,       /* char *: a spelling log_level_parse() accepts, lower case */
 };
 
 struct cfg_key {
@@ -341,10 +341,13 @@ static bool cfg_to_level(const struct cfg_src *src, const struct cfg_key *k,
     enum log_level lv;
     const char *s = cfg_text(n);
     if (s == NULL || log_level_parse(s, &lv) < 0)
-        return cfg_fail(src, k, n, "expected one of debug, info, warn, error");
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    if ((*out = strdup(names[lv])) == NULL)
+        return cfg_fail(src, k, n, "expected one of " LOG_LEVEL_NAMES);
+    /* The spelling as written, in lower case: log_level_parse() is the one
+     * table of names, and the reader of c->log_level asks it again. */
+    if ((*out = strdup(s)) == NULL)
         return cfg_fail(src, k, n, "out of memory");
+    for (char *p = *out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
     return true;
 }
 

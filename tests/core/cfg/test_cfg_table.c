@@ -234,7 +234,8 @@ Test(cfg_table, types)
                "1: hostname: \"mx example\" is not a valid host name");
     load_fails("hostname = \"-mx.example\"\n",
                "1: hostname: \"-mx.example\" is not a valid host name");
-    load_fails("log_level = loud\n", "1: log_level: expected one of debug, info, warn, error");
+    load_fails("log_level = loud\n", "1: log_level: expected one of debug, info, notice, warn, "
+                                     "warning, err, error, crit, alert, emerg");
     load_fails("listen = []\n", "1: listen: needs at least 1 entry");
     load_fails("listen = [\n  \"127.0.0.1:25\",\n  \"localhost:25\"\n]\n",
                "3: listen: \"localhost:25\" is not an address:port (127.0.0.1:25, [::1]:25)");
@@ -325,6 +326,21 @@ Test(cfg_table, overrides)
     c = load_ok("max_recipients = 5\n", ov4, 1);
     cr_assert_eq(c->max_recipients, 300);
     cfg_destroy(c);
+}
+
+/* One table of level names (core/base/log.c): syslog's spellings too. */
+Test(cfg_table, log_level_spellings)
+{
+    struct cfg *c = load_ok("log_level = Notice\n", NULL, 0);
+    cr_assert_str_eq(c->log_level, "notice");
+    cfg_destroy(c);
+    const char *ov[] = {"log_level=warning"};
+    c = load_ok("log_level = debug\n", ov, 1);
+    cr_assert_str_eq(c->log_level, "warning");
+    cfg_destroy(c);
+    override_fails(NULL, "log_level=loud",
+                   "-o log_level: expected one of debug, info, notice, warn, warning, err, "
+                   "error, crit, alert, emerg");
 }
 
 Test(cfg_table, override_errors)
