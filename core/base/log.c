@@ -49,11 +49,22 @@ void log_set_level(enum log_level lv)
     atomic_store_explicit(&log_min, lv, memory_order_relaxed); /* any level is valid */
 }
 
+/* The one table of level spellings: sluice's four and syslog's eight
+ * (notice reads as info; crit, alert and emerg as error).  LOG_LEVEL_NAMES
+ * in log.h lists them for messages. */
 int log_level_parse(const char *s, enum log_level *out)
 {
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(s, log_names[i]) == 0) {
-            *out = (enum log_level)i;
+    static const struct {
+        const char *name;
+        enum log_level lv;
+    } spellings[] = {
+        {"debug", LOG_DEBUG},  {"info", LOG_INFO},   {"notice", LOG_INFO}, {"warn", LOG_WARN},
+        {"warning", LOG_WARN}, {"err", LOG_ERROR},   {"error", LOG_ERROR}, {"crit", LOG_ERROR},
+        {"alert", LOG_ERROR},  {"emerg", LOG_ERROR},
+    };
+    for (size_t i = 0; i < sizeof(spellings) / sizeof(spellings[0]); i++) {
+        if (strcasecmp(s, spellings[i].name) == 0) {
+            *out = spellings[i].lv;
             return 0;
         }
     }

@@ -49,7 +49,10 @@ enum log_output { LOG_OUT_STDERR, LOG_OUT_FILE, LOG_OUT_SYSLOG };
 #define LOG_LINE_MAX 4096
 
 void log_set_level(enum log_level lv);
-int log_level_parse(const char *s, enum log_level *out);   /* 0 or -EINVAL */
+/* Any case; syslog's names too: notice -> info, warning -> warn,
+ * err crit alert emerg -> error. */
+int log_level_parse(const char *s, enum log_level *out); /* 0 or -EINVAL */
+#define LOG_LEVEL_NAMES "debug, info, notice, warn, warning, err, error, crit, alert, emerg"
 int log_format_parse(const char *s, enum log_format *out); /* "text" | "json"; 0 or -EINVAL */
 /* path: the file for LOG_OUT_FILE (borrowed; copied), else ignored. */
 int log_configure(enum log_format fmt, enum log_output out, const char *path, char *err,

@@ -39,7 +39,7 @@ unsigned cfg_node_line(const struct cfg_node *n);
 const char *cfg_node_key(const struct cfg_node *n);   /* NULL for array items */
 const char *cfg_node_label(const struct cfg_node *n); /* `binding "x" {}` -> "x", else NULL */
 bool cfg_node_bool(const struct cfg_node *n);
-int64_t cfg_node_int(const struct cfg_node *n);       /* sizes/durations already scaled */
+int64_t cfg_node_int(const struct cfg_node *n); /* sizes/durations already scaled */
 double cfg_node_float(const struct cfg_node *n);
 const char *cfg_node_str(const struct cfg_node *n);
 /* Children of an object or items of an array, in file order. */
@@ -78,14 +78,14 @@ struct cfg {
     char *postmaster;            /* where <postmaster> goes; default postmaster@localhost */
     struct cfg_cidr *mynetworks; /* default 127.0.0.0/8, ::1/128 */
     size_t nmynetworks;
-    char **relay_domains;        /* domains mail is accepted for; default none */
+    char **relay_domains; /* domains mail is accepted for; default none */
     size_t nrelay_domains;
-    uint64_t max_message_size;   /* default 52428800 (SIZE) */
-    unsigned max_recipients;     /* default 1000, at least 100 */
-    unsigned max_errors;         /* default 10: then 421 4.7.0 */
-    unsigned max_line_length;    /* text line limit, default 998 */
-    unsigned max_connections;    /* per worker, default 4096 */
-    unsigned max_conn_per_ip;    /* default 50, 0 = no limit */
+    uint64_t max_message_size;              /* default 52428800 (SIZE) */
+    unsigned max_recipients;                /* default 1000, at least 100 */
+    unsigned max_errors;                    /* default 10: then 421 4.7.0 */
+    unsigned max_line_length;               /* text line limit, default 998 */
+    unsigned max_connections;               /* per worker, default 4096 */
+    unsigned max_conn_per_ip;               /* default 50, 0 = no limit */
     struct cfg_cidr *conn_limit_exceptions; /* default: mynetworks */
     size_t nconn_limit_exceptions;
     uint64_t idle_timeout_ms;    /* default 300s (RFC 5321 4.5.3.2); also bounds a command line */
@@ -96,44 +96,45 @@ struct cfg {
     unsigned buffer_size;        /* bytes each, default 16384 */
     uint64_t segment_size;       /* spool segment size, default 64 MiB */
     unsigned commit_delay_us;    /* group commit: wait this long for siblings, default 1000 */
-    char *log_level;             /* "debug" | "info" | "warn" | "error", default info */
+    char *log_level;             /* a name log_level_parse() accepts, in lower case
+                                  * ("warning" stays "warning"), default info */
     /* delivery (core/queue/qmgr.c; transport { } and retry { } are read by core/queue/route.c) */
-    char *relayhost;             /* default next hop, "" = MX */
-    char *maildir_root;          /* local delivery root, default ./var/mail */
-    char **dns_servers;          /* "127.0.0.1:5353"; default none = /etc/resolv.conf */
+    char *relayhost;    /* default next hop, "" = MX */
+    char *maildir_root; /* local delivery root, default ./var/mail */
+    char **dns_servers; /* "127.0.0.1:5353"; default none = /etc/resolv.conf */
     size_t ndns_servers;
     unsigned delivery_concurrency; /* connections per destination, default 20 */
     unsigned delivery_connections; /* outbound connections in all, default 200 */
     uint64_t connect_timeout_ms;   /* default 30s */
     uint64_t command_timeout_ms;   /* per reply, default 300s */
     uint64_t connection_cache_ms;  /* an idle outbound connection is kept this long, default 2s */
-    unsigned destination_failure_limit; /* failed connections in a row before the whole
-                                         * destination backs off, default 3 */
+    unsigned destination_failure_limit;     /* failed connections in a row before the whole
+                                             * destination backs off, default 3 */
     struct cfg_sockaddr *listen_submission; /* RFC 6409 listeners (AUTH required); default none */
     size_t nlisten_submission;
-    char *auth_users;            /* the user:crypt-hash file; default NULL (none) */
-    unsigned auth_max_failures;  /* AUTH failures per client network per window, default 5 */
+    char *auth_users;                /* the user:crypt-hash file; default NULL (none) */
+    unsigned auth_max_failures;      /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
     /* operations (core/base/log.c, core/ops/lifecycle.c; docs/operations.md) */
-    char *log_format;            /* "text" | "json", default text */
-    char *log_file;              /* "" = stderr (default), "syslog", or a path (reopened on SIGUSR1) */
-    bool log_syslog;             /* default false; true = syslog, as log_file = "syslog" */
-    char *user;                  /* run as this user after binding (started as root); NULL: none */
-    uint64_t drain_timeout_ms;   /* graceful stop: sessions get this long, default 30s */
-    char *control_socket;        /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
-    char *admin_listen;          /* metrics HTTP listener (core/ops/admin.h), default
-                                  * "127.0.0.1:9025"; "" = off */
-    struct cfg_node *tree;       /* the parsed file: the blocks outside this table */
+    char *log_format; /* "text" | "json", default text */
+    char *log_file;   /* "" = stderr (default), "syslog", or a path (reopened on SIGUSR1) */
+    bool log_syslog;  /* default false; true = syslog, as log_file = "syslog" */
+    char *user;       /* run as this user after binding (started as root); NULL: none */
+    uint64_t drain_timeout_ms; /* graceful stop: sessions get this long, default 30s */
+    char *control_socket;      /* sluicectl's unix socket, default ./var/sluice.sock, "" = none */
+    char *admin_listen;        /* metrics HTTP listener (core/ops/admin.h), default
+                                * "127.0.0.1:9025"; "" = off */
+    struct cfg_node *tree;     /* the parsed file: the blocks outside this table */
 };
 
 /* Loads path (NULL: defaults only) with overrides ("key=value" each). */
-struct cfg *cfg_load(const char *path, const char *const *overrides, size_t noverrides,
-                     char *err, size_t errlen);
+struct cfg *cfg_load(const char *path, const char *const *overrides, size_t noverrides, char *err,
+                     size_t errlen);
 void cfg_destroy(struct cfg *c);
 
 /* Parsing helpers shared with other modules. */
-int cfg_parse_cidr(const char *s, struct cfg_cidr *out);          /* 0 or -EINVAL */
-int cfg_parse_hostport(const char *s, struct cfg_sockaddr *out);  /* 0 or -EINVAL */
+int cfg_parse_cidr(const char *s, struct cfg_cidr *out);         /* 0 or -EINVAL */
+int cfg_parse_hostport(const char *s, struct cfg_sockaddr *out); /* 0 or -EINVAL */
 bool cfg_cidr_match(const struct cfg_cidr *v, size_t n, const struct sockaddr *sa);
 /* Case-insensitive match of a domain against a list ("example.test" exact,
  * ".example.test" any subdomain). */

@@ -10,20 +10,22 @@
  *	int cfg_edit_block(const char *path, const char *key, const char *label,
  *			   const char *block, char *err, size_t errlen);
  * DESCRIPTION
- *	The scan follows cfg_parse.c's lexical rules closely enough to find
- *	members of the top level: it tracks the nesting of { } and [ ],
- *	skips comments and strings, and knows where a member may start (the
- *	beginning, after ; or , or a newline, after a block).  A member whose
- *	key is KEY, followed by a label (quoted or a bare word) equal to
- *	LABEL and an opening brace, is the block: from its key to the
- *	matching brace and a `;` right after it, if any.
+ *	One lexer: the text is parsed with cfg_parse.c's parser, which records
+ *	for every node the span of its entry in the text (cfg_int.h): the
+ *	block to replace or remove is found in the tree, not by a scan of its
+ *	own, so comments, strings and escapes mean here what they mean to
+ *	the daemon.  A block is the first top-level node with key KEY and
+ *	label LABEL; its entry runs from the key through the closing brace and
+ *	a `;` or `,` on the same line.  A JSON file's `"KEY": {"LABEL": {...}}`
+ *	counts too (cfg_node_lift): there only the braces of LABEL's value
+ *	are replaced, so the file keeps its `"LABEL":`.
  *
  *	The result of an edit is checked by the caller (cfg_edit_block parses
  *	it) before it replaces anything on disk.
  */
 #include "core/cfg/cfg_edit.h"
 
-#include "core/cfg/cfg.h"
+#include "core/cfg/cfg_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,242 +39,115 @@
 
 #define CFG_EDIT_MAX (4u << 20) /* as cfg_parse: no bigger file is a configuration */
 
-struct cfg_span {
-    size_t start, end; /* [start, end): key .. closing brace (and `;`) */
-};
-
-/* Skips a comment at *i; false if there is none. */
-static bool cfg_edit_comment(const char *s, size_t n, size_t *i)
+/* The first top-level KEY "LABEL" block of tree, or NULL. */
+static const struct cfg_node *cfg_edit_find(const struct cfg_node *tree, const char *key,
+                                            const char *label)
 {
-    size_t k = *i;
-    if (s[k] == '#' || (s[k] == '/' && k + 1 < n && s[k + 1] == '/')) {
-        while (k < n && s[k] != '\n')
-            k++;
-    } else if (s[k] == '/' && k + 1 < n && s[k + 1] == '*') {
-        int depth = 0; /* C comments nest in sluice.conf */
-        while (k < n) {
-            if (s[k] == '/' && k + 1 < n && s[k + 1] == '*') {
-                depth++;
-                k += 2;
-            } else if (s[k] == '*' && k + 1 < n && s[k + 1] == '/') {
-                k += 2;
-                if (--depth == 0)
-                    break;
-            } else {
-                k++;
-            }
-        }
-    } else {
-        return false;
+    for (size_t i = 0; i < tree->nkid; i++) {
+        const struct cfg_node *n = tree->kid[i];
+        if (n->type == CFG_OBJECT && n->label != NULL && strcmp(n->key, key) == 0 &&
+            strcmp(n->label, label) == 0)
+            return n;
     }
-    *i = k;
-    return true;
-}
-
-/* Skips the string at *i (its quote there); copies its value into buf
- * (NULL: not wanted).  Only \" \\ and \' are decoded: enough to compare
- * a label. */
-static void cfg_edit_string(const char *s, size_t n, size_t *i, char *buf, size_t buflen)
-{
-    char q = s[*i];
-    size_t k = *i + 1, o = 0;
-    while (k < n && s[k] != q) {
-        char c = s[k];
-        if (c == '\\' && k + 1 < n) {
-            char d = s[k + 1];
-            if (d == '"' || d == '\\' || d == '\'')
-                c = d, k++;
-        }
-        if (buf != NULL && o + 1 < buflen)
-            buf[o++] = c;
-        k++;
-    }
-    if (buf != NULL && buflen > 0)
-        buf[o] = '\0';
-    *i = k < n ? k + 1 : n;
-}
-
-static bool cfg_edit_wordch(char c)
-{
-    return c != ' ' && c != '\t' && c != '\r' && c != '\n' && !strchr(";,={}[]:\"'#", c);
-}
-
-/* Skips blanks, newlines and comments. */
-static void cfg_edit_skip(const char *s, size_t n, size_t *i)
-{
-    while (*i < n) {
-        char c = s[*i];
-        if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-            (*i)++;
-        else if (!cfg_edit_comment(s, n, i))
-            return;
-    }
-}
-
-/* Reads a label (string or bare word) at *i into buf; false if none. */
-static bool cfg_edit_label(const char *s, size_t n, size_t *i, char *buf, size_t buflen)
-{
-    if (*i >= n)
-        return false;
-    if (s[*i] == '"' || s[*i] == '\'') {
-        cfg_edit_string(s, n, i, buf, buflen);
-        return true;
-    }
-    size_t k = *i;
-    while (k < n && cfg_edit_wordch(s[k]) && !(s[k] == '/' && k + 1 < n && s[k + 1] == '/'))
-        k++;
-    if (k == *i)
-        return false;
-    snprintf(buf, buflen, "%.*s", (int)(k - *i), s + *i);
-    *i = k;
-    return true;
-}
-
-/* The brace matching the one at *i; *i past it.  false: unbalanced. */
-static bool cfg_edit_close(const char *s, size_t n, size_t *i)
-{
-    int depth = 0;
-    size_t k = *i;
-    while (k < n) {
-        char c = s[k];
-        if (c == '"' || c == '\'') {
-            cfg_edit_string(s, n, &k, NULL, 0);
-            continue;
-        }
-        if (cfg_edit_comment(s, n, &k))
-            continue;
-        k++;
-        if (c == '{' || c == '[')
-            depth++;
-        else if ((c == '}' || c == ']') && --depth == 0) {
-            *i = k;
-            return true;
-        }
-    }
-    return false;
+    return NULL;
 }
 
 /*
- * Finds the block; *at: where to append one (the end, or the closing
- * brace of a braced file).  1 found, 0 not found, -EINVAL unbalanced.
+ * The new text of a lifted block: `"NAME": { ... }` keeps its key and takes
+ * the braces of block (`KEY "NAME" { ... }`, parsed for them).  *v0, *v1:
+ * the braces in block.  0 or -EINVAL.
  */
-static int cfg_edit_find(const char *s, size_t n, const char *key, const char *label,
-                         struct cfg_span *sp, size_t *at)
+static int cfg_edit_braces(const char *block, size_t blen, size_t *v0, size_t *v1, char *err,
+                           size_t errlen)
 {
-    size_t i = 0;
-    cfg_edit_skip(s, n, &i);
-    int base = i < n && s[i] == '{' ? 1 : 0, depth = 0;
-    bool expect_key = true;
-    char word[256];
-    *at = n;
-    while (i < n) {
-        char c = s[i];
-        if (c == '\n') {
-            if (depth == base)
-                expect_key = true;
-            i++;
-        } else if (c == ' ' || c == '\t' || c == '\r' || cfg_edit_comment(s, n, &i)) {
-            if (c == ' ' || c == '\t' || c == '\r')
-                i++;
-        } else if (c == '{' || c == '[') {
-            depth++;
-            i++;
-        } else if (c == '}' || c == ']') {
-            if (--depth < 0)
-                return -EINVAL;
-            if (depth == 0 && base == 1)
-                *at = i; /* a braced file: new blocks go before its brace */
-            if (depth == base)
-                expect_key = true;
-            i++;
-        } else if (c == ';' || c == ',') {
-            if (depth == base)
-                expect_key = true;
-            i++;
-        } else {
-            size_t start = i;
-            bool candidate = depth == base && expect_key;
-            if (depth == base)
-                expect_key = false;
-            if (!cfg_edit_label(s, n, &i, word, sizeof(word))) {
-                i++; /* a stray character (= or :): the parser judges it */
-                continue;
-            }
-            if (!candidate || strcmp(word, key) != 0)
-                continue;
-            size_t k = i;
-            cfg_edit_skip(s, n, &k);
-            if (!cfg_edit_label(s, n, &k, word, sizeof(word)) || strcmp(word, label) != 0)
-                continue;
-            cfg_edit_skip(s, n, &k);
-            if (k >= n || s[k] != '{')
-                continue;
-            if (!cfg_edit_close(s, n, &k))
-                return -EINVAL;
-            size_t e = k;
-            while (e < n && (s[e] == ' ' || s[e] == '\t'))
-                e++;
-            sp->start = start;
-            sp->end = e < n && s[e] == ';' ? e + 1 : k;
-            return 1;
-        }
+    char perr[256];
+    struct cfg_node *b = cfg_parse_lines(block, blen, perr, sizeof(perr));
+    if (b == NULL) {
+        snprintf(err, errlen, "the new block does not parse: %s", perr);
+        return -EINVAL;
     }
-    return depth == 0 ? 0 : -EINVAL;
+    int rc = 0;
+    if (b->nkid == 1 && b->kid[0]->type == CFG_OBJECT) {
+        *v0 = b->kid[0]->vstart;
+        *v1 = b->kid[0]->vend;
+    } else {
+        snprintf(err, errlen, "the new text is not one block");
+        rc = -EINVAL;
+    }
+    cfg_node_free(b);
+    return rc;
+}
+
+/* Widens [*cut0, *cut1) to its whole lines when nothing else is on them. */
+static void cfg_edit_lines(const char *text, size_t len, size_t *cut0, size_t *cut1)
+{
+    size_t a = *cut0, z = *cut1;
+    while (a > 0 && (text[a - 1] == ' ' || text[a - 1] == '\t'))
+        a--;
+    while (z < len && (text[z] == ' ' || text[z] == '\t' || text[z] == '\r'))
+        z++;
+    if ((a == 0 || text[a - 1] == '\n') && (z == len || text[z] == '\n')) {
+        *cut0 = a;
+        *cut1 = z < len ? z + 1 : z;
+    }
 }
 
 int cfg_edit_text(const char *text, size_t len, const char *key, const char *label,
                   const char *block, char **out, size_t *outlen, char *err, size_t errlen)
 {
-    struct cfg_span sp;
-    size_t at;
-    int found = cfg_edit_find(text, len, key, label, &sp, &at);
-    if (found < 0) {
-        snprintf(err, errlen, "unbalanced braces: cannot find %s \"%s\"", key, label);
-        return found;
+    char perr[256];
+    struct cfg_node *tree = cfg_parse_lines(text, len, perr, sizeof(perr));
+    if (tree == NULL) {
+        snprintf(err, errlen, "cannot find %s \"%s\": the file does not parse: %s", key, label,
+                 perr);
+        return -EINVAL;
     }
-    if (!found && block == NULL) {
-        snprintf(err, errlen, "no %s \"%s\" block", key, label);
-        return -ENOENT;
-    }
-    size_t blen = block ? strlen(block) : 0;
+    int rc = cfg_node_lift(tree, key);
+    const struct cfg_node *n = rc == 0 ? cfg_edit_find(tree, key, label) : NULL;
+    size_t blen = block ? strlen(block) : 0, b0 = 0;
     while (blen > 0 && (block[blen - 1] == '\n' || block[blen - 1] == '\r'))
         blen--;
     const char *pre = "", *post = "";
-    size_t cut0, cut1; /* text[cut0, cut1) is replaced by pre, block, post */
-    if (found && block != NULL) {
-        cut0 = sp.start;
-        cut1 = sp.end;
-    } else if (found) {
-        /* the whole lines of the block when it has them to itself */
-        cut0 = sp.start;
-        cut1 = sp.end;
-        size_t a = cut0, z = cut1;
-        while (a > 0 && (text[a - 1] == ' ' || text[a - 1] == '\t'))
-            a--;
-        while (z < len && (text[z] == ' ' || text[z] == '\t' || text[z] == '\r'))
-            z++;
-        if ((a == 0 || text[a - 1] == '\n') && (z == len || text[z] == '\n')) {
-            cut0 = a;
-            cut1 = z < len ? z + 1 : z;
-        }
-    } else {
-        cut0 = cut1 = at;
-        if (at > 0 && text[at - 1] != '\n')
+    size_t cut0, cut1; /* text[cut0, cut1) is replaced by pre, block[b0, blen), post */
+    if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+    } else if (n == NULL && block == NULL) {
+        snprintf(err, errlen, "no %s \"%s\" block", key, label);
+        rc = -ENOENT;
+    } else if (n == NULL) {
+        /* appended: at the end, or before the closing brace of a braced file */
+        cut0 = cut1 = tree->braced ? tree->vend - 1 : len;
+        if (cut0 > 0 && text[cut0 - 1] != '\n')
             pre = "\n";
         post = "\n";
+    } else if (block == NULL) {
+        cut0 = n->start;
+        cut1 = n->end;
+        cfg_edit_lines(text, len, &cut0, &cut1);
+    } else if (n->lifted) {
+        cut0 = n->vstart;
+        cut1 = n->vend;
+        rc = cfg_edit_braces(block, blen, &b0, &blen, err, errlen);
+    } else {
+        cut0 = n->start;
+        cut1 = n->end;
     }
-    size_t n = cut0 + strlen(pre) + blen + strlen(post) + (len - cut1);
-    char *o = malloc(n + 1);
+    cfg_node_free(tree);
+    if (rc < 0)
+        return rc;
+    size_t npre = strlen(pre), npost = strlen(post), nb = blen - b0;
+    size_t total = cut0 + npre + nb + npost + (len - cut1);
+    char *o = malloc(total + 1);
     if (o == NULL) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
     size_t k = 0;
     memcpy(o + k, text, cut0), k += cut0;
-    memcpy(o + k, pre, strlen(pre)), k += strlen(pre);
-    if (blen > 0)
-        memcpy(o + k, block, blen), k += blen;
-    memcpy(o + k, post, strlen(post)), k += strlen(post);
+    memcpy(o + k, pre, npre), k += npre;
+    if (nb > 0)
+        memcpy(o + k, block + b0, nb), k += nb;
+    memcpy(o + k, post, npost), k += npost;
     memcpy(o + k, text + cut1, len - cut1), k += len - cut1;
     o[k] = '\0';
     *out = o;

@@ -16,10 +16,14 @@
  *	with the whitespace of its own lines.  A block that is not there is
  *	appended at the end (before the closing brace of a file written as
  *	one braced object); removing one that is not there is -ENOENT.  The
- *	scan knows the parser's lexical rules (# // and nesting C comments,
- *	"..." and '...' strings), so a block inside a comment or a string
- *	is not taken for one.  *out is allocated (NUL-terminated) and owned
- *	by the caller.
+ *	text is read by the configuration parser itself (cfg_parse.c records
+ *	where each entry stands), so a block inside a comment or a string is
+ *	not taken for one and a label means what it means to the daemon
+ *	(escapes decoded: "caf\u00e9" is the label café).  A JSON file's
+ *	`"KEY": {"LABEL": {...}}` is found too; there only LABEL's braces are
+ *	replaced (by those of block).  A text that does not parse is not
+ *	edited (-EINVAL, the parser's message in err).  *out is allocated
+ *	(NUL-terminated) and owned by the caller.
  *
  *	cfg_edit_read() reads a whole file (NUL-terminated, owned by the
  *	caller).  cfg_edit_write() replaces path atomically: a temporary file

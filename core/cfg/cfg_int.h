@@ -8,6 +8,17 @@
  *	of a number from it) and the number scanner both of them use, so a
  *	quoted "64mb" in a JSON file means what a bare 64mb means in UCL.
  *
+ *	Spans: the parser records where each node stands in the text, so
+ *	cfg_edit.c finds what to replace with the parser's own lexer rather
+ *	than a second one.  [start, end) is the node's whole entry: from its
+ *	key (an array item: its value) through the `;` or `,` that ends it
+ *	on its line, if any; [vstart, vend) is the value alone (a block: its
+ *	braces).  The top level spans the whole text, or its braces.
+ *
+ *	Lifting: `binding { NAME { ... } }` - how a JSON file writes
+ *	`binding "NAME" { ... }` - becomes the labelled block, as libucl
+ *	reads it (cfg_node_lift).
+ *
  *	Other modules include only core/cfg/cfg.h.
  */
 #ifndef SLUICE_CORE_CFG_INT_H
@@ -39,6 +50,10 @@ struct cfg_node {
     } v;
     struct cfg_node **kid; /* owned, with the nodes they point to */
     size_t nkid, capkid;
+    size_t start, end;   /* the entry in the text, see above */
+    size_t vstart, vend; /* the value alone */
+    bool braced;         /* the top level: the file is one { } object */
+    bool lifted;         /* from `KEY { NAME { } }`: the key in the text is NAME */
 };
 
 /* A scanned number: CFG_INT (v.i) or CFG_FLOAT (v.f). */
@@ -76,6 +91,18 @@ static inline int64_t cfg_round(double f)
  * (for -o overrides, which are one line anyway). */
 struct cfg_node *cfg_parse_noline(const char *text, size_t len, const char *name, char *err,
                                   size_t errlen);
+
+/* cfg_parse() with messages "line N: what" (the caller names the text). */
+struct cfg_node *cfg_parse_lines(const char *text, size_t len, char *err, size_t errlen);
+
+/*
+ * Lifts the members of root keyed key that are unlabelled blocks of
+ * unlabelled blocks, `key { NAME { ... } ... }` (JSON: "key": {"NAME":
+ * {...}}), into labelled blocks `key "NAME" { ... }` in their place, in
+ * order; the lifted nodes keep their spans and are marked lifted.  An
+ * empty `key { }` lifts to nothing.  0 or -ENOMEM (the tree unchanged).
+ */
+int cfg_node_lift(struct cfg_node *root, const char *key);
 
 /* true: s is a domain name ("mx.example.test"); with lead_dot a leading
  * '.' is allowed too (".example.test" = any subdomain).  s is borrowed. */

@@ -11,9 +11,11 @@
  *	...
  *	void cfg_node_free(struct cfg_node *n);
  * DESCRIPTION
- *	The read side of the tree cfg_parse() builds, and cfg_num_scan(),
- *	which decides what a word means as a number (cfg_parse.c uses it on
- *	bare words, cfg_table.c on quoted strings such as "64mb" in JSON).
+ *	The read side of the tree cfg_parse() builds, cfg_node_lift() (which
+ *	turns JSON's `"binding": {"NAME": {...}}` into `binding "NAME" {...}`)
+ *	and cfg_num_scan(), which decides what a word means as a number
+ *	(cfg_parse.c uses it on bare words, cfg_table.c on quoted strings such
+ *	as "64mb" in JSON).
  *
  *	Accessors take a borrowed node and accept NULL, which reads as an
  *	empty node (type CFG_NULL, no children), so lookups chain:
@@ -49,6 +51,69 @@ void cfg_node_free(struct cfg_node *n)
     free(n->label);
     free(n->text);
     free(n);
+}
+
+/* ---- lifting `key { NAME { } }` to `key "NAME" { }` ---- */
+
+/* A block of unlabelled blocks under key, itself unlabelled. */
+static bool cfg_liftable(const struct cfg_node *n, const char *key)
+{
+    if (n->type != CFG_OBJECT || n->label != NULL || n->key == NULL || strcmp(n->key, key) != 0)
+        return false;
+    for (size_t i = 0; i < n->nkid; i++)
+        if (n->kid[i]->type != CFG_OBJECT || n->kid[i]->label != NULL)
+            return false;
+    return true;
+}
+
+int cfg_node_lift(struct cfg_node *root, const char *key)
+{
+    if (root == NULL || root->type != CFG_OBJECT)
+        return 0;
+    size_t total = 0, nnew = 0, nshell = 0; /* nodes after, lifted ones, blocks lifted from */
+    for (size_t i = 0; i < root->nkid; i++) {
+        bool lift = cfg_liftable(root->kid[i], key);
+        total += lift ? root->kid[i]->nkid : 1;
+        nnew += lift ? root->kid[i]->nkid : 0;
+        nshell += lift;
+    }
+    if (nshell == 0)
+        return 0;
+    /* Everything that can fail first, so a failure leaves the tree as it was. */
+    struct cfg_node **nk = calloc(total ? total : 1, sizeof(*nk));
+    char **keys = calloc(nnew ? nnew : 1, sizeof(*keys));
+    bool ok = nk != NULL && keys != NULL;
+    for (size_t j = 0; ok && j < nnew; j++)
+        ok = (keys[j] = strdup(key)) != NULL;
+    if (!ok) {
+        for (size_t j = 0; keys != NULL && j < nnew; j++)
+            free(keys[j]);
+        free(keys);
+        free(nk);
+        return -ENOMEM;
+    }
+    size_t o = 0, kk = 0;
+    for (size_t i = 0; i < root->nkid; i++) {
+        struct cfg_node *n = root->kid[i];
+        if (!cfg_liftable(n, key)) {
+            nk[o++] = n;
+            continue;
+        }
+        for (size_t j = 0; j < n->nkid; j++) {
+            struct cfg_node *g = n->kid[j];
+            g->label = g->key; /* NAME, as the parser read it */
+            g->key = keys[kk++];
+            g->lifted = true;
+            nk[o++] = g;
+        }
+        n->nkid = 0; /* the children moved; the shell goes */
+        cfg_node_free(n);
+    }
+    free(keys);
+    free(root->kid);
+    root->kid = nk;
+    root->nkid = root->capkid = total;
+    return 0;
 }
 
 /* ---- numbers ---- */

@@ -20,6 +20,10 @@
  *	the node holds milliseconds as CFG_INT).  Comments are #, // and
  *	nesting C comments.
  *
+ *	Every node records its span in the text (cfg_int.h: the entry from
+ *	key through terminator, and the value alone), which is how cfg_edit.c
+ *	finds a block without a lexer of its own.
+ *
  *	The text is borrowed; the returned tree belongs to the caller and is
  *	released with cfg_node_free().  Every node owns its key, label, string
  *	and children; pointers from the accessors are valid until then.
@@ -43,8 +47,8 @@
 #include <strings.h>
 
 struct cfg_parser {
-    const char *p, *end;
-    const char *name; /* borrowed, for messages */
+    const char *base, *p, *end; /* base: the start of the text, for spans */
+    const char *name;           /* borrowed, for messages */
     unsigned line;
     bool noline; /* messages say "NAME: ", not "NAME:LINE: " */
     int depth;
@@ -69,8 +73,9 @@ static void cfg_perr(struct cfg_parser *ps, unsigned line, const char *fmt, ...)
     ps->failed = true;
     if (ps->err == NULL || ps->errlen == 0)
         return;
-    int n = ps->noline ? snprintf(ps->err, ps->errlen, "%s: ", ps->name)
-                       : snprintf(ps->err, ps->errlen, "%s:%u: ", ps->name, line);
+    int n = ps->name == NULL ? snprintf(ps->err, ps->errlen, "line %u: ", line)
+            : ps->noline     ? snprintf(ps->err, ps->errlen, "%s: ", ps->name)
+                             : snprintf(ps->err, ps->errlen, "%s:%u: ", ps->name, line);
     if (n < 0 || (size_t)n >= ps->errlen)
         return;
     va_list ap;
@@ -133,6 +138,23 @@ static bool cfg_node_add(struct cfg_parser *ps, struct cfg_node *parent, struct 
 static bool cfg_at_end(const struct cfg_parser *ps)
 {
     return ps->p >= ps->end;
+}
+
+/* Where the parser is, as an offset into the text (for spans). */
+static size_t cfg_off(const struct cfg_parser *ps)
+{
+    return (size_t)(ps->p - ps->base);
+}
+
+/* A `;` or `,` on the line of the entry that just ended (nl: none
+ * between) belongs to it: the entry's span takes it, and the parser
+ * steps over it. */
+static void cfg_terminator(struct cfg_parser *ps, struct cfg_node *n, bool nl)
+{
+    if (!nl && !cfg_at_end(ps) && (*ps->p == ';' || *ps->p == ',')) {
+        ps->p++;
+        n->end = cfg_off(ps);
+    }
 }
 
 static bool cfg_is_ctl(unsigned char c)
@@ -416,9 +438,12 @@ static struct cfg_node *cfg_array(struct cfg_parser *ps)
         bool nl = false;
         if (!cfg_skip(ps, &nl))
             goto fail;
-        if (!cfg_at_end(ps) && *ps->p == ',')
+        if (!nl && !cfg_at_end(ps) && *ps->p == ',') {
             ps->p++;
-        else if (!nl && !cfg_at_end(ps) && *ps->p != ']') {
+            item->end = cfg_off(ps);
+        } else if (!cfg_at_end(ps) && *ps->p == ',') {
+            ps->p++;
+        } else if (!nl && !cfg_at_end(ps) && *ps->p != ']') {
             cfg_unexpected(ps, "',' or ']'");
             goto fail;
         }
@@ -443,8 +468,8 @@ static struct cfg_node *cfg_object(struct cfg_parser *ps)
     return o;
 }
 
-/* A value at the current (non-blank) character. */
-static struct cfg_node *cfg_value(struct cfg_parser *ps)
+/* A value at the current (non-blank) character, without its span. */
+static struct cfg_node *cfg_value_at(struct cfg_parser *ps)
 {
     if (cfg_at_end(ps)) {
         cfg_unexpected(ps, "a value");
@@ -470,6 +495,19 @@ static struct cfg_node *cfg_value(struct cfg_parser *ps)
         return NULL;
     }
     return cfg_bare(ps);
+}
+
+/* A value with its span: the value alone (vstart, vend), which is the
+ * whole entry of an array item until a terminator extends it. */
+static struct cfg_node *cfg_value(struct cfg_parser *ps)
+{
+    size_t start = cfg_off(ps);
+    struct cfg_node *n = cfg_value_at(ps);
+    if (n != NULL) {
+        n->start = n->vstart = start;
+        n->end = n->vend = cfg_off(ps);
+    }
+    return n;
 }
 
 /* A key at the current (non-blank) character; the result is the caller's. */
@@ -507,6 +545,7 @@ static char *cfg_key(struct cfg_parser *ps)
 static struct cfg_node *cfg_member(struct cfg_parser *ps, bool *block, bool *nl)
 {
     unsigned line = ps->line;
+    size_t start = cfg_off(ps);
     char *key = cfg_key(ps);
     struct cfg_node *v = NULL;
     if (key == NULL || !cfg_skip(ps, NULL))
@@ -528,7 +567,7 @@ static struct cfg_node *cfg_member(struct cfg_parser *ps, bool *block, bool *nl)
         char *label = v->text;
         v->text = NULL;
         cfg_node_free(v);
-        if ((v = cfg_object(ps)) == NULL) {
+        if ((v = cfg_value(ps)) == NULL) { /* the object: the value is its braces */
             free(label);
             goto fail;
         }
@@ -540,6 +579,7 @@ static struct cfg_node *cfg_member(struct cfg_parser *ps, bool *block, bool *nl)
     *block = v->type == CFG_OBJECT;
     v->key = key;
     v->line = line;
+    v->start = start; /* the entry: key .. value, until a terminator extends it */
     return v;
 fail:
     free(key);
@@ -572,12 +612,12 @@ static bool cfg_members(struct cfg_parser *ps, struct cfg_node *obj, char closer
         struct cfg_node *m = cfg_member(ps, &block, &nl);
         if (m == NULL || !cfg_node_add(ps, obj, m))
             return false;
-        if (cfg_at_end(ps) || block || nl)
+        const char *before = ps->p;
+        cfg_terminator(ps, m, nl);
+        if (ps->p != before || cfg_at_end(ps) || block || nl)
             continue;
         c = *ps->p;
-        if (c == ';' || c == ',')
-            ps->p++;
-        else if (c != closer || closer == '\0') {
+        if (c != closer || closer == '\0') {
             cfg_unexpected(ps, "';' or a newline after the value");
             return false;
         }
@@ -598,17 +638,21 @@ static struct cfg_node *cfg_parse_with(struct cfg_parser *ps, const char *text, 
         cfg_perr(ps, line, "NUL byte in input");
         return NULL;
     }
-    ps->p = text;
+    ps->base = ps->p = text;
     ps->end = text + len;
     ps->line = 1;
     struct cfg_node *root = cfg_node_new(ps, CFG_OBJECT, 1);
     if (root == NULL || !cfg_skip(ps, NULL))
         goto fail;
+    root->end = root->vend = len;
     if (!cfg_at_end(ps) && *ps->p == '{') { /* a JSON object: braces around it all */
         unsigned open = ps->line;
+        root->braced = true;
+        root->start = root->vstart = cfg_off(ps);
         ps->p++;
         if (!cfg_members(ps, root, '}', open))
             goto fail;
+        root->end = root->vend = cfg_off(ps);
         while (cfg_skip(ps, NULL) && !cfg_at_end(ps) && *ps->p == ';')
             ps->p++;
         if (!cfg_at_end(ps)) {
@@ -637,5 +681,11 @@ struct cfg_node *cfg_parse_noline(const char *text, size_t len, const char *name
                                   size_t errlen)
 {
     struct cfg_parser ps = {.name = name, .noline = true, .err = err, .errlen = errlen};
+    return cfg_parse_with(&ps, text, len);
+}
+
+struct cfg_node *cfg_parse_lines(const char *text, size_t len, char *err, size_t errlen)
+{
+    struct cfg_parser ps = {.name = NULL, .err = err, .errlen = errlen};
     return cfg_parse_with(&ps, text, len);
 }

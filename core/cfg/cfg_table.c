@@ -26,9 +26,11 @@
  *	milliseconds; bounds of a list are its number of entries; bounds of a
  *	STRING are its length.  A list key given one string is a list of one.
  *
- *	Top-level keys that are neither in the table nor in
- *	cfg_reserved_keys[] are errors; reserved keys are blocks later
- *	modules read from c->tree themselves.
+ *	Top-level keys that are neither in the table nor in cfg_blocks[] are
+ *	errors; cfg_blocks[] are blocks later modules read from c->tree
+ *	themselves.  A named block (`binding "NAME" { }`) may also be written
+ *	as JSON writes it, `"binding": {"NAME": {...}}`: cfg_load lifts that
+ *	to the labelled form before anyone reads the tree.
  *
  *	path and overrides are borrowed.  The caller owns the returned cfg
  *	and releases it, strings, lists and tree included, with cfg_destroy().
@@ -62,7 +64,7 @@ enum cfg_ktype {
     CFG_T_ADDR_LIST,   /* struct cfg_sockaddr * and size_t */
     CFG_T_CIDR_LIST,   /* struct cfg_cidr * and size_t */
     CFG_T_STR_LIST,    /* char ** and size_t */
-    CFG_T_LEVEL,       /* char *: debug | info | warn | error */
+    CFG_T_LEVEL,       /* char *: a spelling log_level_parse() accepts, lower case */
 };
 
 struct cfg_key {
@@ -108,8 +110,9 @@ static const char *cfg_check_log_format(const char *s, int64_t v)
 static const char *cfg_check_hostport_or_empty(const char *s, int64_t v)
 {
     struct cfg_sockaddr a;
-    return s[0] == '\0' || cfg_parse_hostport(s, &a) == 0 ? NULL
-                                                          : "is not \"\" or an address (127.0.0.1:9025)";
+    return s[0] == '\0' || cfg_parse_hostport(s, &a) == 0
+               ? NULL
+               : "is not \"\" or an address (127.0.0.1:9025)";
 }
 
 #define CFG_F(f) offsetof(struct cfg, f), 0
@@ -168,11 +171,21 @@ static const struct cfg_key cfg_keys[] = {
 
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
-/* Blocks owned by later modules, read from c->tree (e.g. "binding",
- * "transport", "tls").  NULL-terminated. */
-/* blocks read by other modules: `binding "NAME" { }` by sinks/binding.c */
-/* `transport { }` and `retry { }` by core/queue/route.c; `tls { }` by net/tls.c */
-static const char *const cfg_reserved_keys[] = {"binding", "transport", "retry", "tls", NULL};
+/* Blocks other modules read from c->tree themselves.  A named one is
+ * written `KEY "NAME" { }`; JSON writes it `"KEY": {"NAME": {...}}`, which
+ * cfg_load lifts to the same labelled block (cfg_node_lift), as libucl
+ * reads it. */
+static const struct cfg_block {
+    const char *name;
+    bool named;
+} cfg_blocks[] = {
+    {"binding", true},    /* sinks/binding.c */
+    {"transport", false}, /* core/queue/route.c */
+    {"retry", false},     /* core/queue/route.c */
+    {"tls", false},       /* net/tls.c */
+};
+
+#define CFG_NBLOCKS (sizeof(cfg_blocks) / sizeof(cfg_blocks[0]))
 
 /* Where a value came from, for messages. */
 struct cfg_src {
@@ -219,10 +232,22 @@ static const struct cfg_key *cfg_key_find(const char *name)
 
 static bool cfg_reserved(const char *name)
 {
-    for (size_t i = 0; cfg_reserved_keys[i] != NULL; i++)
-        if (strcmp(cfg_reserved_keys[i], name) == 0)
+    for (size_t i = 0; i < CFG_NBLOCKS; i++)
+        if (strcmp(cfg_blocks[i].name, name) == 0)
             return true;
     return false;
+}
+
+/* `"binding": {"NAME": {...}}` to `binding "NAME" {...}`, for each named block. */
+static bool cfg_lift_blocks(struct cfg_node *tree, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CFG_NBLOCKS; i++) {
+        if (cfg_blocks[i].named && cfg_node_lift(tree, cfg_blocks[i].name) < 0) {
+            snprintf(err, errlen, "cfg_load: out of memory");
+            return false;
+        }
+    }
+    return true;
 }
 
 static const char *cfg_type_name(const struct cfg_node *n)
@@ -350,10 +375,13 @@ static bool cfg_to_level(const struct cfg_src *src, const struct cfg_key *k,
     enum log_level lv;
     const char *s = cfg_text(n);
     if (s == NULL || log_level_parse(s, &lv) < 0)
-        return cfg_fail(src, k, n, "expected one of debug, info, warn, error");
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    if ((*out = strdup(names[lv])) == NULL)
+        return cfg_fail(src, k, n, "expected one of " LOG_LEVEL_NAMES);
+    /* The spelling as written, in lower case: log_level_parse() is the one
+     * table of names, and the reader of c->log_level asks it again. */
+    if ((*out = strdup(s)) == NULL)
         return cfg_fail(src, k, n, "out of memory");
+    for (char *p = *out; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
     return true;
 }
 
@@ -601,7 +629,8 @@ struct cfg *cfg_load(const char *path, const char *const *overrides, size_t nove
         goto out;
     }
     c->tree = path ? cfg_read(path, err, errlen) : cfg_parse("", 0, "(none)", err, errlen);
-    if (c->tree == NULL || !cfg_scan_file(c->tree, path, file, err, errlen))
+    if (c->tree == NULL || !cfg_lift_blocks(c->tree, err, errlen) ||
+        !cfg_scan_file(c->tree, path, file, err, errlen))
         goto out;
     for (size_t i = 0; i < noverrides; i++) {
         const struct cfg_key *k;

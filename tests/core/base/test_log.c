@@ -117,6 +117,19 @@ Test(log, parse)
     cr_assert_eq(log_format_parse("xml", &f), -EINVAL);
     cr_assert_eq(log_level_parse("warn", &l), 0);
     cr_assert_eq(l, LOG_WARN);
+    /* syslog's names */
+    static const struct {
+        const char *s;
+        enum log_level l;
+    } syn[] = {{"DEBUG", LOG_DEBUG}, {"notice", LOG_INFO}, {"Warning", LOG_WARN},
+               {"err", LOG_ERROR},   {"crit", LOG_ERROR},  {"alert", LOG_ERROR},
+               {"emerg", LOG_ERROR}};
+    for (size_t i = 0; i < sizeof(syn) / sizeof(syn[0]); i++) {
+        cr_assert_eq(log_level_parse(syn[i].s, &l), 0, "%s", syn[i].s);
+        cr_assert_eq(l, syn[i].l, "%s", syn[i].s);
+    }
+    cr_assert_eq(log_level_parse("warnings", &l), -EINVAL);
+    cr_assert_eq(log_level_parse("", &l), -EINVAL);
 }
 
 static char *slurp(const char *path)

@@ -405,3 +405,94 @@ Test(cfg_parse, num_scan)
     cr_assert_eq(cfg_num_scan("10000000000g", 12, &n), -ERANGE);
     cr_assert_eq(cfg_num_scan("1e300s", 6, &n), -ERANGE);
 }
+
+/* The text of a node's entry, and of its value alone. */
+static void span_is(const char *text, const struct cfg_node *n, const char *entry,
+                    const char *value)
+{
+    cr_assert_leq(n->start, n->vstart);
+    cr_assert_leq(n->vend, n->end);
+    cr_assert_eq(n->end - n->start, strlen(entry), "entry [%.*s], want [%s]",
+                 (int)(n->end - n->start), text + n->start, entry);
+    cr_assert_eq(memcmp(text + n->start, entry, strlen(entry)), 0, "entry [%.*s], want [%s]",
+                 (int)(n->end - n->start), text + n->start, entry);
+    cr_assert_eq(n->vend - n->vstart, strlen(value), "value [%.*s], want [%s]",
+                 (int)(n->vend - n->vstart), text + n->vstart, value);
+    cr_assert_eq(memcmp(text + n->vstart, value, strlen(value)), 0);
+}
+
+Test(cfg_parse, spans)
+{
+    const char *text = "# head\n"
+                       "a = 1;  // one\n"
+                       "b: \"x\\\"y\" , c 'z'\n"
+                       "list = [1, 2 ,\n 3]\n"
+                       "binding \"n\" { e = \"}\"; /* { */ } ; d = on\n"
+                       "t { u = 1 }\n"
+                       "  ;\n";
+    struct cfg_node *t = parse(text);
+    cr_assert_eq(t->nkid, 7);
+    cr_assert(!t->braced);
+    cr_assert_eq(t->start, 0);
+    cr_assert_eq(t->end, strlen(text));
+    span_is(text, t->kid[0], "a = 1;", "1");
+    span_is(text, t->kid[1], "b: \"x\\\"y\" ,", "\"x\\\"y\"");
+    span_is(text, t->kid[2], "c 'z'", "'z'");
+    span_is(text, t->kid[3], "list = [1, 2 ,\n 3]", "[1, 2 ,\n 3]");
+    span_is(text, t->kid[3]->kid[0], "1,", "1");
+    span_is(text, t->kid[3]->kid[1], "2 ,", "2");
+    span_is(text, t->kid[3]->kid[2], "3", "3");
+    span_is(text, t->kid[4], "binding \"n\" { e = \"}\"; /* { */ } ;", "{ e = \"}\"; /* { */ }");
+    span_is(text, t->kid[4]->kid[0], "e = \"}\";", "\"}\"");
+    span_is(text, t->kid[5], "d = on", "on");
+    span_is(text, t->kid[6], "t { u = 1 }", "{ u = 1 }"); /* the `;` is on another line */
+    cfg_node_free(t);
+
+    const char *json = "  {\"a\": {\"b\": [1]}, \"c\": \"\\u00e9\\t\"}  \n";
+    t = parse(json);
+    cr_assert(t->braced);
+    span_is(json, t, "{\"a\": {\"b\": [1]}, \"c\": \"\\u00e9\\t\"}",
+            "{\"a\": {\"b\": [1]}, \"c\": \"\\u00e9\\t\"}");
+    span_is(json, t->kid[0], "\"a\": {\"b\": [1]},", "{\"b\": [1]}");
+    span_is(json, t->kid[0]->kid[0], "\"b\": [1]", "[1]");
+    span_is(json, t->kid[1], "\"c\": \"\\u00e9\\t\"", "\"\\u00e9\\t\"");
+    cr_assert_str_eq(t->kid[1]->text, "\xc3\xa9\t");
+    cfg_node_free(t);
+}
+
+Test(cfg_parse, lift_named_blocks)
+{
+    const char *json = "{\"binding\": {\"tag\": {\"event\": \"mail\"}, \"two\": {}},\n"
+                       " \"max_errors\": 3, \"binding\": {},\n"
+                       " \"transport\": {\"x\": {}}}";
+    struct cfg_node *t = parse(json);
+    cr_assert_eq(cfg_node_lift(t, "binding"), 0);
+    cr_assert_eq(t->nkid, 4, "two lifted, the empty one gone");
+    cr_assert_str_eq(cfg_node_key(t->kid[0]), "binding");
+    cr_assert_str_eq(cfg_node_label(t->kid[0]), "tag");
+    cr_assert_str_eq(cfg_node_str(cfg_node_get(t->kid[0], "event")), "mail");
+    cr_assert(t->kid[0]->lifted);
+    span_is(json, t->kid[0], "\"tag\": {\"event\": \"mail\"},", "{\"event\": \"mail\"}");
+    cr_assert_str_eq(cfg_node_label(t->kid[1]), "two");
+    cr_assert_eq(cfg_node_line(t->kid[1]), 1);
+    cr_assert_str_eq(cfg_node_key(t->kid[2]), "max_errors");
+    cr_assert_str_eq(cfg_node_key(t->kid[3]), "transport");
+    cr_assert_null(cfg_node_label(t->kid[3]), "only the key asked for");
+    cfg_node_free(t);
+
+    /* not a block of blocks: left for the reader to refuse */
+    t = parse("binding { event = mail; x { } }\nbinding \"a\" { y { } }\n");
+    cr_assert_eq(cfg_node_lift(t, "binding"), 0);
+    cr_assert_eq(t->nkid, 2);
+    cr_assert_null(cfg_node_label(t->kid[0]));
+    cr_assert_str_eq(cfg_node_label(t->kid[1]), "a");
+    cr_assert(!t->kid[1]->lifted);
+    cfg_node_free(t);
+}
+
+Test(cfg_parse, lines_names_nothing)
+{
+    char e[128];
+    cr_assert_null(cfg_parse_lines("a = 1\nb = {\n", 12, e, sizeof(e)));
+    cr_assert_str_eq(e, "line 2: unterminated object");
+}

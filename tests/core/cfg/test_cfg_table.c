@@ -144,6 +144,36 @@ Test(cfg_table, binding_blocks_are_left_to_the_sinks)
     load_fails("bindings \"x\" { }\n", "1: bindings: unknown setting");
 }
 
+/* JSON writes binding "tag" { } as "binding": {"tag": {...}}: the same
+ * labelled block once loaded, for every named block the table has. */
+Test(cfg_table, json_named_blocks)
+{
+    struct cfg *c = load_ok("{\"binding\": {\"tag\": {\"event\": \"mail\", \"sink\": "
+                            "\"builtin:noop\"},\n"
+                            "             \"two\": {\"event\": \"rcpt\"}},\n"
+                            " \"max_errors\": 3, \"tls\": {\"cert\": {\"x\": 1}}}\n",
+                            NULL, 0);
+    cr_assert_eq(cfg_node_count(c->tree), 4);
+    const struct cfg_node *b = cfg_node_at(c->tree, 0);
+    cr_assert_str_eq(cfg_node_key(b), "binding");
+    cr_assert_str_eq(cfg_node_label(b), "tag");
+    cr_assert_str_eq(cfg_node_str(cfg_node_get(b, "sink")), "builtin:noop");
+    b = cfg_node_at(c->tree, 1);
+    cr_assert_str_eq(cfg_node_label(b), "two");
+    cr_assert_eq(cfg_node_line(b), 2);
+    cr_assert_eq(c->max_errors, 3);
+    /* tls is not a named block: its inner blocks stay where they are */
+    cr_assert_null(cfg_node_label(cfg_node_get(c->tree, "tls")));
+    cr_assert_not_null(cfg_node_get(cfg_node_get(c->tree, "tls"), "cert"));
+    cfg_destroy(c);
+
+    /* UCL may say it the same way; an empty one is no binding */
+    c = load_ok("binding { tag { event = mail; } }\nbinding { }\n", NULL, 0);
+    cr_assert_eq(cfg_node_count(c->tree), 1);
+    cr_assert_str_eq(cfg_node_label(cfg_node_at(c->tree, 0)), "tag");
+    cfg_destroy(c);
+}
+
 Test(cfg_table, json_with_quoted_units)
 {
     struct cfg *c = load_ok("{\n"
@@ -234,7 +264,8 @@ Test(cfg_table, types)
                "1: hostname: \"mx example\" is not a valid host name");
     load_fails("hostname = \"-mx.example\"\n",
                "1: hostname: \"-mx.example\" is not a valid host name");
-    load_fails("log_level = loud\n", "1: log_level: expected one of debug, info, warn, error");
+    load_fails("log_level = loud\n", "1: log_level: expected one of debug, info, notice, warn, "
+                                     "warning, err, error, crit, alert, emerg");
     load_fails("listen = []\n", "1: listen: needs at least 1 entry");
     load_fails("listen = [\n  \"127.0.0.1:25\",\n  \"localhost:25\"\n]\n",
                "3: listen: \"localhost:25\" is not an address:port (127.0.0.1:25, [::1]:25)");
@@ -325,6 +356,21 @@ Test(cfg_table, overrides)
     c = load_ok("max_recipients = 5\n", ov4, 1);
     cr_assert_eq(c->max_recipients, 300);
     cfg_destroy(c);
+}
+
+/* One table of level names (core/base/log.c): syslog's spellings too. */
+Test(cfg_table, log_level_spellings)
+{
+    struct cfg *c = load_ok("log_level = Notice\n", NULL, 0);
+    cr_assert_str_eq(c->log_level, "notice");
+    cfg_destroy(c);
+    const char *ov[] = {"log_level=warning"};
+    c = load_ok("log_level = debug\n", ov, 1);
+    cr_assert_str_eq(c->log_level, "warning");
+    cfg_destroy(c);
+    override_fails(NULL, "log_level=loud",
+                   "-o log_level: expected one of debug, info, notice, warn, warning, err, "
+                   "error, crit, alert, emerg");
 }
 
 Test(cfg_table, override_errors)
