@@ -1,6 +1,6 @@
 /*
  * NAME
- *	smtp_addr - paths, ESMTP parameters, HELO names and UTF-8
+ *	smtp_addr - paths, ESMTP parameters, HELO names
  * SYNOPSIS
  *	#include "core/smtpd/smtp_int.h"
  *
@@ -418,7 +418,7 @@ enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp)
     return SMTP_R_NONE;
 }
 
-/* ---- HELO names and UTF-8 ---- */
+/* ---- HELO names ---- */
 
 bool smtp_helo_valid(const char *p, size_t len)
 {
@@ -439,44 +439,6 @@ bool smtp_helo_valid(const char *p, size_t len)
         unsigned char c = (unsigned char)p[i];
         if (!smtp_is_alnum(c) && c != '-' && c != '.' && c != '_')
             return false;
-    }
-    return true;
-}
-
-bool smtp_utf8_valid(const char *p, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)p, *end = s + len;
-    while (s < end) {
-        unsigned char c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF; /* range of the second octet */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false; /* continuation, C0/C1 overlong, F5..FF */
-        }
-        if ((size_t)(end - s) < n || s[1] < lo || s[1] > hi)
-            return false;
-        for (size_t i = 2; i < n; i++)
-            if ((s[i] & 0xC0) != 0x80)
-                return false;
-        s += n;
     }
     return true;
 }

@@ -183,8 +183,6 @@ enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp);
 
 /* The HELO/EHLO argument: a domain or an address literal, printable ASCII. */
 bool smtp_helo_valid(const char *p, size_t len);
-/* Well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF, truncation). */
-bool smtp_utf8_valid(const char *p, size_t len);
 /* RFC 3461 xtext. */
 bool smtp_xtext_valid(const char *p, size_t len);
 
@@ -235,8 +233,8 @@ struct smtp_server {
     bool tls_available;          /* STARTTLS may be offered (net has a TLS context) */
     struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
-    unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
-    struct route_table *routes;  /* for route_is_local() (may be NULL) */
+    unsigned open_txns;         /* sessions between MAIL and their commit (group-commit siblings) */
+    struct route_table *routes; /* for route_is_local() (may be NULL) */
 };
 
 enum smtp_phase {
@@ -351,14 +349,14 @@ struct smtp_session {
     const struct cfg *cfg;
     void *cookie;
     struct sockaddr_storage peer;
-    char client[64];     /* "192.0.2.1", "2001:db8::1" */
-    char client_lit[72]; /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
-    bool trusted;        /* the client is in mynetworks */
+    char client[64];             /* "192.0.2.1", "2001:db8::1" */
+    char client_lit[72];         /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
+    bool trusted;                /* the client is in mynetworks */
     enum smtp_listener listener; /* where the client connected */
-    char *tls;           /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
-    bool tls_wanted;     /* STARTTLS accepted, the handshake has not completed */
-    char *auth_user;     /* NULL, or the AUTH identity (owned) */
-    struct smtp_auth *auth; /* an AUTH exchange in progress (smtp_auth.c), else NULL */
+    char *tls;                   /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
+    bool tls_wanted;             /* STARTTLS accepted, the handshake has not completed */
+    char *auth_user;             /* NULL, or the AUTH identity (owned) */
+    struct smtp_auth *auth;      /* an AUTH exchange in progress (smtp_auth.c), else NULL */
 
     enum smtp_phase phase;
     bool greeted;      /* the first reply was taken for sending */

@@ -1,6 +1,6 @@
 /*
  * NAME
- *	test_smtp_addr - paths, ESMTP parameters, HELO names, UTF-8
+ *	test_smtp_addr - paths, ESMTP parameters, HELO names
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -212,35 +212,4 @@ Test(smtp_addr, helo_names)
     memset(big, 'a', sizeof(big));
     cr_assert(smtp_helo_valid(big, 255));
     cr_assert(!smtp_helo_valid(big, 256));
-}
-
-Test(smtp_addr, utf8)
-{
-    static const char *const good[] = {
-        "plain",        "caf\xc3\xa9",      "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
-        "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"};
-    static const char *const bad[] = {
-        "\xc0\x80",         /* overlong NUL */
-        "\xc1\xbf",         /* overlong */
-        "\xe0\x80\x80",     /* overlong */
-        "\xe0\x9f\xbf",     /* overlong */
-        "\xf0\x80\x80\x80", /* overlong */
-        "\xf0\x8f\xbf\xbf", /* overlong */
-        "\xed\xa0\x80",     /* surrogate */
-        "\xed\xbf\xbf",     /* surrogate */
-        "\xf4\x90\x80\x80", /* > U+10FFFF */
-        "\xf5\x80\x80\x80",
-        "\xff",
-        "\xfe",
-        "\x80", /* stray continuation */
-        "a\xbf",
-        "\xe2\x82", /* truncated */
-        "\xc3",
-        "\xf0\x9d\x84",
-        "\xe2\x28\xa1", /* bad continuation */
-    };
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        cr_assert(smtp_utf8_valid(good[i], strlen(good[i])), "%zu", i);
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert(!smtp_utf8_valid(bad[i], strlen(bad[i])), "%zu", i);
 }
