@@ -20,6 +20,7 @@ static const int log_sys_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 
 #include "core/base/log.h"
 
+#include "core/base/clock.h"
 #include "core/base/json.h"
 
 #include <errno.h>
@@ -257,13 +258,12 @@ static void log_emit(enum log_level lv, const char *msg, const char *const *kv, 
         return;
     }
     char ts[64];
-    struct timespec now;
+    int64_t now = clock_wall_ms();
+    time_t sec = (time_t)(now / 1000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(now.tv_nsec / 1000000));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000));
     size_t n = log_format_line(line, fmt, ts, lv, log_tag, msg, kv, npairs);
     int fd = STDERR_FILENO;
     if (out == LOG_OUT_FILE)

@@ -72,7 +72,7 @@ static enum osmtp_tls qconn_tls(const struct qmgr *q, enum route_tls t)
 
 static enum tls_verify qconn_verify(enum route_tls t)
 {
-    return t == ROUTE_TLS_VERIFY ? TLS_VERIFY_VERIFY
+    return t == ROUTE_TLS_VERIFY    ? TLS_VERIFY_VERIFY
            : t == ROUTE_TLS_ENCRYPT ? TLS_VERIFY_ENCRYPT
                                     : TLS_VERIFY_MAY;
 }
@@ -281,7 +281,7 @@ static void qconn_next_job(struct qconn *c)
         return;
     }
     c->st = QC_IDLE;
-    c->idle_since = qmgr_now_mono();
+    c->idle_since = clock_mono_ms();
     c->deadline = q->cfg->connection_cache_ms ? c->idle_since + q->cfg->connection_cache_ms : 0;
     if (q->conn_starved)
         c->deadline = c->idle_since; /* another destination waits for the slot: the tick
@@ -308,7 +308,7 @@ void qmgr_conn_give(struct qconn *c, struct qjob *j)
     c->data_seen = false;
     if (c->st == QC_IDLE) {
         c->st = QC_OPEN;
-        c->deadline = qmgr_now_mono() + c->q->cfg->command_timeout_ms;
+        c->deadline = clock_mono_ms() + c->q->cfg->command_timeout_ms;
         atomic_fetch_add_explicit(&c->q->st_reused, 1, memory_order_relaxed);
         qconn_pump(c);
     }
@@ -495,8 +495,8 @@ static void qconn_pump(struct qconn *c)
             if (c->send_busy)
                 return;
             if (c->tls == NULL) {
-                c->tls = q->tlsc ? tls_conn_connect(q->tlsc, c->host, qconn_verify(c->d->rt.tls))
-                                 : NULL;
+                c->tls =
+                    q->tlsc ? tls_conn_connect(q->tlsc, c->host, qconn_verify(c->d->rt.tls)) : NULL;
                 if (c->tls == NULL) {
                     osmtp_tls_done(c->c, false, "no TLS client context");
                     continue;
@@ -568,7 +568,7 @@ static void qconn_pump(struct qconn *c)
         size_t len;
         if (osmtp_out_take(c->c, &p, &len)) {
             qconn_send(c, p, len, true);
-            c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+            c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
             return;
         }
         s = osmtp_state(c->c);
@@ -628,8 +628,7 @@ static void qconn_on_rcpt(void *arg, size_t i, const struct osmtp_reply *r)
     if (r->code >= 200 && r->code < 300)
         c->job->sent[k] = 2; /* accepted: the final reply decides */
     else
-        qmgr_rcpt_result(c->q, c->job, k, r->code ? r->code : 451, r->enhanced, r->text,
-                         c->peer);
+        qmgr_rcpt_result(c->q, c->job, k, r->code ? r->code : 451, r->enhanced, r->text, c->peer);
 }
 
 static void qconn_on_done(void *arg, const struct osmtp_reply *r)
@@ -728,8 +727,8 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->st = QC_OPEN;
         {
             struct osmtp_opts o = {.helo_name = q->cfg->hostname,
-                                   .tls = c->plain_retry ? OSMTP_TLS_NONE
-                                                         : qconn_tls(q, c->d->rt.tls),
+                                   .tls =
+                                       c->plain_retry ? OSMTP_TLS_NONE : qconn_tls(q, c->d->rt.tls),
                                    .use_chunking = true,
                                    .use_pipelining = true};
             c->c = osmtp_create(&o, &qconn_cb, c);
@@ -738,7 +737,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
             qmgr_conn_close(c);
             break;
         }
-        c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+        c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
         qconn_arm_recv(c);
         break;
     case QOP_RECV:
@@ -764,7 +763,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
             }
             if (c->st != QC_CLOSING && c->c && !c->reconnect) {
                 if (c->st != QC_IDLE)
-                    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+                    c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
                 qconn_arm_recv(c);
                 qconn_pump(c);
             }
@@ -772,7 +771,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
             osmtp_input(c->c, c->rbuf, (size_t)res);
             if (c->st != QC_CLOSING && c->c) {
                 if (c->st != QC_IDLE)
-                    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+                    c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
                 qconn_arm_recv(c);
                 qconn_pump(c);
             }
@@ -840,8 +839,7 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->outoff += (size_t)res;
         if (c->outoff < c->outlen) {
             struct io_uring_sqe *sqe = qmgr_sqe(q);
-            io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff,
-                               MSG_NOSIGNAL);
+            io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
             io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SEND));
             c->inflight++;
             break;
@@ -898,7 +896,7 @@ bool qmgr_conn_retire_idle(struct qmgr *q, const struct qdest *except)
 {
     for (struct qconn *c = q->conns; c; c = c->anext) {
         if (c->st == QC_IDLE && c->d != except) {
-            qconn_retire(c, qmgr_now_mono());
+            qconn_retire(c, clock_mono_ms());
             return true;
         }
     }

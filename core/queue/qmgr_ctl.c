@@ -253,7 +253,7 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct js
     if (strcmp(verb, "hold") == 0) {
         struct spool_state st = {.kind = SPOOL_ST_HOLD,
                                  .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = qmgr_now_unix(),
+                                 .when_ms = clock_wall_ms(),
                                  .reason = "operator"};
         int rc = spool_writer_state(q->w, m->id, &st);
         if (rc < 0)
@@ -271,7 +271,7 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct js
             return -EINVAL;
         struct spool_state st = {.kind = SPOOL_ST_RELEASE,
                                  .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = qmgr_now_unix(),
+                                 .when_ms = clock_wall_ms(),
                                  .reason = "operator"};
         int rc = spool_writer_state(q->w, m->id, &st);
         if (rc < 0)

@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "core/smtpd/auth.h"
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/smtpd/smtp_int.h"
 
@@ -293,8 +294,8 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
     smtp_received_auth(s, authl, sizeof(authl)); /* Postfix's "(Authenticated sender: ...)" */
     snprintf(tls, sizeof(tls), "%s%.120s%s", s->tls ? "\r\n\t(using " : "", s->tls ? s->tls : "",
              s->tls ? ")" : "");
-    size_t cap = 160 + sizeof(tls) + sizeof(authl) + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX +
-                 SMTP_PATH_MAX;
+    size_t cap = 160 + sizeof(tls) + sizeof(authl) + SMTP_HELO_MAX + sizeof(s->client_lit) +
+                 SMTP_DOMAIN_MAX + SMTP_PATH_MAX;
     struct mbuf *m = mbuf_heap(cap);
     if (m == NULL)
         return -ENOMEM;
@@ -305,12 +306,13 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
         n = snprintf(m->data, cap,
                      "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s\r\n"
                      "\tfor <%s>; %s\r\n",
-                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, s->txn.rcpts[0],
-                     date);
+                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr,
+                     s->txn.rcpts[0], date);
     else
-        n = snprintf(m->data, cap,
-                     "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
-                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, date);
+        n = snprintf(
+            m->data, cap,
+            "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
+            s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, date);
     if (n < 0 || (size_t)n >= cap) {
         mbuf_unref(m);
         return -EINVAL;
@@ -322,9 +324,7 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
 
 enum smtp_reply_id smtp_msg_begin(struct smtp_session *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t arrival_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t arrival_ms = clock_wall_ms();
     struct spool_env env = {
         .arrival_ms = arrival_ms,
         .client = s->client,
@@ -368,7 +368,8 @@ static void smtp_msg_done(void *arg, uint64_t id, int res)
         char nr[16], sz[24], ms[24];
         snprintf(nr, sizeof(nr), "%u", (unsigned)s->logged.nrcpt);
         snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->logged.size);
-        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(s->last_input_ms - s->logged.data_ms));
+        snprintf(ms, sizeof(ms), "%llu",
+                 (unsigned long long)(s->last_input_ms - s->logged.data_ms));
         log_kv(LOG_INFO, "accepted", "id", idstr, "client", s->client, "sender", s->logged.sender,
                "rcpts", nr, "size", sz, "data_ms", ms, NULL);
         if (k != NULL && k->queued_set) { /* an eod sink's own 250 */
@@ -451,10 +452,9 @@ static void smtp_log_refused(struct smtp_session *s, const struct smtp_outcome *
         smtp_reply_describe(r, reply, sizeof(reply));
     snprintf(nr, sizeof(nr), "%u", (unsigned)s->txn.nrcpt);
     snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->txn.size);
-    log_kv(LOG_INFO, temp ? "tempfailed" : "rejected", "client", s->client, "sender",
-           s->txn.sender, "rcpts", nr, "size", sz, "verdict",
-           o != NULL && s->sk != NULL ? sink_verdict_name(o->verdict) : NULL, "reply", reply,
-           NULL);
+    log_kv(LOG_INFO, temp ? "tempfailed" : "rejected", "client", s->client, "sender", s->txn.sender,
+           "rcpts", nr, "size", sz, "verdict",
+           o != NULL && s->sk != NULL ? sink_verdict_name(o->verdict) : NULL, "reply", reply, NULL);
 }
 
 /* After the eod event: refuse, discard, or commit. */

@@ -57,6 +57,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/base/utf8.h"
 #include "core/queue/route.h"
@@ -76,11 +77,7 @@ void smtp_set_test_clock(uint64_t now_ms)
 uint64_t smtp_now_ms(void)
 {
     uint64_t t = atomic_load_explicit(&smtp_test_now, memory_order_relaxed);
-    if (t != 0)
-        return t;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return t != 0 ? t : clock_coarse_ms();
 }
 
 /* ---- the server ---- */
