@@ -106,8 +106,8 @@ int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, ch
                             size_t errlen);
 /* A new instance with the property set (value NULL: removed, smtpreg's
  * delprop) replaces the binding's; it keeps its statistics. */
-int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key, const char *value,
-                        char *err, size_t errlen);
+int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key,
+                        const char *value, char *err, size_t errlen);
 /* block_text: one `binding "NAME" { event = ...; sink = ...; ... }` (borrowed). */
 int sink_engine_add(struct sink_engine *e, const char *block_text, char *err, size_t errlen);
 int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_t errlen);
@@ -165,17 +165,17 @@ struct sink_event_data {
     const char *client_addr;
     const char *helo;
     const char *tls;
-    const char *auth_user;     /* auth event: the user being authenticated */
-    const char *auth_password; /* auth event only (NULL elsewhere) */
-    const char *verb;          /* command-type events: upper-cased verb */
+    const char *auth_user;      /* auth event: the user being authenticated */
+    const char *auth_password;  /* auth event only (NULL elsewhere) */
+    const char *verb;           /* command-type events: upper-cased verb */
     const char *args;
-    const char *sender; /* NULL before MAIL */
+    const char *sender;         /* NULL before MAIL */
     const char *mail_params;
     size_t nrcpt;
-    const char *const *rcpts; /* accepted so far */
-    const char *rcpt;         /* rcpt: the candidate */
-    int reply_code;           /* response: the reply about to go out */
-    const char *reply_text;   /* its whole text, possibly multi-line, no final CRLF */
+    const char *const *rcpts;   /* accepted so far */
+    const char *rcpt;           /* rcpt: the candidate */
+    int reply_code;             /* response: the reply about to go out */
+    const char *reply_text;     /* its whole text, possibly multi-line, no final CRLF */
     uint64_t msg_id;
     uint64_t body_size;
     /* eod/submission body access, implemented by the session: a pointer to
@@ -191,9 +191,9 @@ struct sink_event_data {
      * message's recipients; reply_code/reply_text: at out_* the next
      * hop's last reply (out_session: its greeting), at the outcomes the
      * reply that decided (0/NULL when there is none, e.g. maildir). */
-    size_t rcpt_index;   /* route, out_rcpt, outcomes */
-    const char *nexthop; /* see sink_nexthop() */
-    const char *status;  /* outcomes: enhanced status */
+    size_t rcpt_index;          /* route, out_rcpt, outcomes */
+    const char *nexthop;        /* see sink_nexthop() */
+    const char *status;         /* outcomes: enhanced status */
     /* categorize: op 0 set recipient i to addr, 1 add addr, 2 remove i
      * (addr NULL).  Called on the dispatching thread only: inside a
      * handle() that called sink_rcpt_*(), or, for edits a sink made

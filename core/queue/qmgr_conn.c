@@ -72,7 +72,7 @@ static enum osmtp_tls qconn_tls(const struct qmgr *q, enum route_tls t)
 
 static enum tls_verify qconn_verify(enum route_tls t)
 {
-    return t == ROUTE_TLS_VERIFY    ? TLS_VERIFY_VERIFY
+    return t == ROUTE_TLS_VERIFY ? TLS_VERIFY_VERIFY
            : t == ROUTE_TLS_ENCRYPT ? TLS_VERIFY_ENCRYPT
                                     : TLS_VERIFY_MAY;
 }
@@ -495,8 +495,8 @@ static void qconn_pump(struct qconn *c)
             if (c->send_busy)
                 return;
             if (c->tls == NULL) {
-                c->tls =
-                    q->tlsc ? tls_conn_connect(q->tlsc, c->host, qconn_verify(c->d->rt.tls)) : NULL;
+                c->tls = q->tlsc ? tls_conn_connect(q->tlsc, c->host, qconn_verify(c->d->rt.tls))
+                                 : NULL;
                 if (c->tls == NULL) {
                     osmtp_tls_done(c->c, false, "no TLS client context");
                     continue;
@@ -628,7 +628,8 @@ static void qconn_on_rcpt(void *arg, size_t i, const struct osmtp_reply *r)
     if (r->code >= 200 && r->code < 300)
         c->job->sent[k] = 2; /* accepted: the final reply decides */
     else
-        qmgr_rcpt_result(c->q, c->job, k, r->code ? r->code : 451, r->enhanced, r->text, c->peer);
+        qmgr_rcpt_result(c->q, c->job, k, r->code ? r->code : 451, r->enhanced, r->text,
+                         c->peer);
 }
 
 static void qconn_on_done(void *arg, const struct osmtp_reply *r)
@@ -727,8 +728,8 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->st = QC_OPEN;
         {
             struct osmtp_opts o = {.helo_name = q->cfg->hostname,
-                                   .tls =
-                                       c->plain_retry ? OSMTP_TLS_NONE : qconn_tls(q, c->d->rt.tls),
+                                   .tls = c->plain_retry ? OSMTP_TLS_NONE
+                                                         : qconn_tls(q, c->d->rt.tls),
                                    .use_chunking = true,
                                    .use_pipelining = true};
             c->c = osmtp_create(&o, &qconn_cb, c);
@@ -839,7 +840,8 @@ void qmgr_conn_cqe(struct qmgr *q, struct qconn *c, enum qmgr_op op, int res)
         c->outoff += (size_t)res;
         if (c->outoff < c->outlen) {
             struct io_uring_sqe *sqe = qmgr_sqe(q);
-            io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
+            io_uring_prep_send(sqe, c->fd, c->out + c->outoff, c->outlen - c->outoff,
+                               MSG_NOSIGNAL);
             io_uring_sqe_set_data64(sqe, qmgr_ud(c, QOP_SEND));
             c->inflight++;
             break;

@@ -43,14 +43,14 @@
 /* io_uring user_data: op in the low 8 bits, a pointer or slot above. */
 enum qmgr_op {
     QOP_CONNECT = 1,
-    QOP_LTIMEOUT, /* the link timeout of a connect */
+    QOP_LTIMEOUT,  /* the link timeout of a connect */
     QOP_RECV,
     QOP_SEND,
-    QOP_DNS, /* poll on a c-ares socket: slot | gen << 16 */
+    QOP_DNS,       /* poll on a c-ares socket: slot | gen << 16 */
     QOP_DNS_CANCEL,
-    QOP_WAKE,       /* multishot poll on the scheduler's eventfd */
-    QOP_FSYNC,      /* the writer's group commit */
-    QOP_SPLICE_IN,  /* BDAT body: spool segment -> the connection's pipe */
+    QOP_WAKE,      /* multishot poll on the scheduler's eventfd */
+    QOP_FSYNC,     /* the writer's group commit */
+    QOP_SPLICE_IN, /* BDAT body: spool segment -> the connection's pipe */
     QOP_SPLICE_OUT, /* the pipe -> the socket */
 };
 
@@ -63,28 +63,28 @@ struct qmsg {
     char *params;
     size_t nrcpt;
     char **rcpts;
-    uint8_t *rstate; /* SPOOL_R_* (durable view) */
-    uint8_t *rtry;   /* this attempt: 0 not tried, 1 delivered, 2 failed, 3 deferred */
-    char **rdiag;    /* per recipient: the latest reply or error, owned, may be NULL */
-    char **rhost;    /* per recipient: who said it, owned, may be NULL */
-    char **rroute;   /* per recipient: a route sink's next hop, owned, may be NULL */
+    uint8_t *rstate;   /* SPOOL_R_* (durable view) */
+    uint8_t *rtry;     /* this attempt: 0 not tried, 1 delivered, 2 failed, 3 deferred */
+    char **rdiag;      /* per recipient: the latest reply or error, owned, may be NULL */
+    char **rhost;      /* per recipient: who said it, owned, may be NULL */
+    char **rroute;     /* per recipient: a route sink's next hop, owned, may be NULL */
     int64_t arrival_ms;
     uint32_t attempts;
-    int64_t next_ms;    /* unix ms */
+    int64_t next_ms;   /* unix ms */
     int64_t not_before; /* unix ms: a destination backed off; the retry waits for it */
     char *last_error;
-    uint32_t qflags; /* SPOOL_Q_* */
-    uint32_t mflags; /* SPOOL_MSG_* */
+    uint32_t qflags;   /* SPOOL_Q_* */
+    uint32_t mflags;   /* SPOOL_MSG_* */
     uint64_t size;
     bool body_8bit, smtputf8;
     enum qmsg_state st;
-    unsigned jobs;            /* jobs of the current attempt not yet reported */
-    size_t heap_idx;          /* retry heap position (QM_DEFERRED) */
+    unsigned jobs;     /* jobs of the current attempt not yet reported */
+    size_t heap_idx;   /* retry heap position (QM_DEFERRED) */
     struct qmsg *prev, *next; /* every message */
     /* transport sinks (QM_SINKS) */
     struct sink_call *call;
-    unsigned step;  /* next sink step */
-    size_t route_i; /* route event: the recipient */
+    unsigned step;     /* next sink step */
+    size_t route_i;    /* route event: the recipient */
     bool rcpts_changed;
     struct sink_event_data ev;
 };
@@ -94,9 +94,9 @@ struct qjob {
     struct qmsg *m;
     struct qdest *d;
     size_t n;
-    uint32_t *ri;       /* recipient indices into m->rcpts */
-    const char **addrs; /* the same as strings (for osmtp) */
-    uint8_t *sent;      /* per ri: 1 offered to the server (out_rcpt let it through) */
+    uint32_t *ri;        /* recipient indices into m->rcpts */
+    const char **addrs;  /* the same as strings (for osmtp) */
+    uint8_t *sent;       /* per ri: 1 offered to the server (out_rcpt let it through) */
     struct qjob *next;
 };
 
@@ -104,12 +104,12 @@ struct qconn;
 struct qdest {
     char key[320];
     struct route rt;
-    char domain[256]; /* MX: the domain */
+    char domain[256];    /* MX: the domain */
     struct qjob *head, *tail;
     size_t njobs;
-    unsigned active;    /* connections (any state) */
-    struct qconn *idle; /* idle connections, newest first */
-    unsigned fails;     /* connection failures in a row */
+    unsigned active;     /* connections (any state) */
+    struct qconn *idle;  /* idle connections, newest first */
+    unsigned fails;      /* connection failures in a row */
     uint32_t backoffs;
     uint64_t backoff_until; /* monotonic ms */
     char backoff_reason[256];
@@ -134,14 +134,14 @@ struct qconn {
     int fd;
     enum qconn_state st;
     struct osmtp *c;
-    size_t ai; /* address being tried (index into d->addrs snapshot) */
+    size_t ai;             /* address being tried (index into d->addrs snapshot) */
     size_t ai_tried;
     struct dns_addr *addrs; /* snapshot of the destination's addresses */
     size_t naddr;
-    char peer[320]; /* "host[addr]:port" */
+    char peer[320];        /* "host[addr]:port" */
     char host[256];
     struct qjob *job;
-    unsigned inflight; /* io_uring ops not yet completed */
+    unsigned inflight;     /* io_uring ops not yet completed */
     bool recv_armed, send_busy, sent_osmtp, greeted, used;
     char rbuf[QMGR_RBUF];
     const char *out;
@@ -150,28 +150,28 @@ struct qconn {
     bool body_on;
     size_t piece;
     uint64_t poff;
-    char *bbuf;        /* 2 * QMGR_BODY_CHUNK + 8 */
-    char *rdbuf;       /* QMGR_BODY_CHUNK */
-    uint64_t deadline; /* monotonic ms, 0 none */
+    char *bbuf;            /* 2 * QMGR_BODY_CHUNK + 8 */
+    char *rdbuf;           /* QMGR_BODY_CHUNK */
+    uint64_t deadline;     /* monotonic ms, 0 none */
     uint64_t idle_since;
     unsigned msgs;
-    struct qconn *inext;         /* idle list */
+    struct qconn *inext;   /* idle list */
     struct qconn *anext, *aprev; /* every connection */
     /* the transaction */
     struct osmtp_msg om;
     const char **om_rcpts;
-    size_t *om_map; /* osmtp recipient i -> job index */
+    size_t *om_map;        /* osmtp recipient i -> job index */
     size_t om_n;
-    bool txn_on; /* osmtp_send() done for c->job */
+    bool txn_on;           /* osmtp_send() done for c->job */
     bool timed_out;
-    bool reconnect; /* the next address, once no op is in flight */
+    bool reconnect;        /* the next address, once no op is in flight */
     /* STARTTLS (net/tls.h client engine over memory BIOs) */
     struct tls_conn *tls;
-    bool tls_on;      /* handshake done: every byte goes through tls */
-    bool plain_retry; /* tls=may and the handshake failed: this connection goes plain */
-    char *cbuf;       /* ciphertext to send */
+    bool tls_on;           /* handshake done: every byte goes through tls */
+    bool plain_retry;      /* tls=may and the handshake failed: this connection goes plain */
+    char *cbuf;            /* ciphertext to send */
     size_t cbuf_cap;
-    char *pbuf; /* plaintext read out of tls */
+    char *pbuf;            /* plaintext read out of tls */
     /* BDAT bodies from the spool, kernel to kernel (splice through a pipe) */
     int pipe_r, pipe_w;
     size_t pipe_fill;
@@ -179,7 +179,7 @@ struct qconn {
     struct sink_call *call;
     bool sink_wait;
     bool session_seen, data_seen;
-    int msg_step;            /* 0 out_message next, 1.. out_rcpt for job index msg_step-1 */
+    int msg_step;          /* 0 out_message next, 1.. out_rcpt for job index msg_step-1 */
     struct sink_result sres; /* a pending event's result, replayed once */
     bool sres_ready;
     enum sink_event sres_ev;
@@ -247,7 +247,7 @@ struct qmgr {
 
     struct qlocal *local;
     struct tls_client *tlsc; /* outbound STARTTLS; NULL: none could be made (logged) */
-    struct qs_note *notes;   /* pending outcome notifications (qmgr_sinks.c) */
+    struct qs_note *notes; /* pending outcome notifications (qmgr_sinks.c) */
 
     /* stats (relaxed atomics: read by other threads) */
     _Atomic uint64_t st_delivered, st_failed, st_deferrals, st_bounces, st_conns, st_reused;

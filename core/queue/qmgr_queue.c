@@ -119,7 +119,8 @@ static void qmgr_set_state(struct qmgr *q, struct qmsg *m, enum qmsg_state st)
     };
     atomic_fetch_sub_explicit((_Atomic uint64_t *)((char *)q + off[m->st]), 1,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit((_Atomic uint64_t *)((char *)q + off[st]), 1, memory_order_relaxed);
+    atomic_fetch_add_explicit((_Atomic uint64_t *)((char *)q + off[st]), 1,
+                              memory_order_relaxed);
     m->st = st;
 }
 
@@ -178,9 +179,8 @@ static void qmgr_msg_finish(struct qmgr *q, struct qmsg *m)
 {
     int rc = spool_writer_remove(q->w, m->id);
     if (rc < 0)
-        log_msg(LOG_ERROR,
-                "qmgr: message %016llx: REMOVE record: %s (it will be sent again "
-                "after a restart)",
+        log_msg(LOG_ERROR, "qmgr: message %016llx: REMOVE record: %s (it will be sent again "
+                           "after a restart)",
                 (unsigned long long)m->id, strerror(-rc));
     qmgr_msg_free(q, m);
 }
@@ -292,9 +292,8 @@ static void qmgr_decide(struct qmgr *q, struct qmsg *m, size_t i, int code, cons
     snprintf(diag, sizeof(diag), "%d %s %s", code, status, text);
     qmgr_set_diag(m, i, diag, NULL);
     m->rtry[i] = code < 400 ? 1 : code < 500 ? 3 : 2;
-    enum sink_event ev = code < 400   ? SINK_EV_DELIVERED
-                         : code < 500 ? SINK_EV_DEFERRED
-                                      : SINK_EV_BOUNCE;
+    enum sink_event ev = code < 400 ? SINK_EV_DELIVERED : code < 500 ? SINK_EV_DEFERRED
+                                                                     : SINK_EV_BOUNCE;
     if (code < 400)
         atomic_fetch_add_explicit(&q->st_delivered, 1, memory_order_relaxed);
     qmgr_sinks_note(q, ev, m, i, code, status, text, NULL);
@@ -325,9 +324,8 @@ void qmgr_msg_route(struct qmgr *q, struct qmsg *m)
         if (m->rroute[i] != NULL) {
             char err[256];
             if (route_parse(m->rroute[i], &rt, err, sizeof(err)) < 0) {
-                log_msg(LOG_WARN,
-                        "qmgr: message %016llx: route sink's next hop \"%s\": %s; "
-                        "the transport table decides",
+                log_msg(LOG_WARN, "qmgr: message %016llx: route sink's next hop \"%s\": %s; "
+                                  "the transport table decides",
                         (unsigned long long)m->id, m->rroute[i], err);
                 route_lookup(q->routes, dom, &rt);
             }
@@ -451,10 +449,8 @@ void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const 
         ev = SINK_EV_DELIVERED;
         atomic_fetch_add_explicit(&q->st_delivered, 1, memory_order_relaxed);
         if (m->nrcpt > 1) {
-            struct spool_state st = {.kind = SPOOL_ST_DELIVERED,
-                                     .rcpt = (uint32_t)i,
-                                     .when_ms = clock_wall_ms(),
-                                     .reason = diag};
+            struct spool_state st = {.kind = SPOOL_ST_DELIVERED, .rcpt = (uint32_t)i,
+                                     .when_ms = clock_wall_ms(), .reason = diag};
             if (spool_writer_state(q->w, m->id, &st) == 0)
                 m->rstate[i] = SPOOL_R_DELIVERED;
         }
@@ -494,15 +490,12 @@ static void qmgr_defer(struct qmgr *q, struct qmsg *m, const char *why)
     m->next_ms = next;
     free(m->last_error);
     m->last_error = qstrdup(why);
-    struct spool_state st = {.kind = SPOOL_ST_DEFERRED,
-                             .rcpt = SPOOL_RCPT_ALL,
-                             .when_ms = next,
-                             .attempts = m->attempts,
-                             .reason = why};
+    struct spool_state st = {.kind = SPOOL_ST_DEFERRED, .rcpt = SPOOL_RCPT_ALL,
+                             .when_ms = next, .attempts = m->attempts, .reason = why};
     int rc = spool_writer_state(q->w, m->id, &st);
     if (rc < 0)
-        log_msg(LOG_ERROR, "qmgr: message %016llx: DEFERRED record: %s", (unsigned long long)m->id,
-                strerror(-rc));
+        log_msg(LOG_ERROR, "qmgr: message %016llx: DEFERRED record: %s",
+                (unsigned long long)m->id, strerror(-rc));
     if (rr->delay_warning_ms && !(m->qflags & SPOOL_Q_WARNED) && m->sender[0] &&
         now - m->arrival_ms >= (int64_t)rr->delay_warning_ms) {
         size_t *idx = calloc(m->nrcpt, sizeof(*idx));
@@ -513,8 +506,8 @@ static void qmgr_defer(struct qmgr *q, struct qmsg *m, const char *why)
         if (n) {
             qmgr_bounce(q, m, idx, n, true);
             m->qflags |= SPOOL_Q_WARNED;
-            struct spool_state w = {
-                .kind = SPOOL_ST_WARNED, .rcpt = SPOOL_RCPT_ALL, .when_ms = now, .reason = ""};
+            struct spool_state w = {.kind = SPOOL_ST_WARNED, .rcpt = SPOOL_RCPT_ALL,
+                                    .when_ms = now, .reason = ""};
             spool_writer_state(q->w, m->id, &w);
         }
         free(idx);
@@ -552,9 +545,8 @@ static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
                 snprintf(ages, sizeof(ages), "%lld hours", (long long)(age / 3600));
             else
                 snprintf(ages, sizeof(ages), "%lld seconds", (long long)age);
-            snprintf(diag, sizeof(diag),
-                     "451 4.4.7 message expired after %s in the queue; last "
-                     "error: %s",
+            snprintf(diag, sizeof(diag), "451 4.4.7 message expired after %s in the queue; last "
+                                         "error: %s",
                      ages, m->rdiag[i] ? m->rdiag[i] : m->last_error);
             qmgr_set_diag(m, i, diag, m->rhost[i]);
             m->rtry[i] = 2;
@@ -574,18 +566,15 @@ static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
         if (m->sender[0] != '\0')
             qmgr_bounce(q, m, failed, nfailed, false);
         else
-            log_msg(LOG_INFO,
-                    "qmgr: message %016llx: from <>: no bounce for %zu failed "
-                    "recipient(s)",
+            log_msg(LOG_INFO, "qmgr: message %016llx: from <>: no bounce for %zu failed "
+                              "recipient(s)",
                     (unsigned long long)m->id, nfailed);
         for (size_t k = 0; k < nfailed; k++) {
             size_t i = failed[k];
             m->rstate[i] = SPOOL_R_FAILED;
             if (left) {
-                struct spool_state st = {.kind = SPOOL_ST_FAILED,
-                                         .rcpt = (uint32_t)i,
-                                         .when_ms = now,
-                                         .reason = m->rdiag[i]};
+                struct spool_state st = {.kind = SPOOL_ST_FAILED, .rcpt = (uint32_t)i,
+                                         .when_ms = now, .reason = m->rdiag[i]};
                 spool_writer_state(q->w, m->id, &st);
             }
         }
@@ -599,10 +588,8 @@ static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
      * messages record nothing until the end) */
     for (size_t i = 0; i < m->nrcpt; i++) {
         if (m->rtry[i] == 1 && m->nrcpt == 1) {
-            struct spool_state st = {.kind = SPOOL_ST_DELIVERED,
-                                     .rcpt = (uint32_t)i,
-                                     .when_ms = now,
-                                     .reason = m->rdiag[i]};
+            struct spool_state st = {.kind = SPOOL_ST_DELIVERED, .rcpt = (uint32_t)i,
+                                     .when_ms = now, .reason = m->rdiag[i]};
             spool_writer_state(q->w, m->id, &st);
         }
     }

@@ -216,10 +216,8 @@ static void qs_msg_step(struct qmgr *q, struct qmsg *m)
         m->step++;
     }
     if (m->step == QS_ROUTE && m->rcpts_changed) {
-        struct spool_state st = {.kind = SPOOL_ST_RCPTS,
-                                 .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = clock_wall_ms(),
-                                 .reason = "",
+        struct spool_state st = {.kind = SPOOL_ST_RCPTS, .rcpt = SPOOL_RCPT_ALL,
+                                 .when_ms = clock_wall_ms(), .reason = "",
                                  .nrcpt = (uint32_t)m->nrcpt,
                                  .rcpts = (const char *const *)m->rcpts};
         int rc = spool_writer_state(q->w, m->id, &st);

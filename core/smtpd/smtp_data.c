@@ -294,8 +294,8 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
     smtp_received_auth(s, authl, sizeof(authl)); /* Postfix's "(Authenticated sender: ...)" */
     snprintf(tls, sizeof(tls), "%s%.120s%s", s->tls ? "\r\n\t(using " : "", s->tls ? s->tls : "",
              s->tls ? ")" : "");
-    size_t cap = 160 + sizeof(tls) + sizeof(authl) + SMTP_HELO_MAX + sizeof(s->client_lit) +
-                 SMTP_DOMAIN_MAX + SMTP_PATH_MAX;
+    size_t cap = 160 + sizeof(tls) + sizeof(authl) + SMTP_HELO_MAX + sizeof(s->client_lit) + SMTP_DOMAIN_MAX +
+                 SMTP_PATH_MAX;
     struct mbuf *m = mbuf_heap(cap);
     if (m == NULL)
         return -ENOMEM;
@@ -306,13 +306,12 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
         n = snprintf(m->data, cap,
                      "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s\r\n"
                      "\tfor <%s>; %s\r\n",
-                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr,
-                     s->txn.rcpts[0], date);
+                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, s->txn.rcpts[0],
+                     date);
     else
-        n = snprintf(
-            m->data, cap,
-            "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
-            s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, date);
+        n = snprintf(m->data, cap,
+                     "Received: from %s (%s)%s%s\r\n\tby %.255s (sluice) with %s id %s;\r\n\t%s\r\n",
+                     s->helo, s->client_lit, tls, authl, s->cfg->hostname, with, idstr, date);
     if (n < 0 || (size_t)n >= cap) {
         mbuf_unref(m);
         return -EINVAL;
@@ -368,8 +367,7 @@ static void smtp_msg_done(void *arg, uint64_t id, int res)
         char nr[16], sz[24], ms[24];
         snprintf(nr, sizeof(nr), "%u", (unsigned)s->logged.nrcpt);
         snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->logged.size);
-        snprintf(ms, sizeof(ms), "%llu",
-                 (unsigned long long)(s->last_input_ms - s->logged.data_ms));
+        snprintf(ms, sizeof(ms), "%llu", (unsigned long long)(s->last_input_ms - s->logged.data_ms));
         log_kv(LOG_INFO, "accepted", "id", idstr, "client", s->client, "sender", s->logged.sender,
                "rcpts", nr, "size", sz, "data_ms", ms, NULL);
         if (k != NULL && k->queued_set) { /* an eod sink's own 250 */
@@ -452,9 +450,10 @@ static void smtp_log_refused(struct smtp_session *s, const struct smtp_outcome *
         smtp_reply_describe(r, reply, sizeof(reply));
     snprintf(nr, sizeof(nr), "%u", (unsigned)s->txn.nrcpt);
     snprintf(sz, sizeof(sz), "%llu", (unsigned long long)s->txn.size);
-    log_kv(LOG_INFO, temp ? "tempfailed" : "rejected", "client", s->client, "sender", s->txn.sender,
-           "rcpts", nr, "size", sz, "verdict",
-           o != NULL && s->sk != NULL ? sink_verdict_name(o->verdict) : NULL, "reply", reply, NULL);
+    log_kv(LOG_INFO, temp ? "tempfailed" : "rejected", "client", s->client, "sender",
+           s->txn.sender, "rcpts", nr, "size", sz, "verdict",
+           o != NULL && s->sk != NULL ? sink_verdict_name(o->verdict) : NULL, "reply", reply,
+           NULL);
 }
 
 /* After the eod event: refuse, discard, or commit. */
