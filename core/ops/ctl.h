@@ -98,5 +98,8 @@ char *ctl_request_format(const char *verb, const char *const *args, size_t nargs
 /* Replies, malloc'd (NULL on ENOMEM).  result is JSON text (borrowed). */
 char *ctl_reply_ok(const char *result);
 char *ctl_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* ctl_reply_ok() of {"k1": "v1", "k2": "v2"} (the values quoted as JSON
+ * strings; borrowed). */
+char *ctl_result_pair(const char *k1, const char *v1, const char *k2, const char *v2);
 
 #endif

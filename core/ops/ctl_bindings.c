@@ -54,18 +54,7 @@ char *ctl_bindings_list(struct ctl_server *cs, const struct ctl_request *rq, enu
     char *stats = ctl_capture(cs->h.engine, sink_engine_print_stats);
     char *r = NULL;
     if (chains != NULL && stats != NULL) {
-        struct json_buf b;
-        json_init_grow(&b);
-        json_spaced(&b);
-        json_obj(&b);
-        json_key(&b, "chains");
-        json_str(&b, chains);
-        json_key(&b, "stats");
-        json_str(&b, stats);
-        json_end(&b);
-        char *res = json_take(&b);
-        r = res ? ctl_reply_ok(res) : NULL;
-        free(res);
+        r = ctl_result_pair("chains", chains, "stats", stats);
     }
     free(chains);
     free(stats);
@@ -82,20 +71,9 @@ static char *ctl_bindings_done(struct ctl_server *cs, const char *verb, const ch
         sink_engine_save(cs->h.engine, cs->h.conf_path, err, sizeof(err)) < 0)
         return ctl_reply_error("%s %s: applied, but not written to %s: %s", verb, name,
                                cs->h.conf_path, err);
-    struct json_buf b;
-    json_init_grow(&b);
-    json_spaced(&b);
-    json_obj(&b);
-    json_key(&b, "binding");
-    json_str(&b, name);
-    json_key(&b, "saved");
-    json_str(&b,
-             cs->h.conf_path ? cs->h.conf_path : "no configuration file: until the daemon stops");
-    json_end(&b);
-    char *res = json_take(&b);
-    char *r = res ? ctl_reply_ok(res) : NULL;
-    free(res);
-    return r;
+    return ctl_result_pair("binding", name, "saved",
+                           cs->h.conf_path ? cs->h.conf_path
+                                           : "no configuration file: until the daemon stops");
 }
 
 #define CTL_NEED_ENGINE(cs, rq)                                                                    \

@@ -9,6 +9,8 @@
  *	char *ctl_request_format(const char *verb, const char *const *args, size_t nargs);
  *	char *ctl_reply_ok(const char *result);
  *	char *ctl_reply_error(const char *fmt, ...);
+ *	char *ctl_result_pair(const char *k1, const char *v1, const char *k2,
+ *			      const char *v2);
  * DESCRIPTION
  *	A request is one JSON object on one line: "verb" (a non-empty string
  *	of printable ASCII) and "args" (optional; an array of at most
@@ -135,19 +137,29 @@ char *ctl_request_format(const char *verb, const char *const *args, size_t nargs
     return json_take(&b);
 }
 
-char *ctl_reply_ok(const char *result)
+/* {"ok": OK, "KEY": VALUE}\n; value is JSON text when verbatim, else a
+ * string to quote. */
+static char *ctl_reply(bool ok, const char *key, const char *value, bool verbatim)
 {
     struct json_buf b;
     json_init_grow(&b);
     json_spaced(&b);
     json_obj(&b);
     json_key(&b, "ok");
-    json_bool(&b, true);
-    json_key(&b, "result");
-    json_verbatim(&b, result, strlen(result));
+    json_bool(&b, ok);
+    json_key(&b, key);
+    if (verbatim)
+        json_verbatim(&b, value, strlen(value));
+    else
+        json_str(&b, value);
     json_end(&b);
     json_text(&b, "\n", 1);
     return json_take(&b);
+}
+
+char *ctl_reply_ok(const char *result)
+{
+    return ctl_reply(true, "result", result, true);
 }
 
 char *ctl_reply_error(const char *fmt, ...)
@@ -159,16 +171,24 @@ char *ctl_reply_error(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return NULL;
+    char *r = ctl_reply(false, "error", msg, false);
+    free(msg);
+    return r;
+}
+
+char *ctl_result_pair(const char *k1, const char *v1, const char *k2, const char *v2)
+{
     struct json_buf b;
     json_init_grow(&b);
     json_spaced(&b);
     json_obj(&b);
-    json_key(&b, "ok");
-    json_bool(&b, false);
-    json_key(&b, "error");
-    json_str(&b, msg);
+    json_key(&b, k1);
+    json_str(&b, v1);
+    json_key(&b, k2);
+    json_str(&b, v2);
     json_end(&b);
-    json_text(&b, "\n", 1);
-    free(msg);
-    return json_take(&b);
+    char *res = json_take(&b);
+    char *r = res ? ctl_reply_ok(res) : NULL;
+    free(res);
+    return r;
 }
