@@ -33,6 +33,7 @@
  *
  *	--quick uses fewer repetitions and smaller counts.
  */
+#include "core/base/clock.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 
@@ -54,9 +55,7 @@ struct bench_cfg {
 
 static double bench_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return (double)clock_mono_ns() * 1e-9;
 }
 
 /* CPU time of the calling thread: the deque micro-benchmarks charge an

@@ -8,13 +8,11 @@
  *	bool sink_nexthop_ok(const char *spec);
  * DESCRIPTION
  *	sink_addr_ok() accepts a mailbox as it travels in an envelope,
- *	without angle brackets: local@domain, at most 254 octets (RFC 5321
- *	4.5.3.1.3 less the brackets), the local part at most 64.  The local
- *	part is a dot-atom (RFC 5321 4.1.2: atext runs separated by single
- *	dots) or a quoted string without white space; the domain is labels
- *	of letters, digits and '-' separated by single dots, or an address
- *	literal [...].  Octets >= 0x80 pass in both parts (SMTPUTF8 mail).
- *	Never accepted: CR, LF, other controls, space, '<', '>'.
+ *	without angle brackets: addr_mailbox_ok() (core/base/addr.h, the
+ *	RFC 5321 grammar the SMTP server uses too, with SMTPUTF8), and in
+ *	addition no white space or control character anywhere, not even in
+ *	a quoted local part: what a sink hands over goes into logs and
+ *	protocol lines.
  *
  *	sink_nexthop_ok() accepts the transport-table syntax of core/queue/route.h
  *	(smtp:HOST[:PORT], mx, mx:PORT, maildir, discard, error:X.Y.Z [TEXT],
@@ -28,98 +26,16 @@
 #include <string.h>
 #include <strings.h>
 
-#define SINK_ADDR_MAX 254
-#define SINK_LOCAL_MAX 64
-
-static bool sink_atext(unsigned char c)
-{
-    if (c >= 0x80)
-        return true;
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
-}
-
-static bool sink_local_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > SINK_LOCAL_MAX)
-        return false;
-    if (s[0] == '"') { /* quoted string: qtext or quoted pairs, no white space */
-        if (n < 2 || s[n - 1] != '"')
-            return false;
-        for (size_t i = 1; i + 1 < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (c == '\\') {
-                if (++i + 1 >= n)
-                    return false;
-                c = (unsigned char)s[i];
-                if (c <= 0x20 || c == 0x7f)
-                    return false;
-                continue;
-            }
-            if (c <= 0x20 || c == 0x7f || c == '"' || c == '<' || c == '>')
-                return false;
-        }
-        return true;
-    }
-    bool dot = true; /* no leading dot */
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            if (dot)
-                return false;
-            dot = true;
-        } else if (sink_atext((unsigned char)s[i])) {
-            dot = false;
-        } else {
-            return false;
-        }
-    }
-    return !dot; /* no trailing dot */
-}
-
-static bool sink_domain_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0)
-        return false;
-    if (s[0] == '[') { /* address literal: printable, no brackets or space inside */
-        if (n < 3 || s[n - 1] != ']')
-            return false;
-        for (size_t i = 1; i + 1 < n; i++)
-            if ((unsigned char)s[i] <= 0x20 || s[i] == 0x7f || s[i] == '[' || s[i] == ']' ||
-                s[i] == '\\')
-                return false;
-        return true;
-    }
-    size_t label = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '.') {
-            if (label == 0)
-                return false;
-            label = 0;
-        } else if (c >= 0x80 || c == '-' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                   (c >= '0' && c <= '9')) {
-            if (++label > 63)
-                return false;
-        } else {
-            return false;
-        }
-    }
-    return label > 0;
-}
+#include "core/base/addr.h"
 
 bool sink_addr_ok(const char *addr)
 {
     if (addr == NULL)
         return false;
-    size_t n = strnlen(addr, SINK_ADDR_MAX + 1);
-    if (n > SINK_ADDR_MAX)
-        return false;
-    const char *at = strrchr(addr, '@');
-    if (at == NULL)
-        return false;
-    return sink_local_ok(addr, (size_t)(at - addr)) && sink_domain_ok(at + 1);
+    for (const char *p = addr; *p; p++) /* no white space, even quoted */
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return false;
+    return addr_mailbox_ok(addr);
 }
 
 /* ---- next hops ---- */

@@ -24,6 +24,7 @@
  *	create() fails on a negative ms or an unknown verdict.  When the
  *	heap cannot grow, the event CONTINUEs at once.
  */
+#include "core/base/clock.h"
 #include "sinks/sink.h"
 
 #include <errno.h>
@@ -59,13 +60,6 @@ static struct {
     bool stop;
     pthread_t thread;
 } delay_timer = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static uint64_t delay_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void delay_swap(size_t i, size_t j)
 {
@@ -106,7 +100,7 @@ static void *delay_run(void *arg)
             pthread_cond_wait(&delay_timer.cv, &delay_timer.mu);
             continue;
         }
-        uint64_t now = delay_now(), due = delay_timer.heap[0].due;
+        uint64_t now = clock_mono_ns(), due = delay_timer.heap[0].due;
         if (due > now) {
             struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
             pthread_cond_timedwait(&delay_timer.cv, &delay_timer.mu, &ts);
@@ -229,7 +223,7 @@ static void delay_destroy(void *instance)
 static enum sink_verdict delay_handle(void *instance, struct sink_ctx *ctx)
 {
     const struct delay_inst *d = instance;
-    struct delay_item it = {d->never ? UINT64_MAX : delay_now() + d->ns, ctx, d, d->verdict};
+    struct delay_item it = {d->never ? UINT64_MAX : clock_mono_ns() + d->ns, ctx, d, d->verdict};
     pthread_mutex_lock(&delay_timer.mu);
     int rc;
     if (d->never) {

@@ -80,16 +80,10 @@ static const struct {
     [SINK_REJECT] = {554, "5.7.1", "Service unavailable (sink deadline)"},
 };
 
-uint64_t sink_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
+/* For net/worker.c, which the net/ rewrite will move to clock_mono_ms(). */
 uint64_t sink_now_ms(void)
 {
-    return sink_now_ns() / 1000000u;
+    return clock_mono_ms();
 }
 
 /* ---- contexts ---- */
@@ -292,7 +286,7 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         atomic_store_explicit(&ctx->state, SINK_CTX_PENDING, memory_order_relaxed);
         atomic_store_explicit(&ctx->refs, 2, memory_order_relaxed);
         sink_count(&b->stats->calls);
-        ctx->t0_ns = sink_now_ns();
+        ctx->t0_ns = clock_mono_ns();
         if (b->offload && c->sw->pool != NULL) {
             /* offload.c: handle() as a stealable task; the chain waits as
              * for a pending link (its heap entry first: the answer may
@@ -311,7 +305,7 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
             sink_go_pending(c, ctx, res);
             return false;
         }
-        sink_stats_latency(b->stats, sink_now_ns() - ctx->t0_ns);
+        sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
         /* Relaxed: a check of our own store above; a sink that completed
          * a synchronous answer broke the contract. */
         if (atomic_load_explicit(&ctx->state, memory_order_relaxed) != SINK_CTX_PENDING)
@@ -405,7 +399,7 @@ void sink_complete_task(struct sched_task *t)
     sink_pending_remove(ctx->sw, ctx);
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
-    sink_stats_latency(b->stats, sink_now_ns() - ctx->t0_ns);
+    sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     if (c == NULL) { /* the session went away meanwhile */
         sink_count(&b->stats->verdicts[ctx->answer]);
         sink_ctx_free(ctx);
@@ -437,7 +431,7 @@ void sink_expired(struct sink_ctx *ctx)
     unsigned step = ctx->step;
     /* Relaxed: a counter (stats.c); its value only paces the log. */
     uint64_t n = atomic_fetch_add_explicit(&b->stats->deadline_misses, 1, memory_order_relaxed) + 1;
-    sink_stats_latency(b->stats, sink_now_ns() - ctx->t0_ns);
+    sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     c->pending = NULL;
     sink_ctx_unref(ctx);    /* the sink's late completion frees it, or has */
     if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th, ... miss: a hung sink cannot flood the log */

@@ -142,7 +142,8 @@ struct sink_engine *sink_worker_engine(const struct sink_worker *sw);
 uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms);
 /* Settles every pending call whose deadline is <= now_ms. */
 void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms);
-/* Monotonic milliseconds, the clock deadlines use (CLOCK_MONOTONIC). */
+/* clock_mono_ms() (core/base/clock.h), the clock deadlines use; kept for
+ * net/worker.c until the net/ rewrite calls clock_mono_ms() itself. */
 uint64_t sink_now_ms(void);
 
 /* ---- property bags (session and message scope belong to the session) ---- */

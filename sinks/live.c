@@ -58,28 +58,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/json.h"
 #include "core/cfg/cfg_edit.h"
 
 /* ---- the canonical text of a binding ---- */
-
-static void sink_put_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c == '\t')
-            fputs("\\t", f);
-        else if (c < 0x20 || c == 0x7f)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 static void sink_put_key(FILE *f, const char *k)
 {
@@ -89,7 +71,7 @@ static void sink_put_key(FILE *f, const char *k)
     if (bare)
         fputs(k, f);
     else
-        sink_put_str(f, k);
+        json_fput_str(f, k);
 }
 
 /*
@@ -105,15 +87,15 @@ static char *sink_binding_text(const struct sink_binding *b, const char *pkey, c
     if (f == NULL)
         return NULL;
     fputs("binding ", f);
-    sink_put_str(f, b->name);
+    json_fput_str(f, b->name);
     fputs(" {\n    event = ", f);
-    sink_put_str(f, sink_event_name(b->ev));
+    json_fput_str(f, sink_event_name(b->ev));
     fputs(";\n    sink = ", f);
-    sink_put_str(f, b->sink);
+    json_fput_str(f, b->sink);
     fprintf(f, ";\n    priority = %d;\n", b->priority);
     if (b->rule_text != NULL) {
         fputs("    rule = ", f);
-        sink_put_str(f, b->rule_text);
+        json_fput_str(f, b->rule_text);
         fputs(";\n", f);
     }
     fprintf(f, "    enabled = %s;\n", sink_binding_enabled(b) ? "true" : "false");
@@ -141,14 +123,14 @@ static char *sink_binding_text(const struct sink_binding *b, const char *pkey, c
             fputs("        ", f);
             sink_put_key(f, k);
             fputs(" = ", f);
-            sink_put_str(f, v);
+            json_fput_str(f, v);
             fputs(";\n", f);
         }
         if (add) {
             fputs("        ", f);
             sink_put_key(f, pkey);
             fputs(" = ", f);
-            sink_put_str(f, pval);
+            json_fput_str(f, pval);
             fputs(";\n", f);
         }
         fputs("    }\n", f);

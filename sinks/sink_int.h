@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/base/clock.h"
 #include "sched/sched.h"
 #include "sinks/engine.h"
 #include "sinks/sink.h"
@@ -325,7 +326,6 @@ struct sink_call {
     struct sink_result res; /* the outcome once a link went pending */
 };
 
-uint64_t sink_now_ns(void);
 /* Pending set of the owner (pending.c). */
 int sink_pending_add(struct sink_worker *sw, struct sink_ctx *ctx); /* 0 or -ENOMEM */
 void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx);

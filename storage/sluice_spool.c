@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/json.h"
 #include "storage/spool_int.h"
 
 static const char *prog = "sluice-spool";
@@ -81,68 +82,18 @@ static void iso_time(int64_t ms, char out[96])
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms - (int64_t)s * 1000));
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s)
+/* Writes out the text b holds and empties it (the nesting stays). */
+static void list_flush(struct json_buf *b)
 {
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* A JSON string: valid UTF-8 passes, anything else is escaped (a byte
- * that is not UTF-8 becomes the code point of the same value). */
-static void json_str(FILE *f, const char *str)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    fputc('"', f);
-    while (*s) {
-        unsigned char c = *s;
-        size_t n;
-        if (c == '"' || c == '\\') {
-            fputc('\\', f);
-            fputc(c, f);
-            s++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            s++;
-        } else if (c < 0x80) {
-            fputc(c, f);
-            s++;
-        } else if ((n = utf8_len(s)) > 0) {
-            fwrite(s, 1, n, f);
-            s += n;
-        } else {
-            fprintf(f, "\\u%04x", c);
-            s++;
-        }
-    }
-    fputc('"', f);
+    if (b->len > 0)
+        fwrite(b->p, 1, b->len, stdout);
+    json_drain(b);
 }
 
 struct list_ctx {
     bool json;
     uint64_t n;
+    struct json_buf b; /* --json: the array, written out message by message */
 };
 
 static const char *rstate_name(const struct spool_msginfo *m, uint32_t i)
@@ -166,32 +117,79 @@ static void list_text(const struct spool_msginfo *m, const char *ids, const char
         char next[96];
         iso_time(m->next_ms, next);
         printf(" attempts=%" PRIu32 " next=%s error=", m->attempts, m->next_ms ? next : "now");
-        json_str(stdout, m->last_error ? m->last_error : "");
+        json_fput_str(stdout, m->last_error);
     }
     putchar('\n');
 }
 
-static void list_json_state(const struct spool_msginfo *m)
+static void list_json_state(struct json_buf *b, const struct spool_msginfo *m)
 {
     char next[96];
     iso_time(m->next_ms, next);
-    printf(",\n   \"held\": %s, \"warned\": %s, \"attempts\": %" PRIu32
-           ", \"next_attempt_ms\": %" PRId64 ", \"next_attempt\": ",
-           (m->qflags & SPOOL_Q_HELD) ? "true" : "false",
-           (m->qflags & SPOOL_Q_WARNED) ? "true" : "false", m->attempts, m->next_ms);
+    json_break(b, "\n   ");
+    json_key(b, "held");
+    json_bool(b, (m->qflags & SPOOL_Q_HELD) != 0);
+    json_key(b, "warned");
+    json_bool(b, (m->qflags & SPOOL_Q_WARNED) != 0);
+    json_key(b, "attempts");
+    json_uint(b, m->attempts);
+    json_key(b, "next_attempt_ms");
+    json_int(b, m->next_ms);
+    json_key(b, "next_attempt");
     if (m->next_ms)
-        printf("\"%s\"", next);
+        json_str(b, next);
     else
-        fputs("null", stdout);
-    fputs(", \"last_error\": ", stdout);
-    json_str(stdout, m->last_error ? m->last_error : "");
-    fputs(",\n   \"delivery\": [", stdout);
+        json_null(b);
+    json_key(b, "last_error");
+    json_str(b, m->last_error);
+    json_break(b, "\n   ");
+    json_key(b, "delivery");
+    json_arr(b);
     for (uint32_t i = 0; i < m->nrcpt; i++) {
-        fputs(i ? ", {\"rcpt\": " : "{\"rcpt\": ", stdout);
-        json_str(stdout, m->rcpts[i]);
-        printf(", \"state\": \"%s\"}", rstate_name(m, i));
+        json_obj(b);
+        json_key(b, "rcpt");
+        json_str(b, m->rcpts[i]);
+        json_key(b, "state");
+        json_str(b, rstate_name(m, i));
+        json_end(b);
     }
-    fputc(']', stdout);
+    json_end(b);
+}
+
+static void list_json(struct json_buf *b, const struct spool_msginfo *m, const char *ids,
+                      const char *when)
+{
+    json_break(b, "\n  ");
+    json_obj(b);
+    json_key(b, "id");
+    json_str(b, ids);
+    json_key(b, "arrival");
+    json_str(b, when);
+    json_key(b, "arrival_ms");
+    json_int(b, m->arrival_ms);
+    json_key(b, "size");
+    json_uint(b, m->size);
+    json_break(b, "\n   ");
+    json_key(b, "client");
+    json_str(b, m->client);
+    json_key(b, "helo");
+    json_str(b, m->helo);
+    json_key(b, "sender");
+    json_str(b, m->sender);
+    json_key(b, "params");
+    json_str(b, m->params);
+    json_key(b, "quarantine");
+    json_bool(b, (m->flags & SPOOL_MSG_QUARANTINE) != 0);
+    json_key(b, "edits");
+    json_uint(b, m->nedits);
+    json_break(b, "\n   ");
+    json_key(b, "rcpts");
+    json_arr(b);
+    for (uint32_t i = 0; i < m->nrcpt; i++)
+        json_str(b, m->rcpts[i]);
+    json_end(b);
+    list_json_state(b, m);
+    json_end(b);
 }
 
 static int list_cb(void *arg, const struct spool_msginfo *m)
@@ -203,27 +201,10 @@ static int list_cb(void *arg, const struct spool_msginfo *m)
     if (!c->json) {
         list_text(m, ids, when);
     } else {
-        printf("%s\n  {\"id\": \"%s\", \"arrival\": \"%s\", \"arrival_ms\": %" PRId64
-               ", \"size\": %" PRIu64 ",\n   \"client\": ",
-               c->n ? "," : "", ids, when, m->arrival_ms, m->size);
-        json_str(stdout, m->client);
-        fputs(", \"helo\": ", stdout);
-        json_str(stdout, m->helo);
-        fputs(", \"sender\": ", stdout);
-        json_str(stdout, m->sender);
-        fputs(", \"params\": ", stdout);
-        json_str(stdout, m->params);
-        printf(", \"quarantine\": %s, \"edits\": %" PRIu32,
-               (m->flags & SPOOL_MSG_QUARANTINE) ? "true" : "false", m->nedits);
-        fputs(",\n   \"rcpts\": [", stdout);
-        for (uint32_t i = 0; i < m->nrcpt; i++) {
-            if (i)
-                fputs(", ", stdout);
-            json_str(stdout, m->rcpts[i]);
-        }
-        fputc(']', stdout);
-        list_json_state(m);
-        fputc('}', stdout);
+        list_json(&c->b, m, ids, when);
+        if (c->b.full)
+            return -ENOMEM;
+        list_flush(&c->b);
     }
     c->n++;
     return ferror(stdout) ? -EIO : 0;
@@ -237,11 +218,23 @@ static int cmd_list(const char *dir, int argc, char **argv)
             return fail(2, "list: unknown option '%s'", argv[i]);
         c.json = true;
     }
-    if (c.json)
-        putchar('[');
+    if (c.json) {
+        json_init_grow(&c.b);
+        json_spaced(&c.b);
+        json_arr(&c.b);
+        list_flush(&c.b);
+    }
     int r = spool_scan(dir, list_cb, &c, NULL);
-    if (c.json)
-        fputs(c.n ? "\n]\n" : "]\n", stdout);
+    if (c.json) {
+        if (c.n)
+            json_text(&c.b, "\n", 1);
+        json_end(&c.b);
+        json_text(&c.b, "\n", 1);
+        if (c.b.full && r == 0)
+            r = -ENOMEM;
+        list_flush(&c.b);
+        json_fini(&c.b);
+    }
     if (fflush(stdout) != 0 && r == 0)
         r = -errno;
     return r < 0 ? fail(1, "%s: %s", dir, strerror(-r)) : 0;
@@ -316,10 +309,11 @@ static int cmd_stats(const char *dir, int argc)
     char ids[17];
     spool_id_str(rep.max_id, ids);
     printf("segments %" PRIu64 "\nrecords %" PRIu64 "\nlive %" PRIu64 "\nincomplete %" PRIu64
-           "\ntorn %" PRIu64 "\ndamaged %" PRIu64 "\nbytes %" PRIu64 "\nlive_bytes %" PRIu64 "\nlive_percent %.1f"
+           "\ntorn %" PRIu64 "\ndamaged %" PRIu64 "\nbytes %" PRIu64 "\nlive_bytes %" PRIu64
+           "\nlive_percent %.1f"
            "\nmax_id %s\n",
-           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, rep.damaged, bytes, rep.live_bytes,
-           bytes ? 100.0 * (double)rep.live_bytes / (double)bytes : 0.0, ids);
+           rep.segments, rep.records, rep.live, rep.incomplete, rep.torn, rep.damaged, bytes,
+           rep.live_bytes, bytes ? 100.0 * (double)rep.live_bytes / (double)bytes : 0.0, ids);
     return 0;
 }
 

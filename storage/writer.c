@@ -52,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 
 static const unsigned char wb_zeros[8];
@@ -279,10 +280,8 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
             return r;
         }
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     unsigned char h[SPOOL_SEG_HDR];
-    spool_seg_hdr_encode(h, w->worker, s->seq, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    spool_seg_hdr_encode(h, w->worker, s->seq, clock_wall_ms());
     r = pwrite_full(s->fd, h, sizeof(h), 0);
     if (r == 0)
         r = spool_fsync_dir(dirfd);

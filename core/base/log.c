@@ -2,8 +2,10 @@
  * NAME
  *	log - diagnostics: text or JSON lines to stderr, a file or syslog (see log.h)
  * DESCRIPTION
- *	A line is built in a stack buffer (struct log_buf) that keeps room for
- *	its own end, so a cut line still closes its string and its object.
+ *	A line is built in the caller's stack buffer with the JSON writer
+ *	(json.h, fixed storage: no allocation), which keeps room for the
+ *	line's end, so a cut line still closes its string and its object.
+ *	The text format uses the same buffer for its plain appends.
  *	The settings other threads read (level, format, output) are atomics:
  *	relaxed is enough for the level and the format (any value is valid at
  *	any time); the output is stored with release after the file
@@ -17,6 +19,9 @@ static const int log_sys_prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
 #undef LOG_INFO
 
 #include "core/base/log.h"
+
+#include "core/base/clock.h"
+#include "core/base/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -151,116 +156,12 @@ int log_reopen(char *err, size_t errlen)
 
 /* ---- formatting ---- */
 
-struct log_buf {
-    char *p;
-    size_t n;
-    size_t cap; /* room for the content; the end ("}\n") is reserved beyond it */
-    bool full;
-};
-
-static bool lb_put(struct log_buf *b, const char *s, size_t len)
+/* Text: control characters escaped; quoted (with \" and \\) if asked.
+ * b keeps back 2 octets: a closing quote when the value is cut, and the
+ * line's '\n'. */
+static void log_text_str(struct json_buf *b, const char *s, bool quote)
 {
-    if (b->full || b->n + len > b->cap) {
-        b->full = true;
-        return false;
-    }
-    memcpy(b->p + b->n, s, len);
-    b->n += len;
-    return true;
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one
- * (overlong forms, surrogates, beyond U+10FFFF, a cut sequence). */
-static size_t log_utf8_len(const unsigned char *s, size_t left)
-{
-    unsigned char c = s[0];
-    size_t need;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf)
-        need = 1;
-    else if (c >= 0xe0 && c <= 0xef) {
-        need = 2;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        need = 3;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (left < need + 1 || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i <= need; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return need + 1;
-}
-
-/* A JSON string, quotes included.  strict: all or nothing (false and
- * nothing appended if it does not fit); else cut at a character boundary. */
-static bool lb_json_str(struct log_buf *b, const char *s, bool strict)
-{
-    size_t start = b->n;
-    if (b->full || b->n + 2 > b->cap) {
-        b->full = true;
-        return false;
-    }
-    b->p[b->n++] = '"';
-    const unsigned char *u = (const unsigned char *)s;
-    size_t left = strlen(s);
-    while (left > 0) {
-        char esc[8];
-        const char *unit = esc;
-        size_t ulen, adv = 1;
-        unsigned char c = *u;
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            ulen = 2;
-        } else if (c == '\n' || c == '\t' || c == '\r' || c == '\b' || c == '\f') {
-            esc[0] = '\\';
-            esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : c == '\b' ? 'b' : 'f';
-            ulen = 2;
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            ulen = 6;
-        } else if (c < 0x80) {
-            unit = (const char *)u;
-            ulen = 1;
-        } else if ((adv = log_utf8_len(u, left)) > 0) {
-            unit = (const char *)u;
-            ulen = adv;
-        } else {
-            unit = "\\ufffd";
-            ulen = 6;
-            adv = 1;
-        }
-        if (b->n + ulen + 1 > b->cap) { /* + 1: the closing quote */
-            if (strict) {
-                b->n = start;
-                b->full = true;
-                return false;
-            }
-            b->full = true;
-            break;
-        }
-        memcpy(b->p + b->n, unit, ulen);
-        b->n += ulen;
-        u += adv;
-        left -= adv;
-    }
-    b->p[b->n++] = '"'; /* the room was kept */
-    return true;
-}
-
-/* Text: control characters escaped; quoted (with \" and \\) if asked. */
-static void lb_text_str(struct log_buf *b, const char *s, bool quote)
-{
-    if (quote && !lb_put(b, "\"", 1))
+    if (quote && !json_text(b, "\"", 1))
         return;
     for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
         char esc[8];
@@ -279,11 +180,12 @@ static void lb_text_str(struct log_buf *b, const char *s, bool quote)
             esc[1] = (char)c;
             ulen = 2;
         }
-        if (!lb_put(b, esc, ulen))
+        if (!json_text(b, esc, ulen))
             break;
     }
-    if (quote) { /* the closing quote even when cut: the reserve has room */
-        b->p[b->n++] = '"';
+    if (quote && !json_text(b, "\"", 1)) { /* cut: the reserve has room */
+        b->p[b->len++] = '"';
+        b->p[b->len] = '\0';
     }
 }
 
@@ -297,58 +199,62 @@ static bool log_text_needs_quote(const char *s)
     return false;
 }
 
+static void log_format_json(struct json_buf *b, const char *ts, const char *level,
+                            const char *thread, const char *msg, const char *const *kv,
+                            size_t npairs)
+{
+    json_obj(b);
+    if (ts) {
+        json_key(b, "ts");
+        json_str(b, ts);
+    }
+    json_key(b, "level");
+    json_str(b, level);
+    json_key(b, "thread");
+    json_str(b, thread);
+    json_key(b, "msg");
+    json_str_cut(b, msg, strlen(msg));
+    for (size_t i = 0; i < npairs && !b->full; i++) {
+        if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
+            continue;
+        json_key(b, kv[2 * i]); /* a value that does not fit takes its key back */
+        json_str_cut(b, kv[2 * i + 1], strlen(kv[2 * i + 1]));
+    }
+    json_end(b);
+}
+
 size_t log_format_line(char *out, enum log_format fmt, const char *ts, enum log_level lv,
                        const char *thread, const char *msg, const char *const *kv, size_t npairs)
 {
-    struct log_buf b = {out, 0, LOG_LINE_MAX - 4, false}; /* reserve: quote, "}\n", NUL */
+    struct json_buf b; /* no allocation: out is LOG_LINE_MAX octets */
     const char *level = log_names[lv <= LOG_ERROR ? lv : LOG_ERROR];
     if (fmt == LOG_FMT_JSON) {
-        lb_put(&b, "{", 1);
-        if (ts) {
-            lb_put(&b, "\"ts\":", 5);
-            lb_json_str(&b, ts, true);
-            lb_put(&b, ",", 1);
-        }
-        lb_put(&b, "\"level\":", 8);
-        lb_json_str(&b, level, true);
-        lb_put(&b, ",\"thread\":", 10);
-        lb_json_str(&b, thread, true);
-        lb_put(&b, ",\"msg\":", 7);
-        lb_json_str(&b, msg, false);
-        for (size_t i = 0; i < npairs && !b.full; i++) {
-            if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
-                continue;
-            size_t mark = b.n;
-            if (!lb_put(&b, ",", 1) || !lb_json_str(&b, kv[2 * i], true) || !lb_put(&b, ":", 1) ||
-                !lb_json_str(&b, kv[2 * i + 1], false)) {
-                b.n = mark; /* a key without its value would be invalid */
-                break;
-            }
-        }
-        out[b.n++] = '}';
+        json_init(&b, out, LOG_LINE_MAX, 1); /* kept back: '\n' */
+        log_format_json(&b, ts, level, thread, msg, kv, npairs);
     } else {
+        json_init(&b, out, LOG_LINE_MAX, 2); /* kept back: a closing quote, '\n' */
         if (ts) {
-            lb_put(&b, ts, strlen(ts));
-            lb_put(&b, " ", 1);
+            json_text(&b, ts, strlen(ts));
+            json_text(&b, " ", 1);
         }
-        lb_put(&b, "sluiced[", 8);
-        lb_text_str(&b, thread, false);
-        lb_put(&b, "] ", 2);
-        lb_put(&b, level, strlen(level));
-        lb_put(&b, ": ", 2);
-        lb_text_str(&b, msg, false);
+        json_text(&b, "sluiced[", 8);
+        log_text_str(&b, thread, false);
+        json_text(&b, "] ", 2);
+        json_text(&b, level, strlen(level));
+        json_text(&b, ": ", 2);
+        log_text_str(&b, msg, false);
         for (size_t i = 0; i < npairs && !b.full; i++) {
             if (kv[2 * i] == NULL || kv[2 * i + 1] == NULL)
                 continue;
-            lb_put(&b, " ", 1);
-            lb_text_str(&b, kv[2 * i], false);
-            lb_put(&b, "=", 1);
-            lb_text_str(&b, kv[2 * i + 1], log_text_needs_quote(kv[2 * i + 1]));
+            json_text(&b, " ", 1);
+            log_text_str(&b, kv[2 * i], false);
+            json_text(&b, "=", 1);
+            log_text_str(&b, kv[2 * i + 1], log_text_needs_quote(kv[2 * i + 1]));
         }
     }
-    out[b.n++] = '\n';
-    out[b.n] = '\0';
-    return b.n;
+    out[b.len++] = '\n';
+    out[b.len] = '\0';
+    return b.len;
 }
 
 static void log_emit(enum log_level lv, const char *msg, const char *const *kv, size_t npairs)
@@ -363,13 +269,12 @@ static void log_emit(enum log_level lv, const char *msg, const char *const *kv, 
         return;
     }
     char ts[64];
-    struct timespec now;
+    int64_t now = clock_wall_ms();
+    time_t sec = (time_t)(now / 1000);
     struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (int)(now.tv_nsec / 1000000));
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(now % 1000));
     size_t n = log_format_line(line, fmt, ts, lv, log_tag, msg, kv, npairs);
     int fd = STDERR_FILENO;
     if (out == LOG_OUT_FILE)

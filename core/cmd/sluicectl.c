@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
 #include "core/cfg/cfg.h"
 #include "core/ops/ctl.h"
 #include "core/cmd/sluicectl_int.h"
@@ -156,8 +157,7 @@ static int sctl_call(const char *path, const char *req, int timeout_s, char **re
         close(fd);
         return sctl_err(1, "no daemon at %s (%s)", path, strerror(e));
     }
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t t0 = clock_mono_ms();
     size_t n = strlen(req), off = 0;
     while (off < n) {
         ssize_t w = send(fd, req + off, n - off, MSG_NOSIGNAL);
@@ -171,10 +171,7 @@ static int sctl_call(const char *path, const char *req, int timeout_s, char **re
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        long left = (long)timeout_s * 1000 -
-                    ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+        long left = (long)timeout_s * 1000 - (long)(clock_mono_ms() - t0);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int pr = left > 0 ? poll(&p, 1, (int)left) : 0;
         if (pr < 0 && errno == EINTR)

@@ -16,6 +16,7 @@
  */
 #include "core/ops/admin.h"
 
+#include "core/base/clock.h"
 #include "core/cfg/cfg.h"
 #include "core/base/log.h"
 
@@ -44,19 +45,12 @@ struct admin_server {
     char addr[64];
 };
 
-static uint64_t admin_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Waits for fd to be ready for ev until deadline: 1 ready, 0 timed out,
  * -1 error. */
 static int admin_wait(int fd, short ev, uint64_t deadline)
 {
     for (;;) {
-        uint64_t now = admin_now_ms();
+        uint64_t now = clock_mono_ms();
         if (now >= deadline)
             return 0;
         struct pollfd p = {.fd = fd, .events = ev};
@@ -214,13 +208,13 @@ static void admin_parse(char *head, struct admin_req *rq)
 
 static void admin_serve(struct admin_server *a, int fd)
 {
-    uint64_t deadline = admin_now_ms() + ADMIN_TIMEOUT_MS;
+    uint64_t deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
     char *head = malloc(ADMIN_MAX_REQUEST + 1);
     if (head == NULL)
         return;
     int n = admin_read_head(fd, head, ADMIN_MAX_REQUEST + 1, deadline);
     struct admin_req rq;
-    uint64_t out_deadline = admin_now_ms() + ADMIN_TIMEOUT_MS;
+    uint64_t out_deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
     if (n == -1) {
         free(head);
         return;
@@ -256,7 +250,7 @@ static void admin_serve(struct admin_server *a, int fd)
 static void admin_linger_close(int fd)
 {
     shutdown(fd, SHUT_WR);
-    uint64_t deadline = admin_now_ms() + ADMIN_LINGER_MS;
+    uint64_t deadline = clock_mono_ms() + ADMIN_LINGER_MS;
     size_t left = ADMIN_LINGER_BYTES;
     char sink[4096];
     while (left > 0 && admin_wait(fd, POLLIN, deadline) > 0) {

@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
+#include "core/base/json.h"
 #include "core/base/log.h"
 #include "core/queue/qmgr.h"
 #include "core/smtpd/worker.h"
@@ -49,61 +51,65 @@ struct ctl_verb {
     const char *qverb; /* for the queue verbs: qmgr_control's verb */
 };
 
-static uint64_t ctl_now_ms(clockid_t clk)
-{
-    struct timespec ts;
-    clock_gettime(clk, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* ---- verbs ---- */
 
 static const struct ctl_verb *ctl_find_verb(const char *name);
 
+/* "key": {"name": n, ...} */
+static void ctl_counts(struct json_buf *b, const char *key, const char *const *names,
+                       const uint64_t *v, size_t n)
+{
+    json_key(b, key);
+    json_obj(b);
+    for (size_t i = 0; i < n; i++) {
+        json_key(b, names[i]);
+        json_uint(b, v[i]);
+    }
+    json_end(b);
+}
+
 static char *ctl_status(struct ctl_server *cs, const struct ctl_request *rq, enum ctl_after *after)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    uint64_t up = (uint64_t)(now.tv_sec - cs->started.tv_sec);
-    struct ctl_jbuf b = {0};
-    ctl_jbuf_fmt(&b, "{\"version\": ");
-    ctl_jbuf_str(&b, cs->h.version);
-    ctl_jbuf_fmt(&b, ", \"pid\": %ld, \"uptime_s\": %llu, \"workers\": %u", (long)getpid(),
-                 (unsigned long long)up, cs->h.workers);
+    struct json_buf b;
+    json_init_grow(&b);
+    json_spaced(&b);
+    json_obj(&b);
+    json_key(&b, "version");
+    json_str(&b, cs->h.version);
+    json_key(&b, "pid");
+    json_int(&b, (int64_t)getpid());
+    json_key(&b, "uptime_s");
+    json_uint(&b, (clock_mono_ms() - cs->started_ms) / 1000);
+    json_key(&b, "workers");
+    json_uint(&b, cs->h.workers);
     if (cs->h.qm != NULL) {
+        static const char *const k[] = {"queued",      "active", "deferred",  "held",
+                                        "delivered",   "failed", "deferrals", "bounces",
+                                        "connections", "reused"};
         struct qmgr_stats q;
         qmgr_get_stats(cs->h.qm, &q);
-        ctl_jbuf_fmt(&b,
-                     ", \"queue\": {\"queued\": %llu, \"active\": %llu, \"deferred\": %llu, "
-                     "\"held\": %llu, \"delivered\": %llu, \"failed\": %llu, \"deferrals\": %llu, "
-                     "\"bounces\": %llu, \"connections\": %llu, \"reused\": %llu}",
-                     (unsigned long long)q.queued, (unsigned long long)q.active,
-                     (unsigned long long)q.deferred, (unsigned long long)q.held,
-                     (unsigned long long)q.delivered, (unsigned long long)q.failed,
-                     (unsigned long long)q.deferrals, (unsigned long long)q.bounces,
-                     (unsigned long long)q.connections, (unsigned long long)q.reused);
+        const uint64_t v[] = {q.queued, q.active,    q.deferred, q.held,        q.delivered,
+                              q.failed, q.deferrals, q.bounces,  q.connections, q.reused};
+        ctl_counts(&b, "queue", k, v, 10);
     }
     if (cs->h.srv != NULL) {
+        static const char *const k[] = {"connections", "accepted", "sessions", "messages",
+                                        "rejected"};
         struct smtpd_live_stats ns;
         smtpd_live_stats(cs->h.srv, &ns);
-        ctl_jbuf_fmt(&b,
-                     ", \"net\": {\"connections\": %llu, \"accepted\": %llu, \"sessions\": %llu, "
-                     "\"messages\": %llu, \"rejected\": %llu}",
-                     (unsigned long long)ns.open, (unsigned long long)ns.st.accepted,
-                     (unsigned long long)ns.st.sessions, (unsigned long long)ns.st.messages,
-                     (unsigned long long)ns.st.rejected);
+        const uint64_t v[] = {ns.open, ns.st.accepted, ns.st.sessions, ns.st.messages,
+                              ns.st.rejected};
+        ctl_counts(&b, "net", k, v, 5);
     }
     if (cs->h.spool != NULL) {
+        static const char *const k[] = {"bytes", "segments", "live_bytes", "live_messages"};
         struct spool_usage u;
         spool_usage(cs->h.spool, &u);
-        ctl_jbuf_fmt(&b,
-                     ", \"spool\": {\"bytes\": %llu, \"segments\": %llu, \"live_bytes\": %llu, "
-                     "\"live_messages\": %llu}",
-                     (unsigned long long)u.bytes, (unsigned long long)u.segments,
-                     (unsigned long long)u.live_bytes, (unsigned long long)u.live_messages);
+        const uint64_t v[] = {u.bytes, u.segments, u.live_bytes, u.live_messages};
+        ctl_counts(&b, "spool", k, v, 4);
     }
-    ctl_jbuf_put(&b, "}", 1);
-    char *res = ctl_jbuf_take(&b);
+    json_end(&b);
+    char *res = json_take(&b);
     char *r = res ? ctl_reply_ok(res) : NULL;
     free(res);
     return r;
@@ -201,7 +207,7 @@ static int ctl_read_line(int fd, char *buf, size_t cap, size_t *len, uint64_t de
 {
     size_t n = 0;
     for (;;) {
-        uint64_t now = ctl_now_ms(CLOCK_MONOTONIC);
+        uint64_t now = clock_mono_ms();
         if (now >= deadline)
             return -1;
         struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -230,7 +236,7 @@ static int ctl_read_line(int fd, char *buf, size_t cap, size_t *len, uint64_t de
 static void ctl_write_all(int fd, const char *s, size_t n, uint64_t deadline)
 {
     while (n > 0) {
-        uint64_t now = ctl_now_ms(CLOCK_MONOTONIC);
+        uint64_t now = clock_mono_ms();
         if (now >= deadline)
             return;
         struct pollfd p = {.fd = fd, .events = POLLOUT};
@@ -284,7 +290,7 @@ static char *ctl_dispatch(struct ctl_server *cs, const char *line, size_t len,
 
 static void ctl_serve(struct ctl_server *cs, int fd)
 {
-    uint64_t deadline = ctl_now_ms(CLOCK_MONOTONIC) + CTL_IO_TIMEOUT_MS;
+    uint64_t deadline = clock_mono_ms() + CTL_IO_TIMEOUT_MS;
     char *buf = malloc(CTL_MAX_REQUEST + 2);
     size_t len = 0;
     enum ctl_after after = CTL_AFTER_NONE;
@@ -316,7 +322,7 @@ static void ctl_serve(struct ctl_server *cs, int fd)
     if (rd < 0)
         ctl_drain(fd);
     if (reply != NULL)
-        ctl_write_all(fd, reply, strlen(reply), ctl_now_ms(CLOCK_MONOTONIC) + CTL_IO_TIMEOUT_MS);
+        ctl_write_all(fd, reply, strlen(reply), clock_mono_ms() + CTL_IO_TIMEOUT_MS);
     free(reply);
     free(buf);
     if (after == CTL_AFTER_NONE)
@@ -423,7 +429,7 @@ int ctl_server_start(const char *path, bool best_effort, const struct ctl_hooks 
     if (e == 0) {
         cs->dev = st.st_dev;
         cs->ino = st.st_ino;
-        clock_gettime(CLOCK_MONOTONIC, &cs->started);
+        cs->started_ms = clock_mono_ms();
         e = pthread_create(&cs->thread, NULL, ctl_thread, cs);
         what = "thread";
         if (e != 0)

@@ -98,19 +98,8 @@ char *ctl_request_format(const char *verb, const char *const *args, size_t nargs
 /* Replies, malloc'd (NULL on ENOMEM).  result is JSON text (borrowed). */
 char *ctl_reply_ok(const char *result);
 char *ctl_reply_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A growing JSON text (zero-initialise; the caller owns it). */
-struct ctl_jbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-void ctl_jbuf_put(struct ctl_jbuf *b, const char *s, size_t n);
-void ctl_jbuf_fmt(struct ctl_jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* s as a JSON string literal, quotes included (NULL: ""). */
-void ctl_jbuf_str(struct ctl_jbuf *b, const char *s);
-/* The text (owned by the caller now), or NULL after an allocation failure
- * (the buffer is freed either way). */
-char *ctl_jbuf_take(struct ctl_jbuf *b);
+/* ctl_reply_ok() of {"k1": "v1", "k2": "v2"} (the values quoted as JSON
+ * strings; borrowed). */
+char *ctl_result_pair(const char *k1, const char *v1, const char *k2, const char *v2);
 
 #endif

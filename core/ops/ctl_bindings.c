@@ -2,7 +2,8 @@
  * NAME
  *	ctl_bindings - the bindings verbs of the control socket
  * SYNOPSIS
- *	#include "core/ops/ctl_int.h"
+ *	#include "core/base/json.h"
+#include "core/ops/ctl_int.h"
  * DESCRIPTION
  *	bindings list: the engine's chains and per-binding statistics, printed
  *	into memory streams.  enable, disable, add, remove and setprop change
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/json.h"
 #include "core/ops/ctl_int.h"
 #include "sinks/engine.h"
 
@@ -48,15 +50,7 @@ char *ctl_bindings_list(struct ctl_server *cs, const struct ctl_request *rq, enu
     char *stats = ctl_capture(cs->h.engine, sink_engine_print_stats);
     char *r = NULL;
     if (chains != NULL && stats != NULL) {
-        struct ctl_jbuf b = {0};
-        ctl_jbuf_put(&b, "{\"chains\": ", 11);
-        ctl_jbuf_str(&b, chains);
-        ctl_jbuf_put(&b, ", \"stats\": ", 11);
-        ctl_jbuf_str(&b, stats);
-        ctl_jbuf_put(&b, "}", 1);
-        char *res = ctl_jbuf_take(&b);
-        r = res ? ctl_reply_ok(res) : NULL;
-        free(res);
+        r = ctl_result_pair("chains", chains, "stats", stats);
     }
     free(chains);
     free(stats);
@@ -67,24 +61,13 @@ char *ctl_bindings_list(struct ctl_server *cs, const struct ctl_request *rq, enu
 static char *ctl_bindings_done(struct ctl_server *cs, const char *verb, const char *name)
 {
     char err[512] = "";
-    struct ctl_jbuf b = {0};
-    ctl_jbuf_put(&b, "{\"binding\": ", 12);
-    ctl_jbuf_str(&b, name);
-    if (cs->h.conf_path == NULL) {
-        ctl_jbuf_fmt(&b, ", \"saved\": \"no configuration file: until the daemon stops\"}");
-    } else if (sink_engine_save(cs->h.engine, cs->h.conf_path, err, sizeof(err)) < 0) {
-        free(ctl_jbuf_take(&b));
+    if (cs->h.conf_path != NULL &&
+        sink_engine_save(cs->h.engine, cs->h.conf_path, err, sizeof(err)) < 0)
         return ctl_reply_error("%s %s: applied, but not written to %s: %s", verb, name,
                                cs->h.conf_path, err);
-    } else {
-        ctl_jbuf_put(&b, ", \"saved\": ", 11);
-        ctl_jbuf_str(&b, cs->h.conf_path);
-        ctl_jbuf_put(&b, "}", 1);
-    }
-    char *res = ctl_jbuf_take(&b);
-    char *r = res ? ctl_reply_ok(res) : NULL;
-    free(res);
-    return r;
+    return ctl_result_pair("binding", name, "saved",
+                           cs->h.conf_path ? cs->h.conf_path
+                                           : "no configuration file: until the daemon stops");
 }
 
 #define CTL_NEED_ENGINE(cs, rq)                                                                    \
@@ -148,39 +131,41 @@ static bool ctl_bare(const char *v)
  * on out of memory. */
 static char *ctl_binding_block(const struct ctl_request *rq, char *err, size_t errlen)
 {
-    struct ctl_jbuf b = {0}, props = {0};
-    ctl_jbuf_put(&b, "binding ", 8);
-    ctl_jbuf_str(&b, rq->args[0]);
-    ctl_jbuf_put(&b, " {\n", 3);
+    struct json_buf b, props; /* configuration text with JSON string literals */
+    json_init_grow(&b);
+    json_init_grow(&props);
+    json_text(&b, "binding ", 8);
+    json_str(&b, rq->args[0]);
+    json_text(&b, " {\n", 3);
     for (size_t i = 1; i < rq->nargs; i++) {
         const char *w = rq->args[i], *eq = strchr(w, '=');
         bool prop = strncmp(w, "prop.", 5) == 0;
         if (eq == NULL || eq == w || (prop && eq == w + 5)) {
             snprintf(err, errlen, "'%s' is not KEY=VALUE", w);
-            free(ctl_jbuf_take(&b));
-            free(ctl_jbuf_take(&props));
+            json_fini(&b);
+            json_fini(&props);
             return NULL;
         }
-        struct ctl_jbuf *to = prop ? &props : &b;
+        struct json_buf *to = prop ? &props : &b;
         const char *key = prop ? w + 5 : w;
-        ctl_jbuf_put(to, "    ", 4);
-        ctl_jbuf_str(to, strndupa(key, (size_t)(eq - key)));
-        ctl_jbuf_put(to, " = ", 3);
+        json_text(to, "    ", 4);
+        json_strn(to, key, (size_t)(eq - key));
+        json_text(to, " = ", 3);
         if (ctl_bare(eq + 1))
-            ctl_jbuf_put(to, eq + 1, strlen(eq + 1));
+            json_text(to, eq + 1, strlen(eq + 1));
         else
-            ctl_jbuf_str(to, eq + 1);
-        ctl_jbuf_put(to, ";\n", 2);
+            json_str(to, eq + 1);
+        json_text(to, ";\n", 2);
     }
-    char *p = ctl_jbuf_take(&props);
-    if (p != NULL) {
-        ctl_jbuf_put(&b, "    properties {\n", 17);
-        ctl_jbuf_put(&b, p, strlen(p));
-        ctl_jbuf_put(&b, "    }\n", 6);
-        free(p);
+    if (props.len > 0 || props.full) {
+        json_text(&b, "    properties {\n", 17);
+        json_text(&b, props.p ? props.p : "", props.len);
+        json_text(&b, "    }\n", 6);
+        b.full |= props.full;
     }
-    ctl_jbuf_put(&b, "}\n", 2);
-    char *r = ctl_jbuf_take(&b);
+    json_fini(&props);
+    json_text(&b, "}\n", 2);
+    char *r = json_take(&b);
     if (r == NULL)
         snprintf(err, errlen, "out of memory");
     return r;

@@ -26,7 +26,7 @@ struct ctl_server {
     ino_t ino;
     pthread_t thread;
     struct ctl_hooks h;
-    struct timespec started; /* CLOCK_MONOTONIC */
+    uint64_t started_ms; /* clock_mono_ms() */
 };
 
 enum ctl_after { CTL_AFTER_NONE, CTL_AFTER_STOP, CTL_AFTER_DRAIN };

@@ -9,12 +9,15 @@
  *	char *ctl_request_format(const char *verb, const char *const *args, size_t nargs);
  *	char *ctl_reply_ok(const char *result);
  *	char *ctl_reply_error(const char *fmt, ...);
+ *	char *ctl_result_pair(const char *k1, const char *v1, const char *k2,
+ *			      const char *v2);
  * DESCRIPTION
  *	A request is one JSON object on one line: "verb" (a non-empty string
  *	of printable ASCII) and "args" (optional; an array of at most
  *	CTL_MAX_ARGS strings).  Any other member, a second "verb", or any other
  *	type is refused.  The JSON is read with cfg_parse(), which accepts a
  *	superset (UCL); what it yields is checked here member by member.
+ *	Requests and replies are written with core/base/json.h (spaced).
  * DIAGNOSTICS
  *	ctl_request_parse() returns -EINVAL with one line in err.
  */
@@ -26,74 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/json.h"
 #include "core/cfg/cfg.h"
-
-void ctl_jbuf_put(struct ctl_jbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-void ctl_jbuf_fmt(struct ctl_jbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = true;
-        return;
-    }
-    ctl_jbuf_put(b, s, (size_t)n);
-    free(s);
-}
-
-void ctl_jbuf_str(struct ctl_jbuf *b, const char *s)
-{
-    ctl_jbuf_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char e[2] = {'\\', (char)*p};
-            ctl_jbuf_put(b, e, 2);
-        } else if (*p == '\n') {
-            ctl_jbuf_put(b, "\\n", 2);
-        } else if (*p == '\t') {
-            ctl_jbuf_put(b, "\\t", 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            ctl_jbuf_fmt(b, "\\u%04x", *p);
-        } else {
-            ctl_jbuf_put(b, (const char *)p, 1);
-        }
-    }
-    ctl_jbuf_put(b, "\"", 1);
-}
-
-char *ctl_jbuf_take(struct ctl_jbuf *b)
-{
-    char *p = b->p;
-    if (b->oom || p == NULL) {
-        free(p);
-        p = NULL;
-    }
-    memset(b, 0, sizeof(*b));
-    return p;
-}
 
 void ctl_request_fini(struct ctl_request *req)
 {
@@ -184,26 +121,45 @@ int ctl_request_parse(const char *text, size_t len, struct ctl_request *req, cha
 
 char *ctl_request_format(const char *verb, const char *const *args, size_t nargs)
 {
-    struct ctl_jbuf b = {0};
-    ctl_jbuf_put(&b, "{\"verb\": ", 9);
-    ctl_jbuf_str(&b, verb);
-    ctl_jbuf_put(&b, ", \"args\": [", 11);
-    for (size_t i = 0; i < nargs; i++) {
-        if (i)
-            ctl_jbuf_put(&b, ", ", 2);
-        ctl_jbuf_str(&b, args[i]);
-    }
-    ctl_jbuf_put(&b, "]}\n", 3);
-    return ctl_jbuf_take(&b);
+    struct json_buf b;
+    json_init_grow(&b);
+    json_spaced(&b);
+    json_obj(&b);
+    json_key(&b, "verb");
+    json_str(&b, verb);
+    json_key(&b, "args");
+    json_arr(&b);
+    for (size_t i = 0; i < nargs; i++)
+        json_str(&b, args[i]);
+    json_end(&b);
+    json_end(&b);
+    json_text(&b, "\n", 1);
+    return json_take(&b);
+}
+
+/* {"ok": OK, "KEY": VALUE}\n; value is JSON text when verbatim, else a
+ * string to quote. */
+static char *ctl_reply(bool ok, const char *key, const char *value, bool verbatim)
+{
+    struct json_buf b;
+    json_init_grow(&b);
+    json_spaced(&b);
+    json_obj(&b);
+    json_key(&b, "ok");
+    json_bool(&b, ok);
+    json_key(&b, key);
+    if (verbatim)
+        json_verbatim(&b, value, strlen(value));
+    else
+        json_str(&b, value);
+    json_end(&b);
+    json_text(&b, "\n", 1);
+    return json_take(&b);
 }
 
 char *ctl_reply_ok(const char *result)
 {
-    struct ctl_jbuf b = {0};
-    ctl_jbuf_put(&b, "{\"ok\": true, \"result\": ", 23);
-    ctl_jbuf_put(&b, result, strlen(result));
-    ctl_jbuf_put(&b, "}\n", 2);
-    return ctl_jbuf_take(&b);
+    return ctl_reply(true, "result", result, true);
 }
 
 char *ctl_reply_error(const char *fmt, ...)
@@ -215,10 +171,24 @@ char *ctl_reply_error(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return NULL;
-    struct ctl_jbuf b = {0};
-    ctl_jbuf_put(&b, "{\"ok\": false, \"error\": ", 23);
-    ctl_jbuf_str(&b, msg);
-    ctl_jbuf_put(&b, "}\n", 2);
+    char *r = ctl_reply(false, "error", msg, false);
     free(msg);
-    return ctl_jbuf_take(&b);
+    return r;
+}
+
+char *ctl_result_pair(const char *k1, const char *v1, const char *k2, const char *v2)
+{
+    struct json_buf b;
+    json_init_grow(&b);
+    json_spaced(&b);
+    json_obj(&b);
+    json_key(&b, k1);
+    json_str(&b, v1);
+    json_key(&b, k2);
+    json_str(&b, v2);
+    json_end(&b);
+    char *res = json_take(&b);
+    char *r = res ? ctl_reply_ok(res) : NULL;
+    free(res);
+    return r;
 }

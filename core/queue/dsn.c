@@ -34,6 +34,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "core/base/utf8.h"
+
 #define DSN_HEADERS_MAX (64 * 1024)
 #define DSN_FOLD 76  /* fold a header or text line beyond this */
 #define DSN_WORD 900 /* cut a word longer than this (lines stay <= 998) */
@@ -119,27 +121,6 @@ static void dsn_date(int64_t ms, char *out, size_t len)
              mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-/* The length of the UTF-8 sequence at s (0: not valid UTF-8) and its
- * code point. */
-static size_t dsn_utf8(const unsigned char *s, size_t len, unsigned *cp)
-{
-    unsigned c = s[0];
-    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-    if (n == 0 || n > len || (n == 4 && c > 0xf4))
-        return 0;
-    unsigned v = c & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && (v < 0x10000 || v > 0x10ffff)) ||
-        (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return n;
-}
-
 static bool dsn_is_7bit(const char *s)
 {
     for (; *s; s++)
@@ -169,13 +150,13 @@ static void dsn_put7(struct dsn_buf *b, const char *s)
             i++;
             continue;
         }
-        unsigned cp = c;
-        size_t n = c >= 0x80 ? dsn_utf8(p + i, len - i, &cp) : 1;
+        uint32_t cp = c;
+        size_t n = c >= 0x80 ? utf8_decode(p + i, len - i, &cp) : 1;
         if (n == 0) {
             cp = 0xfffd;
             n = 1;
         }
-        dsn_printf(b, "\\x{%04X}", cp);
+        dsn_printf(b, "\\x{%04X}", (unsigned)cp);
         i += n;
     }
 }

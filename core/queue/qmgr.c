@@ -33,20 +33,6 @@ struct qmgr_newmsg {
     struct spool_msg *m;
 };
 
-uint64_t qmgr_now_mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-int64_t qmgr_now_unix(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct io_uring_sqe *qmgr_sqe(struct qmgr *q)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
@@ -271,8 +257,7 @@ static int qmgr_setup(struct qmgr *q)
     p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(QMGR_RING_ENTRIES, &q->ring, &p);
     if (rc < 0) {
-        snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: io_uring: %s",
-                 strerror(-rc));
+        snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: io_uring: %s", strerror(-rc));
         return rc;
     }
     q->ring_ok = true;
@@ -440,7 +425,7 @@ static void *qmgr_main(void *arg)
         if (q->sinks)
             sink_worker_expire(q->sinks, sink_now_ms());
         dns_process(q->dns, -1, -1);
-        uint64_t now = qmgr_now_mono();
+        uint64_t now = clock_mono_ms();
         qmgr_conn_tick(q, now);
         qmgr_retry_due(q);
         if (now - q->last_sweep >= 60 * 1000) {
@@ -458,8 +443,8 @@ static void *qmgr_main(void *arg)
 
 /* ---- the main thread's side ---- */
 
-struct qmgr *qmgr_create(const struct cfg *cfg, struct sink_engine *engine,
-                         struct sched_pool *pool, unsigned sched_index, char *err, size_t errlen)
+struct qmgr *qmgr_create(const struct cfg *cfg, struct sink_engine *engine, struct sched_pool *pool,
+                         unsigned sched_index, char *err, size_t errlen)
 {
     struct qmgr *q = calloc(1, sizeof(*q));
     if (q == NULL) {
@@ -479,7 +464,7 @@ struct qmgr *qmgr_create(const struct cfg *cfg, struct sink_engine *engine,
         q->dnsfd[i].fd = -1;
     pthread_mutex_init(&q->start_lock, NULL);
     pthread_cond_init(&q->start_cond, NULL);
-    q->last_sweep = qmgr_now_mono();
+    q->last_sweep = clock_mono_ms();
     return q;
 }
 

@@ -72,7 +72,7 @@ void qmgr_bounce(struct qmgr *q, struct qmsg *m, const size_t *idx, size_t n, bo
         .sender = m->sender,
         .msg_id = m->id,
         .arrival_ms = m->arrival_ms,
-        .now_ms = qmgr_now_unix(),
+        .now_ms = clock_wall_ms(),
         .delayed = delayed,
         .retry_until_ms = m->arrival_ms + (int64_t)rr->max_age_ms,
         .nrcpt = n,

@@ -281,7 +281,7 @@ static void qconn_next_job(struct qconn *c)
         return;
     }
     c->st = QC_IDLE;
-    c->idle_since = qmgr_now_mono();
+    c->idle_since = clock_mono_ms();
     c->deadline = q->cfg->connection_cache_ms ? c->idle_since + q->cfg->connection_cache_ms : 0;
     if (q->conn_starved)
         c->deadline = c->idle_since; /* another destination waits for the slot: the tick
@@ -308,7 +308,7 @@ void qmgr_conn_give(struct qconn *c, struct qjob *j)
     c->data_seen = false;
     if (c->st == QC_IDLE) {
         c->st = QC_OPEN;
-        c->deadline = qmgr_now_mono() + c->q->cfg->command_timeout_ms;
+        c->deadline = clock_mono_ms() + c->q->cfg->command_timeout_ms;
         atomic_fetch_add_explicit(&c->q->st_reused, 1, memory_order_relaxed);
         qconn_pump(c);
     }
@@ -568,7 +568,7 @@ static void qconn_pump(struct qconn *c)
         size_t len;
         if (osmtp_out_take(c->c, &p, &len)) {
             qconn_send(c, p, len, true);
-            c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+            c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
             return;
         }
         s = osmtp_state(c->c);
@@ -751,7 +751,7 @@ static void qconn_connect_done(struct qmgr *q, struct qconn *c, int res)
         qmgr_conn_close(c);
         return;
     }
-    c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+    c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
     qconn_arm_recv(c);
 }
 
@@ -762,7 +762,7 @@ static void qconn_after_input(struct qmgr *q, struct qconn *c)
     if (!qconn_talking(c))
         return;
     if (c->st != QC_IDLE)
-        c->deadline = qmgr_now_mono() + q->cfg->command_timeout_ms;
+        c->deadline = clock_mono_ms() + q->cfg->command_timeout_ms;
     qconn_arm_recv(c);
     qconn_pump(c);
 }
@@ -941,7 +941,7 @@ bool qmgr_conn_retire_idle(struct qmgr *q, const struct qdest *except)
 {
     for (struct qconn *c = q->conns; c; c = c->anext) {
         if (c->st == QC_IDLE && c->d != except) {
-            qconn_retire(c, qmgr_now_mono());
+            qconn_retire(c, clock_mono_ms());
             return true;
         }
     }

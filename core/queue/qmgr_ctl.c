@@ -5,7 +5,7 @@
  *	qmgr_control() posts a task to the queue manager's scheduler worker
  *	and waits for it on a condition variable: every verb runs on the
  *	queue manager's own thread, so it sees and changes the queue with no
- *	lock.  The answer is JSON.  A waiter that gives up (the queue manager
+ *	lock.  The answer is JSON (core/base/json.h).  A waiter that gives up (the queue manager
  *	is stopping) leaves the request to the task, which frees it.
  */
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "core/base/json.h"
 #include "core/base/log.h"
 #include "core/queue/qmgr_int.h"
 
@@ -32,67 +33,11 @@ struct qctl_req {
     bool done, abandoned;
 };
 
-/* ---- a small JSON writer ---- */
-
-struct jbuf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-};
-
-static void jb_put(struct jbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap * 2 : 1024;
-        while (nc < b->len + n + 1)
-            nc *= 2;
-        char *p = realloc(b->p, nc);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = p;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void jb_fmt(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jb_fmt(struct jbuf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        jb_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
-static void jb_str(struct jbuf *b, const char *s)
-{
-    jb_put(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            char e[2] = {'\\', (char)*p};
-            jb_put(b, e, 2);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            jb_fmt(b, "\\u%04x", *p);
-        } else {
-            jb_put(b, (const char *)p, 1);
-        }
-    }
-    jb_put(b, "\"", 1);
-}
-
-static void jb_time(struct jbuf *b, int64_t ms)
+/* A time as an ISO 8601 string, or null when there is none. */
+static void qctl_time(struct json_buf *b, int64_t ms)
 {
     if (ms <= 0) {
-        jb_put(b, "null", 4);
+        json_null(b);
         return;
     }
     time_t t = (time_t)(ms / 1000);
@@ -100,7 +45,7 @@ static void jb_time(struct jbuf *b, int64_t ms)
     gmtime_r(&t, &tm);
     char s[40];
     strftime(s, sizeof(s), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    jb_str(b, s);
+    json_str(b, s);
 }
 
 /* ---- verbs ---- */
@@ -119,42 +64,63 @@ static const char *qctl_state(const struct qmsg *m)
     }
 }
 
-static void qctl_msg(struct jbuf *b, const struct qmsg *m, bool full)
+/* {"KEY":n} */
+static void qctl_count(struct json_buf *b, const char *key, size_t n)
+{
+    json_obj(b);
+    json_key(b, key);
+    json_uint(b, n);
+    json_end(b);
+}
+
+static void qctl_rcpts(struct json_buf *b, const struct qmsg *m)
+{
+    static const char *const rs[] = {"pending", "delivered", "failed"};
+    json_key(b, "rcpts");
+    json_arr(b);
+    for (size_t i = 0; i < m->nrcpt; i++) {
+        json_obj(b);
+        json_key(b, "addr");
+        json_str(b, m->rcpts[i]);
+        json_key(b, "state");
+        json_str(b, m->rstate[i] < 3 ? rs[m->rstate[i]] : "?");
+        json_key(b, "diag");
+        json_str(b, m->rdiag[i]);
+        json_end(b);
+    }
+    json_end(b);
+}
+
+static void qctl_msg(struct json_buf *b, const struct qmsg *m, bool full)
 {
     char id[17];
     spool_id_str(m->id, id);
-    jb_put(b, "{\"id\":", 6);
-    jb_str(b, id);
-    jb_put(b, ",\"state\":", 9);
-    jb_str(b, qctl_state(m));
-    jb_put(b, ",\"sender\":", 10);
-    jb_str(b, m->sender);
-    jb_fmt(b, ",\"size\":%" PRIu64 ",\"arrival\":", m->size);
-    jb_time(b, m->arrival_ms);
-    jb_fmt(b, ",\"attempts\":%u,\"next_attempt\":", m->attempts);
-    jb_time(b, m->st == QM_DEFERRED ? m->next_ms : 0);
-    jb_put(b, ",\"last_error\":", 14);
-    jb_str(b, m->last_error);
-    jb_put(b, ",\"rcpts\":[", 10);
-    static const char *const rs[] = {"pending", "delivered", "failed"};
-    for (size_t i = 0; i < m->nrcpt; i++) {
-        jb_put(b, i ? ",{\"addr\":" : "{\"addr\":", i ? 9 : 8);
-        jb_str(b, m->rcpts[i]);
-        jb_put(b, ",\"state\":", 9);
-        jb_str(b, m->rstate[i] < 3 ? rs[m->rstate[i]] : "?");
-        jb_put(b, ",\"diag\":", 8);
-        jb_str(b, m->rdiag[i] ? m->rdiag[i] : "");
-        jb_put(b, "}", 1);
-    }
-    jb_put(b, "]", 1);
+    json_obj(b);
+    json_key(b, "id");
+    json_str(b, id);
+    json_key(b, "state");
+    json_str(b, qctl_state(m));
+    json_key(b, "sender");
+    json_str(b, m->sender);
+    json_key(b, "size");
+    json_uint(b, m->size);
+    json_key(b, "arrival");
+    qctl_time(b, m->arrival_ms);
+    json_key(b, "attempts");
+    json_uint(b, m->attempts);
+    json_key(b, "next_attempt");
+    qctl_time(b, m->st == QM_DEFERRED ? m->next_ms : 0);
+    json_key(b, "last_error");
+    json_str(b, m->last_error);
+    qctl_rcpts(b, m);
     if (full) {
         const struct spool_msginfo *in = spool_msg_info(m->sm);
-        jb_put(b, ",\"params\":", 10);
-        jb_str(b, m->params);
-        jb_put(b, ",\"client\":", 10);
-        jb_str(b, in->client);
-        jb_put(b, ",\"helo\":", 8);
-        jb_str(b, in->helo);
+        json_key(b, "params");
+        json_str(b, m->params);
+        json_key(b, "client");
+        json_str(b, in->client);
+        json_key(b, "helo");
+        json_str(b, in->helo);
         /* the header section, up to 64 KiB */
         size_t cap = 65536;
         uint64_t size = spool_msg_size(m->sm);
@@ -165,12 +131,12 @@ static void qctl_msg(struct jbuf *b, const struct qmsg *m, bool full)
             char *end = strstr(h, "\r\n\r\n");
             if (end)
                 end[2] = '\0';
-            jb_put(b, ",\"headers\":", 11);
-            jb_str(b, h);
+            json_key(b, "headers");
+            json_str(b, h);
         }
         free(h);
     }
-    jb_put(b, "}", 1);
+    json_end(b);
 }
 
 static struct qmsg *qctl_find(struct qmgr *q, const char *arg)
@@ -196,18 +162,13 @@ static void qctl_unqueue(struct qmgr *q, struct qmsg *m)
         qmgr_unheap(q, m);
 }
 
-static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jbuf *b)
+static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct json_buf *b)
 {
     if (strcmp(verb, "list") == 0) {
-        jb_put(b, "[", 1);
-        bool first = true;
-        for (struct qmsg *m = q->all; m; m = m->next) {
-            if (!first)
-                jb_put(b, ",", 1);
-            first = false;
+        json_arr(b);
+        for (struct qmsg *m = q->all; m; m = m->next)
             qctl_msg(b, m, false);
-        }
-        jb_put(b, "]", 1);
+        json_end(b);
         return 0;
     }
     if (strcmp(verb, "flush") == 0) {
@@ -241,7 +202,7 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jb
         if (n == 0 && arg[0] != '\0' && spool_id_parse(arg, &(uint64_t){0}) &&
             qctl_find(q, arg) == NULL)
             return -ENOENT;
-        jb_fmt(b, "{\"flushed\":%zu}", n);
+        qctl_count(b, "flushed", n);
         return 0;
     }
     if (strcmp(verb, "delete") == 0 && strcmp(arg, "--all") == 0) {
@@ -257,7 +218,12 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jb
             qmgr_msg_free(q, m);
             n++;
         }
-        jb_fmt(b, "{\"deleted\":%zu,\"busy\":%zu}", n, busy);
+        json_obj(b);
+        json_key(b, "deleted");
+        json_uint(b, n);
+        json_key(b, "busy");
+        json_uint(b, busy);
+        json_end(b);
         return 0;
     }
     struct qmsg *m = qctl_find(q, arg);
@@ -281,19 +247,21 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jb
         log_msg(LOG_INFO, "qmgr: message %016llx: deleted by the operator",
                 (unsigned long long)m->id);
         qmgr_msg_free(q, m);
-        jb_put(b, "{\"deleted\":1}", 13);
+        qctl_count(b, "deleted", 1);
         return 0;
     }
     if (strcmp(verb, "hold") == 0) {
-        struct spool_state st = {.kind = SPOOL_ST_HOLD, .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = qmgr_now_unix(), .reason = "operator"};
+        struct spool_state st = {.kind = SPOOL_ST_HOLD,
+                                 .rcpt = SPOOL_RCPT_ALL,
+                                 .when_ms = clock_wall_ms(),
+                                 .reason = "operator"};
         int rc = spool_writer_state(q->w, m->id, &st);
         if (rc < 0)
             return rc;
         qctl_unqueue(q, m);
         m->qflags |= SPOOL_Q_HELD;
         qmgr_msg_hold(q, m);
-        jb_put(b, "{\"held\":1}", 10);
+        qctl_count(b, "held", 1);
         return 0;
     }
     if (strcmp(verb, "release") == 0) {
@@ -301,14 +269,16 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jb
             return -EINVAL;
         if (!(m->qflags & SPOOL_Q_HELD))
             return -EINVAL;
-        struct spool_state st = {.kind = SPOOL_ST_RELEASE, .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = qmgr_now_unix(), .reason = "operator"};
+        struct spool_state st = {.kind = SPOOL_ST_RELEASE,
+                                 .rcpt = SPOOL_RCPT_ALL,
+                                 .when_ms = clock_wall_ms(),
+                                 .reason = "operator"};
         int rc = spool_writer_state(q->w, m->id, &st);
         if (rc < 0)
             return rc;
         m->qflags &= ~SPOOL_Q_HELD;
         qmgr_msg_route(q, m);
-        jb_put(b, "{\"released\":1}", 14);
+        qctl_count(b, "released", 1);
         return 0;
     }
     /* bounce */
@@ -318,30 +288,32 @@ static int qctl_run(struct qmgr *q, const char *verb, const char *arg, struct jb
     qctl_unqueue(q, m);
     log_msg(LOG_INFO, "qmgr: message %016llx: bounced by the operator", (unsigned long long)m->id);
     qmgr_msg_verdict(q, m, 550, "5.0.0", "bounced by the operator");
-    jb_fmt(b, "{\"bounced\":%zu}", n);
+    qctl_count(b, "bounced", n);
     return 0;
 }
 
 static void qctl_task(struct sched_task *t)
 {
     struct qctl_req *r = (struct qctl_req *)t;
-    struct jbuf b = {0};
+    struct json_buf b;
+    json_init_grow(&b);
     int rc = qctl_run(r->q, r->verb, r->arg, &b);
-    if (b.oom)
+    if (b.full)
         rc = -ENOMEM;
     if (rc < 0) {
-        free(b.p);
-        b = (struct jbuf){0};
+        json_fini(&b);
+        json_init_grow(&b);
         const char *why = rc == -ENOENT   ? "no such message"
                           : rc == -EINVAL ? "bad verb or argument"
                           : rc == -EBUSY  ? "the message is being delivered right now; try again"
                                           : strerror(-rc);
-        jb_put(&b, "{\"error\":", 9);
-        jb_str(&b, why);
-        jb_put(&b, "}", 1);
+        json_obj(&b);
+        json_key(&b, "error");
+        json_str(&b, why);
+        json_end(&b);
     }
     pthread_mutex_lock(&r->mu);
-    r->out = b.p;
+    r->out = json_take(&b);
     r->rc = rc;
     r->done = true;
     bool abandoned = r->abandoned;

@@ -116,12 +116,12 @@ static void qdest_ready(struct qmgr *q, struct qdest *d)
 
 static int64_t qdest_unix_until(const struct qdest *d)
 {
-    return qmgr_now_unix() + (int64_t)(d->backoff_until - qmgr_now_mono());
+    return clock_wall_ms() + (int64_t)(d->backoff_until - clock_mono_ms());
 }
 
 void qmgr_dest_push(struct qmgr *q, struct qdest *d, struct qjob *j)
 {
-    if (d->backoff_until > qmgr_now_mono()) {
+    if (d->backoff_until > clock_mono_ms()) {
         if (j->m->not_before < qdest_unix_until(d))
             j->m->not_before = qdest_unix_until(d);
         qmgr_job_tempfail_all(q, j, "4.4.1", d->backoff_reason, NULL);
@@ -163,7 +163,7 @@ void qmgr_dest_conn_failed(struct qmgr *q, struct qdest *d, const char *reason)
     const struct route_retry *rr = route_retry(q->routes);
     d->backoffs++;
     uint64_t wait = route_backoff_ms(rr, d->backoffs);
-    d->backoff_until = qmgr_now_mono() + wait;
+    d->backoff_until = clock_mono_ms() + wait;
     snprintf(d->backoff_reason, sizeof(d->backoff_reason), "%s", reason);
     log_msg(LOG_WARN, "qmgr: destination %s: %u failed connections: backed off for %llu s: %s",
             d->key, d->fails, (unsigned long long)(wait / 1000), reason);
@@ -207,7 +207,7 @@ static void qdest_resolve(struct qmgr *q, struct qdest *d)
         d->dns_status = DNS_TEMP;
         snprintf(d->dns_error, sizeof(d->dns_error), "DNS lookup failed to start: %s",
                  strerror(-rc));
-        d->addrs_expire = qmgr_now_mono() + 1000;
+        d->addrs_expire = clock_mono_ms() + 1000;
     }
 }
 
@@ -229,14 +229,14 @@ static void qdest_resolved(void *arg, const struct dns_result *r)
             memcpy(d->addrs, r->addrs, r->naddr * sizeof(*d->addrs));
             d->naddr = r->naddr;
         }
-        d->addrs_expire = qmgr_now_mono() + QMGR_DNS_TTL_MS;
+        d->addrs_expire = clock_mono_ms() + QMGR_DNS_TTL_MS;
     } else {
         if (r->status == DNS_OK) {
             d->dns_status = DNS_TEMP;
             snprintf(d->dns_error, sizeof(d->dns_error), "%.200s: no address found", d->domain);
         }
         /* failures are not cached long: the next attempt asks again */
-        d->addrs_expire = qmgr_now_mono() + 1000;
+        d->addrs_expire = clock_mono_ms() + 1000;
     }
     qdest_ready(q, d);
 }
@@ -253,7 +253,7 @@ static void qdest_run_one(struct qmgr *q, struct qdest *d)
     }
     if (d->head == NULL)
         return;
-    uint64_t now = qmgr_now_mono();
+    uint64_t now = clock_mono_ms();
     if (d->resolving)
         return;
     if (d->addrs_expire <= now || (d->naddr == 0 && d->dns_status == DNS_OK)) {

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/base/clock.h"
 #include "core/cfg/cfg.h"
 #include "core/client/dns.h"
 #include "core/client/osmtp.h"
@@ -257,8 +258,6 @@ struct qmgr {
 };
 
 /* qmgr.c */
-uint64_t qmgr_now_mono(void);
-int64_t qmgr_now_unix(void);
 struct io_uring_sqe *qmgr_sqe(struct qmgr *q);
 static inline uint64_t qmgr_ud(const void *p, enum qmgr_op op)
 {

@@ -250,7 +250,7 @@ void qmgr_msg_add(struct qmgr *q, struct spool_msg *sm)
         qmgr_set_state(q, m, QM_HELD);
         return;
     }
-    if (m->next_ms > qmgr_now_unix()) {
+    if (m->next_ms > clock_wall_ms()) {
         qmgr_set_state(q, m, QM_DEFERRED);
         if (!qheap_push(q, m))
             m->next_ms = 0; /* no memory for the heap: try now */
@@ -450,7 +450,7 @@ void qmgr_rcpt_result(struct qmgr *q, struct qjob *j, size_t k, int code, const 
         atomic_fetch_add_explicit(&q->st_delivered, 1, memory_order_relaxed);
         if (m->nrcpt > 1) {
             struct spool_state st = {.kind = SPOOL_ST_DELIVERED, .rcpt = (uint32_t)i,
-                                     .when_ms = qmgr_now_unix(), .reason = diag};
+                                     .when_ms = clock_wall_ms(), .reason = diag};
             if (spool_writer_state(q->w, m->id, &st) == 0)
                 m->rstate[i] = SPOOL_R_DELIVERED;
         }
@@ -482,7 +482,7 @@ void qmgr_job_done(struct qmgr *q, struct qjob *j)
 static void qmgr_defer(struct qmgr *q, struct qmsg *m, const char *why)
 {
     const struct route_retry *rr = route_retry(q->routes);
-    int64_t now = qmgr_now_unix();
+    int64_t now = clock_wall_ms();
     m->attempts++;
     int64_t next = now + (int64_t)route_backoff_ms(rr, m->attempts);
     if (m->not_before > next)
@@ -523,7 +523,7 @@ static void qmgr_defer(struct qmgr *q, struct qmsg *m, const char *why)
 static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
 {
     const struct route_retry *rr = route_retry(q->routes);
-    int64_t now = qmgr_now_unix();
+    int64_t now = clock_wall_ms();
     bool expired = now - m->arrival_ms >= (int64_t)rr->max_age_ms;
     size_t *failed = calloc(m->nrcpt ? m->nrcpt : 1, sizeof(*failed));
     size_t nfailed = 0, left = 0;
@@ -601,7 +601,7 @@ static void qmgr_attempt_end(struct qmgr *q, struct qmsg *m)
 
 void qmgr_retry_due(struct qmgr *q)
 {
-    int64_t now = qmgr_now_unix();
+    int64_t now = clock_wall_ms();
     unsigned budget = 1000; /* per turn: a big backlog is spread over turns */
     while (q->nheap > 0 && q->heap[0]->next_ms <= now && budget-- > 0) {
         struct qmsg *m = q->heap[0];
@@ -614,7 +614,7 @@ uint64_t qmgr_retry_wait(struct qmgr *q, uint64_t max)
 {
     if (q->nheap == 0)
         return max;
-    int64_t d = q->heap[0]->next_ms - qmgr_now_unix();
+    int64_t d = q->heap[0]->next_ms - clock_wall_ms();
     if (d <= 0)
         return 0;
     return (uint64_t)d < max ? (uint64_t)d : max;
@@ -625,7 +625,7 @@ uint64_t qmgr_retry_wait(struct qmgr *q, uint64_t max)
 void qmgr_sweep(struct qmgr *q)
 {
     const struct route_retry *rr = route_retry(q->routes);
-    int64_t now = qmgr_now_unix();
+    int64_t now = clock_wall_ms();
     struct qmsg *next;
     for (struct qmsg *m = q->all; m; m = next) {
         next = m->next;

@@ -217,7 +217,7 @@ static void qs_msg_step(struct qmgr *q, struct qmsg *m)
     }
     if (m->step == QS_ROUTE && m->rcpts_changed) {
         struct spool_state st = {.kind = SPOOL_ST_RCPTS, .rcpt = SPOOL_RCPT_ALL,
-                                 .when_ms = qmgr_now_unix(), .reason = "",
+                                 .when_ms = clock_wall_ms(), .reason = "",
                                  .nrcpt = (uint32_t)m->nrcpt,
                                  .rcpts = (const char *const *)m->rcpts};
         int rc = spool_writer_state(q->w, m->id, &st);

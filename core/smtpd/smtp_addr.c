@@ -1,35 +1,21 @@
 /*
  * NAME
- *	smtp_addr - paths, ESMTP parameters, HELO names and UTF-8
+ *	smtp_addr - ESMTP parameters and HELO names (paths: core/base/addr.h)
  * SYNOPSIS
  *	#include "core/smtpd/smtp_int.h"
  *
- *	const char *p = arg;
- *	struct smtp_path path;
- *	if (smtp_path_parse(&p, true, &path) == SMTP_ADDR_OK) ...
+ *	enum smtp_reply_id smtp_mail_params_parse(const char *p, bool esmtp,
+ *						  struct smtp_mail_params *out);
+ *	enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp);
+ *	bool smtp_helo_valid(const char *p, size_t len);
  * DESCRIPTION
- *	The grammar is RFC 5321 4.1.2 with RFC 6531 3.3 (UTF-8 in atext,
- *	qtext and domain labels; the line was already checked to be valid
- *	UTF-8, so any octet >= 0x80 here is part of a valid sequence):
- *
- *	Path        = "<" [ A-d-l ":" ] Mailbox ">"     (the route is dropped)
- *	Mailbox     = Local-part [ "@" ( Domain / address-literal ) ]
- *	Local-part  = Dot-string / Quoted-string
- *
- *	A mailbox without a domain is returned with has_domain false: the
- *	caller accepts it only as <postmaster> (RFC 5321 4.5.1).  Nothing
- *	here is lenient about shell metacharacters: ';' is not atext, so
- *	<;sleep 5;> is a syntax error; inside quotes it is data, and data is
- *	never handed to a shell.
- *
  *	Parameters (RFC 5321 4.1.2 esmtp-param) are checked strictly and
  *	turned into a normalized string for the spool: known keywords in a
  *	fixed order, upper-case, values checked (SIZE digits with an overflow
  *	check, BODY, RET, ENVID as xtext).
  * DIAGNOSTICS
- *	Parsers return SMTP_ADDR_* or a reply id; nothing is logged.
+ *	Parsers return a reply id; nothing is logged.
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,169 +25,6 @@
 static bool smtp_is_alnum(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-/* RFC 5322 atext plus RFC 6531 UTF8-non-ascii. */
-static bool smtp_is_atext(unsigned char c)
-{
-    return smtp_is_alnum(c) || (c != 0 && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL) || c >= 0x80;
-}
-
-/* Domain = sub-domain *("." sub-domain); sub-domain = Let-dig [Ldh-str]
- * or a U-label.  Advances *pp past the domain. */
-static bool smtp_domain_scan(const char **pp, bool *non_ascii)
-{
-    const char *p = *pp;
-    for (;;) {
-        const char *label = p;
-        bool utf8 = false;
-        unsigned char c = (unsigned char)*p;
-        if (!smtp_is_alnum(c) && c < 0x80)
-            return false;
-        while (smtp_is_alnum((unsigned char)*p) || *p == '-' || (unsigned char)*p >= 0x80) {
-            if ((unsigned char)*p >= 0x80)
-                utf8 = true;
-            p++;
-        }
-        if (p[-1] == '-' || (!utf8 && p - label > 63))
-            return false;
-        if (utf8)
-            *non_ascii = true;
-        if (*p != '.')
-            break;
-        p++;
-    }
-    *pp = p;
-    return true;
-}
-
-/* address-literal = "[" ( IPv4 / "IPv6:" IPv6 ) "]"; general literals
- * (RFC 5321 4.1.3 Standardized-tag) name no transport we have. */
-static bool smtp_literal_scan(const char **pp)
-{
-    const char *p = *pp + 1;
-    const char *end = strchr(p, ']');
-    char buf[64];
-    unsigned char addr[16];
-    if (end == NULL)
-        return false;
-    size_t n = (size_t)(end - p);
-    if (n >= 5 && strncasecmp(p, "IPv6:", 5) == 0) {
-        if (n - 5 >= sizeof(buf))
-            return false;
-        memcpy(buf, p + 5, n - 5);
-        buf[n - 5] = '\0';
-        if (inet_pton(AF_INET6, buf, addr) != 1)
-            return false;
-    } else {
-        if (n >= sizeof(buf))
-            return false;
-        memcpy(buf, p, n);
-        buf[n] = '\0';
-        if (inet_pton(AF_INET, buf, addr) != 1) /* dotted quad only */
-            return false;
-    }
-    *pp = end + 1;
-    return true;
-}
-
-/* Local-part; advances *pp. */
-static bool smtp_local_scan(const char **pp, bool *non_ascii)
-{
-    const char *p = *pp;
-    if (*p == '"') {
-        for (p++;; p++) {
-            unsigned char c = (unsigned char)*p;
-            if (c == '"')
-                break;
-            if (c == '\\') { /* quoted-pairSMTP = "\" %d32-126 */
-                p++;
-                if (*p < 32 || *p > 126)
-                    return false;
-            } else if (c >= 0x80) {
-                *non_ascii = true;
-            } else if (c < 32 || c > 126) {
-                return false; /* qtextSMTP = %d32-33 / %d35-91 / %d93-126 */
-            }
-        }
-        *pp = p + 1;
-        return true;
-    }
-    for (;;) { /* Dot-string = Atom *("." Atom) */
-        if (!smtp_is_atext((unsigned char)*p))
-            return false;
-        while (smtp_is_atext((unsigned char)*p)) {
-            if ((unsigned char)*p >= 0x80)
-                *non_ascii = true;
-            p++;
-        }
-        if (*p != '.')
-            break;
-        p++;
-    }
-    *pp = p;
-    return true;
-}
-
-enum smtp_addr_err smtp_path_parse(const char **pp, bool allow_null, struct smtp_path *out)
-{
-    const char *p = *pp;
-    bool non_ascii = false, route_utf8 = false;
-
-    out->addr[0] = '\0';
-    out->len = out->local_len = 0;
-    out->has_domain = out->literal = out->non_ascii = false;
-    if (*p++ != '<')
-        return SMTP_ADDR_SYNTAX;
-    if (*p == '>') {
-        if (!allow_null)
-            return SMTP_ADDR_SYNTAX;
-        *pp = p + 1;
-        return SMTP_ADDR_OK;
-    }
-    if (*p == '@') { /* A-d-l = At-domain *( "," At-domain ) ":" */
-        for (;;) {
-            p++;
-            if (!smtp_domain_scan(&p, &route_utf8))
-                return SMTP_ADDR_SYNTAX;
-            if (*p == ',' && p[1] == '@') {
-                p++;
-                continue;
-            }
-            if (*p++ != ':')
-                return SMTP_ADDR_SYNTAX;
-            break;
-        }
-    }
-    const char *mb = p;
-    if (!smtp_local_scan(&p, &non_ascii))
-        return SMTP_ADDR_SYNTAX;
-    size_t local_len = (size_t)(p - mb);
-    size_t domain_len = 0;
-    if (*p == '@') {
-        const char *d = ++p;
-        if (*p == '[') {
-            if (!smtp_literal_scan(&p))
-                return SMTP_ADDR_SYNTAX;
-            out->literal = true;
-        } else if (!smtp_domain_scan(&p, &non_ascii)) {
-            return SMTP_ADDR_SYNTAX;
-        }
-        domain_len = (size_t)(p - d);
-        out->has_domain = true;
-    }
-    if (*p != '>')
-        return SMTP_ADDR_SYNTAX;
-    size_t len = (size_t)(p - mb);
-    if (local_len > SMTP_LOCAL_MAX || domain_len > SMTP_DOMAIN_MAX || len + 2 > SMTP_PATH_MAX)
-        return SMTP_ADDR_TOO_LONG;
-    memcpy(out->addr, mb, len);
-    out->addr[len] = '\0';
-    out->len = len;
-    out->local_len = local_len;
-    out->non_ascii = non_ascii;
-    *pp = p + 1;
-    return SMTP_ADDR_OK;
 }
 
 /* ---- ESMTP parameters ---- */
@@ -418,7 +241,7 @@ enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp)
     return SMTP_R_NONE;
 }
 
-/* ---- HELO names and UTF-8 ---- */
+/* ---- HELO names ---- */
 
 bool smtp_helo_valid(const char *p, size_t len)
 {
@@ -439,44 +262,6 @@ bool smtp_helo_valid(const char *p, size_t len)
         unsigned char c = (unsigned char)p[i];
         if (!smtp_is_alnum(c) && c != '-' && c != '.' && c != '_')
             return false;
-    }
-    return true;
-}
-
-bool smtp_utf8_valid(const char *p, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)p, *end = s + len;
-    while (s < end) {
-        unsigned char c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t n;
-        unsigned char lo = 0x80, hi = 0xBF; /* range of the second octet */
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0)
-                lo = 0xA0; /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F; /* surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0)
-                lo = 0x90; /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F; /* above U+10FFFF */
-        } else {
-            return false; /* continuation, C0/C1 overlong, F5..FF */
-        }
-        if ((size_t)(end - s) < n || s[1] < lo || s[1] > hi)
-            return false;
-        for (size_t i = 2; i < n; i++)
-            if ((s[i] & 0xC0) != 0x80)
-                return false;
-        s += n;
     }
     return true;
 }

@@ -56,6 +56,7 @@
 
 #include "core/smtpd/auth.h"
 #include "core/base/log.h"
+#include "core/base/utf8.h"
 #include "core/smtpd/smtp_int.h"
 #include "sched/sched.h"
 
@@ -303,7 +304,7 @@ static void smtp_auth_event_cont(struct smtp_session *s, const struct smtp_outco
 /* A user name we keep: 1..255 octets of UTF-8 without control characters. */
 static bool smtp_auth_user_ok(const char *u, size_t n)
 {
-    if (n == 0 || n > AUTH_USER_MAX || !smtp_utf8_valid(u, n))
+    if (n == 0 || n > AUTH_USER_MAX || !utf8_valid(u, n))
         return false;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)u[i] < 0x20 || u[i] == 0x7f)

@@ -216,11 +216,11 @@ static void smtp_proceed_mail(struct smtp_session *s, const char *arg)
     struct smtp_cand *c = smtp_cand_slot(s, SINK_EV_MAIL, &local);
     while (*p == ' ') /* "MAIL FROM: <a@b>" is common enough to tolerate */
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, true, &c->path);
+    enum addr_err e = addr_path_parse(&p, true, &c->path);
     enum smtp_reply_id r = SMTP_R_NONE;
-    if (e == SMTP_ADDR_TOO_LONG)
+    if (e == ADDR_TOO_LONG)
         r = SMTP_R_SENDER_LONG;
-    else if (e != SMTP_ADDR_OK || (c->path.len > 0 && !c->path.has_domain) || !smtp_after_path(&p))
+    else if (e != ADDR_OK || (c->path.len > 0 && !c->path.has_domain) || !smtp_after_path(&p))
         r = SMTP_R_SENDER_BAD;
     else
         r = smtp_mail_params_parse(p, s->hello == SMTP_HELLO_EHLO, &c->prm);
@@ -247,7 +247,7 @@ static enum smtp_reply_id smtp_check_rcpt(struct smtp_session *s, const char *ar
 }
 
 /* May this client send to this recipient?  (see DESCRIPTION) */
-static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct smtp_path *path)
+static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct addr_path *path)
 {
     if (s->trusted || s->auth_user != NULL || !path->has_domain)
         return true; /* mynetworks, authenticated (RFC 4954 1), or <postmaster> */
@@ -263,7 +263,7 @@ static bool smtp_rcpt_allowed(const struct smtp_session *s, const struct smtp_pa
            (s->srv->routes != NULL && route_is_local(s->srv->routes, domain));
 }
 
-static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct smtp_path *path)
+static enum smtp_reply_id smtp_rcpt_store(struct smtp_session *s, const struct addr_path *path)
 {
     struct smtp_txn *t = &s->txn;
     if (t->nrcpt >= s->cfg->max_recipients)
@@ -321,10 +321,10 @@ static void smtp_proceed_rcpt(struct smtp_session *s, const char *arg)
     struct smtp_cand *c = smtp_cand_slot(s, SINK_EV_RCPT, &local);
     while (*p == ' ')
         p++;
-    enum smtp_addr_err e = smtp_path_parse(&p, false, &c->path);
-    if (e == SMTP_ADDR_TOO_LONG)
+    enum addr_err e = addr_path_parse(&p, false, &c->path);
+    if (e == ADDR_TOO_LONG)
         r = SMTP_R_RCPT_LONG;
-    else if (e != SMTP_ADDR_OK || !smtp_after_path(&p))
+    else if (e != ADDR_OK || !smtp_after_path(&p))
         r = SMTP_R_RCPT_BAD;
     else if (!c->path.has_domain && strcasecmp(c->path.addr, "postmaster") != 0)
         r = SMTP_R_RCPT_BAD; /* RFC 5321 4.5.1: only Postmaster may omit it */

@@ -48,6 +48,7 @@
 #include <time.h>
 
 #include "core/smtpd/auth.h"
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/smtpd/smtp_int.h"
 
@@ -322,9 +323,7 @@ static int smtp_msg_received(struct smtp_session *s, uint64_t id, int64_t arriva
 
 enum smtp_reply_id smtp_msg_begin(struct smtp_session *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t arrival_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t arrival_ms = clock_wall_ms();
     struct spool_env env = {
         .arrival_ms = arrival_ms,
         .client = s->client,

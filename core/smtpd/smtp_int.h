@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/base/addr.h"
 #include "core/smtpd/smtp.h"
 #include "sinks/engine.h"
 
@@ -34,9 +35,8 @@
 #define SMTP_LINE_MAX 512               /* command line incl. CRLF (RFC 5321 4.5.3.1.4) */
 #define SMTP_AUTH_LINE_MAX 12288        /* AUTH responses incl. CRLF (RFC 4954 4) */
 #define SMTP_HELO_MAX 255               /* stored HELO/EHLO argument */
-#define SMTP_PATH_MAX 256               /* path incl. <> (RFC 5321 4.5.3.1.3) */
-#define SMTP_LOCAL_MAX 64               /* local part (4.5.3.1.1) */
-#define SMTP_DOMAIN_MAX 255             /* domain (4.5.3.1.2) */
+#define SMTP_PATH_MAX ADDR_PATH_MAX     /* path incl. <> (RFC 5321 4.5.3.1.3) */
+#define SMTP_DOMAIN_MAX ADDR_DOMAIN_MAX /* domain (4.5.3.1.2) */
 #define SMTP_ENVID_MAX 100              /* ENVID (RFC 3461 4.4) */
 #define SMTP_PARAMS_MAX 256             /* the normalized MAIL parameters */
 #define SMTP_FLUSH_BYTES (256u * 1024)  /* body slices held before a spool append */
@@ -155,21 +155,6 @@ void smtp_reply_fill(struct smtp_session *s, enum smtp_reply_id id, int *code, c
 
 /* ---- paths and parameters (smtp_addr.c) ---- */
 
-struct smtp_path {
-    char addr[SMTP_PATH_MAX + 1]; /* mailbox, no <> or source route; "" = <> */
-    size_t len;
-    size_t local_len; /* octets of the local part (quotes included) */
-    bool has_domain;  /* false for <> and <postmaster> */
-    bool literal;     /* the domain is an address literal [..] */
-    bool non_ascii;   /* UTF-8 somewhere (needs SMTPUTF8) */
-};
-
-enum smtp_addr_err { SMTP_ADDR_OK, SMTP_ADDR_SYNTAX, SMTP_ADDR_TOO_LONG };
-
-/* Parses the path starting at *pp ("<...>"), leaving *pp after the '>'.
- * allow_null: "<>" is accepted (the reverse-path). */
-enum smtp_addr_err smtp_path_parse(const char **pp, bool allow_null, struct smtp_path *out);
-
 struct smtp_mail_params {
     bool has_size;
     uint64_t size;
@@ -183,8 +168,6 @@ enum smtp_reply_id smtp_rcpt_params_parse(const char *p, bool esmtp);
 
 /* The HELO/EHLO argument: a domain or an address literal, printable ASCII. */
 bool smtp_helo_valid(const char *p, size_t len);
-/* Well-formed UTF-8 (no overlongs, surrogates, > U+10FFFF, truncation). */
-bool smtp_utf8_valid(const char *p, size_t len);
 /* RFC 3461 xtext. */
 bool smtp_xtext_valid(const char *p, size_t len);
 
@@ -235,8 +218,8 @@ struct smtp_server {
     bool tls_available;          /* STARTTLS may be offered (net has a TLS context) */
     struct smtp_subjob *subjobs; /* submission calls still running */
     struct smtp_stats stats;
-    unsigned open_txns; /* sessions between MAIL and their commit (group-commit siblings) */
-    struct route_table *routes;  /* for route_is_local() (may be NULL) */
+    unsigned open_txns;         /* sessions between MAIL and their commit (group-commit siblings) */
+    struct route_table *routes; /* for route_is_local() (may be NULL) */
 };
 
 enum smtp_phase {
@@ -315,7 +298,7 @@ struct smtp_edit {
 
 /* A path (and for MAIL its parameters) being proposed. */
 struct smtp_cand {
-    struct smtp_path path;
+    struct addr_path path;
     struct smtp_mail_params prm;
 };
 
@@ -351,14 +334,14 @@ struct smtp_session {
     const struct cfg *cfg;
     void *cookie;
     struct sockaddr_storage peer;
-    char client[64];     /* "192.0.2.1", "2001:db8::1" */
-    char client_lit[72]; /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
-    bool trusted;        /* the client is in mynetworks */
+    char client[64];             /* "192.0.2.1", "2001:db8::1" */
+    char client_lit[72];         /* "[192.0.2.1]", "[IPv6:2001:db8::1]" */
+    bool trusted;                /* the client is in mynetworks */
     enum smtp_listener listener; /* where the client connected */
-    char *tls;           /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
-    bool tls_wanted;     /* STARTTLS accepted, the handshake has not completed */
-    char *auth_user;     /* NULL, or the AUTH identity (owned) */
-    struct smtp_auth *auth; /* an AUTH exchange in progress (smtp_auth.c), else NULL */
+    char *tls;                   /* NULL: plaintext; else "TLSv1.3 with cipher ..." (owned) */
+    bool tls_wanted;             /* STARTTLS accepted, the handshake has not completed */
+    char *auth_user;             /* NULL, or the AUTH identity (owned) */
+    struct smtp_auth *auth;      /* an AUTH exchange in progress (smtp_auth.c), else NULL */
 
     enum smtp_phase phase;
     bool greeted;      /* the first reply was taken for sending */

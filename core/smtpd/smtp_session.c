@@ -58,13 +58,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
+#include "core/base/utf8.h"
 #include "core/queue/route.h"
 #include "core/smtpd/smtp_int.h"
 
 /* ---- the server ---- */
 
-unsigned smtp_server_open_txns(const struct smtp_server *srv) { return srv->open_txns; }
+unsigned smtp_server_open_txns(const struct smtp_server *srv)
+{
+    return srv->open_txns;
+}
 
 struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_writer *spool,
                                        void (*kick)(void *cookie))
@@ -208,7 +213,7 @@ static void smtp_line_done(struct smtp_session *s, char *line, size_t len)
         smtp_reply(s, SMTP_R_NUL);
     else if (memchr(line, '\r', len) != NULL)
         smtp_reply(s, SMTP_R_BARE_CR);
-    else if (!smtp_utf8_valid(line, len))
+    else if (!utf8_valid(line, len))
         smtp_reply(s, SMTP_R_BAD_UTF8);
     else
         smtp_cmd_dispatch(s, line, len);

@@ -325,10 +325,10 @@ Test(async, delay_sink, .timeout = 20)
     struct st_done done = {0};
     struct sink_event_data d = st_data(NULL);
     struct sink_result res;
-    uint64_t t0 = sink_now_ns();
+    uint64_t t0 = clock_mono_ns();
     cr_assert_not(sink_dispatch(r.call, SINK_EV_EOD, &d, NULL, NULL, st_done_fn, &done, &res));
     cr_assert(st_run_until(&r, atomic_load(&done.calls) == 1, 5000));
-    cr_assert_geq(sink_now_ns() - t0, 30000000u);
+    cr_assert_geq(clock_mono_ns() - t0, 30000000u);
     cr_assert_eq(done.res.verdict, SINK_CONTINUE);
     cr_assert_not(sink_dispatch(r.call, SINK_EV_RCPT, &d, NULL, NULL, st_done_fn, &done, &res));
     cr_assert(st_run_until(&r, atomic_load(&done.calls) == 2, 5000));

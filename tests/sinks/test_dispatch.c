@@ -236,10 +236,10 @@ Test(dispatch, cost)
     fx_init(&f, "binding nop { event = command; sink = \"builtin:command\"; priority = 1;"
                 " properties { verb = XNOP; } }");
     const int n = 200000;
-    uint64_t t0 = sink_now_ns();
+    uint64_t t0 = clock_mono_ns();
     for (int i = 0; i < n; i++)
         sink_dispatch(f.r.call, SINK_EV_COMMAND, &f.d, NULL, NULL, NULL, NULL, &f.res);
-    uint64_t per = (sink_now_ns() - t0) / (uint64_t)n;
+    uint64_t per = (clock_mono_ns() - t0) / (uint64_t)n;
     cr_log_info("sink_dispatch with one no-op sink: %llu ns", (unsigned long long)per);
     cr_assert_lt(per, 20000);
     cr_assert_eq(st_stat(&st_binding(f.e, "nop")->stats->calls), (uint64_t)n);

@@ -1,125 +1,11 @@
 /*
  * NAME
- *	test_smtp_addr - paths, ESMTP parameters, HELO names, UTF-8
+ *	test_smtp_addr - ESMTP parameters, HELO names (paths: tests/core/base/test_addr.c)
  */
 #include <criterion/criterion.h>
 #include <string.h>
 
 #include "core/smtpd/smtp_int.h"
-
-static enum smtp_addr_err parse(const char *in, bool allow_null, struct smtp_path *out,
-                                const char **rest)
-{
-    const char *p = in;
-    enum smtp_addr_err e = smtp_path_parse(&p, allow_null, out);
-    if (rest)
-        *rest = p;
-    return e;
-}
-
-Test(smtp_addr, good_paths)
-{
-    struct smtp_path pa;
-    const char *rest;
-    cr_assert_eq(parse("<a@b.example> SIZE=1", false, &pa, &rest), SMTP_ADDR_OK);
-    cr_assert_str_eq(pa.addr, "a@b.example");
-    cr_assert_eq(pa.local_len, 1);
-    cr_assert(pa.has_domain && !pa.literal && !pa.non_ascii);
-    cr_assert_str_eq(rest, " SIZE=1");
-
-    cr_assert_eq(parse("<>", true, &pa, &rest), SMTP_ADDR_OK);
-    cr_assert_str_eq(pa.addr, "");
-    cr_assert_eq(pa.len, 0);
-
-    cr_assert_eq(parse("<@r1.example,@r2.example:u.v@d.example>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert_str_eq(pa.addr, "u.v@d.example"); /* the route is dropped */
-
-    cr_assert_eq(parse("<\"x y;z\\\"\"@d.example>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert_str_eq(pa.addr, "\"x y;z\\\"\"@d.example");
-    cr_assert_eq(pa.local_len, 9);
-
-    cr_assert_eq(parse("<u@[192.0.2.1]>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert(pa.literal);
-    cr_assert_eq(parse("<u@[IPv6:2001:db8::1]>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert(pa.literal);
-
-    cr_assert_eq(parse("<Postmaster>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert(!pa.has_domain);
-    cr_assert_str_eq(pa.addr, "Postmaster");
-
-    cr_assert_eq(parse("<user+tag!x%y@sub-1.d.example>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert_eq(parse("<üser@dömain.example>", false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert(pa.non_ascii);
-}
-
-Test(smtp_addr, bad_paths)
-{
-    static const char *const bad[] = {
-        "a@b.example",  /* no brackets */
-        "<a@b.example", /* unterminated */
-        "<;sleep 5;>",  /* CVE-2020-7247 */
-        "<;sleep 5;@x.example>",
-        "<a@b@c.example>", /* user@dom@host */
-        "<a..b@c.example>",
-        "<.a@c.example>",
-        "<a.@c.example>",
-        "<a@-b.example>",
-        "<a@b-.example>",
-        "<a@b..example>",
-        "<a@>",
-        "<a@[192.0.2]>",
-        "<a@[192.0.2.256]>",
-        "<a@[IPv6:zz::1]>",
-        "<a@[tag:general]>",
-        "<a@[192.0.2.1>",
-        "<a b@c.example>",
-        "<\"unterminated@c.example>",
-        "<\"a\x01\"@c.example>",
-        "<@r1.example:>",
-        "<@r1.example,r2:a@b.example>",
-        "<a@b_c.example>",
-        "<>", /* not allowed for a recipient */
-        "",
-        "<",
-    };
-    struct smtp_path pa;
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert_eq(parse(bad[i], false, &pa, NULL), SMTP_ADDR_SYNTAX, "accepted %s", bad[i]);
-}
-
-Test(smtp_addr, lengths)
-{
-    char in[600], local[80];
-    struct smtp_path pa;
-    memset(local, 'l', 64);
-    local[64] = '\0';
-    snprintf(in, sizeof(in), "<%s@d.example>", local);
-    cr_assert_eq(parse(in, false, &pa, NULL), SMTP_ADDR_OK);
-    local[64] = 'l';
-    local[65] = '\0';
-    snprintf(in, sizeof(in), "<%s@d.example>", local);
-    cr_assert_eq(parse(in, false, &pa, NULL), SMTP_ADDR_TOO_LONG);
-
-    /* a path of exactly 256 octets (with <>) is the limit */
-    char dom[300];
-    size_t dl = 256 - 2 - 2; /* "a@" */
-    for (size_t i = 0; i < dl; i++)
-        dom[i] = (i % 50 == 49) ? '.' : 'd';
-    dom[dl] = '\0';
-    snprintf(in, sizeof(in), "<a@%s>", dom);
-    cr_assert_eq(strlen(in), 256);
-    cr_assert_eq(parse(in, false, &pa, NULL), SMTP_ADDR_OK);
-    cr_assert_eq(pa.len, 254);
-    snprintf(in, sizeof(in), "<ab@%s>", dom);
-    cr_assert_eq(parse(in, false, &pa, NULL), SMTP_ADDR_TOO_LONG);
-
-    /* a label over 63 octets */
-    char lab[80];
-    memset(lab, 'x', 64);
-    lab[64] = '\0';
-    snprintf(in, sizeof(in), "<a@%s.example>", lab);
-    cr_assert_eq(parse(in, false, &pa, NULL), SMTP_ADDR_SYNTAX);
-}
 
 Test(smtp_addr, mail_params)
 {
@@ -212,35 +98,4 @@ Test(smtp_addr, helo_names)
     memset(big, 'a', sizeof(big));
     cr_assert(smtp_helo_valid(big, 255));
     cr_assert(!smtp_helo_valid(big, 256));
-}
-
-Test(smtp_addr, utf8)
-{
-    static const char *const good[] = {
-        "plain",        "caf\xc3\xa9",      "\xe2\x82\xac", "\xf0\x9d\x84\x9e",
-        "\xef\xbf\xbf", "\xf4\x8f\xbf\xbf", "\xed\x9f\xbf"};
-    static const char *const bad[] = {
-        "\xc0\x80",         /* overlong NUL */
-        "\xc1\xbf",         /* overlong */
-        "\xe0\x80\x80",     /* overlong */
-        "\xe0\x9f\xbf",     /* overlong */
-        "\xf0\x80\x80\x80", /* overlong */
-        "\xf0\x8f\xbf\xbf", /* overlong */
-        "\xed\xa0\x80",     /* surrogate */
-        "\xed\xbf\xbf",     /* surrogate */
-        "\xf4\x90\x80\x80", /* > U+10FFFF */
-        "\xf5\x80\x80\x80",
-        "\xff",
-        "\xfe",
-        "\x80", /* stray continuation */
-        "a\xbf",
-        "\xe2\x82", /* truncated */
-        "\xc3",
-        "\xf0\x9d\x84",
-        "\xe2\x28\xa1", /* bad continuation */
-    };
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-        cr_assert(smtp_utf8_valid(good[i], strlen(good[i])), "%zu", i);
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        cr_assert(!smtp_utf8_valid(bad[i], strlen(bad[i])), "%zu", i);
 }
