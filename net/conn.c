@@ -25,15 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "net/net_int.h"
 
-uint64_t net_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 struct io_uring_sqe *net_sqe(struct net_worker *w)
 {
@@ -282,7 +277,7 @@ void net_conn_flush(struct net_worker *w, struct net_conn *c)
             if (idle && c->state == NET_CONN_OPEN && w->proto->closing(c->pc)) {
                 net_conn_drop_proto(c);
                 c->state = NET_CONN_LINGER;
-                c->linger_until_ms = net_now_ms() + NET_LINGER_MS;
+                c->linger_until_ms = clock_coarse_ms() + NET_LINGER_MS;
                 shutdown(c->fd, SHUT_WR);
             }
         }

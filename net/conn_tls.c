@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "net/net_int.h"
 
@@ -43,7 +44,7 @@ bool net_tls_begin(struct net_worker *w, struct net_conn *c)
     uint64_t bound = w->srv->set.idle_timeout_ms;
     if (bound == 0 || bound > NET_TLS_HANDSHAKE_MS)
         bound = NET_TLS_HANDSHAKE_MS;
-    c->tls_deadline_ms = net_now_ms() + bound;
+    c->tls_deadline_ms = clock_coarse_ms() + bound;
     c->tls_up = c->tls_bye = false;
     return true;
 }

@@ -216,6 +216,5 @@ void net_conn_release_buffers(struct net_worker *w);
 struct io_uring_sqe *net_sqe(struct net_worker *w);
 /* The protocol is done with c: destroy its object (once). */
 void net_conn_drop_proto(struct net_conn *c);
-uint64_t net_now_ms(void);
 
 #endif

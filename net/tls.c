@@ -422,11 +422,6 @@ enum tls_status tls_conn_handshake(struct tls_conn *t)
     return TLS_FAILED;
 }
 
-bool tls_conn_ready(const struct tls_conn *t)
-{
-    return t->ready;
-}
-
 ssize_t tls_conn_read(struct tls_conn *t, void *buf, size_t cap)
 {
     if (cap == 0)

@@ -94,7 +94,6 @@ void tls_conn_destroy(struct tls_conn *t);
 /* Ciphertext received: 0 or -ENOMEM. */
 int tls_conn_feed(struct tls_conn *t, const void *p, size_t n);
 enum tls_status tls_conn_handshake(struct tls_conn *t);
-bool tls_conn_ready(const struct tls_conn *t);
 /* Plaintext: > 0 octets, 0 nothing yet, -EPIPE the peer closed (close_notify),
  * -EPROTO a failure (tls_conn_error). */
 ssize_t tls_conn_read(struct tls_conn *t, void *buf, size_t cap);

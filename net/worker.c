@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "net/net_int.h"
 
@@ -82,7 +83,7 @@ static void net_worker_begin_stop(struct net_worker *w)
 {
     /* relaxed: the grace is ordered by the stop flag's release/acquire */
     uint64_t deadline =
-        net_now_ms() + atomic_load_explicit(&w->srv->stop_grace_ms, memory_order_relaxed);
+        clock_coarse_ms() + atomic_load_explicit(&w->srv->stop_grace_ms, memory_order_relaxed);
     if (w->stopping) { /* a second stop may only shorten the drain */
         if (deadline < w->stop_deadline_ms)
             w->stop_deadline_ms = deadline;
@@ -93,7 +94,7 @@ static void net_worker_begin_stop(struct net_worker *w)
     for (size_t i = 0; i < w->srv->nlisten; i++)
         shutdown(w->listen_fd[i], SHUT_RDWR); /* ends the multishot accept */
     for (uint32_t i = 0; i < w->nconns_cap; i++)
-        net_conn_tick(w, &w->conns[i], net_now_ms());
+        net_conn_tick(w, &w->conns[i], clock_coarse_ms());
 }
 
 static void net_worker_on_accept(struct net_worker *w, struct io_uring_cqe *cqe)
@@ -114,7 +115,7 @@ static void net_worker_on_accept(struct net_worker *w, struct io_uring_cqe *cqe)
 
 static void net_worker_on_tick(struct net_worker *w)
 {
-    uint64_t now = net_now_ms();
+    uint64_t now = clock_coarse_ms();
     for (uint32_t i = 0; i < w->nconns_cap; i++)
         net_conn_tick(w, &w->conns[i], now);
     if (!w->stopping) {

@@ -37,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/base/clock.h"
 #include "core/base/log.h"
 #include "core/cfg/cfg.h"
 #include "core/smtpd/smtp.h"
@@ -106,12 +107,6 @@ const uint64_t smtpd_fsync_bounds_ns[SMTPD_FSYNC_BOUNDS] = {
     25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000,
 };
 
-static uint64_t smtpd_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 #ifdef SLUICE_TEST_HOOKS
 /* Fault injection for the durability tests (docs/network.md): with
@@ -307,7 +302,7 @@ static void smtpd_group_commit(struct smtpd_worker *sw)
     io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     net_sqe_set_user(sqe, SMTPD_OP_FSYNC, 0);
     sw->fsync_inflight = true;
-    sw->fsync_start_ns = smtpd_now_ns();
+    sw->fsync_start_ns = clock_mono_ns();
     sw->delay_done = false;
     if (sw->delay_armed) { /* its completion is stale now */
         sw->delay_armed = false;
@@ -349,7 +344,7 @@ static void smtpd_live_add(_Atomic uint64_t *v, uint64_t x)
 
 static void smtpd_fsync_timed(struct smtpd_worker *sw)
 {
-    uint64_t ns = smtpd_now_ns() - sw->fsync_start_ns;
+    uint64_t ns = clock_mono_ns() - sw->fsync_start_ns;
     unsigned b = 0;
     while (b < SMTPD_FSYNC_BOUNDS && ns > smtpd_fsync_bounds_ns[b])
         b++;
