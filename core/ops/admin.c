@@ -212,6 +212,21 @@ static void admin_parse(char *head, struct admin_req *rq)
     }
 }
 
+int admin_request_status(char *head, bool *head_only)
+{
+    struct admin_req rq;
+    admin_parse(head, &rq);
+    *head_only = false;
+    if (rq.bad)
+        return 400;
+    if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0)
+        return 405;
+    if (strcmp(rq.path, "/metrics") != 0)
+        return 404;
+    *head_only = strcmp(rq.method, "HEAD") == 0;
+    return 200;
+}
+
 static void admin_serve(struct admin_server *a, int fd)
 {
     uint64_t deadline = admin_now_ms() + ADMIN_TIMEOUT_MS;
@@ -219,7 +234,8 @@ static void admin_serve(struct admin_server *a, int fd)
     if (head == NULL)
         return;
     int n = admin_read_head(fd, head, ADMIN_MAX_REQUEST + 1, deadline);
-    struct admin_req rq;
+    int status = 0;
+    bool head_only = false;
     uint64_t out_deadline = admin_now_ms() + ADMIN_TIMEOUT_MS;
     if (n == -1) {
         free(head);
@@ -231,11 +247,11 @@ static void admin_serve(struct admin_server *a, int fd)
         admin_error(fd, 431, "Request Header Fields Too Large", NULL, out_deadline);
     } else if (n < 0) {
         admin_error(fd, 400, "Bad Request", NULL, out_deadline);
-    } else if (admin_parse(head, &rq), rq.bad) {
+    } else if ((status = admin_request_status(head, &head_only)) == 400) {
         admin_error(fd, 400, "Bad Request", NULL, out_deadline);
-    } else if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0) {
+    } else if (status == 405) {
         admin_error(fd, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", out_deadline);
-    } else if (strcmp(rq.path, "/metrics") != 0) {
+    } else if (status == 404) {
         admin_error(fd, 404, "Not Found", NULL, out_deadline);
     } else {
         size_t blen = 0;
@@ -244,7 +260,7 @@ static void admin_serve(struct admin_server *a, int fd)
             admin_error(fd, 500, "Internal Server Error", NULL, out_deadline);
         else
             admin_respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body,
-                          blen, strcmp(rq.method, "HEAD") == 0, out_deadline);
+                          blen, head_only, out_deadline);
         free(body);
     }
     free(head);
