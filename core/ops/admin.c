@@ -151,11 +151,25 @@ struct admin_req {
     bool bad;
 };
 
+/* The end of the head: just after the line end before its first empty
+ * line (empty lines before the request line are skipped, RFC 9112 2.2),
+ * or the end of the text.  What follows (a body, a pipelined request) is
+ * not header lines. */
+static char *admin_head_end(char *head)
+{
+    char *p = head + strspn(head, "\r\n");
+    for (char *nl = strchr(p, '\n'); nl != NULL; nl = strchr(nl + 1, '\n'))
+        if (nl[1] == '\n' || (nl[1] == '\r' && nl[2] == '\n'))
+            return nl + 1;
+    return p + strlen(p);
+}
+
 /* The request line "METHOD SP TARGET SP HTTP/1.x", and header lines that
  * are at least "name:" with a token name. */
 static void admin_parse(char *head, struct admin_req *rq)
 {
     memset(rq, 0, sizeof(*rq));
+    *admin_head_end(head) = '\0';
     char *save = NULL;
     char *line = strtok_r(head, "\n", &save);
     if (line == NULL) {

@@ -98,8 +98,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         want[wl++] = p[i];
     }
-    /* the scanner holds back a CR after a line-start dot ("." CR x): only
-     * in content it flags bare, so compare clean content only */
+    /* a CR after a line-start dot is held back until the next octet says
+     * whether it ends the data: at the end of the input it is pending */
+    if (!done_a && da.state == SMTP_DS_DOT_CR)
+        wl--;
+    /* the scanner drops that CR when no LF follows ("." CR x), which it
+     * flags bare: compare clean content only */
     if (!da.bare) {
         FUZZ_CHECK(a.len == wl && memcmp(a.buf, want, wl) == 0, "content %zu, reference %zu", a.len,
                    wl);
