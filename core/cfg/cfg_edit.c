@@ -29,6 +29,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,10 @@ static void cfg_edit_skip(const char *s, size_t n, size_t *i)
     }
 }
 
-/* Reads a label (string or bare word) at *i into buf; false if none. */
-static bool cfg_edit_label(const char *s, size_t n, size_t *i, char *buf, size_t buflen)
+/* Reads a label (string or bare word) at *i into buf; false if none.  A
+ * key ends at a '/' as in the parser (so "key/" "*" opens a comment); a
+ * value word runs on over a single '/' ("a/b"). */
+static bool cfg_edit_word(const char *s, size_t n, size_t *i, char *buf, size_t buflen, bool key)
 {
     if (*i >= n)
         return false;
@@ -119,13 +122,19 @@ static bool cfg_edit_label(const char *s, size_t n, size_t *i, char *buf, size_t
         return true;
     }
     size_t k = *i;
-    while (k < n && cfg_edit_wordch(s[k]) && !(s[k] == '/' && k + 1 < n && s[k + 1] == '/'))
+    while (k < n && cfg_edit_wordch(s[k]) && !(s[k] == '/' && k + 1 < n && s[k + 1] == '/') &&
+           !(key && s[k] == '/'))
         k++;
     if (k == *i)
         return false;
     snprintf(buf, buflen, "%.*s", (int)(k - *i), s + *i);
     *i = k;
     return true;
+}
+
+static bool cfg_edit_label(const char *s, size_t n, size_t *i, char *buf, size_t buflen)
+{
+    return cfg_edit_word(s, n, i, buf, buflen, false);
 }
 
 /* The brace matching the one at *i; *i past it.  false: unbalanced. */
@@ -163,6 +172,11 @@ static int cfg_edit_find(const char *s, size_t n, const char *key, const char *l
     cfg_edit_skip(s, n, &i);
     int base = i < n && s[i] == '{' ? 1 : 0, depth = 0;
     bool expect_key = true;
+    /* a word where the parser reads a key (in an object, after { ; , or a
+     * newline) ends at '/'; inside a list items are values.  inlist: one
+     * bit per depth (the parser refuses nesting deeper than 32). */
+    uint64_t inlist = 0;
+    bool keypos = true;
     char word[256];
     *at = n;
     while (i < n) {
@@ -170,12 +184,16 @@ static int cfg_edit_find(const char *s, size_t n, const char *key, const char *l
         if (c == '\n') {
             if (depth == base)
                 expect_key = true;
+            keypos = depth < 64 && !(inlist >> depth & 1);
             i++;
         } else if (c == ' ' || c == '\t' || c == '\r' || cfg_edit_comment(s, n, &i)) {
             if (c == ' ' || c == '\t' || c == '\r')
                 i++;
         } else if (c == '{' || c == '[') {
             depth++;
+            if (depth < 64)
+                inlist = (inlist & ~(UINT64_C(1) << depth)) | (uint64_t)(c == '[') << depth;
+            keypos = c == '{';
             i++;
         } else if (c == '}' || c == ']') {
             if (--depth < 0)
@@ -184,17 +202,21 @@ static int cfg_edit_find(const char *s, size_t n, const char *key, const char *l
                 *at = i; /* a braced file: new blocks go before its brace */
             if (depth == base)
                 expect_key = true;
+            keypos = false;
             i++;
         } else if (c == ';' || c == ',') {
             if (depth == base)
                 expect_key = true;
+            keypos = depth < 64 && !(inlist >> depth & 1);
             i++;
         } else {
             size_t start = i;
             bool candidate = depth == base && expect_key;
             if (depth == base)
                 expect_key = false;
-            if (!cfg_edit_label(s, n, &i, word, sizeof(word))) {
+            bool atkey = keypos;
+            keypos = false;
+            if (!cfg_edit_word(s, n, &i, word, sizeof(word), atkey)) {
                 i++; /* a stray character (= or :): the parser judges it */
                 continue;
             }
