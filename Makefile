@@ -60,7 +60,7 @@ check-sanitize: deps
 # libFuzzer harnesses (docs/fuzzing.md), built with clang into build-fuzz.
 # `make fuzz` runs each for FUZZ_SECONDS; CI runs each for CI_FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
-CI_FUZZ_SECONDS ?= 15
+CI_FUZZ_SECONDS ?= 12
 fuzz-build: deps
 	cmake -S . -B build-fuzz -DSLUICE_FUZZ=ON -DCMAKE_C_COMPILER=clang \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || { rm -f build-fuzz/CMakeCache.txt; exit 1; }
