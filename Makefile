@@ -6,7 +6,7 @@ CONF ?=
 # In CI (.ci/run: CI=true) every build treats warnings as errors.
 CMAKE_FLAGS := $(if $(filter-out 0 false no,$(CI)),-DSLUICE_WERROR=ON)
 
-.PHONY: all build deps run test unit integration check-layers check-sanitize bench clean format
+.PHONY: all build deps run test unit integration check-layers check-sanitize fuzz-build fuzz check-fuzz bench clean format
 
 all: build
 
@@ -64,6 +64,21 @@ check-sanitize: deps
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L tsan -j $(JOBS)
 
+# libFuzzer harnesses (docs/fuzzing.md), built with clang into build-fuzz.
+# `make fuzz` runs each for FUZZ_SECONDS; CI runs each for CI_FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+CI_FUZZ_SECONDS ?= 12
+fuzz-build: deps
+	cmake -S . -B build-fuzz -DSLUICE_FUZZ=ON -DCMAKE_C_COMPILER=clang \
+	    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || { rm -f build-fuzz/CMakeCache.txt; exit 1; }
+	cmake --build build-fuzz -j $(JOBS) --target fuzz
+
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+check-fuzz: fuzz-build
+	bash tests/fuzz/run.sh build-fuzz $(CI_FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 bench: deps build
 	bash bench/ingest.sh
 	bash bench/relay.sh
@@ -72,4 +87,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

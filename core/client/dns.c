@@ -180,12 +180,10 @@ static void lookup_decide(struct dns_lookup *l, enum dns_status st, const char *
     l->decided = true;
 }
 
-static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+int dns_addr_reply(struct dns_xchg *x, int family, const unsigned char *abuf, int alen)
 {
-    struct dns_query_ctx *q = arg;
-    struct dns_lookup *l = q->l;
-    struct dns_xchg *x = &l->x[q->xi];
-    if (status == ARES_SUCCESS && q->family == AF_INET) {
+    int status;
+    if (family == AF_INET) {
         struct ares_addrttl t[DNS_MAX_ADDRS];
         int n = DNS_MAX_ADDRS;
         status = ares_parse_a_reply(abuf, alen, NULL, t, &n);
@@ -193,7 +191,7 @@ static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, in
             status = ARES_ENODATA;
         for (int i = 0; status == ARES_SUCCESS && i < n; i++)
             x->a4[x->n4++] = t[i].ipaddr;
-    } else if (status == ARES_SUCCESS) {
+    } else {
         struct ares_addr6ttl t[DNS_MAX_ADDRS];
         int n = DNS_MAX_ADDRS;
         status = ares_parse_aaaa_reply(abuf, alen, NULL, t, &n);
@@ -202,6 +200,16 @@ static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, in
         for (int i = 0; status == ARES_SUCCESS && i < n; i++)
             memcpy(&x->a6[x->n6++], &t[i].ip6addr, sizeof(x->a6[0]));
     }
+    return status;
+}
+
+static void on_addr(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query_ctx *q = arg;
+    struct dns_lookup *l = q->l;
+    struct dns_xchg *x = &l->x[q->xi];
+    if (status == ARES_SUCCESS)
+        status = dns_addr_reply(x, q->family, abuf, alen);
     if (q->family == AF_INET)
         x->st4 = status;
     else
@@ -273,7 +281,7 @@ static void lookup_take_mx(struct dns_lookup *l, const struct ares_mx_reply *mx)
         free(v);
         return;
     }
-    dns_mx_order(v, n, dns_rnd, l->d);
+    dns_mx_order(v, n, l->d ? dns_rnd : NULL, l->d); /* no resolver: a test, no shuffle */
     l->nx = 0;
     for (size_t i = 0; i < n && l->nx < DNS_MAX_EXCHANGES; i++) {
         bool dup = false;
@@ -285,13 +293,8 @@ static void lookup_take_mx(struct dns_lookup *l, const struct ares_mx_reply *mx)
     free(v);
 }
 
-static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+void dns_mx_reply(struct dns_lookup *l, int status, const unsigned char *abuf, int alen)
 {
-    struct dns_lookup *l = arg;
-    if (l->d->closing) {
-        lookup_release(l);
-        return;
-    }
     struct ares_mx_reply *mx = NULL;
     if (status == ARES_SUCCESS) {
         int ps = ares_parse_mx_reply(abuf, alen, &mx);
@@ -315,6 +318,16 @@ static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int 
     }
     if (mx != NULL)
         ares_free_data(mx);
+}
+
+static void on_mx(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_lookup *l = arg;
+    if (l->d->closing) {
+        lookup_release(l);
+        return;
+    }
+    dns_mx_reply(l, status, abuf, alen);
     if (!l->decided)
         lookup_addresses(l);
     lookup_release(l);

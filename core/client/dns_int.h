@@ -57,6 +57,15 @@ struct dns_lookup {
     struct dns_xchg x[DNS_MAX_EXCHANGES];
 };
 
+/* dns.c: what the c-ares callbacks do with an answer (status: the query's
+ * c-ares status), apart from the channel so that tests and fuzzers can
+ * feed raw DNS responses.  dns_addr_reply parses an A (family AF_INET) or
+ * AAAA answer into x and returns the c-ares status; dns_mx_reply parses an
+ * MX answer into l's exchanges, or decides l (NXDOMAIN, null MX, ...).
+ * l->d may be NULL: then equal preferences are not shuffled. */
+int dns_addr_reply(struct dns_xchg *x, int family, const unsigned char *abuf, int alen);
+void dns_mx_reply(struct dns_lookup *l, int status, const unsigned char *abuf, int alen);
+
 /* dns_result.c */
 /* snprintf for messages that may be cut at len (names are long). */
 void dns_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -145,11 +145,25 @@ struct admin_req {
     bool bad;
 };
 
+/* The end of the head: just after the line end before its first empty
+ * line (empty lines before the request line are skipped, RFC 9112 2.2),
+ * or the end of the text.  What follows (a body, a pipelined request) is
+ * not header lines. */
+static char *admin_head_end(char *head)
+{
+    char *p = head + strspn(head, "\r\n");
+    for (char *nl = strchr(p, '\n'); nl != NULL; nl = strchr(nl + 1, '\n'))
+        if (nl[1] == '\n' || (nl[1] == '\r' && nl[2] == '\n'))
+            return nl + 1;
+    return p + strlen(p);
+}
+
 /* The request line "METHOD SP TARGET SP HTTP/1.x", and header lines that
  * are at least "name:" with a token name. */
 static void admin_parse(char *head, struct admin_req *rq)
 {
     memset(rq, 0, sizeof(*rq));
+    *admin_head_end(head) = '\0';
     char *save = NULL;
     char *line = strtok_r(head, "\n", &save);
     if (line == NULL) {
@@ -206,6 +220,21 @@ static void admin_parse(char *head, struct admin_req *rq)
     }
 }
 
+int admin_request_status(char *head, bool *head_only)
+{
+    struct admin_req rq;
+    admin_parse(head, &rq);
+    *head_only = false;
+    if (rq.bad)
+        return 400;
+    if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0)
+        return 405;
+    if (strcmp(rq.path, "/metrics") != 0)
+        return 404;
+    *head_only = strcmp(rq.method, "HEAD") == 0;
+    return 200;
+}
+
 static void admin_serve(struct admin_server *a, int fd)
 {
     uint64_t deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
@@ -213,7 +242,8 @@ static void admin_serve(struct admin_server *a, int fd)
     if (head == NULL)
         return;
     int n = admin_read_head(fd, head, ADMIN_MAX_REQUEST + 1, deadline);
-    struct admin_req rq;
+    int status = 0;
+    bool head_only = false;
     uint64_t out_deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
     if (n == -1) {
         free(head);
@@ -225,11 +255,11 @@ static void admin_serve(struct admin_server *a, int fd)
         admin_error(fd, 431, "Request Header Fields Too Large", NULL, out_deadline);
     } else if (n < 0) {
         admin_error(fd, 400, "Bad Request", NULL, out_deadline);
-    } else if (admin_parse(head, &rq), rq.bad) {
+    } else if ((status = admin_request_status(head, &head_only)) == 400) {
         admin_error(fd, 400, "Bad Request", NULL, out_deadline);
-    } else if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0) {
+    } else if (status == 405) {
         admin_error(fd, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", out_deadline);
-    } else if (strcmp(rq.path, "/metrics") != 0) {
+    } else if (status == 404) {
         admin_error(fd, 404, "Not Found", NULL, out_deadline);
     } else {
         size_t blen = 0;
@@ -238,7 +268,7 @@ static void admin_serve(struct admin_server *a, int fd)
             admin_error(fd, 500, "Internal Server Error", NULL, out_deadline);
         else
             admin_respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body,
-                          blen, strcmp(rq.method, "HEAD") == 0, out_deadline);
+                          blen, head_only, out_deadline);
         free(body);
     }
     free(head);

@@ -44,6 +44,7 @@
 #ifndef SLUICE_CORE_ADMIN_H
 #define SLUICE_CORE_ADMIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define ADMIN_MAX_REQUEST 8192 /* octets of request line and headers */
@@ -74,6 +75,12 @@ const char *admin_listen_addr(const struct admin_server *a);
 /* Closes the listener, waits for the thread (a request in progress ends
  * within its time bound), frees a.  NULL is a no-op. */
 void admin_stop(struct admin_server *a);
+
+/* The status a request head gets (200, 400, 404 or 405): head is what
+ * was read up to and including the blank line, NUL-terminated (it is cut
+ * into lines in place).  *head_only: a HEAD request.  Apart from the
+ * socket so that it can be tested and fuzzed on a buffer. */
+int admin_request_status(char *head, bool *head_only);
 
 /* The exposition text, malloc'd (the caller frees it), *len its length;
  * NULL on out of memory. */
