@@ -115,6 +115,8 @@ struct cfg {
     char *auth_users;                /* the user:crypt-hash file; default NULL (none) */
     unsigned auth_max_failures;      /* AUTH failures per client network per window, default 5 */
     uint64_t auth_failure_window_ms; /* default 60s */
+    unsigned auth_user_max_failures; /* AUTH failures per user name per window, default 10 */
+    uint64_t auth_failure_delay_ms;  /* a failed AUTH's reply held, doubling; default 1s */
     /* operations (core/base/log.c, core/ops/lifecycle.c; docs/operations.md) */
     char *log_format; /* "text" | "json", default text */
     char *log_file;   /* "" = stderr (default), "syslog", or a path (reopened on SIGUSR1) */

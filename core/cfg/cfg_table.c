@@ -159,6 +159,8 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_users", CFG_T_STRING, NULL, 1, PATH_MAX - 1, CFG_F(auth_users), NULL}, /* NULL: none */
     {"auth_max_failures", CFG_T_UINT, "5", 0, 1000000, CFG_F(auth_max_failures), NULL},
     {"auth_failure_window", CFG_T_DURATION_MS, "60s", 1000, CFG_DAY, CFG_F(auth_failure_window_ms), NULL},
+    {"auth_user_max_failures", CFG_T_UINT, "10", 0, 1000000, CFG_F(auth_user_max_failures), NULL},
+    {"auth_failure_delay", CFG_T_DURATION_MS, "1s", 0, 5000, CFG_F(auth_failure_delay_ms), NULL},
     {"log_format", CFG_T_STRING, "\"text\"", 1, 8, CFG_F(log_format), cfg_check_log_format},
     {"log_file", CFG_T_STRING, "\"\"", 0, PATH_MAX - 1, CFG_F(log_file), NULL},
     {"log_syslog", CFG_T_BOOL, "false", 0, 0, CFG_F(log_syslog), NULL},

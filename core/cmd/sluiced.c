@@ -120,6 +120,8 @@ static void sluiced_auth_fini(void)
     auth_service_install(NULL);
     auth_store_destroy(sluiced_auth.store);
     auth_limit_destroy(sluiced_auth.limit);
+    auth_limit_destroy(sluiced_auth.users);
+    auth_limit_destroy(sluiced_auth.known);
     memset(&sluiced_auth, 0, sizeof(sluiced_auth));
 }
 
@@ -130,7 +132,15 @@ static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
         return -1;
     sluiced_auth.limit =
         auth_limit_create(cfg->auth_max_failures, cfg->auth_failure_window_ms, 16384);
-    if (sluiced_auth.limit == NULL) {
+    if (cfg->auth_user_max_failures > 0) {
+        sluiced_auth.users =
+            auth_limit_create(cfg->auth_user_max_failures, cfg->auth_failure_window_ms, 16384);
+        sluiced_auth.known = auth_limit_create(1, AUTH_KNOWN_WINDOW_MS, 16384);
+    }
+    sluiced_auth.delay_ms = cfg->auth_failure_delay_ms;
+    if (sluiced_auth.limit == NULL ||
+        (cfg->auth_user_max_failures > 0 &&
+         (sluiced_auth.users == NULL || sluiced_auth.known == NULL))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

@@ -31,7 +31,11 @@
  *	ends.  The table has a fixed number of slots (set-associative, 4 per
  *	set, keyed with a per-process random seed); when a set is full the
  *	entry with the oldest window is evicted.  A mutex makes it safe for
- *	every worker.
+ *	every worker.  The same table counts failures per user name (the
+ *	authcid, ASCII case-insensitive; auth_limit_user_*) for the per-user
+ *	budget, and remembers (user, client network) pairs that logged in
+ *	(auth_limit_pair_*: a window from the latest success), which the
+ *	budget exempts (docs/auth.md).
  *
  *	The service: the daemon installs one auth_service (the store, the
  *	limit, the scheduler pool for the hash tasks) for the process with
@@ -53,7 +57,8 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#define AUTH_USER_MAX 255 /* octets of a user name */
+#define AUTH_USER_MAX 255                              /* octets of a user name */
+#define AUTH_KNOWN_WINDOW_MS (7ull * 24 * 3600 * 1000) /* a login's network is remembered */
 
 /* ---- the credential table ---- */
 
@@ -95,6 +100,17 @@ void auth_limit_destroy(struct auth_limit *l);
 bool auth_limit_blocked(struct auth_limit *l, const struct sockaddr *sa, uint64_t now_ms);
 /* Counts one failure; true when the network is now blocked. */
 bool auth_limit_fail(struct auth_limit *l, const struct sockaddr *sa, uint64_t now_ms);
+/* Whether user (case-insensitive) has used up its failures.  Any thread. */
+bool auth_limit_user_blocked(struct auth_limit *l, const char *user, uint64_t now_ms);
+/* Counts one failure of user; the failures in its window, this one
+ * included (0 when l is NULL or has no limit). */
+uint32_t auth_limit_user_fail(struct auth_limit *l, const char *user, uint64_t now_ms);
+/* Remembers that user logged in from sa's network, for a window from now. */
+void auth_limit_pair_add(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                         uint64_t now_ms);
+/* Whether user logged in from sa's network within the window. */
+bool auth_limit_pair_seen(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                          uint64_t now_ms);
 
 /* ---- the process's service ---- */
 
@@ -103,6 +119,9 @@ struct sched_pool;
 struct auth_service {
     struct auth_store *store; /* NULL: no password file (only auth sinks) */
     struct auth_limit *limit; /* NULL: no rate limit */
+    struct auth_limit *users; /* per-user failure budget; NULL: none */
+    struct auth_limit *known; /* (user, network) pairs that logged in; NULL: none */
+    uint64_t delay_ms;        /* a failure's reply held this long, doubling; 0: none */
     struct sched_pool *pool;  /* NULL: hashes run inline (tools, tests) */
 };
 

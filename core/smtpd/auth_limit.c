@@ -1,17 +1,24 @@
 /*
  * NAME
- *	auth_limit - AUTH failures per client network, bounded and expiring
+ *	auth_limit - AUTH failures per client network or per user name,
+ *	bounded and expiring
  * SYNOPSIS
  *	#include "core/smtpd/auth.h"
  *
  *	if (auth_limit_blocked(l, sa, now)) ... 421
  *	auth_limit_fail(l, sa, now);
+ *	if (auth_limit_user_blocked(u, "bob", now)) ... 454
+ *	n = auth_limit_user_fail(u, "bob", now);
+ *	auth_limit_pair_add(k, "bob", sa, now); auth_limit_pair_seen(k, "bob", sa, now)
  * DESCRIPTION
- *	See core/smtpd/auth.h.  The key is the network: the IPv4 address, or the
+ *	See core/smtpd/auth.h.  A network key is the IPv4 address, or the
  *	first 64 bits of an IPv6 address (a v4-mapped address counts as the
- *	IPv4 one).  Sets of 4 slots chosen by a seeded FNV-1a hash of the
- *	key; a full set evicts its oldest window.  One mutex: a lookup is a
- *	few dozen instructions and happens once per AUTH.
+ *	IPv4 one).  A user key is a seeded 64-bit FNV-1a hash of the name
+ *	folded to ASCII lower case; a pair key hashes the name and then the
+ *	network key.  Every key is 9 octets (a tag, 8 octets), so one table
+ *	type serves all three uses.  Sets of 4 slots chosen by a seeded hash of
+ *	the key; a full set evicts its oldest window.  One mutex: a lookup is
+ *	a few dozen instructions and happens a few times per AUTH.
  * DIAGNOSTICS
  *	None; an address of another family is never limited.
  */
@@ -91,13 +98,18 @@ static bool auth_limit_key(const struct sockaddr *sa, uint8_t key[9])
     return false;
 }
 
-static struct auth_slot *auth_limit_set(struct auth_limit *l, const uint8_t key[9])
+static uint64_t auth_limit_fnv(uint64_t h, const uint8_t *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull ^ l->seed;
-    for (int i = 0; i < 9; i++) {
-        h ^= key[i];
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
         h *= 1099511628211ull;
     }
+    return h;
+}
+
+static struct auth_slot *auth_limit_set(struct auth_limit *l, const uint8_t key[9])
+{
+    uint64_t h = auth_limit_fnv(1469598103934665603ull ^ l->seed, key, 9);
     h ^= h >> 29;
     return &l->slots[(h % l->nsets) * AUTH_LIMIT_WAYS];
 }
@@ -133,32 +145,121 @@ bool auth_limit_blocked(struct auth_limit *l, const struct sockaddr *sa, uint64_
     return blocked;
 }
 
+/* The slot of key, made (evicting the set's oldest window) if absent. */
+static struct auth_slot *auth_limit_get(struct auth_limit *l, const uint8_t key[9], uint64_t now)
+{
+    struct auth_slot *s = auth_limit_find(l, key, now);
+    if (s != NULL)
+        return s;
+    struct auth_slot *set = auth_limit_set(l, key);
+    s = &set[0];
+    for (int i = 0; i < AUTH_LIMIT_WAYS; i++) {
+        if (!set[i].used) {
+            s = &set[i];
+            break;
+        }
+        if (set[i].start_ms < s->start_ms)
+            s = &set[i]; /* full: the oldest window goes */
+    }
+    memcpy(s->key, key, 9);
+    s->used = true;
+    s->count = 0;
+    s->start_ms = now;
+    return s;
+}
+
+/* Counts one event of key; the count within the window, this one included. */
+static uint32_t auth_limit_add(struct auth_limit *l, const uint8_t key[9], uint64_t now)
+{
+    pthread_mutex_lock(&l->mu);
+    struct auth_slot *s = auth_limit_get(l, key, now);
+    if (s->count < UINT32_MAX)
+        s->count++;
+    uint32_t n = s->count;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
+/* The count of key within its window (0: none). */
+static uint32_t auth_limit_count(struct auth_limit *l, const uint8_t key[9], uint64_t now)
+{
+    pthread_mutex_lock(&l->mu);
+    struct auth_slot *s = auth_limit_find(l, key, now);
+    uint32_t n = s != NULL ? s->count : 0;
+    pthread_mutex_unlock(&l->mu);
+    return n;
+}
+
 bool auth_limit_fail(struct auth_limit *l, const struct sockaddr *sa, uint64_t now_ms)
 {
     uint8_t key[9];
     if (l == NULL || l->max == 0 || !auth_limit_key(sa, key))
         return false;
-    pthread_mutex_lock(&l->mu);
-    struct auth_slot *s = auth_limit_find(l, key, now_ms);
-    if (s == NULL) {
-        struct auth_slot *set = auth_limit_set(l, key);
-        s = &set[0];
-        for (int i = 0; i < AUTH_LIMIT_WAYS; i++) {
-            if (!set[i].used) {
-                s = &set[i];
-                break;
-            }
-            if (set[i].start_ms < s->start_ms)
-                s = &set[i]; /* full: the oldest window goes */
-        }
-        memcpy(s->key, key, 9);
-        s->used = true;
-        s->count = 0;
-        s->start_ms = now_ms;
+    return auth_limit_add(l, key, now_ms) >= l->max;
+}
+
+/* ---- user names, and (user, network) pairs ---- */
+
+/* tag 'u' (a user) or 'p' (a pair: sa != NULL), then the hash. */
+static void auth_limit_name_key(const struct auth_limit *l, const char *user,
+                                const struct sockaddr *sa, uint8_t key[9])
+{
+    uint64_t h = 1469598103934665603ull ^ l->seed ^ 0x5bd1e995u;
+    for (const char *p = user; *p != '\0'; p++) {
+        uint8_t c = (uint8_t)*p;
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c - 'A' + 'a'); /* ASCII only: no locale */
+        h = auth_limit_fnv(h, &c, 1);
     }
-    if (s->count < UINT32_MAX)
-        s->count++;
-    bool blocked = s->count >= l->max;
+    key[0] = 'u';
+    if (sa != NULL) {
+        uint8_t net[9];
+        if (!auth_limit_key(sa, net))
+            memset(net, 0, sizeof(net)); /* another family: one key per user */
+        h = auth_limit_fnv(h ^ 0xff, net, sizeof(net));
+        key[0] = 'p';
+    }
+    memcpy(key + 1, &h, 8);
+}
+
+bool auth_limit_user_blocked(struct auth_limit *l, const char *user, uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0)
+        return false;
+    auth_limit_name_key(l, user, NULL, key);
+    return auth_limit_count(l, key, now_ms) >= l->max;
+}
+
+uint32_t auth_limit_user_fail(struct auth_limit *l, const char *user, uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0)
+        return 0;
+    auth_limit_name_key(l, user, NULL, key);
+    return auth_limit_add(l, key, now_ms);
+}
+
+void auth_limit_pair_add(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                         uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL)
+        return;
+    auth_limit_name_key(l, user, sa, key);
+    pthread_mutex_lock(&l->mu);
+    struct auth_slot *s = auth_limit_get(l, key, now_ms);
+    s->count = 1;
+    s->start_ms = now_ms; /* remembered for a window from the latest one */
     pthread_mutex_unlock(&l->mu);
-    return blocked;
+}
+
+bool auth_limit_pair_seen(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                          uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL)
+        return false;
+    auth_limit_name_key(l, user, sa, key);
+    return auth_limit_count(l, key, now_ms) > 0;
 }

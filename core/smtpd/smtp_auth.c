@@ -43,7 +43,15 @@
  *	frees itself when it comes back.
  *
  *	Failures (535, from the file or a sink) count toward the client
- *	network's limit.  Success: 235 2.7.0, s->auth_user is set for the
+ *	network's limit and the user name's budget, and their reply is held
+ *	back: the session waits in SMTP_P_HOLD (nothing read, like a parked
+ *	session) and the per-connection tick (about once a second) releases
+ *	it once its time has come: delay_ms, doubled with each further
+ *	failure of the session or of the user name, up to
+ *	SMTP_AUTH_DELAY_MAX_MS.  Once the user name has used up its budget,
+ *	its credentials get 454 4.7.0 without any check (no sink, no hash),
+ *	unless this client network logged in as that user before (the
+ *	service's known pairs).  Success: 235 2.7.0, s->auth_user is set for the
  *	rest of the session (sinks see it through sink_auth_user(), the
  *	Received: header names it, relay control lets it relay).
  *	Passwords are wiped from every buffer once checked.
@@ -61,6 +69,7 @@
 #include "sched/sched.h"
 
 #define SMTP_AUTH_DEC_MAX (SMTP_AUTH_LINE_MAX / 4 * 3 + 1)
+#define SMTP_AUTH_DELAY_MAX_MS 5000u /* the longest a failure's reply is held */
 
 enum smtp_auth_step { SMTP_A_PLAIN, SMTP_A_LOGIN_USER, SMTP_A_LOGIN_PASS, SMTP_A_CHECK };
 
@@ -163,21 +172,61 @@ static void smtp_auth_success(struct smtp_session *s)
         return;
     }
     s->auth_user = u;
+    const struct auth_service *svc = auth_service_get();
+    if (svc != NULL) /* the per-user budget exempts this network from now on */
+        auth_limit_pair_add(svc->known, u, (const struct sockaddr *)&s->peer, smtp_now_ms());
     log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s authenticated", s->client, a->mech, u);
     smtp_auth_end(s);
     smtp_reply(s, SMTP_R_AUTH_OK);
 }
 
-/* A failure (535, or reply r when a sink set its own). */
+/* How long the reply of the n-th failure (n >= 1) is held. */
+static uint64_t smtp_auth_delay(uint64_t base_ms, uint32_t n)
+{
+    uint64_t d = base_ms << (n > 4 ? 4 : n - 1); /* 16 * base is past the cap anyway */
+    return d > SMTP_AUTH_DELAY_MAX_MS
+               ? (base_ms > SMTP_AUTH_DELAY_MAX_MS ? base_ms : SMTP_AUTH_DELAY_MAX_MS)
+               : d;
+}
+
+/* A failure (535, or reply r when a sink set its own): counted for the
+ * network and the user name, then the reply is held (SMTP_P_HOLD). */
 static void smtp_auth_failure(struct smtp_session *s, enum smtp_reply_id r)
 {
     const struct auth_service *svc = auth_service_get();
     struct smtp_auth *a = s->auth;
-    bool blocked = svc != NULL &&
-                   auth_limit_fail(svc->limit, (const struct sockaddr *)&s->peer, smtp_now_ms());
+    uint64_t now = smtp_now_ms();
+    const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+    bool blocked = svc != NULL && auth_limit_fail(svc->limit, peer, now);
+    uint32_t ufail = svc != NULL ? auth_limit_user_fail(svc->users, a->user, now) : 0;
+    if (s->auth_failures < UINT32_MAX)
+        s->auth_failures++;
     log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s: authentication failed%s", s->client, a->mech,
             a->user, blocked ? " (client network now blocked)" : "");
-    smtp_auth_fail(s, r);
+    uint32_t n = ufail > s->auth_failures ? ufail : s->auth_failures;
+    uint64_t delay = svc != NULL && svc->delay_ms > 0 ? smtp_auth_delay(svc->delay_ms, n) : 0;
+    smtp_auth_end(s);
+    if (delay == 0 || s->closing || s->phase != SMTP_P_CMD) {
+        smtp_reply(s, r);
+        return;
+    }
+    s->held = r;
+    s->held_until_ms = now + delay;
+    s->phase = SMTP_P_HOLD;
+}
+
+void smtp_auth_hold_tick(struct smtp_session *s, uint64_t now_ms)
+{
+    if (s->phase != SMTP_P_HOLD)
+        log_panic("smtp_auth_hold_tick: no reply is held");
+    if (now_ms < s->held_until_ms)
+        return;
+    s->phase = SMTP_P_CMD;
+    s->last_input_ms = now_ms; /* the wait was ours */
+    smtp_reply(s, s->held);
+    if (s->backlog_over && s->phase == SMTP_P_CMD)
+        smtp_reply(s, SMTP_R_BACKLOG);
+    smtp_session_pump(s); /* what the client pipelined behind the AUTH */
 }
 
 static void smtp_auth_result(struct smtp_session *s, bool ok)
@@ -312,9 +361,26 @@ static bool smtp_auth_user_ok(const char *u, size_t n)
     return true;
 }
 
-/* Decoded credentials: the auth event, then the file. */
+/* Whether the user name has used up its failures and this client
+ * network is not one it logged in from: then nothing is checked. */
+static bool smtp_auth_user_locked(const struct smtp_session *s)
+{
+    const struct auth_service *svc = auth_service_get();
+    const char *u = s->auth->user;
+    uint64_t now = smtp_now_ms();
+    return svc != NULL && auth_limit_user_blocked(svc->users, u, now) &&
+           !auth_limit_pair_seen(svc->known, u, (const struct sockaddr *)&s->peer, now);
+}
+
+/* Decoded credentials: the per-user budget, the auth event, then the file. */
 static void smtp_auth_creds(struct smtp_session *s)
 {
+    if (smtp_auth_user_locked(s)) {
+        log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s: refused, too many failures for the user",
+                s->client, s->auth->mech, s->auth->user);
+        smtp_auth_fail(s, SMTP_R_AUTH_USER_LIMIT);
+        return;
+    }
     s->auth->step = SMTP_A_CHECK;
     smtp_event(s, SINK_EV_AUTH, NULL, smtp_auth_event_cont);
 }

@@ -130,6 +130,7 @@ enum smtp_reply_id {
     SMTP_R_AUTH_LINE_LONG,     /* 500 5.5.6 a response over 12288 octets */
     SMTP_R_AUTH_TEMPFAIL,      /* 454 4.7.0 */
     SMTP_R_AUTH_LIMIT,         /* 421 4.7.0 too many failures from the network, close */
+    SMTP_R_AUTH_USER_LIMIT,    /* 454 4.7.0 too many failures for the user name */
     SMTP_R_SINK_REPLY,         /* the reply the deciding sink set (s->sk->reply) */
     SMTP_R_COUNT_
 };
@@ -231,6 +232,7 @@ enum smtp_phase {
     SMTP_P_SINK,   /* waiting for an event's chain that went pending, or an AUTH hash */
     SMTP_P_AUTH,   /* reading an AUTH response line (smtp_auth.c) */
     SMTP_P_TLS,    /* STARTTLS accepted: waiting for the handshake (nothing is read) */
+    SMTP_P_HOLD,   /* a failed AUTH's reply held back (smtp_auth.c): nothing is read */
 };
 
 enum smtp_hello { SMTP_HELLO_NONE, SMTP_HELLO_HELO, SMTP_HELLO_EHLO };
@@ -342,6 +344,9 @@ struct smtp_session {
     bool tls_wanted;             /* STARTTLS accepted, the handshake has not completed */
     char *auth_user;             /* NULL, or the AUTH identity (owned) */
     struct smtp_auth *auth;      /* an AUTH exchange in progress (smtp_auth.c), else NULL */
+    unsigned auth_failures;      /* failed AUTHs in this session (the delay grows with them) */
+    enum smtp_reply_id held;     /* SMTP_P_HOLD: the reply, sent once ... */
+    uint64_t held_until_ms;      /* ... the tick sees this time */
 
     enum smtp_phase phase;
     bool greeted;      /* the first reply was taken for sending */
@@ -391,7 +396,7 @@ struct smtp_session {
     uint64_t last_input_ms;
     uint64_t line_start_ms;    /* the first octet of the command line not yet whole */
     uint64_t session_start_ms; /* for max_session_time */
-    bool data_timing; /* DATA or BDAT in progress: the rate is checked */
+    bool data_timing;          /* DATA or BDAT in progress: the rate is checked */
     uint64_t data_start_ms, data_bytes;
     /* The envelope of the message waiting for its commit, for the
      * "accepted" log line (the txn is reset when the commit starts). */
@@ -434,6 +439,9 @@ void smtp_auth_proceed(struct smtp_session *s, const char *arg);
 bool smtp_auth_enabled(const struct smtp_session *s);
 /* SMTP_P_AUTH: takes input up to one response line. */
 void smtp_auth_feed(struct smtp_session *s);
+/* SMTP_P_HOLD: sends the held reply once now_ms reaches its time and
+ * takes up the input again (the tick calls it). */
+void smtp_auth_hold_tick(struct smtp_session *s, uint64_t now_ms);
 /* The session ends: an AUTH hash still running is abandoned. */
 void smtp_auth_session_end(struct smtp_session *s);
 /* AUTH's arguments as command sinks see them: the mechanism only. */

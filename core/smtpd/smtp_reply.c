@@ -121,7 +121,8 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_AUTH_OK] = {"235", "2.7.0", "Authentication successful", 0},
     [SMTP_R_AUTH_CHALLENGE] = {"334", NULL, "", 0},
     [SMTP_R_AUTH_FAILED] = {"535", "5.7.8", "Error: authentication failed", E},
-    [SMTP_R_AUTH_NEED_TLS] = {"538", "5.7.11", "Encryption required for requested authentication mechanism", E},
+    [SMTP_R_AUTH_NEED_TLS] = {"538", "5.7.11",
+                              "Encryption required for requested authentication mechanism", E},
     [SMTP_R_AUTH_REQUIRED] = {"530", "5.7.0", "Authentication required", E},
     [SMTP_R_AUTH_TWICE] = {"503", "5.5.1", "Error: already authenticated", E},
     [SMTP_R_AUTH_NEED_EHLO] = {"503", "5.5.1", "Error: send EHLO first", E},
@@ -135,6 +136,9 @@ static const struct smtp_reply_def smtp_replies[SMTP_R_COUNT_] = {
     [SMTP_R_AUTH_LINE_LONG] = {"500", "5.5.6", "Authentication exchange line is too long", E},
     [SMTP_R_AUTH_TEMPFAIL] = {"454", "4.7.0", "Temporary authentication failure", 0},
     [SMTP_R_AUTH_LIMIT] = {"421", "4.7.0", "Error: too many authentication failures", H | C},
+    [SMTP_R_AUTH_USER_LIMIT] =
+        {"454", "4.7.0", "Error: too many authentication failures for this user, try again later",
+         0},
     /* SMTP_R_SINK_REPLY has no row: its code and text are the sink's */
 };
 

@@ -11,8 +11,8 @@
  *	buffer up to each LF; in DATA and BDAT they go to smtp_data.c, which
  *	keeps the body as slices of the same buffers.  The pump stops when the
  *	queue is empty, when the session is parked on a group commit (the
- *	rest of the queue waits for smtp_msg_done) or on an event sink that
- *	went pending (smtp_sinks.c), or when more than
+ *	rest of the queue waits for smtp_msg_done), on an event sink that
+ *	went pending (smtp_sinks.c) or on a failed AUTH's delay, or when more than
  *	SMTP_OUT_HIWAT of replies are pending (a client that pipelines but
  *	never reads; out_done resumes it).  Input held that way is the
  *	backlog; over SMTP_BACKLOG_MAX the session answers 421 and closes.
@@ -42,7 +42,9 @@
  *	octet at a time cannot hold the session past it, as every octet resets
  *	the idle time), with the session's start (max_session_time) and with the
  *	start of the message data (minimum data rate).  A parked session has no timer: the
- *	wait is ours (a sink's is bounded by its binding's deadline).
+ *	wait is ours (a sink's is bounded by its binding's deadline).  The
+ *	tick also releases the reply of a failed AUTH held back in
+ *	SMTP_P_HOLD (smtp_auth.c): the hold has the tick's granularity.
  *
  *	Event sinks: connect fires before the greeting (a refusal replaces
  *	the 220 and ends the session), disconnect when the session is
@@ -258,7 +260,7 @@ void smtp_session_pump(struct smtp_session *s)
         return; /* the outer loop goes on */
     s->pumping = true;
     while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_SINK &&
-           s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS) {
+           s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS && s->phase != SMTP_P_HOLD) {
         /* a transaction under way (MAIL accepted) may finish: the drain's
          * bound (net) closes the connection if it does not */
         if (s->phase == SMTP_P_CMD && s->shutdown && !s->txn.active) {
@@ -433,7 +435,8 @@ void smtp_session_input(struct smtp_session *s, struct mbuf *b, uint32_t off, ui
     s->inq_bytes += len;
     smtp_session_pump(s);
     if (s->inq_bytes > SMTP_BACKLOG_MAX) {
-        if (s->phase == SMTP_P_PARKED || s->phase == SMTP_P_SINK) { /* its reply, then 421 */
+        if (s->phase == SMTP_P_PARKED || s->phase == SMTP_P_SINK ||
+            s->phase == SMTP_P_HOLD) { /* its reply, then 421 */
             s->backlog_over = true;
             smtp_inq_clear(s);
         } else {
@@ -453,6 +456,10 @@ void smtp_session_eof(struct smtp_session *s)
 void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
 {
     const struct cfg *c = s->cfg;
+    if (!s->closing && s->phase == SMTP_P_HOLD) {
+        smtp_auth_hold_tick(s, now_ms); /* the hold is ours: no idle timer */
+        return;
+    }
     if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED ||
         s->phase == SMTP_P_SINK || s->phase == SMTP_P_TLS)
         return; /* a handshake is timed by net */
