@@ -196,6 +196,65 @@ Test(auth, limit_is_bounded)
     auth_limit_destroy(l);
 }
 
+Test(auth, limit_per_user_name)
+{
+    struct auth_limit *u = auth_limit_create(3, 60000, 64);
+    uint64_t t = 2000000;
+    cr_assert(!auth_limit_user_blocked(u, "bob", t));
+    cr_assert_eq(auth_limit_user_fail(u, "bob", t), 1);
+    cr_assert_eq(auth_limit_user_fail(u, "BoB", t + 1), 2); /* ASCII case-insensitive */
+    cr_assert(!auth_limit_user_blocked(u, "bob", t + 2));
+    cr_assert_eq(auth_limit_user_fail(u, "Bob", t + 2), 3);
+    cr_assert(auth_limit_user_blocked(u, "bob", t + 3));
+    cr_assert(auth_limit_user_blocked(u, "BOB", t + 3));
+    cr_assert(!auth_limit_user_blocked(u, "bobby", t + 3));
+    cr_assert(!auth_limit_user_blocked(u, "ann", t + 3));
+    cr_assert(auth_limit_user_blocked(u, "bob", t + 59999));
+    cr_assert(!auth_limit_user_blocked(u, "bob", t + 60000));   /* the window is over */
+    cr_assert_eq(auth_limit_user_fail(u, "bob", t + 60000), 1); /* a new one */
+    auth_limit_destroy(u);
+    /* bounded: 2 sets of 4, the newest names are kept */
+    u = auth_limit_create(1, 60000, 8);
+    char name[32];
+    for (int i = 0; i < 1000; i++) {
+        snprintf(name, sizeof(name), "user%d", i);
+        auth_limit_user_fail(u, name, 5000 + (uint64_t)i);
+        cr_assert(auth_limit_user_blocked(u, name, 5000 + (uint64_t)i));
+    }
+    cr_assert(!auth_limit_user_blocked(u, "user0", 6000)); /* long evicted */
+    auth_limit_destroy(u);
+    /* max 0 and NULL: no budget */
+    u = auth_limit_create(0, 60000, 8);
+    for (int i = 0; i < 10; i++)
+        cr_assert_eq(auth_limit_user_fail(u, "bob", 1), 0);
+    cr_assert(!auth_limit_user_blocked(u, "bob", 1));
+    auth_limit_destroy(u);
+    cr_assert_eq(auth_limit_user_fail(NULL, "bob", 1), 0);
+    cr_assert(!auth_limit_user_blocked(NULL, "bob", 1));
+}
+
+Test(auth, limit_known_pairs)
+{
+    struct auth_limit *k = auth_limit_create(1, 10000, 64);
+    struct sockaddr_storage a = v4("192.0.2.1"), a2 = v6("::ffff:192.0.2.1"), b = v4("192.0.2.2");
+    struct sockaddr_storage x1 = v6("2001:db8:1:2::1"), x2 = v6("2001:db8:1:2::77");
+    uint64_t t = 3000000;
+    cr_assert(!auth_limit_pair_seen(k, "bob", SA(a), t));
+    auth_limit_pair_add(k, "bob", SA(a), t);
+    cr_assert(auth_limit_pair_seen(k, "bob", SA(a), t + 1));
+    cr_assert(auth_limit_pair_seen(k, "BOB", SA(a2), t + 1)); /* the same user and network */
+    cr_assert(!auth_limit_pair_seen(k, "bob", SA(b), t + 1));
+    cr_assert(!auth_limit_pair_seen(k, "ann", SA(a), t + 1));
+    auth_limit_pair_add(k, "bob", SA(a), t + 8000); /* a later login: remembered from then */
+    cr_assert(auth_limit_pair_seen(k, "bob", SA(a), t + 17999));
+    cr_assert(!auth_limit_pair_seen(k, "bob", SA(a), t + 18000));
+    auth_limit_pair_add(k, "bob", SA(x1), t);
+    cr_assert(auth_limit_pair_seen(k, "bob", SA(x2), t + 1)); /* the /64 */
+    auth_limit_destroy(k);
+    cr_assert(!auth_limit_pair_seen(NULL, "bob", SA(a), t));
+    auth_limit_pair_add(NULL, "bob", SA(a), t); /* no memory: nothing */
+}
+
 Test(auth, base64)
 {
     char out[64], enc[64];

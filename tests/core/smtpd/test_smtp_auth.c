@@ -1,5 +1,6 @@
 /* AUTH in the session (core/smtpd/smtp_auth.c): PLAIN and LOGIN, the sequence
  * rules, TLS only, the 12288-octet responses, the failure limit, the
+ * held reply of a failure and the per-user budget, the
  * submission listener, relay, Received:, the hash as a scheduler task,
  * and the auth sink event.  TLS is a flag the test sets on the session. */
 #include <crypt.h>
@@ -77,6 +78,11 @@ static void teardown(void)
     auth_service_install(NULL);
     auth_store_destroy(svc.store);
     auth_limit_destroy(svc.limit);
+    auth_limit_destroy(svc.users);
+    auth_limit_destroy(svc.known);
+    svc.users = svc.known = NULL;
+    svc.delay_ms = 0;
+    smtp_set_test_clock(0);
     unlink(users_path);
 }
 
@@ -474,5 +480,117 @@ Test(smtp_auth, disabled_without_file_or_sink)
     cr_assert_null(strstr(h.reply, "AUTH"), "%s", h.reply);
     h_send(&h, "AUTH PLAIN AGJvYgBzZWNyZXQ=\r\n");
     h_expect(&h, "503 5.5.1 Error: authentication not enabled");
+    h_fini(&h);
+}
+
+/* A session from ip, EHLO answered, at test time now (after the
+ * harness has set its own). */
+static void start_at(struct h *h, const char *ip, uint64_t now)
+{
+    start(h, ip, true, SMTP_L_PLAIN, NULL, false);
+    smtp_set_test_clock(now);
+    ehlo(h);
+}
+
+static void tick(struct h *h, uint64_t now)
+{
+    smtp_set_test_clock(now);
+    smtp_session_tick(h->s, now);
+    h_collect(h);
+}
+
+Test(smtp_auth, failure_reply_held_by_the_tick)
+{
+    struct h h;
+    char bad[256], good[256];
+    plain_line(bad, sizeof(bad), "", "bob", "nope");
+    plain_line(good, sizeof(good), "", "bob", "secret");
+    svc.delay_ms = 1000;
+    uint64_t t = 5000000;
+    start_at(&h, "192.0.2.70", t);
+    h_send(&h, bad);
+    h_expect_none(&h); /* held: the session waits, nothing read */
+    cr_assert_eq(h.s->phase, SMTP_P_HOLD);
+    h_send(&h, "NOOP\r\n"); /* pipelined behind: waits too */
+    h_expect_none(&h);
+    tick(&h, t + 999);
+    h_expect_none(&h);
+    tick(&h, t + 1000);
+    h_expect(&h, "535 5.7.8");
+    h_expect(&h, "250 ");
+    /* the second failure: 2 s, the third 4 s, then 5 s (the cap) */
+    uint64_t now = t + 1000, want[] = {2000, 4000, 5000};
+    for (int i = 0; i < 3; i++) {
+        h_send(&h, i == 2 ? good : bad); /* the per-network limit (3) decides the third */
+        if (i == 2) {
+            h_expect(&h, "421 4.7.0"); /* blocked at the check: not a failure, no hold */
+            break;
+        }
+        tick(&h, now + want[i] - 1);
+        h_expect_none(&h);
+        tick(&h, now + want[i]);
+        h_expect(&h, "535 5.7.8");
+        now += want[i];
+    }
+    h_fini(&h);
+    /* a session that ends while its reply is held */
+    start_at(&h, "192.0.2.71", now);
+    h_send(&h, bad);
+    h_expect_none(&h);
+    smtp_session_eof(h.s);
+    tick(&h, now + 10000);
+    h_expect_none(&h);
+    h_fini(&h);
+}
+
+Test(smtp_auth, per_user_budget)
+{
+    struct h h;
+    char bad[256], good[256], badcase[256];
+    plain_line(bad, sizeof(bad), "", "bob", "nope");
+    plain_line(badcase, sizeof(badcase), "", "BOB", "nope");
+    plain_line(good, sizeof(good), "", "bob", "secret");
+    svc.users = auth_limit_create(3, 60000, 64);
+    svc.known = auth_limit_create(1, AUTH_KNOWN_WINDOW_MS, 64);
+    uint64_t t = 7000000;
+    /* bob logged in from this network before the attack */
+    start_at(&h, "198.51.100.7", t);
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+    /* three failures from three addresses use up bob's budget */
+    const char *ips[] = {"192.0.2.80", "192.0.2.81", "192.0.2.82"};
+    for (int i = 0; i < 3; i++) {
+        start_at(&h, ips[i], t + 1);
+        h_send(&h, i == 1 ? badcase : bad);
+        h_expect(&h, "535 5.7.8");
+        h_fini(&h);
+    }
+    /* now: 454 without a check, even with the right password, from a
+     * network that failed and from a new one */
+    const char *locked[] = {"192.0.2.80", "203.0.113.5"};
+    for (int i = 0; i < 2; i++) {
+        start_at(&h, locked[i], t + 2);
+        h_send(&h, bad);
+        h_expect(&h, "454 4.7.0 Error: too many authentication failures for this user");
+        h_send(&h, good);
+        h_expect(&h, "454 4.7.0");
+        cr_assert(!smtp_session_closing(h.s));
+        h_fini(&h);
+    }
+    /* another user is not affected */
+    start_at(&h, "203.0.113.5", t + 3);
+    h_send(&h, "AUTH PLAIN AGFubgBzM2NyZXQ=\r\n"); /* ann, s3cret */
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+    /* the network bob logged in from still gets its password checked */
+    start_at(&h, "198.51.100.7", t + 4);
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+    /* the window over: a new network may try again */
+    start_at(&h, "203.0.113.5", t + 1 + 60000);
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
     h_fini(&h);
 }
