@@ -2,7 +2,8 @@
 real daemon: smtplib starttls() + login(), 538 over plaintext, 535 and the
 failure limit, 12288-octet responses, authenticated relay, the Received:
 header, a password file reloaded on SIGHUP, a start-up error naming the
-file and line, and an `auth` sink binding.
+file and line, an `auth` sink binding, and guessing spread over many
+addresses: the held 535 and the per-user budget (454).
 
 Every test makes its own certificate with openssl and its own password
 file with `openssl passwd -6` in tmp_path."""
@@ -31,12 +32,13 @@ def write_users(path, users):
     path.write_text("# sluice users\n" + "".join(f"{u}:{passwd6(p)}\n" for u, p in users.items()))
 
 
-def write_conf(tmp_path, users_file, extra="", submission=True, max_failures=3):
+def write_conf(tmp_path, users_file, extra="", submission=True, max_failures=3, delay="0s"):
     cert, key = make_cert(tmp_path)
     conf = tmp_path / "auth.conf"
     text = f'tls {{ cert = "{cert}"; key = "{key}"; }}\n'
     text += f'auth_users = "{users_file}";\n'
     text += f"auth_max_failures = {max_failures};\n"
+    text += f"auth_failure_delay = {delay};\n"  # 0s: the other tests' 535s come at once
     if submission:
         text += 'listen_submission = ["127.0.0.1:0"];\n'
     conf.write_text(text + extra)
@@ -62,8 +64,8 @@ def ctx():
     return c
 
 
-def tls_client(port):
-    s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+def tls_client(port, source="127.0.0.1"):
+    s = smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0))
     s.ehlo("client.example")
     s.starttls(context=ctx())
     s.ehlo("client.example")
@@ -239,3 +241,52 @@ def test_concurrent_sessions_not_blocked_by_hashes(authd):
         c.quit()
     other.quit()
     assert time.monotonic() - t0 < 10
+
+
+def test_guessing_over_addresses_held_and_budgeted(tmp_path, daemon_factory):
+    """Wrong passwords for bob from 6 loopback addresses (one each, in
+    parallel): every 535 is held back (1 s, then doubling to the 5 s cap,
+    released by the once-a-second tick), and the 6th failure uses up bob's
+    budget: then 454 4.7.0 without a check, even for the right password,
+    from a failed address and from a new one, while the address bob logged
+    in from before still logs in."""
+    import concurrent.futures
+    users = tmp_path / "users"
+    write_users(users, {"bob": "secret", "ann": "s3cret"})
+    d = daemon_factory(conf=write_conf(tmp_path, users, delay="1s",
+                                       extra="auth_user_max_failures = 6;\n"))
+    s = tls_client(d.port)  # 127.0.0.1: bob's own network
+    assert s.docmd("AUTH", "PLAIN " + plain("bob", "secret"))[0] == 235
+    s.quit()
+
+    def guess(i):
+        c = tls_client(d.port, f"127.0.0.{i}")
+        t0 = time.monotonic()
+        code, resp = c.docmd("AUTH", "PLAIN " + plain("bob", f"guess{i}"))
+        took = time.monotonic() - t0
+        c.quit()
+        return code, resp, took
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        results = list(ex.map(guess, range(2, 8)))
+    for code, resp, took in results:
+        assert code == 535 and resp.startswith(b"5.7.8"), (code, resp)
+        assert 0.9 <= took < 8, took  # held at least the first delay, at most cap + a tick
+    assert max(r[2] for r in results) >= 1.9  # later failures wait longer
+    assert time.monotonic() - t0 < 20
+
+    for src in ("127.0.0.2", "127.0.0.40"):  # a guessing address, a new one
+        c = tls_client(d.port, src)
+        t1 = time.monotonic()
+        code, resp = c.docmd("AUTH", "PLAIN " + plain("bob", "secret"))
+        assert code == 454 and resp.startswith(b"4.7.0 Error: too many authentication"), resp
+        assert time.monotonic() - t1 < 1  # no hold, no hash
+        c.quit()
+    c = tls_client(d.port, "127.0.0.40")  # another user is not affected
+    assert c.docmd("AUTH", "PLAIN " + plain("ann", "s3cret"))[0] == 235
+    c.quit()
+    c = tls_client(d.port)  # the network bob logged in from
+    assert c.docmd("AUTH", "PLAIN " + plain("bob", "secret"))[0] == 235
+    c.quit()
+    assert d.wait_log(r"AUTH PLAIN: user bob: refused, too many failures for the user")
