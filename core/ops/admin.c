@@ -104,13 +104,6 @@ static void admin_error(int fd, int code, const char *reason, const char *extra,
                   deadline);
 }
 
-/* RFC 9110 tchar */
-static bool admin_tchar(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
 /* Reads the request head into buf (NUL-terminated, CRLF or LF line ends).
  * Returns its length, or an HTTP status to answer with: -400, -408, -431;
  * -1: the client went away (no answer). */
@@ -137,102 +130,6 @@ static int admin_read_head(int fd, char *buf, size_t cap, uint64_t deadline)
         if (len >= cap - 1)
             return -431;
     }
-}
-
-struct admin_req {
-    char method[16];
-    char path[256];
-    bool bad;
-};
-
-/* The end of the head: just after the line end before its first empty
- * line (empty lines before the request line are skipped, RFC 9112 2.2),
- * or the end of the text.  What follows (a body, a pipelined request) is
- * not header lines. */
-static char *admin_head_end(char *head)
-{
-    char *p = head + strspn(head, "\r\n");
-    for (char *nl = strchr(p, '\n'); nl != NULL; nl = strchr(nl + 1, '\n'))
-        if (nl[1] == '\n' || (nl[1] == '\r' && nl[2] == '\n'))
-            return nl + 1;
-    return p + strlen(p);
-}
-
-/* The request line "METHOD SP TARGET SP HTTP/1.x", and header lines that
- * are at least "name:" with a token name. */
-static void admin_parse(char *head, struct admin_req *rq)
-{
-    memset(rq, 0, sizeof(*rq));
-    *admin_head_end(head) = '\0';
-    char *save = NULL;
-    char *line = strtok_r(head, "\n", &save);
-    if (line == NULL) {
-        rq->bad = true;
-        return;
-    }
-    size_t l = strlen(line);
-    if (l > 0 && line[l - 1] == '\r')
-        line[--l] = '\0';
-    char *sp1 = strchr(line, ' ');
-    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL || sp1 == line ||
-        (size_t)(sp1 - line) >= sizeof(rq->method) || sp2 == sp1 + 1 ||
-        (strcmp(sp2 + 1, "HTTP/1.0") != 0 && strcmp(sp2 + 1, "HTTP/1.1") != 0)) {
-        rq->bad = true;
-        return;
-    }
-    for (char *p = line; p < sp1; p++)
-        if (!admin_tchar(*p)) {
-            rq->bad = true;
-            return;
-        }
-    memcpy(rq->method, line, (size_t)(sp1 - line));
-    size_t tlen = (size_t)(sp2 - sp1 - 1);
-    const char *target = sp1 + 1;
-    const char *q = memchr(target, '?', tlen);
-    size_t plen = q ? (size_t)(q - target) : tlen;
-    if (target[0] != '/' || plen >= sizeof(rq->path)) {
-        /* absolute-form and asterisk-form are not served here */
-        rq->bad = target[0] != '/';
-        snprintf(rq->path, sizeof(rq->path), "/(too long)");
-    } else {
-        memcpy(rq->path, target, plen);
-    }
-    for (const char *p = target; p < sp2; p++)
-        if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
-            rq->bad = true;
-    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
-        l = strlen(line);
-        if (l > 0 && line[l - 1] == '\r')
-            line[--l] = '\0';
-        if (l == 0)
-            break;
-        char *colon = strchr(line, ':');
-        if (colon == NULL || colon == line) {
-            rq->bad = true;
-            return;
-        }
-        for (char *p = line; p < colon; p++)
-            if (!admin_tchar(*p)) {
-                rq->bad = true; /* also obsolete line folding: a leading space */
-                return;
-            }
-    }
-}
-
-int admin_request_status(char *head, bool *head_only)
-{
-    struct admin_req rq;
-    admin_parse(head, &rq);
-    *head_only = false;
-    if (rq.bad)
-        return 400;
-    if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0)
-        return 405;
-    if (strcmp(rq.path, "/metrics") != 0)
-        return 404;
-    *head_only = strcmp(rq.method, "HEAD") == 0;
-    return 200;
 }
 
 static void admin_serve(struct admin_server *a, int fd)

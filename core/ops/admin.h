@@ -22,6 +22,9 @@
  *	  another path                             404
  *	  another method                           405 (Allow: GET, HEAD)
  *	  a malformed request line or header       400
+ *	  Content-Length with Transfer-Encoding,   400 (RFC 9112 6.3)
+ *	  differing or invalid Content-Length, or
+ *	  a final transfer coding other than chunked
  *	  a request head over ADMIN_MAX_REQUEST    431
  *	  no complete head within ADMIN_TIMEOUT_MS 408
  *
@@ -76,10 +79,11 @@ const char *admin_listen_addr(const struct admin_server *a);
  * within its time bound), frees a.  NULL is a no-op. */
 void admin_stop(struct admin_server *a);
 
-/* The status a request head gets (200, 400, 404 or 405): head is what
- * was read up to and including the blank line, NUL-terminated (it is cut
- * into lines in place).  *head_only: a HEAD request.  Apart from the
- * socket so that it can be tested and fuzzed on a buffer. */
+/* The status a request head gets (200, 400, 404 or 405; in
+ * core/ops/admin_http.c): head is what was read up to and including the
+ * blank line, NUL-terminated (it is cut into lines in place).
+ * *head_only: a HEAD request.  Apart from the socket so that it can be
+ * tested and fuzzed on a buffer. */
 int admin_request_status(char *head, bool *head_only);
 
 /* The exposition text, malloc'd (the caller frees it), *len its length;
