@@ -1,18 +1,40 @@
 /*
  * NAME
  *	admin - the admin HTTP listener: GET /metrics
+ * SYNOPSIS
+ *	#include "core/ops/admin.h"
  * DESCRIPTION
- *	See admin.h.  One thread, one connection at a time: accept (blocking),
- *	read the request head until the blank line under a size bound and one
- *	deadline (poll before each read), answer, then close HTTP/1.0 style:
- *	shut our side down and drain what the client still sends for a short
- *	while before close(2), so that unread request bytes do not turn the
- *	close into a reset that could destroy the response in flight (the
- *	"lingering close" of Apache and nginx).
+ *	See admin.h.  One thread runs a poll(2) loop over the listening
+ *	socket, an eventfd that admin_stop() writes, and up to
+ *	ADMIN_MAX_CONNS non-blocking connections, so that no connection can
+ *	hold up another: a scrape is answered while idle or slow clients sit
+ *	in their own slots.  Each connection moves through three states, each
+ *	with its own deadline:
  *
- *	admin_stop() shuts the listening socket down, which makes the blocked
- *	accept(2) return (EINVAL on Linux); the thread sees the stop flag and
- *	exits.
+ *	  HEAD    read the request head until the blank line, under
+ *	          ADMIN_MAX_REQUEST octets and ADMIN_TIMEOUT_MS from accept;
+ *	          nothing received by then: closed; part of a head: 408
+ *	  SEND    write the response (ADMIN_TIMEOUT_MS), then FIN
+ *	  LINGER  discard what the client still sends (ADMIN_LINGER_MS,
+ *	          ADMIN_LINGER_BYTES) before close(2), so that unread request
+ *	          bytes do not turn the close into a reset that could destroy
+ *	          the response in flight (the "lingering close" of Apache and
+ *	          nginx)
+ *
+ *	One request per connection: whatever follows the head (a body, a
+ *	pipelined request) is never parsed; it is drained in LINGER.
+ *
+ *	When every slot is taken, a new connection takes the slot of the
+ *	oldest connection still in HEAD, which is closed without an answer:
+ *	idle connections cannot lock a scrape out, and a scraper sends its
+ *	head at once, so it is the newest, not the oldest.  When no slot is
+ *	in HEAD (all are answering), new connections wait in the listen
+ *	backlog until one frees, within ADMIN_TIMEOUT_MS + ADMIN_LINGER_MS.
+ * DIAGNOSTICS
+ *	accept(2) failures other than a connection aborted early are logged
+ *	(LOG_WARN) and pause accepting for 100 ms; a connection that cannot
+ *	get memory is closed.  Per-request failures are HTTP statuses, not
+ *	log lines.  poll(2) failing other than by EINTR is a panic.
  */
 #include "core/ops/admin.h"
 
@@ -27,62 +49,82 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#define ADMIN_LINGER_MS 1000     /* drain after our response before close */
-#define ADMIN_LINGER_BYTES 65536 /* at most this much of it */
+#define ADMIN_LINGER_MS 1000      /* drain after our response before close */
+#define ADMIN_LINGER_BYTES 65536  /* at most this much of it */
+#define ADMIN_ACCEPT_PAUSE_MS 100 /* after EMFILE and friends: not a hot loop */
+#define ADMIN_ACCEPT_BURST 16     /* accepts per loop turn */
+
+enum admin_state { ADMIN_FREE, ADMIN_HEAD, ADMIN_SEND, ADMIN_LINGER };
+
+struct admin_conn {
+    enum admin_state st;
+    int fd;
+    uint64_t since;    /* accept time: who is the oldest */
+    uint64_t deadline; /* of the current state */
+    char *buf;         /* HEAD: the head so far; SEND: the response (owned, malloc'd) */
+    size_t len;        /* octets in buf */
+    size_t off;        /* SEND: octets sent; LINGER: octets discarded */
+};
 
 struct admin_server {
     struct admin_sources src;
-    int fd;
+    int fd;   /* listening, non-blocking */
+    int wake; /* eventfd: admin_stop wakes the loop */
     pthread_t thread;
-    atomic_bool stop; /* release in admin_stop pairs with acquire in the accept loop */
+    atomic_bool stop; /* release in admin_stop pairs with acquire in admin_main */
+    uint64_t accept_pause_until;
+    struct admin_conn conn[ADMIN_MAX_CONNS]; /* owned by the thread */
     char addr[64];
 };
 
-/* Waits for fd to be ready for ev until deadline: 1 ready, 0 timed out,
- * -1 error. */
-static int admin_wait(int fd, short ev, uint64_t deadline)
+static void admin_conn_close(struct admin_conn *c)
 {
-    for (;;) {
-        uint64_t now = clock_mono_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p = {.fd = fd, .events = ev};
-        int rc = poll(&p, 1, (int)(deadline - now));
-        if (rc > 0)
-            return 1;
-        if (rc == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
+    close(c->fd);
+    free(c->buf);
+    *c = (struct admin_conn){.st = ADMIN_FREE, .fd = -1};
 }
 
-static void admin_send_all(int fd, const char *p, size_t n, uint64_t deadline)
+/* Our side is done: FIN, then LINGER. */
+static void admin_conn_linger(struct admin_conn *c)
 {
-    while (n > 0) {
-        if (admin_wait(fd, POLLOUT, deadline) <= 0)
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->off = 0;
+    shutdown(c->fd, SHUT_WR);
+    c->st = ADMIN_LINGER;
+    c->deadline = clock_mono_ms() + ADMIN_LINGER_MS;
+}
+
+/* SEND: as much as the socket takes now. */
+static void admin_conn_send(struct admin_conn *c)
+{
+    while (c->off < c->len) {
+        ssize_t w = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
             return;
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w < 0) {
-            if (errno == EINTR || errno == EAGAIN)
-                continue;
+        if (w <= 0) {
+            admin_conn_close(c);
             return;
         }
-        p += w;
-        n -= (size_t)w;
+        c->off += (size_t)w;
     }
+    admin_conn_linger(c);
 }
 
-static void admin_respond(int fd, int code, const char *reason, const char *ctype,
-                          const char *extra, const char *body, size_t blen, bool head_only,
-                          uint64_t deadline)
+/* HEAD -> SEND with the response in one buffer; body is borrowed. */
+static void admin_conn_respond(struct admin_conn *c, int code, const char *reason,
+                               const char *ctype, const char *extra, const char *body, size_t blen,
+                               bool head_only)
 {
     char h[512];
     int n = snprintf(h, sizeof(h),
@@ -90,234 +132,217 @@ static void admin_respond(int fd, int code, const char *reason, const char *ctyp
                      "Connection: close\r\n\r\n",
                      code, reason, ctype, blen, extra ? extra : "");
     if (n < 0 || (size_t)n >= sizeof(h))
-        log_panic("admin_respond: header too long");
-    admin_send_all(fd, h, (size_t)n, deadline);
-    if (!head_only)
-        admin_send_all(fd, body, blen, deadline);
+        log_panic("admin_conn_respond: header too long");
+    if (head_only)
+        blen = 0;
+    char *out = malloc((size_t)n + blen);
+    if (out == NULL) {
+        admin_conn_close(c);
+        return;
+    }
+    memcpy(out, h, (size_t)n);
+    if (blen > 0)
+        memcpy(out + n, body, blen);
+    free(c->buf);
+    c->buf = out;
+    c->len = (size_t)n + blen;
+    c->off = 0;
+    c->st = ADMIN_SEND;
+    c->deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
+    admin_conn_send(c);
 }
 
-static void admin_error(int fd, int code, const char *reason, const char *extra, uint64_t deadline)
+static void admin_conn_error(struct admin_conn *c, int code, const char *reason, const char *extra)
 {
     char body[128];
     int n = snprintf(body, sizeof(body), "%d %s\n", code, reason);
-    admin_respond(fd, code, reason, "text/plain; charset=utf-8", extra, body, (size_t)n, false,
-                  deadline);
+    admin_conn_respond(c, code, reason, "text/plain; charset=utf-8", extra, body, (size_t)n, false);
 }
 
-/* RFC 9110 tchar */
-static bool admin_tchar(char c)
+/* A complete head is in c->buf: answer it. */
+static void admin_conn_answer(struct admin_server *a, struct admin_conn *c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-/* Reads the request head into buf (NUL-terminated, CRLF or LF line ends).
- * Returns its length, or an HTTP status to answer with: -400, -408, -431;
- * -1: the client went away (no answer). */
-static int admin_read_head(int fd, char *buf, size_t cap, uint64_t deadline)
-{
-    size_t len = 0;
-    for (;;) {
-        int r = admin_wait(fd, POLLIN, deadline);
-        if (r == 0)
-            return len == 0 ? -1 : -408;
-        if (r < 0)
-            return -1;
-        ssize_t n = recv(fd, buf + len, cap - 1 - len, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            return len == 0 ? -1 : -400; /* EOF inside the head */
-        len += (size_t)n;
-        buf[len] = '\0';
-        if (strstr(buf, "\r\n\r\n") || strstr(buf, "\n\n"))
-            return (int)len;
-        if (memchr(buf, '\0', len) != NULL)
-            return -400;
-        if (len >= cap - 1)
-            return -431;
-    }
-}
-
-struct admin_req {
-    char method[16];
-    char path[256];
-    bool bad;
-};
-
-/* The end of the head: just after the line end before its first empty
- * line (empty lines before the request line are skipped, RFC 9112 2.2),
- * or the end of the text.  What follows (a body, a pipelined request) is
- * not header lines. */
-static char *admin_head_end(char *head)
-{
-    char *p = head + strspn(head, "\r\n");
-    for (char *nl = strchr(p, '\n'); nl != NULL; nl = strchr(nl + 1, '\n'))
-        if (nl[1] == '\n' || (nl[1] == '\r' && nl[2] == '\n'))
-            return nl + 1;
-    return p + strlen(p);
-}
-
-/* The request line "METHOD SP TARGET SP HTTP/1.x", and header lines that
- * are at least "name:" with a token name. */
-static void admin_parse(char *head, struct admin_req *rq)
-{
-    memset(rq, 0, sizeof(*rq));
-    *admin_head_end(head) = '\0';
-    char *save = NULL;
-    char *line = strtok_r(head, "\n", &save);
-    if (line == NULL) {
-        rq->bad = true;
-        return;
-    }
-    size_t l = strlen(line);
-    if (l > 0 && line[l - 1] == '\r')
-        line[--l] = '\0';
-    char *sp1 = strchr(line, ' ');
-    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-    if (sp1 == NULL || sp2 == NULL || strchr(sp2 + 1, ' ') != NULL || sp1 == line ||
-        (size_t)(sp1 - line) >= sizeof(rq->method) || sp2 == sp1 + 1 ||
-        (strcmp(sp2 + 1, "HTTP/1.0") != 0 && strcmp(sp2 + 1, "HTTP/1.1") != 0)) {
-        rq->bad = true;
-        return;
-    }
-    for (char *p = line; p < sp1; p++)
-        if (!admin_tchar(*p)) {
-            rq->bad = true;
-            return;
-        }
-    memcpy(rq->method, line, (size_t)(sp1 - line));
-    size_t tlen = (size_t)(sp2 - sp1 - 1);
-    const char *target = sp1 + 1;
-    const char *q = memchr(target, '?', tlen);
-    size_t plen = q ? (size_t)(q - target) : tlen;
-    if (target[0] != '/' || plen >= sizeof(rq->path)) {
-        /* absolute-form and asterisk-form are not served here */
-        rq->bad = target[0] != '/';
-        snprintf(rq->path, sizeof(rq->path), "/(too long)");
-    } else {
-        memcpy(rq->path, target, plen);
-    }
-    for (const char *p = target; p < sp2; p++)
-        if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
-            rq->bad = true;
-    while ((line = strtok_r(NULL, "\n", &save)) != NULL) {
-        l = strlen(line);
-        if (l > 0 && line[l - 1] == '\r')
-            line[--l] = '\0';
-        if (l == 0)
-            break;
-        char *colon = strchr(line, ':');
-        if (colon == NULL || colon == line) {
-            rq->bad = true;
-            return;
-        }
-        for (char *p = line; p < colon; p++)
-            if (!admin_tchar(*p)) {
-                rq->bad = true; /* also obsolete line folding: a leading space */
-                return;
-            }
-    }
-}
-
-int admin_request_status(char *head, bool *head_only)
-{
-    struct admin_req rq;
-    admin_parse(head, &rq);
-    *head_only = false;
-    if (rq.bad)
-        return 400;
-    if (strcmp(rq.method, "GET") != 0 && strcmp(rq.method, "HEAD") != 0)
-        return 405;
-    if (strcmp(rq.path, "/metrics") != 0)
-        return 404;
-    *head_only = strcmp(rq.method, "HEAD") == 0;
-    return 200;
-}
-
-static void admin_serve(struct admin_server *a, int fd)
-{
-    uint64_t deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
-    char *head = malloc(ADMIN_MAX_REQUEST + 1);
-    if (head == NULL)
-        return;
-    int n = admin_read_head(fd, head, ADMIN_MAX_REQUEST + 1, deadline);
-    int status = 0;
     bool head_only = false;
-    uint64_t out_deadline = clock_mono_ms() + ADMIN_TIMEOUT_MS;
-    if (n == -1) {
-        free(head);
-        return;
-    }
-    if (n == -408) {
-        admin_error(fd, 408, "Request Timeout", NULL, out_deadline);
-    } else if (n == -431) {
-        admin_error(fd, 431, "Request Header Fields Too Large", NULL, out_deadline);
-    } else if (n < 0) {
-        admin_error(fd, 400, "Bad Request", NULL, out_deadline);
-    } else if ((status = admin_request_status(head, &head_only)) == 400) {
-        admin_error(fd, 400, "Bad Request", NULL, out_deadline);
+    int status = admin_request_status(c->buf, &head_only);
+    if (status == 400) {
+        admin_conn_error(c, 400, "Bad Request", NULL);
     } else if (status == 405) {
-        admin_error(fd, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n", out_deadline);
+        admin_conn_error(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
     } else if (status == 404) {
-        admin_error(fd, 404, "Not Found", NULL, out_deadline);
+        admin_conn_error(c, 404, "Not Found", NULL);
     } else {
         size_t blen = 0;
         char *body = admin_metrics_render(&a->src, &blen);
         if (body == NULL)
-            admin_error(fd, 500, "Internal Server Error", NULL, out_deadline);
+            admin_conn_error(c, 500, "Internal Server Error", NULL);
         else
-            admin_respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body,
-                          blen, head_only, out_deadline);
+            admin_conn_respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL, body,
+                               blen, head_only);
         free(body);
     }
-    free(head);
 }
 
-/* Our side is done: FIN, then discard what the client still sends (a
- * bounded amount, a bounded time) so close(2) does not reset the
- * connection under the response. */
-static void admin_linger_close(int fd)
+/* HEAD: one recv (fair to the other connections), then judge what is
+ * there.  CRLF or LF line ends; a NUL is a 400, a full buffer a 431. */
+static void admin_conn_read_head(struct admin_server *a, struct admin_conn *c)
 {
-    shutdown(fd, SHUT_WR);
-    uint64_t deadline = clock_mono_ms() + ADMIN_LINGER_MS;
-    size_t left = ADMIN_LINGER_BYTES;
-    char sink[4096];
-    while (left > 0 && admin_wait(fd, POLLIN, deadline) > 0) {
-        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0)
-            break;
-        left -= (size_t)n < left ? (size_t)n : left;
+    ssize_t n = recv(c->fd, c->buf + c->len, ADMIN_MAX_REQUEST - c->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        if (c->len == 0 || n < 0)
+            admin_conn_close(c); /* gone before a request, or reset */
+        else
+            admin_conn_error(c, 400, "Bad Request", NULL); /* EOF inside the head */
+        return;
     }
-    close(fd);
+    c->len += (size_t)n;
+    c->buf[c->len] = '\0';
+    if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n"))
+        admin_conn_answer(a, c);
+    else if (memchr(c->buf, '\0', c->len) != NULL)
+        admin_conn_error(c, 400, "Bad Request", NULL);
+    else if (c->len >= ADMIN_MAX_REQUEST)
+        admin_conn_error(c, 431, "Request Header Fields Too Large", NULL);
+}
+
+/* LINGER: discard what arrives; EOF, an error or the byte bound ends it. */
+static void admin_conn_drain(struct admin_conn *c)
+{
+    char sink[4096];
+    ssize_t n = recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0 || (c->off += (size_t)n) >= ADMIN_LINGER_BYTES)
+        admin_conn_close(c);
+}
+
+static void admin_conn_expire(struct admin_conn *c)
+{
+    if (c->st == ADMIN_HEAD && c->len > 0)
+        admin_conn_error(c, 408, "Request Timeout", NULL);
+    else
+        admin_conn_close(c); /* idle, a client that does not read, or lingering done */
+}
+
+/* A free slot, or the one of the oldest connection still in HEAD
+ * (closed here); NULL when every slot is answering. */
+static struct admin_conn *admin_slot(struct admin_server *a)
+{
+    struct admin_conn *oldest = NULL;
+    for (int i = 0; i < ADMIN_MAX_CONNS; i++) {
+        struct admin_conn *c = &a->conn[i];
+        if (c->st == ADMIN_FREE)
+            return c;
+        if (c->st == ADMIN_HEAD && (oldest == NULL || c->since < oldest->since))
+            oldest = c;
+    }
+    if (oldest != NULL)
+        admin_conn_close(oldest);
+    return oldest;
+}
+
+static bool admin_can_accept(const struct admin_server *a)
+{
+    for (int i = 0; i < ADMIN_MAX_CONNS; i++)
+        if (a->conn[i].st == ADMIN_FREE || a->conn[i].st == ADMIN_HEAD)
+            return true;
+    return false;
+}
+
+static void admin_accept(struct admin_server *a)
+{
+    for (int k = 0; k < ADMIN_ACCEPT_BURST && admin_can_accept(a); k++) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+                return;
+            log_msg(LOG_WARN, "admin %s: accept: %s", a->addr, strerror(errno));
+            a->accept_pause_until = clock_mono_ms() + ADMIN_ACCEPT_PAUSE_MS;
+            return;
+        }
+        char *buf = malloc(ADMIN_MAX_REQUEST + 1);
+        if (buf == NULL) {
+            close(fd);
+            return;
+        }
+        struct admin_conn *c = admin_slot(a);
+        uint64_t now = clock_mono_ms();
+        *c = (struct admin_conn){.st = ADMIN_HEAD,
+                                 .fd = fd,
+                                 .since = now,
+                                 .deadline = now + ADMIN_TIMEOUT_MS,
+                                 .buf = buf};
+        buf[0] = '\0';
+    }
+}
+
+static void admin_conn_event(struct admin_server *a, struct admin_conn *c)
+{
+    switch (c->st) {
+    case ADMIN_HEAD:
+        admin_conn_read_head(a, c);
+        break;
+    case ADMIN_SEND:
+        admin_conn_send(c);
+        break;
+    case ADMIN_LINGER:
+        admin_conn_drain(c);
+        break;
+    case ADMIN_FREE:
+        log_panic("admin_conn_event: a free slot was polled");
+    }
 }
 
 static void *admin_main(void *arg)
 {
     struct admin_server *a = arg;
     log_set_thread_tag("admin");
+    struct pollfd p[ADMIN_MAX_CONNS + 2];
+    struct admin_conn *polled[ADMIN_MAX_CONNS];
     for (;;) {
-        int fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC);
+        uint64_t now = clock_mono_ms();
+        uint64_t next = UINT64_MAX;
+        int np = 2, nc = 0;
+        for (int i = 0; i < ADMIN_MAX_CONNS; i++) {
+            struct admin_conn *c = &a->conn[i];
+            if (c->st != ADMIN_FREE && c->deadline <= now)
+                admin_conn_expire(c); /* a 408 moves on to SEND with a new deadline */
+            if (c->st == ADMIN_FREE)
+                continue;
+            if (c->deadline < next)
+                next = c->deadline;
+            polled[nc++] = c;
+            p[np++] =
+                (struct pollfd){.fd = c->fd, .events = c->st == ADMIN_SEND ? POLLOUT : POLLIN};
+        }
+        p[0] = (struct pollfd){.fd = a->wake, .events = POLLIN};
+        p[1] = (struct pollfd){.fd = -1}; /* ignored by poll */
+        if (now < a->accept_pause_until) {
+            if (a->accept_pause_until < next)
+                next = a->accept_pause_until;
+        } else if (admin_can_accept(a)) {
+            p[1].fd = a->fd;
+            p[1].events = POLLIN;
+        }
+        int timeout = next == UINT64_MAX ? -1 : (int)(next - now);
+        int rc = poll(p, (nfds_t)np, timeout);
+        if (rc < 0 && errno != EINTR)
+            log_panic("admin_main: poll: %s", strerror(errno));
         /* acquire: pairs with the release store in admin_stop */
-        if (atomic_load_explicit(&a->stop, memory_order_acquire)) {
-            if (fd >= 0)
-                close(fd);
+        if (atomic_load_explicit(&a->stop, memory_order_acquire))
             break;
-        }
-        if (fd < 0) {
-            if (errno != EINTR && errno != ECONNABORTED) {
-                log_msg(LOG_WARN, "admin %s: accept: %s", a->addr, strerror(errno));
-                /* EMFILE and friends: not a hot loop */
-                struct timespec ts = {0, 100 * 1000000};
-                nanosleep(&ts, NULL);
-            }
+        if (rc <= 0)
             continue;
-        }
-        admin_serve(a, fd);
-        admin_linger_close(fd);
+        for (int i = 0; i < nc; i++)
+            if (p[i + 2].revents != 0 && polled[i]->st != ADMIN_FREE)
+                admin_conn_event(a, polled[i]);
+        if (p[1].revents != 0)
+            admin_accept(a);
     }
+    for (int i = 0; i < ADMIN_MAX_CONNS; i++)
+        if (a->conn[i].st != ADMIN_FREE)
+            admin_conn_close(&a->conn[i]);
     return NULL;
 }
 
@@ -337,10 +362,17 @@ int admin_start(const struct admin_sources *src, const char *where, struct admin
     }
     a->src = *src;
     atomic_init(&a->stop, false);
-    a->fd = socket(ca.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    a->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (a->wake < 0) {
+        int rc = -errno;
+        snprintf(err, errlen, "admin_listen %s: eventfd: %s", where, strerror(errno));
+        free(a);
+        return rc;
+    }
+    a->fd = socket(ca.ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1, rc = 0;
     if (a->fd < 0 || setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-        bind(a->fd, (struct sockaddr *)&ca.ss, ca.len) < 0 || listen(a->fd, 16) < 0) {
+        bind(a->fd, (struct sockaddr *)&ca.ss, ca.len) < 0 || listen(a->fd, 128) < 0) {
         rc = -errno;
         snprintf(err, errlen, "admin_listen %s: %s", where, strerror(errno));
         goto fail;
@@ -371,6 +403,7 @@ int admin_start(const struct admin_sources *src, const char *where, struct admin
 fail:
     if (a->fd >= 0)
         close(a->fd);
+    close(a->wake);
     free(a);
     return rc;
 }
@@ -384,10 +417,13 @@ void admin_stop(struct admin_server *a)
 {
     if (a == NULL)
         return;
-    /* release: pairs with the acquire after accept in admin_main */
+    /* release: pairs with the acquire after poll in admin_main */
     atomic_store_explicit(&a->stop, true, memory_order_release);
-    shutdown(a->fd, SHUT_RDWR); /* the blocked accept returns */
+    uint64_t one = 1;
+    if (write(a->wake, &one, sizeof(one)) != (ssize_t)sizeof(one))
+        log_panic("admin_stop: eventfd write: %s", strerror(errno));
     pthread_join(a->thread, NULL);
     close(a->fd);
+    close(a->wake);
     free(a);
 }

@@ -186,6 +186,66 @@ def test_http_errors_and_bounds(daemon_factory):
     assert fetch(addr)[0] == 200
 
 
+def timed_scrape(addr):
+    t0 = time.monotonic()
+    status, _, body = fetch(addr)
+    return status, body, time.monotonic() - t0
+
+
+@pytest.mark.parametrize("idle", [10, 100])
+def test_idle_connections_do_not_stall_a_scrape(daemon_factory, idle):
+    """Idle connections (and half-sent heads) sit in their own slots; past
+    the 64 slots the oldest waiting ones give way.  Each would have held a
+    one-at-a-time listener for 5 s."""
+    d = daemon_factory(admin_listen="127.0.0.1:0")
+    addr = admin_addr(d)
+    host, port = addr.rsplit(":", 1)
+    socks = []
+    try:
+        for i in range(idle):
+            c = socket.create_connection((host, int(port)), timeout=5)
+            if i % 2:
+                c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never ended
+            socks.append(c)
+        for _ in range(3):
+            status, body, took = timed_scrape(addr)
+            assert status == 200 and "sluice_messages_accepted_total" in body
+            assert took < 2.0, f"scrape took {took:.2f}s with {idle} idle connections"
+    finally:
+        for c in socks:
+            c.close()
+
+
+def test_body_framing_errors(daemon_factory):
+    """RFC 9112 6.3: Content-Length with Transfer-Encoding, or two different
+    Content-Length values, is a 400; a GET body is ignored, never taken for
+    a next request (the connection closes after one response)."""
+    d = daemon_factory(admin_listen="127.0.0.1:0")
+    addr = admin_addr(d)
+    bad = [
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"GET /metrics HTTP/1.1\r\nContent-Length: 0, 7\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ]
+    for req in bad:
+        out = raw(addr, req)
+        assert out.startswith(b"HTTP/1.1 400 "), (req, out[:80])
+        assert b"Connection: close" in out
+
+    smuggled = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    req = (b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+           + smuggled)
+    out = raw(addr, req)
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:80]
+    assert out.count(b"HTTP/1.1 ") == 1, "the body was answered as a second request"
+    head, _, body = out.partition(b"\r\n\r\n")
+    m = re.search(rb"Content-Length: (\d+)", head)
+    assert m and int(m.group(1)) == len(body)
+
+
 def test_admin_listen_off_and_invalid(daemon_factory, tmp_path):
     d = daemon_factory(admin_listen='""')
     assert not re.search(r"metrics at http://", d.log())

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ops/admin.h"
@@ -252,6 +253,59 @@ Test(admin, errors, .init = adm_setup, .fini = adm_teardown)
     r = adm_get("GET /metrics HTTP/1.1\r\n\r\n");
     cr_assert_eq(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0, "%s", r);
     free(r);
+}
+
+static int adm_connect(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)adm_port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    return fd;
+}
+
+static double adm_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Idle connections, and connections that sent part of a head, do not
+ * hold up a scrape: fewer than the slots, and more (the oldest waiting
+ * ones give way).  admin_stop then closes whatever is still open. */
+Test(admin, idle_connections_do_not_block, .init = adm_setup, .fini = adm_teardown)
+{
+    static const int counts[] = {10, ADMIN_MAX_CONNS + 36};
+    for (size_t k = 0; k < sizeof(counts) / sizeof(counts[0]); k++) {
+        int n = counts[k];
+        int *fds = malloc(sizeof(int) * (size_t)n);
+        for (int i = 0; i < n; i++) {
+            fds[i] = adm_connect();
+            if (i % 2 == 1) /* half of them: a head begun, never ended */
+                cr_assert_eq(send(fds[i], "GET /metrics HTTP/1.1\r\n", 23, MSG_NOSIGNAL), 23);
+        }
+        double t0 = adm_now();
+        char *r = adm_get("GET /metrics HTTP/1.1\r\n\r\n");
+        double took = adm_now() - t0;
+        cr_assert_eq(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0, "%d idle: %.60s", n, r);
+        cr_assert_lt(took, 1.0, "%d idle connections: the scrape took %.3f s", n, took);
+        free(r);
+        for (int i = 0; i < n; i++)
+            close(fds[i]);
+        free(fds);
+    }
+    /* left open for admin_stop, which must not wait for their deadline */
+    int left[8];
+    for (int i = 0; i < 8; i++)
+        left[i] = adm_connect();
+    double t0 = adm_now();
+    admin_stop(adm);
+    adm = NULL;
+    cr_assert_lt(adm_now() - t0, 1.0, "admin_stop waited for idle connections");
+    for (int i = 0; i < 8; i++)
+        close(left[i]);
 }
 
 Test(admin, bad_address)
