@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "core/base/json.h"
+#include "core/base/utf8.h"
 #include "core/cfg/cfg.h"
 
 void ctl_request_fini(struct ctl_request *req)
@@ -99,9 +100,13 @@ int ctl_request_parse(const char *text, size_t len, struct ctl_request *req, cha
         rc = ctl_bad(err, errlen, "\"args\" must be an array of strings");
     if (rc == 0 && args != NULL && cfg_node_count(args) > CTL_MAX_ARGS)
         rc = ctl_bad(err, errlen, "more than %d args", CTL_MAX_ARGS);
-    for (size_t i = 0; rc == 0 && args != NULL && i < cfg_node_count(args); i++)
-        if (cfg_node_type(cfg_node_at(args, i)) != CFG_STRING)
+    for (size_t i = 0; rc == 0 && args != NULL && i < cfg_node_count(args); i++) {
+        const struct cfg_node *a = cfg_node_at(args, i);
+        if (cfg_node_type(a) != CFG_STRING)
             rc = ctl_bad(err, errlen, "\"args\" must be an array of strings");
+        else if (!utf8_valid(cfg_node_str(a), strlen(cfg_node_str(a))))
+            rc = ctl_bad(err, errlen, "arg %zu is not UTF-8 (RFC 8259 8.1)", i + 1);
+    }
     if (rc == 0) {
         req->verb = strdup(cfg_node_str(verb));
         bool oom = req->verb == NULL;
