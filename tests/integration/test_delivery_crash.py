@@ -168,7 +168,8 @@ def test_crash_loop_ingest_and_delivery(daemon_factory, tmp_path, capsys):
                       delivery_concurrency=CONCURRENCY)
             stop = threading.Event()
             ts = [threading.Thread(target=load_client,
-                                   args=(d.port, "k%dt%d" % (rnd, i), stop, results, lock),
+                                   args=(d.port, "k%dt%d" % (rnd, i), stop, results, lock,
+                                         0.02),
                                    daemon=True) for i in range(4)]
             for t in ts:
                 t.start()

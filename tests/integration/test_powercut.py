@@ -27,7 +27,8 @@ from conftest import (BUILD, spool_cat, spool_list, spool_verify,
 SHIM = os.path.join(BUILD, "tests", "libpowercut.so")
 CUTS = int(os.environ.get("SLUICE_POWERCUT_CUTS", "10"))
 SEED = int(os.environ.get("SLUICE_POWERCUT_SEED", str(int(time.time()))))
-CALIBRATE = 24  # messages in the run that counts the writes
+CALIBRATE = 48  # messages in the run that counts the writes
+SEGMENT = "64kb"  # the smallest segments: rotation and sealing within a run
 
 
 def body_for(sender):
@@ -152,7 +153,8 @@ def test_power_cut_points(daemon_factory, tmp_path, capsys):
     spool = str(tmp_path / "cal")
     os.mkdir(spool)
     count = str(tmp_path / "count")
-    d = daemon_factory(spool=spool, env=shim_env(spool, SLUICE_POWERCUT_COUNT=count))
+    d = daemon_factory(spool=spool, segment_size=SEGMENT,
+                       env=shim_env(spool, SLUICE_POWERCUT_COUNT=count))
     load(d, CALIBRATE // 3, "cal")
     assert d.stop() == 0
     writes = int(open(count).read())
@@ -168,7 +170,7 @@ def test_power_cut_points(daemon_factory, tmp_path, capsys):
         os.makedirs(spool)
         os.makedirs(out)
         try:
-            d = daemon_factory(spool=spool, env=shim_env(
+            d = daemon_factory(spool=spool, segment_size=SEGMENT, env=shim_env(
                 spool, SLUICE_POWERCUT_AT=at, SLUICE_POWERCUT_OUT=out,
                 SLUICE_POWERCUT_SEED=rng.getrandbits(32), SLUICE_POWERCUT_MODE=mode))
         except RuntimeError as e:  # the cut came during start-up
@@ -184,7 +186,7 @@ def test_power_cut_points(daemon_factory, tmp_path, capsys):
         try:
             n = check_state(snap, synced, results, mode)
             if i % 5 == 0:  # the daemon recovers it, cuts torn tails, takes mail
-                r = daemon_factory(spool=snap)
+                r = daemon_factory(spool=snap, segment_size=SEGMENT)
                 assert r.wait_log(r"recovered", timeout=5), r.log()
                 smtplib.SMTP("127.0.0.1", r.port, timeout=10).sendmail(
                     "after-0@example.test", ["r@example.test"], body_for("after-0@example.test"))
