@@ -209,3 +209,48 @@ def test_power_cut_points(daemon_factory, tmp_path, capsys):
               "messages checked, %d recoveries by sluiced" % (runs, writes, SEED, checked,
                                                                recovered))
     assert checked > 0
+
+
+SHIM_DEMO = r"""
+import os, sys
+d = sys.argv[1]
+fd = os.open(d + "/old", os.O_WRONLY)            # existed before: synced as found
+os.pwrite(fd, b"B" * 100, 100)                   # write 1, never synced
+fd2 = os.open(d + "/new", os.O_WRONLY | os.O_CREAT, 0o600)
+os.pwrite(fd2, b"N" * 50, 0)                     # write 2
+os.fsync(fd2)                                    # synced, but not its directory
+os.pwrite(fd2, b"M" * 50, 50)                    # write 3: the cut
+sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(not os.path.exists(SHIM), reason="libpowercut.so not built")
+def test_shim_model(tmp_path):
+    """The shim itself: at the cut, what was synced stays, unsynced writes
+    come back as a prefix (the last possibly torn) or not at all, and a
+    file whose directory was never synced may vanish."""
+    import subprocess
+    seen = set()
+    for seed in range(24):
+        d, out = tmp_path / ("d%d" % seed), tmp_path / ("o%d" % seed)
+        d.mkdir()
+        out.mkdir()
+        (d / "old").write_bytes(b"A" * 200)
+        r = subprocess.run(["/usr/bin/python3", "-c", SHIM_DEMO, str(d)],
+                           env=dict(os.environ, LD_PRELOAD=SHIM, SLUICE_POWERCUT_DIR=str(d),
+                                    SLUICE_POWERCUT_AT="3", SLUICE_POWERCUT_OUT=str(out),
+                                    SLUICE_POWERCUT_SEED=str(seed)), timeout=30)
+        assert r.returncode == 99, r
+        man = dict(l.split(" ", 1) for l in (out / "MANIFEST").read_text().splitlines())
+        old = (out / "old").read_bytes()
+        assert man["old"].split()[0] == "200"
+        k = old[100:].count(b"B")  # write 1: none, whole, or a torn prefix
+        assert old == b"A" * 100 + b"B" * k + b"A" * (100 - k), old
+        if man["new"] == "vanished":
+            seen.add("vanished")
+            continue
+        new = (out / "new").read_bytes()
+        assert man["new"].split()[0] == "50"
+        assert new[:50] == b"N" * 50 and set(new[50:]) <= {ord("M")}, new
+        seen.add(("old", old.count(b"B") == 100, "new", len(new) == 100))
+    assert "vanished" in seen and len(seen) >= 4, seen
