@@ -6,7 +6,7 @@ CONF ?=
 # In CI (.ci/run: CI=true) every build treats warnings as errors.
 CMAKE_FLAGS := $(if $(filter-out 0 false no,$(CI)),-DSLUICE_WERROR=ON)
 
-.PHONY: all build deps run test unit integration check-layers check-sanitize fuzz-build fuzz check-fuzz bench clean format
+.PHONY: all build deps run test unit integration check-layers check-faults check-sanitize fuzz-build fuzz check-fuzz bench clean format
 
 all: build
 
@@ -46,6 +46,16 @@ check-layers:
 test: deps build check-layers
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	bash tests/integration/run.sh $(BUILD)
+
+# Power loss and crash loops (docs/faults.md): FAULT_CUTS cut points of the
+# LD_PRELOAD power-loss shim and FAULT_ROUNDS rounds of kill -9 under ingest
+# and delivery load (`make test` runs 10 and 5).
+FAULT_CUTS ?= 200
+FAULT_ROUNDS ?= 20
+check-faults: deps build
+	SLUICE_POWERCUT_CUTS=$(FAULT_CUTS) SLUICE_CRASH_ROUNDS=$(FAULT_ROUNDS) SLUICE_TEST_TIMEOUT=1200 \
+	    bash tests/integration/run.sh $(BUILD) -s tests/integration/test_powercut.py \
+	    tests/integration/test_delivery_crash.py::test_crash_loop_ingest_and_delivery
 
 # ASan+UBSan over every unit test, TSan over sched/ (a separate build each).
 check-sanitize: deps

@@ -22,9 +22,11 @@
  *	poisoned (SPOOL_SEG_CUT) and the next append starts a new one.
  *
  *	Rotation: when an append would take the segment past the configured
- *	size (and it holds at least one record), a new segment is created,
- *	the old one is fdatasync'd synchronously (once per segment: a few ms
- *	every 64 MiB), and closed - unless the group-commit sync in flight
+ *	size (and it holds at least one record), the old one is fdatasync'd
+ *	synchronously (once per segment: a few ms every 64 MiB), then a new
+ *	segment is created (so a sealed segment never has an unsynced end:
+ *	only the last segment of a worker can have a torn tail), and the old
+ *	one is closed - unless the group-commit sync in flight
  *	uses its fd, in which case spool_writer_sync_done() closes it.  So
  *	every commit still waiting for a sync has its records either in the
  *	current segment, which the next group-commit sync covers, or in a
@@ -320,21 +322,24 @@ void spool_writer_poison(struct spool_writer *w, struct spool_wseg *seg, int err
 static int writer_rotate(struct spool_writer *w)
 {
     struct spool_wseg *old = w->cur, *nw;
-    int r = seg_create(w, &nw);
-    if (r < 0)
-        return old->poison ? r : 0; /* a healthy segment may grow past its size */
+    /* the old segment is synced whole before its successor exists: a
+     * power loss in between must not leave a sealed segment with an
+     * unsynced (torn) end, which recovery would take for media damage */
     if (old->poison != SPOOL_SEG_SYNC && old->synced < old->size) {
         w->st.syncs++;
-        r = w->datasync(old->fd);
-        if (r == 0) {
+        int s = w->datasync(old->fd);
+        if (s == 0) {
             old->synced = old->size;
         } else {
             w->st.sync_errors++;
             log_msg(LOG_ERROR, "spool: %s: fdatasync at rotation: %s: its commits are refused",
-                    old->name, strerror(-r));
-            spool_writer_poison(w, old, r);
+                    old->name, strerror(-s));
+            spool_writer_poison(w, old, s);
         }
     }
+    int r = seg_create(w, &nw);
+    if (r < 0)
+        return old->poison ? r : 0; /* a healthy segment may grow past its size */
     spool_wacct_rotate(w, old);
     if (w->rfh != NULL) {
         spool_fh_release(w->rfh);

@@ -24,6 +24,20 @@
 #include "core/queue/qmgr_int.h"
 #include "net/tls.h"
 
+#ifdef SLUICE_TEST_HOOKS
+/* sluiced-test only: with SLUICE_FAULT_PLAIN_FSYNC=1 the group commit of
+ * the STATE and REMOVE records calls fdatasync(2) itself (the power-loss
+ * shim, tests/faults/powercut.c, sees no ring op) and a NOP completes it.
+ * One queue manager per process: its thread alone touches the result. */
+static int qmgr_plain_fsync_res;
+
+static bool qmgr_plain_fsync_on(void)
+{
+    const char *v = getenv("SLUICE_FAULT_PLAIN_FSYNC");
+    return v != NULL && *v == '1';
+}
+#endif
+
 #define QMGR_RING_ENTRIES 1024
 #define QMGR_TASK_BUDGET 256
 
@@ -196,6 +210,12 @@ static void qmgr_cqe(struct qmgr *q, struct io_uring_cqe *cqe)
         break;
     case QOP_FSYNC:
         q->fsync_inflight = false;
+#ifdef SLUICE_TEST_HOOKS
+        if (qmgr_plain_fsync_on()) {
+            spool_writer_sync_done(q->w, qmgr_plain_fsync_res);
+            break;
+        }
+#endif
         spool_writer_sync_done(q->w, cqe->res);
         break;
     default:
@@ -243,7 +263,14 @@ static void qmgr_end_turn(struct qmgr *q)
         int fd = spool_writer_sync_fd(q->w);
         if (fd >= 0) {
             struct io_uring_sqe *sqe = qmgr_sqe(q);
-            io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+#ifdef SLUICE_TEST_HOOKS
+            if (qmgr_plain_fsync_on()) {
+                /* as in core/smtpd/worker.c: a sync the shim can see */
+                qmgr_plain_fsync_res = fdatasync(fd) < 0 ? -errno : 0;
+                io_uring_prep_nop(sqe);
+            } else
+#endif
+                io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
             io_uring_sqe_set_data64(sqe, QOP_FSYNC);
             q->fsync_inflight = true;
         }

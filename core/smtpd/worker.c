@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/base/clock.h"
 #include "core/base/log.h"
@@ -71,6 +72,9 @@ struct smtpd_worker {
     uint32_t delay_gen; /* a timer of an older generation is stale */
     struct __kernel_timespec delay_ts;
     uint64_t fsync_start_ns; /* the fdatasync in flight was submitted then */
+#ifdef SLUICE_TEST_HOOKS
+    int plain_fsync_res; /* the plain fdatasync's result, reported by its NOP */
+#endif
     /* final counters, taken when the worker stops */
     struct smtp_stats smtp_final;
     struct spool_writer_stats spool_final;
@@ -98,6 +102,7 @@ struct smtpd {
 #ifdef SLUICE_TEST_HOOKS
     long long fault_fsync_after; /* -1: off (SLUICE_FAULT_FSYNC_AFTER) */
     atomic_uint_least64_t fsyncs_done;
+    bool plain_fsync; /* SLUICE_FAULT_PLAIN_FSYNC: fdatasync(2), not the ring op */
 #endif
 };
 
@@ -299,7 +304,15 @@ static void smtpd_group_commit(struct smtpd_worker *sw)
     if (fd < 0)
         return;
     struct io_uring_sqe *sqe = net_worker_sqe(sw->net);
-    io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
+#ifdef SLUICE_TEST_HOOKS
+    if (sw->d->plain_fsync) {
+        /* the power-loss shim (tests/faults/powercut.c) sees no ring op:
+         * sync here, and let a NOP complete the group commit as usual */
+        sw->plain_fsync_res = fdatasync(fd) < 0 ? -errno : 0;
+        io_uring_prep_nop(sqe);
+    } else
+#endif
+        io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
     net_sqe_set_user(sqe, SMTPD_OP_FSYNC, 0);
     sw->fsync_inflight = true;
     sw->fsync_start_ns = clock_mono_ns();
@@ -361,6 +374,8 @@ static void smtpd_worker_user_done(void *ws, uint8_t tag, uint32_t arg, int res)
         sw->fsync_inflight = false;
         smtpd_fsync_timed(sw);
 #ifdef SLUICE_TEST_HOOKS
+        if (sw->d->plain_fsync)
+            res = sw->plain_fsync_res;
         if (res == 0 && smtpd_fault_fsync(sw->d))
             res = -EIO;
 #endif
@@ -501,6 +516,10 @@ int smtpd_create(const struct cfg *cfg, struct spool *sp, struct sched_pool *poo
     if (d->fault_fsync_after >= 0)
         log_msg(LOG_WARN, "fault injection: every fdatasync after the first %lld fails",
                 d->fault_fsync_after);
+    const char *plain = getenv("SLUICE_FAULT_PLAIN_FSYNC");
+    d->plain_fsync = plain && *plain == '1';
+    if (d->plain_fsync)
+        log_msg(LOG_WARN, "fault injection: group commits call fdatasync(2), not the ring");
 #endif
     *out = d;
     return 0;

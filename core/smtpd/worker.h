@@ -40,7 +40,10 @@
  *	A build with SLUICE_TEST_HOOKS (the sluiced-test daemon of the
  *	integration tests, never the production binary) reads
  *	SLUICE_FAULT_FSYNC_AFTER=K from the environment: every group commit
- *	after the first K completes as if fdatasync had failed with EIO.
+ *	after the first K completes as if fdatasync had failed with EIO;
+ *	SLUICE_FAULT_PLAIN_FSYNC=1 makes the group commit call fdatasync(2)
+ *	itself (a NOP on the ring completes it), so that an LD_PRELOAD shim
+ *	sees every sync (tests/faults/powercut.c).
  */
 #ifndef SLUICE_CORE_SMTPD_WORKER_H
 #define SLUICE_CORE_SMTPD_WORKER_H

@@ -49,7 +49,9 @@ def send_raw(port, sender, size=0, timeout=10):
 ACKED, REFUSED, UNKNOWN = "acked", "refused", "unknown"
 
 
-def load_client(port, tag, stop, results, lock):
+def load_client(port, tag, stop, results, lock, pause=0.0):
+    """Sends until stop is set or the daemon is gone, pause seconds between
+    messages; results[sender] = ACKED, REFUSED or UNKNOWN (no reply)."""
     n = 0
     while not stop.is_set() and n < 5000:
         try:
@@ -84,6 +86,8 @@ def load_client(port, tag, stop, results, lock):
                     results[sender] = outcome
                 if outcome != ACKED:
                     break  # a new connection (the refusal may have closed it)
+                if pause:
+                    time.sleep(pause)
         finally:
             try:
                 s.close()
