@@ -29,6 +29,11 @@
  *	main() is its steps in order: parse the arguments, load the
  *	configuration and what it names, answer --check or --bindings, open
  *	the scheduler, queue manager and spool, start the servers, run, stop.
+ *	The signals the signal thread takes are blocked only once the files
+ *	are read, just before the first thread starts, so a start that hangs
+ *	still ends on SIGTERM; those files must be regular files (a FIFO is
+ *	refused: "configuration: PATH: not a regular file").
+
  *	Everything the daemon owns is in one struct sluiced, and one
  *	sluiced_teardown() frees what exists in the reverse order of creation,
  *	whichever step failed.
@@ -138,7 +143,9 @@ static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
 }
 
 /* Before any thread exists (sinks start their own at creation): every
- * thread inherits this mask, and only the signal thread takes them. */
+ * thread inherits this mask, and only the signal thread takes them.  Not
+ * earlier than that: until the files the configuration names are read, a
+ * SIGTERM must still end the process (timeout(1) on a start that hangs). */
 static void sluiced_block_signals(struct sluiced *d)
 {
     sigemptyset(&d->sigs);
@@ -206,6 +213,7 @@ static int sluiced_load_config(struct sluiced *d)
         what = "auth_users: ";
         goto fail;
     }
+    sluiced_block_signals(d); /* the sinks' threads start here */
     if ((d->engine = sink_engine_create(d->cfg, err, errlen)) == NULL)
         goto fail;
     if ((trc = tls_cfg_opts(d->cfg, &d->topts, err, errlen)) < 0)
@@ -487,7 +495,6 @@ static int sluiced_steps(struct sluiced *d)
 int main(int argc, char **argv)
 {
     static struct sluiced d; /* static: zeroed, and off the stack */
-    sluiced_block_signals(&d);
     int status = sluiced_parse_args(&d, argc, argv);
     if (status < 0)
         status = sluiced_steps(&d);
