@@ -33,7 +33,11 @@
  *	are read, just before the first thread starts, so a start that hangs
  *	still ends on SIGTERM; those files must be regular files (a FIFO is
  *	refused: "configuration: PATH: not a regular file").
-
+ *
+ *	A full spool file system does not stop the start: the spool keeps a
+ *	reserve for the queue manager's records (spool_reserve_init), the SMTP
+ *	service answers MAIL with 452 4.3.1 and queued mail is delivered
+ *	until space comes back (docs/spool-format.md, Full disk).
  *	Everything the daemon owns is in one struct sluiced, and one
  *	sluiced_teardown() frees what exists in the reverse order of creation,
  *	whichever step failed.
@@ -288,6 +292,11 @@ static int sluiced_open_spool(struct sluiced *d)
         return -1;
     }
     spool_set_segment_size(d->sp, cfg->segment_size);
+    /* room for the queue manager's records on a full disk; without room
+     * for it the spool starts full (logged by storage) and still delivers */
+    rc = spool_reserve_init(d->sp, SLUICE_QMGR_WRITER, SPOOL_RESERVE_DEFAULT);
+    if (rc < 0 && rc != -ENOSPC)
+        log_msg(LOG_WARN, "spool %s: reserve: %s", cfg->spool_dir, strerror(-rc));
     spool_set_durable(d->sp, qmgr_durable, d->qm);
     log_msg(LOG_INFO,
             "spool %s: %llu messages recovered (%llu segments, %llu incomplete dropped, "

@@ -391,6 +391,18 @@ static void qmgr_compact(struct qmgr *q, uint64_t now)
         q->compact_behind = false; /* nothing worth it now: back to the slow pace */
 }
 
+/* A full spool (docs/spool-format.md, Full disk): every 5 s, whether
+ * there is room again; then the reserve is whole and mail is accepted. */
+static void qmgr_space(struct qmgr *q, uint64_t now)
+{
+    if (now - q->last_space < 5000 || !spool_full(q->sp))
+        return;
+    q->last_space = now;
+    int rc = spool_space_check(q->sp);
+    if (rc < 0)
+        log_msg(LOG_WARN, "qmgr: spool space check: %s", strerror(-rc));
+}
+
 static void *qmgr_main(void *arg)
 {
     struct qmgr *q = arg;
@@ -433,6 +445,7 @@ static void *qmgr_main(void *arg)
             qmgr_sweep(q);
         }
         qmgr_compact(q, now);
+        qmgr_space(q, now);
         qmgr_dest_run(q);
         qmgr_arm_wake(q);
         qmgr_end_turn(q);
