@@ -12,7 +12,8 @@
  *	A spool whose file system is full must still let the queue manager
  *	write the REMOVE and STATE records of the mail it delivers, or that
  *	mail goes out again after a restart.  So the spool keeps `reserve`, a
- *	file of allocated blocks (fallocate), and names one writer (the queue
+ *	file of allocated blocks (fallocate; `bytes`, or 1/32 of a smaller file
+ *	system but at least 64 KiB), and names one writer (the queue
  *	manager's) that may draw on it: when that writer cannot create a
  *	segment or append for lack of space, spool_reserve_release() gives
  *	back half of the reserve (all of it below 64 KiB) and the write is
@@ -126,6 +127,13 @@ int spool_reserve_init(struct spool *sp, unsigned worker, uint64_t bytes)
 {
     if (worker >= SPOOL_WORKERS || bytes == 0)
         log_panic("spool_reserve_init: worker %u, %llu octets", worker, (unsigned long long)bytes);
+    /* a small file system gets a small reserve: 1/32 of it, 64 KiB at least */
+    struct statvfs vfs;
+    if (fstatvfs(sp->dirfd, &vfs) == 0) {
+        uint64_t part = (uint64_t)vfs.f_blocks * vfs.f_frsize / 32 / 4096 * 4096;
+        if (part < bytes)
+            bytes = part > RESERVE_MIN ? part : RESERVE_MIN;
+    }
     sp->reserve_worker = (int)worker;
     sp->reserve_bytes = bytes;
     sp->reserve_have = reserve_size(sp);

@@ -298,8 +298,9 @@ void spool_usage(struct spool *sp, struct spool_usage *u);
 
 /* The reserve's usual size. */
 #define SPOOL_RESERVE_DEFAULT (4u << 20)
-/* Makes the file `reserve` of `bytes` allocated octets in the spool (or
- * grows it back to that) and names writer `worker` as the one that may
+/* Makes the file `reserve` of `bytes` allocated octets in the spool (1/32
+ * of a file system smaller than 32 times that, 64 KiB at least), or grows
+ * it back to that, and names writer `worker` as the one that may
  * draw on it: when that writer cannot create a segment or append for lack
  * of space, part of the reserve is given back and the write tried again.
  * Before that writer is created.  0, or -ENOSPC when there is no room for

@@ -292,11 +292,6 @@ static int sluiced_open_spool(struct sluiced *d)
         return -1;
     }
     spool_set_segment_size(d->sp, cfg->segment_size);
-    /* room for the queue manager's records on a full disk; without room
-     * for it the spool starts full (logged by storage) and still delivers */
-    rc = spool_reserve_init(d->sp, SLUICE_QMGR_WRITER, SPOOL_RESERVE_DEFAULT);
-    if (rc < 0 && rc != -ENOSPC)
-        log_msg(LOG_WARN, "spool %s: reserve: %s", cfg->spool_dir, strerror(-rc));
     spool_set_durable(d->sp, qmgr_durable, d->qm);
     log_msg(LOG_INFO,
             "spool %s: %llu messages recovered (%llu segments, %llu incomplete dropped, "
@@ -372,6 +367,12 @@ static int sluiced_start_servers(struct sluiced *d)
         return -1;
     if (lifecycle_drop(cfg, &d->user, d->err, sizeof(d->err)) < 0)
         return -1;
+    /* room for the queue manager's records on a full disk, made as `user`
+     * (a file of the spool like the segments); without room for it the
+     * spool starts full (logged by storage) and still delivers */
+    rc = spool_reserve_init(d->sp, SLUICE_QMGR_WRITER, SPOOL_RESERVE_DEFAULT);
+    if (rc < 0 && rc != -ENOSPC)
+        log_msg(LOG_WARN, "spool %s: reserve: %s", cfg->spool_dir, strerror(-rc));
     if (qmgr_start(d->qm, d->sp, SLUICE_QMGR_WRITER, d->err, sizeof(d->err)) < 0)
         return -1;
     smtpd_set_tls(srv, d->tls);
