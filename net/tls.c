@@ -16,10 +16,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -112,16 +115,26 @@ static int tls_ctx_policy(SSL_CTX *ctx, const struct tls_opts *o, char *err, siz
     return 0;
 }
 
-/* A file we can open, or an error naming it and why not. */
+/* A regular file we can open, or an error naming it and why not.  The
+ * open does not block (O_NONBLOCK): OpenSSL would wait for ever on a FIFO,
+ * at start or in the signal thread at a reload (core/cfg's cfg_file_open
+ * does the same for the files read there; net cannot include core/cfg). */
 static int tls_file_check(const char *what, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
         int e = errno;
         snprintf(err, errlen, "tls: %s %s: %s", what, path, strerror(e));
         return -e;
     }
-    fclose(f);
+    struct stat st;
+    int e = fstat(fd, &st) < 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    close(fd);
+    if (e != 0) {
+        snprintf(err, errlen, "tls: %s %s: %s", what, path,
+                 e == EINVAL ? "not a regular file" : strerror(e));
+        return -e;
+    }
     return 0;
 }
 

@@ -42,6 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+
+#include "core/cfg/cfg.h"
 
 #define SINK_ALIAS_DEPTH 10
 #define SINK_ALIAS_VISITS 10000 /* per message: a wide, deep table cannot blow up */
@@ -135,9 +138,16 @@ static int alias_add(struct alias_inst *a, const char *key, const char *list, co
 
 static int alias_read_file(struct alias_inst *a, const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
+    char why[512];
+    int fd = cfg_file_open(path, why, sizeof(why)); /* a FIFO would block */
+    if (fd < 0) {
+        snprintf(err, errlen, "file %s", why);
+        return fd;
+    }
+    FILE *f = fdopen(fd, "r");
     if (f == NULL) {
         int e = errno;
+        close(fd);
         snprintf(err, errlen, "file %s: %s", path, strerror(e));
         return -e;
     }

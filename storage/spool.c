@@ -139,6 +139,9 @@ int spool_open(const char *dir, spool_scan_fn *cb, void *arg, struct spool_scan_
     struct spool_scan_report lrep;
     memset(&lrep, 0, sizeof(lrep));
     atomic_init(&sp->seg_size, SPOOL_SEG_DEFAULT);
+    atomic_init(&sp->full, false);
+    atomic_init(&sp->full_episodes, 0);
+    sp->reserve_worker = -1;
     atomic_init(&sp->state_seq, 1);
     atomic_init(&sp->ncand_hint, 0);
     pthread_mutex_init(&sp->mu, NULL);

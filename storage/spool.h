@@ -294,6 +294,32 @@ struct spool_usage {
 bool spool_compact_behind(struct spool *sp);
 void spool_usage(struct spool *sp, struct spool_usage *u);
 
+/* ---- a full file system (reserve.c; docs/spool-format.md, Full disk) ---- */
+
+/* The reserve's usual size. */
+#define SPOOL_RESERVE_DEFAULT (4u << 20)
+/* Makes the file `reserve` of `bytes` allocated octets in the spool (1/32
+ * of a file system smaller than 32 times that, 64 KiB at least), or grows
+ * it back to that, and names writer `worker` as the one that may
+ * draw on it: when that writer cannot create a segment or append for lack
+ * of space, part of the reserve is given back and the write tried again.
+ * Before that writer is created.  0, or -ENOSPC when there is no room for
+ * it (the spool is then marked full), or -errno. */
+int spool_reserve_init(struct spool *sp, unsigned worker, uint64_t bytes);
+/* True while the spool is full: a writer met ENOSPC (or the reserve could
+ * not be made) and space has not come back since.  New mail is to be
+ * refused (452 4.3.1); the queue manager goes on delivering.  Any thread;
+ * a relaxed load. */
+bool spool_full(const struct spool *sp);
+bool spool_writer_full(const struct spool_writer *w);
+/* Times the spool became full since it was opened. */
+uint64_t spool_full_episodes(const struct spool *sp);
+/* While full: when the file system has room for the whole reserve and as
+ * much again (statvfs), makes the reserve whole and clears the flag.
+ * 1 when it did (logged), 0 when there is nothing to do yet, or -errno.
+ * On the reserve writer's owner thread, every few seconds. */
+int spool_space_check(struct spool *sp);
+
 /* Every message whose commit becomes durable, on any writer of sp created
  * after this call, is handed to fn as a spool_msg (which fn owns), on the
  * writer's owner thread inside spool_writer_sync_done() before the txns'

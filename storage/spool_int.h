@@ -482,6 +482,21 @@ struct spool {
     _Atomic size_t ncand_hint;
     uint64_t unlinked;
     uint64_t live_bytes;
+    /* A full file system (reserve.c).  full: relaxed, a flag read per MAIL
+     * and set by any writer that met ENOSPC; nothing is published with it.
+     * The reserve itself (reserve_*) is touched only before the reserve
+     * writer exists and then on that writer's owner thread. */
+    _Atomic bool full;
+    _Atomic uint64_t full_episodes; /* relaxed: a counter */
+    int reserve_worker;             /* the writer that may draw on it, -1: none */
+    uint64_t reserve_bytes;         /* its size when whole */
+    uint64_t reserve_have;          /* its size now */
 };
+
+/* reserve.c: marks the spool full (logged once per episode); for the
+ * reserve writer, gives back part of the reserve: true if there was some
+ * to give, and the failed write may be retried. */
+void spool_full_set(struct spool *sp);
+bool spool_reserve_release(struct spool *sp);
 
 #endif

@@ -38,6 +38,10 @@
  *	start past the largest id the spool has seen, follow the clock when
  *	it is ahead, and advance by one when the counter wraps: ids grow per
  *	worker across restarts even if the clock steps back.
+ *	A lack of space (ENOSPC) at segment creation or append marks the
+ *	spool full (reserve.c); the reserve writer (the queue manager's)
+ *	then gets part of the spool's reserve back and tries once more, the
+ *	append from a copy of its iovecs, which writev_full() advances.
  * DIAGNOSTICS
  *	0 or -errno; -ENOSPC stands for every "no space" error (EDQUOT,
  *	EFBIG).  spool_writer_destroy() panics with a sync in flight or
@@ -262,7 +266,17 @@ void spool_wseg_close(struct spool_wseg *s)
     free(s);
 }
 
-static int seg_create(struct spool_writer *w, struct spool_wseg **out)
+/* A write of w failed with r: a lack of space marks the spool full, and
+ * the reserve writer gets part of the reserve back.  True: try again. */
+static bool writer_no_space(struct spool_writer *w, int r)
+{
+    if (r != -ENOSPC)
+        return false;
+    spool_full_set(w->sp);
+    return w->reserve && spool_reserve_release(w->sp);
+}
+
+static int seg_create_once(struct spool_writer *w, struct spool_wseg **out)
 {
     struct spool_wseg *s = calloc(1, sizeof(*s));
     if (s == NULL)
@@ -299,6 +313,14 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
     spool_wacct_segment(w, s);
     *out = s;
     return 0;
+}
+
+static int seg_create(struct spool_writer *w, struct spool_wseg **out)
+{
+    int r = seg_create_once(w, out);
+    if (r < 0 && writer_no_space(w, r))
+        r = seg_create_once(w, out);
+    return r;
 }
 
 /* Marks everything that depends on seg's data as failed with err. */
@@ -417,6 +439,36 @@ static void wb_ext_record(struct spool_writer *w, struct spool_txn *t, uint64_t 
     }
 }
 
+/* After a failed append: the file is cut back to where it was.  False if
+ * even that failed (the segment is abandoned). */
+static bool wb_cut(struct spool_writer *w, struct spool_wseg *s, int r)
+{
+    log_msg(LOG_WARN, "spool: %s: append of %" PRIu64 " octets at %" PRIu64 ": %s", s->name,
+            w->wlen, s->size, strerror(-r));
+    if (ftruncate(s->fd, (off_t)s->size) < 0) {
+        log_msg(LOG_ERROR, "spool: %s: cannot cut a failed append back: %s; segment abandoned",
+                s->name, strerror(errno));
+        s->poison = SPOOL_SEG_CUT;
+        return false;
+    }
+    return true;
+}
+
+/* The reserve writer keeps the iovecs of an append, which writev_full
+ * advances, so that the append can be retried whole. */
+static int wb_keep(struct spool_writer *w)
+{
+    if (w->niov > w->keepcap) {
+        struct iovec *k = realloc(w->iov_keep, w->iovcap * sizeof(*k));
+        if (k == NULL)
+            return -ENOMEM;
+        w->iov_keep = k;
+        w->keepcap = w->iovcap;
+    }
+    memcpy(w->iov_keep, w->iov, w->niov * sizeof(*w->iov));
+    return 0;
+}
+
 int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
 {
     if (wb_ext_reserve(w, t) < 0)
@@ -435,17 +487,17 @@ int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
     for (size_t i = 0; i < w->niov; i++)
         if (w->slot[i] >= 0)
             w->iov[i].iov_base = w->hdr[w->slot[i]].b;
+    if (w->reserve && wb_keep(w) < 0)
+        return -ENOMEM;
     int r = writev_full(s->fd, w->iov, w->niov, s->size);
-    if (r < 0) {
-        log_msg(LOG_WARN, "spool: %s: append of %" PRIu64 " octets at %" PRIu64 ": %s", s->name,
-                w->wlen, s->size, strerror(-r));
-        if (ftruncate(s->fd, (off_t)s->size) < 0) {
-            log_msg(LOG_ERROR, "spool: %s: cannot cut a failed append back: %s; segment abandoned",
-                    s->name, strerror(errno));
-            s->poison = SPOOL_SEG_CUT;
-        }
-        return r;
+    if (r < 0 && wb_cut(w, s, r) && writer_no_space(w, r)) {
+        memcpy(w->iov, w->iov_keep, w->niov * sizeof(*w->iov));
+        r = writev_full(s->fd, w->iov, w->niov, s->size);
+        if (r < 0)
+            wb_cut(w, s, r);
     }
+    if (r < 0)
+        return r;
     wb_ext_record(w, t, s->seq, s->size);
     s->size += w->wlen;
     w->st.bytes += w->wlen;
@@ -500,6 +552,7 @@ int spool_writer_create(struct spool *sp, unsigned worker, struct spool_writer *
     w->max_id = sp->max_id;
     w->durable = sp->durable;
     w->durable_arg = sp->durable_arg;
+    w->reserve = sp->reserve_worker == (int)worker;
     pthread_mutex_unlock(&sp->mu);
 
     w->sp = sp;
@@ -563,6 +616,7 @@ void spool_writer_destroy(struct spool_writer *w)
         sp->max_id = w->max_id;
     pthread_mutex_unlock(&sp->mu);
     free(w->iov);
+    free(w->iov_keep);
     free(w->slot);
     free(w->hdr);
     free(w->dpos);

@@ -106,7 +106,10 @@ struct spool_writer {
     size_t niov, iovcap;
     struct spool_whdr *hdr;
     size_t nhdr, hdrcap;
-    uint64_t wlen;           /* octets the append will write */
+    uint64_t wlen;          /* octets the append will write */
+    bool reserve;           /* may draw on the spool's reserve (reserve.c) */
+    struct iovec *iov_keep; /* the reserve writer's copy of iov for a retry */
+    size_t keepcap;
     struct spool_dpos *dpos; /* DATA payloads of the append being built */
     size_t ndpos, dposcap;
     struct spool_writer_stats st;

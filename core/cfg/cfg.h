@@ -15,9 +15,12 @@
  *
  *	`-o key=value` overrides are parsed as `key = value;` and applied after
  *	the file, before the table is checked.
+ *	sluice.conf and every file it names that is read (auth_users, alias
+ *	files) are opened with cfg_file_open(): a FIFO, a device or a
+ *	directory is refused at once instead of blocking the reader.
  * DIAGNOSTICS
  *	cfg_load() returns NULL and writes one line into err:
- *	"FILE:LINE: KEY: what is wrong".
+ *	"FILE:LINE: KEY: what is wrong", or "FILE: not a regular file".
  */
 #ifndef SLUICE_CORE_CFG_H
 #define SLUICE_CORE_CFG_H
@@ -26,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 /* ---- the generic tree (the binding, transport, retry and tls blocks are read from it) ---- */
@@ -47,6 +51,13 @@ size_t cfg_node_count(const struct cfg_node *n);
 const struct cfg_node *cfg_node_at(const struct cfg_node *n, size_t i);
 /* First child of an object with this key (case-sensitive), or NULL. */
 const struct cfg_node *cfg_node_get(const struct cfg_node *n, const char *key);
+
+/* A file the configuration is read from (cfg_file.c): opened without
+ * blocking and refused unless it is a regular file ("PATH: not a regular
+ * file").  The descriptor (O_CLOEXEC) or -errno, the stream or NULL; err
+ * holds one line on failure.  The caller closes what it gets. */
+int cfg_file_open(const char *path, char *err, size_t errlen);
+FILE *cfg_file_fopen(const char *path, char *err, size_t errlen);
 
 /* Parses text (name is used in messages).  NULL and err filled on error. */
 struct cfg_node *cfg_parse(const char *text, size_t len, const char *name, char *err,

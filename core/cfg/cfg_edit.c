@@ -157,9 +157,13 @@ int cfg_edit_text(const char *text, size_t len, const char *key, const char *lab
 
 int cfg_edit_read(const char *path, char **text, size_t *len, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
+    int fd = cfg_file_open(path, err, errlen);
+    if (fd < 0)
+        return fd;
+    FILE *f = fdopen(fd, "rb");
     if (f == NULL) {
         int rc = -errno;
+        close(fd);
         snprintf(err, errlen, "%s: %s", path, strerror(-rc));
         return rc;
     }

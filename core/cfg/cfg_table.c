@@ -516,11 +516,9 @@ static bool cfg_finish(struct cfg *c, char *err, size_t errlen)
 
 static struct cfg_node *cfg_read(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    int fd = cfg_file_open(path, err, errlen); /* a regular file, never a FIFO */
+    if (fd < 0)
         return NULL;
-    }
     /* One byte beyond the limit is enough to know the file is too big. */
     size_t len = 0, cap = 0, lim = (size_t)CFG_MAX_INPUT + 1;
     char *buf = NULL;

@@ -29,6 +29,15 @@
  *	main() is its steps in order: parse the arguments, load the
  *	configuration and what it names, answer --check or --bindings, open
  *	the scheduler, queue manager and spool, start the servers, run, stop.
+ *	The signals the signal thread takes are blocked only once the files
+ *	are read, just before the first thread starts, so a start that hangs
+ *	still ends on SIGTERM; those files must be regular files (a FIFO is
+ *	refused: "configuration: PATH: not a regular file").
+ *
+ *	A full spool file system does not stop the start: the spool keeps a
+ *	reserve for the queue manager's records (spool_reserve_init), the SMTP
+ *	service answers MAIL with 452 4.3.1 and queued mail is delivered
+ *	until space comes back (docs/spool-format.md, Full disk).
  *	Everything the daemon owns is in one struct sluiced, and one
  *	sluiced_teardown() frees what exists in the reverse order of creation,
  *	whichever step failed.
@@ -148,7 +157,9 @@ static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
 }
 
 /* Before any thread exists (sinks start their own at creation): every
- * thread inherits this mask, and only the signal thread takes them. */
+ * thread inherits this mask, and only the signal thread takes them.  Not
+ * earlier than that: until the files the configuration names are read, a
+ * SIGTERM must still end the process (timeout(1) on a start that hangs). */
 static void sluiced_block_signals(struct sluiced *d)
 {
     sigemptyset(&d->sigs);
@@ -216,6 +227,7 @@ static int sluiced_load_config(struct sluiced *d)
         what = "auth_users: ";
         goto fail;
     }
+    sluiced_block_signals(d); /* the sinks' threads start here */
     if ((d->engine = sink_engine_create(d->cfg, err, errlen)) == NULL)
         goto fail;
     if ((trc = tls_cfg_opts(d->cfg, &d->topts, err, errlen)) < 0)
@@ -365,6 +377,12 @@ static int sluiced_start_servers(struct sluiced *d)
         return -1;
     if (lifecycle_drop(cfg, &d->user, d->err, sizeof(d->err)) < 0)
         return -1;
+    /* room for the queue manager's records on a full disk, made as `user`
+     * (a file of the spool like the segments); without room for it the
+     * spool starts full (logged by storage) and still delivers */
+    rc = spool_reserve_init(d->sp, SLUICE_QMGR_WRITER, SPOOL_RESERVE_DEFAULT);
+    if (rc < 0 && rc != -ENOSPC)
+        log_msg(LOG_WARN, "spool %s: reserve: %s", cfg->spool_dir, strerror(-rc));
     if (qmgr_start(d->qm, d->sp, SLUICE_QMGR_WRITER, d->err, sizeof(d->err)) < 0)
         return -1;
     smtpd_set_tls(srv, d->tls);
@@ -497,7 +515,6 @@ static int sluiced_steps(struct sluiced *d)
 int main(int argc, char **argv)
 {
     static struct sluiced d; /* static: zeroed, and off the stack */
-    sluiced_block_signals(&d);
     int status = sluiced_parse_args(&d, argc, argv);
     if (status < 0)
         status = sluiced_steps(&d);

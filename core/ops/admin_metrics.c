@@ -126,6 +126,10 @@ static void render_spool(struct metrics_buf *b, struct spool *sp)
         u.live_messages);
     one(b, "sluice_spool_segments_reclaimed_total", METRICS_COUNTER,
         "Segment files unlinked since start.", u.unlinked);
+    one(b, "sluice_spool_full", METRICS_GAUGE,
+        "1 while the spool's file system is full (MAIL gets 452 4.3.1).", spool_full(sp));
+    one(b, "sluice_spool_full_episodes_total", METRICS_COUNTER,
+        "Times the spool's file system became full since start.", spool_full_episodes(sp));
 }
 
 static void render_sched(struct metrics_buf *b, struct sched_pool *pool)

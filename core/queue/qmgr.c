@@ -401,12 +401,14 @@ static void qmgr_teardown(struct qmgr *q)
  * time; when the spool holds more than twice its live octets (plus
  * slack: spool_compact_behind), every 100 ms and 32 MiB at a time, for
  * as long as something is worth compacting, so space under churn stays
- * bounded instead of growing at one segment per 5 s. */
+ * bounded instead of growing at one segment per 5 s.  Never while the
+ * spool is full: its copies would eat the reserve kept for the records
+ * that say mail was delivered (docs/spool-format.md, Full disk). */
 static void qmgr_compact(struct qmgr *q, uint64_t now)
 {
     uint64_t every = q->compact_behind ? 100 : 5000;
-    if (now - q->last_compact < every)
-        return;
+    if (now - q->last_compact < every || spool_full(q->sp))
+        return; /* full: the reserve is for this writer's REMOVE and STATE records */
     q->last_compact = now;
     q->compact_behind = spool_compact_behind(q->sp);
     int64_t moved = spool_writer_compact(q->w, q->compact_behind ? 32u << 20 : 8u << 20);
@@ -416,6 +418,18 @@ static void qmgr_compact(struct qmgr *q, uint64_t now)
         log_msg(LOG_WARN, "qmgr: compaction: %s", strerror((int)-moved));
     if (moved <= 0)
         q->compact_behind = false; /* nothing worth it now: back to the slow pace */
+}
+
+/* A full spool (docs/spool-format.md, Full disk): every 5 s, whether
+ * there is room again; then the reserve is whole and mail is accepted. */
+static void qmgr_space(struct qmgr *q, uint64_t now)
+{
+    if (now - q->last_space < 5000 || !spool_full(q->sp))
+        return;
+    q->last_space = now;
+    int rc = spool_space_check(q->sp);
+    if (rc < 0)
+        log_msg(LOG_WARN, "qmgr: spool space check: %s", strerror(-rc));
 }
 
 static void *qmgr_main(void *arg)
@@ -460,6 +474,7 @@ static void *qmgr_main(void *arg)
             qmgr_sweep(q);
         }
         qmgr_compact(q, now);
+        qmgr_space(q, now);
         qmgr_dest_run(q);
         qmgr_arm_wake(q);
         qmgr_end_turn(q);

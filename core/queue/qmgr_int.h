@@ -245,6 +245,7 @@ struct qmgr {
     bool conn_starved; /* a destination waits for delivery_connections, not its own limit */
     uint64_t last_sweep;
     uint64_t last_compact;
+    uint64_t last_space; /* the last spool_space_check while full */
     bool compact_behind; /* the spool is over its space bound: compact without pause */
 
     struct qlocal *local;

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 
 #include "core/base/log.h"
+#include "core/cfg/cfg.h"
 
 #define AUTH_FILE_MAX (64u * 1024 * 1024) /* a password file larger than this is a mistake */
 
@@ -181,11 +182,9 @@ fail:
 
 struct auth_table *auth_table_load(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+    FILE *f = cfg_file_fopen(path, err, errlen); /* a FIFO would block */
+    if (f == NULL)
         return NULL;
-    }
     struct stat st;
     if (fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > AUTH_FILE_MAX) {
         snprintf(err, errlen, "%s: not a regular file of at most %u octets", path, AUTH_FILE_MAX);

@@ -60,7 +60,9 @@ struct smtp_stats {
 
 /* kick(cookie) is called when a session gains output or wants to close
  * outside a call into it (after a group commit completes).  cfg and spool
- * are borrowed and must outlive the server. */
+ * are borrowed and must outlive the server.  spool may be NULL (the spool
+ * was full when the worker started: MAIL gets 452 4.3.1) until
+ * smtp_server_set_spool() names it, on the server's thread. */
 struct smtp_server *smtp_server_create(const struct cfg *cfg, struct spool_writer *spool,
                                        void (*kick)(void *cookie));
 void smtp_server_destroy(struct smtp_server *srv);
@@ -133,6 +135,7 @@ void smtp_session_set_listener(struct smtp_session *s, enum smtp_listener kind);
  * cipher TLS_AES_256_GCM_SHA384 (256/256 bits)") is copied.  After
  * STARTTLS the session is back to just after the greeting (EHLO again). */
 void smtp_server_set_tls(struct smtp_server *srv, bool available);
+void smtp_server_set_spool(struct smtp_server *srv, struct spool_writer *spool);
 bool smtp_session_starttls_wanted(const struct smtp_session *s);
 void smtp_session_tls_started(struct smtp_session *s, const char *desc);
 

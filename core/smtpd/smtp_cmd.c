@@ -52,6 +52,7 @@
 
 #include "core/queue/route.h"
 #include "core/smtpd/smtp_int.h"
+#include "storage/spool.h"
 
 enum smtp_args {
     SMTP_ARGS_NONE, /* arguments are a syntax error */
@@ -166,6 +167,10 @@ static enum smtp_reply_id smtp_check_mail(struct smtp_session *s, const char *ar
         return SMTP_R_NESTED_MAIL;
     if (strncasecmp(arg, "FROM:", 5) != 0)
         return SMTP_R_MAIL_SYNTAX;
+    /* a full spool (docs/spool-format.md, Full disk): no new mail, so the
+     * space deliveries free goes to their records; 452 as Postfix does */
+    if (s->srv->spool == NULL || spool_writer_full(s->srv->spool))
+        return SMTP_R_NO_STORAGE;
     return SMTP_R_NONE;
 }
 

@@ -524,6 +524,11 @@ void smtp_session_set_listener(struct smtp_session *s, enum smtp_listener kind)
     s->listener = kind;
 }
 
+void smtp_server_set_spool(struct smtp_server *srv, struct spool_writer *spool)
+{
+    srv->spool = spool;
+}
+
 void smtp_server_set_tls(struct smtp_server *srv, bool available)
 {
     srv->tls_available = available;

@@ -24,6 +24,11 @@
  *	451, never retried.  A stopping worker stays while a sync is in flight
  *	or the writer is busy (hooks->busy).
  *
+ *	A worker that starts on a full spool (its writer cannot make a
+ *	segment: ENOSPC) runs without a writer; its sessions answer MAIL with
+ *	452 4.3.1, like every session while spool_full(), and the writer is
+ *	made after a loop turn once the spool has space again.
+ *
  *	Counters: the SMTP and spool counters and the fsync latency histogram
  *	are published here (hooks->publish), the network ones by net; the two
  *	halves meet in smtpd_live_stats().
@@ -47,7 +52,8 @@
 #include "sinks/engine.h"
 #include "storage/spool.h"
 
-#define SMTPD_BATCH_FULL 64 /* pending commits that do not wait for siblings */
+#define SMTPD_BATCH_FULL 64                      /* pending commits that do not wait for siblings */
+#define SMTPD_SPOOL_RETRY_NS (5ull * 1000000000) /* a writer that failed to start */
 
 /* Tags of the operations this module puts on a worker's ring. */
 enum smtpd_op {
@@ -72,6 +78,7 @@ struct smtpd_worker {
     uint32_t delay_gen; /* a timer of an older generation is stale */
     struct __kernel_timespec delay_ts;
     uint64_t fsync_start_ns; /* the fdatasync in flight was submitted then */
+    uint64_t spool_retry_ns; /* no writer (spool full): not before then */
 #ifdef SLUICE_TEST_HOOKS
     int plain_fsync_res; /* the plain fdatasync's result, reported by its NOP */
 #endif
@@ -111,7 +118,6 @@ const uint64_t smtpd_fsync_bounds_ns[SMTPD_FSYNC_BOUNDS] = {
     50000,    100000,   250000,    500000,    1000000,   2500000,    5000000,    10000000,
     25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000,
 };
-
 
 #ifdef SLUICE_TEST_HOOKS
 /* Fault injection for the durability tests (docs/network.md): with
@@ -254,7 +260,11 @@ static int smtpd_worker_start(void *arg, struct net_worker *nw, void **ws, char 
     sw->net = nw;
     sw->sched = net_worker_sched(nw);
     int rc = spool_writer_create(d->spool, id, &sw->spool);
-    if (rc < 0) {
+    if (rc == -ENOSPC) { /* the spool is full: MAIL is refused until it is not */
+        sw->spool = NULL;
+        log_msg(LOG_WARN, "worker %u: spool %s full: no segment until space comes back", id,
+                spool_dir(d->spool));
+    } else if (rc < 0) {
         snprintf(err, errlen, "worker %u: spool %s: %s", id, spool_dir(d->spool), strerror(-rc));
         return rc;
     }
@@ -276,9 +286,32 @@ oom:
     return -ENOMEM;
 }
 
+/* A worker that started on a full spool makes its writer once the spool
+ * has space again (spool_space_check, run by the queue manager); a
+ * failure other than ENOSPC is retried after SMTPD_SPOOL_RETRY_NS. */
+static void smtpd_worker_spool_retry(struct smtpd_worker *sw)
+{
+    uint64_t now = clock_mono_ns();
+    if (spool_full(sw->d->spool) || now < sw->spool_retry_ns)
+        return;
+    int rc = spool_writer_create(sw->d->spool, sw->id, &sw->spool);
+    if (rc < 0) {
+        sw->spool = NULL;
+        sw->spool_retry_ns = now + SMTPD_SPOOL_RETRY_NS;
+        if (rc != -ENOSPC)
+            log_msg(LOG_ERROR, "worker %u: spool %s: %s", sw->id, spool_dir(sw->d->spool),
+                    strerror(-rc));
+        return;
+    }
+    smtp_server_set_spool(sw->smtp, sw->spool);
+    log_msg(LOG_INFO, "worker %u: accepting mail again", sw->id);
+}
+
 static void smtpd_worker_after_tasks(void *ws)
 {
     struct smtpd_worker *sw = ws;
+    if (sw->spool == NULL)
+        smtpd_worker_spool_retry(sw);
     if (sw->sinks)
         sink_worker_expire(sw->sinks, sink_now_ms());
 }
@@ -326,14 +359,14 @@ static void smtpd_group_commit(struct smtpd_worker *sw)
 static void smtpd_worker_turn_end(void *ws)
 {
     struct smtpd_worker *sw = ws;
-    if (!sw->fsync_inflight && spool_writer_pending(sw->spool) > 0)
+    if (!sw->fsync_inflight && sw->spool != NULL && spool_writer_pending(sw->spool) > 0)
         smtpd_group_commit(sw);
 }
 
 static bool smtpd_worker_busy(void *ws)
 {
     struct smtpd_worker *sw = ws;
-    return sw->fsync_inflight || spool_writer_busy(sw->spool);
+    return sw->fsync_inflight || (sw->spool != NULL && spool_writer_busy(sw->spool));
 }
 
 static uint64_t smtpd_worker_next_deadline(void *ws)
@@ -400,8 +433,9 @@ static void smtpd_worker_publish(void *ws)
 {
     struct smtpd_worker *sw = ws;
     const struct smtp_stats *ss = smtp_server_stats(sw->smtp);
-    struct spool_writer_stats wst;
-    spool_writer_stats(sw->spool, &wst);
+    struct spool_writer_stats wst = {0};
+    if (sw->spool != NULL)
+        spool_writer_stats(sw->spool, &wst);
     smtpd_live_set(&sw->live.sessions, ss->sessions);
     smtpd_live_set(&sw->live.messages, ss->messages);
     smtpd_live_set(&sw->live.rejected, ss->rejected);

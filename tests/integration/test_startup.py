@@ -1,6 +1,8 @@
 """Start-up errors: each is one clear line naming the cause, and a non-zero exit."""
+import os
 import socket
 import subprocess
+import time
 
 from conftest import SLUICED
 
@@ -78,6 +80,37 @@ def test_spool_that_is_not_a_directory(tmp_path):
     r = run("-o", "listen=127.0.0.1:0", "-o", f"spool_dir={f}")
     assert r.returncode == 1
     assert "spool" in r.stderr and str(f) in r.stderr
+
+
+def test_config_fifo_is_refused_at_once(tmp_path):
+    """A FIFO as the configuration: refused before anything blocks on it
+    (it used to hang, with SIGTERM blocked, until a writer came)."""
+    fifo = tmp_path / "sluice.conf"
+    os.mkfifo(fifo)
+    r = run("-c", str(fifo), "--check", timeout=10)
+    assert r.returncode == 1
+    assert f"sluiced: configuration: {fifo}: not a regular file" in r.stderr
+
+
+def test_config_fifo_start_ends_on_sigterm(tmp_path):
+    fifo = tmp_path / "sluice.conf"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    r = subprocess.run(["timeout", "-s", "TERM", "5", SLUICED, "-c", str(fifo)],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert time.monotonic() - t0 < 10
+    assert r.returncode == 1, r.stderr
+    assert "not a regular file" in r.stderr
+
+
+def test_auth_users_fifo_is_refused(tmp_path):
+    fifo = tmp_path / "users"
+    os.mkfifo(fifo)
+    conf = tmp_path / "sluice.conf"
+    conf.write_text(f'listen = ["127.0.0.1:0"];\nauth_users = "{fifo}";\n')
+    r = run("-c", str(conf), "--check", timeout=10)
+    assert r.returncode == 1
+    assert f"auth_users: {fifo}: not a regular file" in r.stderr
 
 
 def test_check_accepts_a_valid_file(tmp_path):
