@@ -82,6 +82,11 @@ static void cfg_perr(struct cfg_parser *ps, unsigned line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(ps->err + n, ps->errlen - (size_t)n, fmt, ap);
     va_end(ap);
+    /* one line, whatever a quoted key or a file name held (a key with
+     * "\n" in it must not split the error a log or a terminal shows) */
+    for (char *p = ps->err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 static bool cfg_buf_put(struct cfg_buf *b, const char *s, size_t n)
