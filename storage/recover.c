@@ -386,8 +386,7 @@ static int scan_bad_header(struct scan *sc, uint32_t i, struct spool_rd *rd, con
 {
     const struct spool_seg *s = &sc->segs[i];
     int r = 0;
-    if (rd->size > SPOOL_SEG_HDR && strcmp(why, "unsupported segment version") != 0 &&
-        strcmp(why, "segment header does not match the file name") != 0)
+    if (rd->size > SPOOL_SEG_HDR && why != spool_why_version && why != spool_why_name)
         r = spool_rd_resync(rd, SPOOL_SEG_HDR);
     if (r < 0)
         return r;

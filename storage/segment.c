@@ -143,6 +143,9 @@ void spool_seg_hdr_encode(unsigned char h[SPOOL_SEG_HDR], unsigned worker, uint6
     spool_put32(h + 36, spool_crc32c(0, h, 36));
 }
 
+const char spool_why_version[] = "unsupported segment version";
+const char spool_why_name[] = "segment header does not match the file name";
+
 static const char *seg_hdr_check(const unsigned char h[SPOOL_SEG_HDR], const struct spool_seg *s)
 {
     if (memcmp(h, SPOOL_SEG_MAGIC, 8) != 0)
@@ -151,9 +154,9 @@ static const char *seg_hdr_check(const unsigned char h[SPOOL_SEG_HDR], const str
         return "segment header crc mismatch";
     uint32_t version = spool_get32(h + 8);
     if (version < SPOOL_SEG_VERSION_MIN || version > SPOOL_SEG_VERSION)
-        return "unsupported segment version";
+        return spool_why_version;
     if (spool_get32(h + 12) != s->worker || spool_get64(h + 16) != s->seq)
-        return "segment header does not match the file name";
+        return spool_why_name;
     if (spool_get32(h + 32) != 0)
         return "non-zero reserved field in segment header";
     return NULL;

@@ -203,6 +203,12 @@ struct spool_rd {
     size_t blen;
 };
 
+/* The two bad-header reasons that are not damage: a header that is whole
+ * (its crc holds) but of a version this reader does not know, or naming
+ * another file.  spool_rd_open() returns these very pointers. */
+extern const char spool_why_version[];
+extern const char spool_why_name[];
+
 /* 0; -EBADMSG for a bad header (*why says what, *torn whether it looks
  * like a segment whose creation never reached the disk); -errno. */
 int spool_rd_open(int dirfd, const struct spool_seg *s, bool rw, struct spool_rd *rd,
