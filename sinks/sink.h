@@ -114,6 +114,14 @@ struct sink_module {
      * call sink_complete(): complete or abandon held calls first. */
     void (*destroy)(void *instance);
     enum sink_verdict (*handle)(void *instance, struct sink_ctx *ctx);
+    /* May be NULL.  A call that returned SINK_PENDING ended without the
+     * sink's answer (deadline, client gone, binding removed): runs on the
+     * owning worker after the call's services were cancelled.  When it
+     * returns, ctx is gone: a sink that completes from threads of its own
+     * makes sure here that none of them still uses ctx (or will call
+     * sink_complete() on it).  Without it, a late sink_complete() stays
+     * allowed and frees the ctx's last remains. */
+    void (*abandoned)(void *instance, struct sink_ctx *ctx);
 };
 
 /* A shared object exports this one symbol. */
@@ -236,6 +244,98 @@ const char *sink_delivery_status(const struct sink_ctx *ctx);
 /* ---- property bags: per message, per session, per server ---- */
 const char *sink_prop_get(struct sink_ctx *ctx, enum sink_scope scope, const char *key);
 int sink_prop_set(struct sink_ctx *ctx, enum sink_scope scope, const char *key, const char *value);
+
+/* ---- services on the session's worker ----
+ * A sink that waits for something (a timer, a socket of its own, a DNS
+ * answer) asks the worker that owns the session to wait for it, instead
+ * of running a thread.  Start a service from handle() and return
+ * SINK_PENDING, or from another service's callback.  Every callback runs
+ * on that worker, one at a time, with ctx as valid as inside handle()
+ * (every accessor and edit allowed), and ends the call with
+ * sink_complete() or leaves it pending with another service started.
+ *
+ * Each service belongs to its ctx.  When the call ends first (the
+ * deadline passed, the client went away, the binding was removed, or the
+ * sink completed with services still pending), every pending service is
+ * cancelled and its callback runs once with status SINK_SVC_CANCELLED
+ * (there: free what arg holds; sink_complete() is ignored) before ctx
+ * goes.  No callback ever sees a freed ctx.  sink_svc_cancel() cancels
+ * one service at the sink's request: its callback does not run.
+ *
+ * The functions below answer 0 with *id set (id may be NULL), or
+ * -EINVAL (bad argument), -EPERM (not on the owning worker, or the ctx
+ * is not pending-capable: the call already answered), -ENOMEM. */
+typedef uint64_t sink_svc_id; /* 0 is never an id */
+#define SINK_SVC_CANCELLED (-125) /* -ECANCELED */
+
+/* A one-shot timer: fn(ctx, arg, 0) after ms milliseconds (0: at the
+ * worker's next turn), or SINK_SVC_CANCELLED. */
+typedef void sink_timer_fn(struct sink_ctx *ctx, void *arg, int status);
+int sink_timer_start(struct sink_ctx *ctx, uint64_t ms, sink_timer_fn *fn, void *arg,
+                     sink_svc_id *id);
+
+/* One-shot readiness of a descriptor the sink owns (non-blocking; the
+ * sink closes it, after cancelling the watch).  fn(ctx, arg, fd, status):
+ * status > 0 is a mask of SINK_FD_READ, SINK_FD_WRITE, SINK_FD_ERROR
+ * (error or hang-up); SINK_SVC_CANCELLED.  Watch again to wait again. */
+#define SINK_FD_READ 1u
+#define SINK_FD_WRITE 2u
+#define SINK_FD_ERROR 4u
+typedef void sink_fd_fn(struct sink_ctx *ctx, void *arg, int fd, int status);
+int sink_fd_watch(struct sink_ctx *ctx, int fd, unsigned what, sink_fd_fn *fn, void *arg,
+                  sink_svc_id *id);
+
+/* DNS through the daemon's resolver (its `dns_servers`), with a cache per
+ * worker that honours TTLs.  name: a domain name, no final dot needed. */
+enum sink_dns_type {
+    SINK_DNS_A = 1,
+    SINK_DNS_PTR = 12,
+    SINK_DNS_MX = 15,
+    SINK_DNS_TXT = 16,
+    SINK_DNS_AAAA = 28,
+    SINK_DNS_TLSA = 52,
+};
+enum sink_dns_status {
+    SINK_DNS_OK,       /* n >= 1 records */
+    SINK_DNS_NXDOMAIN, /* the name does not exist */
+    SINK_DNS_NODATA,   /* it exists, without records of that type */
+    SINK_DNS_TEMPFAIL, /* SERVFAIL, REFUSED, no answer in time, malformed answer */
+    SINK_DNS_CANCELLED,
+};
+struct sink_dns_rr {
+    uint16_t type;
+    uint32_t ttl;  /* seconds left (a cached answer: what remains) */
+    uint16_t pref; /* MX: the preference; TLSA: usage << 8 | selector; else 0 */
+    uint8_t mtype; /* TLSA: the matching type; else 0 */
+    /* A, AAAA: the address as text ("192.0.2.1", "2001:db8::1");
+     * MX, PTR: the host name, no final dot; TXT: the record's strings
+     * joined with nothing between them; TLSA: the data in lower-case hex */
+    const char *text;
+    /* the data itself: A 4 octets, AAAA 16, TXT the joined strings, TLSA
+     * the association data; MX and PTR: the name, as text */
+    const unsigned char *data;
+    size_t len;
+};
+struct sink_dns_answer {
+    enum sink_dns_status status;
+    const char *name;               /* as asked */
+    enum sink_dns_type type;
+    size_t n;
+    const struct sink_dns_rr *rr;   /* n records, in the order the server gave them */
+    const char *error;              /* why, when not OK ("SERVFAIL", "timeout") */
+};
+/* fn(ctx, arg, answer): the answer and everything in it are borrowed for
+ * the callback; cancelled: answer->status is SINK_DNS_CANCELLED. */
+typedef void sink_dns_fn(struct sink_ctx *ctx, void *arg, const struct sink_dns_answer *answer);
+int sink_dns_lookup(struct sink_ctx *ctx, const char *name, enum sink_dns_type type,
+                    sink_dns_fn *fn, void *arg, sink_svc_id *id);
+
+/* 0, or -ENOENT: no such pending service of this ctx (already ran). */
+int sink_svc_cancel(struct sink_ctx *ctx, sink_svc_id id);
+
+/* The binding's deadline (ms) and how much of it is left for this call. */
+uint64_t sink_deadline_ms(const struct sink_ctx *ctx);
+uint64_t sink_time_left_ms(const struct sink_ctx *ctx);
 
 /* ---- asynchronous completion ---- */
 /* For a handler that returned SINK_PENDING: any thread, exactly once. */
