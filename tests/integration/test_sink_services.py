@@ -115,3 +115,88 @@ def test_dns_cache_honours_ttl(daemon_factory, dns_server, tmp_path):
     time.sleep(2.2)  # the record's TTL (1 s) has passed
     assert greeting(d.port)[0].startswith("554 ")
     assert asked() == 2, dns_server.log()
+
+
+# ---- http_policy: libcurl's multi-socket interface on the sink services ----
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Policy(BaseHTTPRequestHandler):
+    seen = []
+    delay = 0.0
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        req = json.loads(self.rfile.read(n))
+        Policy.seen.append(req)
+        time.sleep(Policy.delay)
+        rcpt = req["rcpt"]
+        if rcpt.startswith("nobody@"):
+            ans = {"verdict": "reject", "code": 550, "enhanced": "5.1.1",
+                   "text": "no such user here"}
+        elif rcpt.startswith("later@"):
+            ans = {"verdict": "tempfail", "code": 450, "enhanced": "4.2.1", "text": "try later"}
+        elif rcpt.startswith("broken@"):
+            self.send_response(500)
+            self.end_headers()
+            return
+        else:
+            ans = {"verdict": "continue"}
+        body = json.dumps(ans).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def policy_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Policy)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_http_policy_decides_per_recipient(daemon_factory, tmp_path):
+    srv = policy_server()
+    Policy.seen.clear()
+    Policy.delay = 0.0
+    try:
+        p = tmp_path / "policy.conf"
+        p.write_text("""
+binding "policy" {
+  event = "rcpt"; sink = "%s"; deadline = "2s"; on_deadline = tempfail;
+  properties { url = "http://127.0.0.1:%d/check"; }
+}
+""" % (os.path.join(LIB, "http_policy.so"), srv.server_address[1]))
+        d = daemon_factory(conf=str(p))
+        from conftest import raw_session
+        c = raw_session(d.port)
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+        assert_reply(c.cmd("RCPT TO:<bob@example.test>"), 250)
+        assert_reply(c.cmd("RCPT TO:<nobody@example.test>"), 550, "5.1.1")
+        assert_reply(c.cmd("RCPT TO:<later@example.test>"), 450, "4.2.1")
+        assert_reply(c.cmd("RCPT TO:<broken@example.test>"), 451, "4.7.1")  # on_error tempfail
+        c.cmd("QUIT")
+        first = Policy.seen[0]
+        assert first["sender"] == "alice@example.org" and first["rcpt"] == "bob@example.test"
+        assert first["client"] == "127.0.0.1" and first["rcpts"] == []
+        assert Policy.seen[1]["rcpts"] == ["bob@example.test"]
+        # a service slower than the deadline: the binding's on_deadline, in time
+        Policy.delay = 3.0
+        c = raw_session(d.port)
+        assert_reply(c.cmd("MAIL FROM:<alice@example.org>"), 250)
+        t0 = time.monotonic()
+        r = c.cmd("RCPT TO:<bob@example.test>")
+        took = time.monotonic() - t0
+        assert r[0] == 451 and 1.8 <= took < 2.8, (r, took)
+        Policy.delay = 0.0
+        assert_reply(c.cmd("RCPT TO:<bob@example.test>"), 250)  # the server kept serving
+        c.cmd("QUIT")
+    finally:
+        srv.shutdown()
