@@ -119,6 +119,9 @@ int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, ch
                             size_t errlen);
 /* A new instance with the property set (value NULL: removed, smtpreg's
  * delprop) replaces the binding's; it keeps its statistics. */
+/* Makes binding name again from its own block (sluicectl bindings reload):
+ * its sink is loaded and created anew; on error the old one stays. */
+int sink_engine_rebind(struct sink_engine *e, const char *name, char *err, size_t errlen);
 int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key,
                         const char *value, char *err, size_t errlen);
 /* block_text: one `binding "NAME" { event = ...; sink = ...; ... }` (borrowed). */

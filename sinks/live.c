@@ -9,6 +9,8 @@
  *	int sink_engine_setprop(struct sink_engine *e, const char *name,
  *				const char *key, const char *value, char *err,
  *				size_t errlen);
+ *	int sink_engine_rebind(struct sink_engine *e, const char *name,
+ *			       char *err, size_t errlen);
  *	int sink_engine_add(struct sink_engine *e, const char *block_text,
  *			    char *err, size_t errlen);
  *	int sink_engine_remove(struct sink_engine *e, const char *name,
@@ -35,7 +37,10 @@
  *	republishes the chain, which holds only enabled bindings.  A binding
  *	disabled in the configuration was never loaded: enabling it loads
  *	its sink and creates its instance first.  setprop with value NULL
- *	removes the property (smtpreg's delprop).
+ *	removes the property (smtpreg's delprop).  rebind (sluicectl bindings
+ *	reload NAME) makes the binding again from its own block: the sink is
+ *	loaded and created anew (a Lua sink re-reads its file); if that
+ *	fails, the old binding stays and err says why.
  *
  *	Every change marks the binding's name; sink_engine_save() rewrites
  *	the marked blocks of the configuration file (core/cfg/cfg_edit.c: the
@@ -297,6 +302,38 @@ static void sink_err_unline(char *err)
         memmove(p + 1, q + 1, strlen(q + 1) + 1);
 }
 
+/* e->b[i] replaced by a binding made from text (under mu, room
+ * reserved); on error the old one stays.  mark: to be saved. */
+static int sink_replace(struct sink_engine *e, int i, const char *text, bool mark, char *err,
+                        size_t errlen)
+{
+    int rc = 0;
+    struct sink_binding *old = e->b[i];
+    struct sink_binding *b = sink_from_text(e, text, old, &rc, err, errlen);
+    if (b == NULL) {
+        sink_err_unline(err); /* the line of a generated block means nothing */
+        return rc;
+    }
+    /* The same binding to the operator: its place, line and counters. */
+    b->order = old->order;
+    b->line = old->line;
+    sink_stats_free(b->stats);
+    b->stats = old->stats;
+    old->stats_lent = true;
+    e->b[i] = b;
+    if (!sink_chain_publish(e, b->ev)) {
+        e->b[i] = old;
+        old->stats_lent = false;
+        b->stats_lent = true;
+        sink_binding_free(b);
+        return sink_nomem(err, errlen);
+    }
+    sink_retire(e, old);
+    if (mark && !sink_mark(e, old->name))
+        rc = sink_nomem(err, errlen);
+    return rc;
+}
+
 int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key, const char *value,
                         char *err, size_t errlen)
 {
@@ -322,29 +359,27 @@ int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key
         rc = sink_nomem(err, errlen);
         goto out;
     }
-    struct sink_binding *b = sink_from_text(e, text, old, &rc, err, errlen);
-    if (b == NULL) {
-        sink_err_unline(err); /* the line of a generated block means nothing */
+    rc = sink_replace(e, i, text, true, err, errlen);
+out:
+    sink_unlock(e);
+    free(text);
+    return rc;
+}
+
+int sink_engine_rebind(struct sink_engine *e, const char *name, char *err, size_t errlen)
+{
+    sink_lock(e);
+    int rc = 0, i = sink_find(e, name);
+    char *text = NULL;
+    if (i < 0) {
+        rc = sink_unknown(name, err, errlen);
         goto out;
     }
-    /* The same binding to the operator: its place, line and counters. */
-    b->order = old->order;
-    b->line = old->line;
-    sink_stats_free(b->stats);
-    b->stats = old->stats;
-    old->stats_lent = true;
-    e->b[i] = b;
-    if (!sink_chain_publish(e, b->ev)) {
-        e->b[i] = old;
-        old->stats_lent = false;
-        b->stats_lent = true;
-        sink_binding_free(b);
+    if (!sink_room(e) || (text = sink_binding_text(e->b[i], NULL, NULL)) == NULL) {
         rc = sink_nomem(err, errlen);
         goto out;
     }
-    sink_retire(e, old);
-    if (!sink_mark(e, name))
-        rc = sink_nomem(err, errlen);
+    rc = sink_replace(e, i, text, false, err, errlen); /* the file is unchanged */
 out:
     sink_unlock(e);
     free(text);

@@ -6,6 +6,8 @@
  *
  *	bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
  * DESCRIPTION
+ *	`lua:PATH` is a Lua file (lua_sink.c): its create reads and checks
+ *	the file, whose `events` must list the binding's event.
  *	`builtin:NAME` looks NAME up in the builtin table, then among the
  *	modules given to sink_builtin_register() (tests register theirs
  *	there; not thread-safe: call it before creating engines).  Anything else is
@@ -25,6 +27,8 @@
  *	adds it): "sink ./x.so: built for sink ABI 2, this sluiced has 1".
  */
 #include "sinks/sink_int.h"
+
+#include "sinks/lua_int.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -129,9 +133,37 @@ static const struct sink_module *sink_module_open(struct sink_binding *b, char *
     return m;
 }
 
+/* lua:PATH: the module is the Lua tier; the file says which events. */
+static bool sink_lua_load(struct sink_binding *b, char *err, size_t errlen)
+{
+    char cerr[400] = "";
+    if (b->offload) {
+        snprintf(err, errlen, "sink %s: a Lua sink cannot be offloaded (its states are per "
+                              "worker)", b->sink);
+        return false;
+    }
+    int rc = sink_lua_create(b->sink + 4, b->props, &b->inst, cerr, sizeof(cerr));
+    if (rc != 0) {
+        snprintf(err, errlen, "sink %s: %s", b->sink, cerr[0] ? cerr : strerror(-rc));
+        return false;
+    }
+    b->mod = &sink_lua_module;
+    b->created = true;
+    if (!(sink_lua_events(b->inst) & SINK_EVMASK(b->ev))) {
+        char evs[256];
+        sink_events_list(sink_lua_events(b->inst), evs, sizeof(evs));
+        snprintf(err, errlen, "sink %s does not handle event \"%s\" (its events: %s)", b->sink,
+                 sink_event_name(b->ev), evs);
+        return false; /* destroy() runs: created is set */
+    }
+    return true;
+}
+
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
 {
     const struct sink_module *m;
+    if (strncmp(b->sink, "lua:", 4) == 0)
+        return sink_lua_load(b, err, errlen);
     if (strncmp(b->sink, "builtin:", 8) == 0) {
         m = sink_builtin_find(b->sink + 8);
         if (m == NULL) {

@@ -73,6 +73,9 @@ static const struct sctl_verb sctl_verbs[] = {
     {"bindings setprop", "NAME KEY VALUE", 3, 3, true, sctl_print_count,
      "set a property of a binding (a new instance replaces the old one);\n"
      "written back to the configuration file"},
+    {"bindings reload", "NAME", 1, 1, true, sctl_print_count,
+     "make a binding again from its block: its sink is loaded anew (a Lua sink\n"
+     "re-reads its file); if that fails, the running binding stays"},
     {"reload", "", 0, 0, true, sctl_print_count,
      "reload the configuration as SIGHUP does; a rejected configuration is\n"
      "reported with the reason (the old one stays)"},

@@ -108,6 +108,18 @@ char *ctl_bindings_setprop(struct ctl_server *cs, const struct ctl_request *rq,
     return ctl_bindings_done(cs, rq->verb, rq->args[0]);
 }
 
+/* Re-creates a binding from its block: a Lua sink re-reads its file.
+ * Nothing to write back: the configuration did not change. */
+char *ctl_bindings_reload(struct ctl_server *cs, const struct ctl_request *rq,
+                          enum ctl_after *after)
+{
+    CTL_NEED_ENGINE(cs, rq);
+    char err[512] = "";
+    if (sink_engine_rebind(cs->h.engine, rq->args[0], err, sizeof(err)) < 0)
+        return ctl_reply_error("%s: %s; the running binding stays", rq->verb, err);
+    return ctl_result_pair("binding", rq->args[0], "reloaded", "yes");
+}
+
 /* A value the block parser reads as a number, duration or boolean stays a
  * bare word; anything else is a quoted string. */
 static bool ctl_bare(const char *v)

@@ -34,8 +34,8 @@ enum ctl_after { CTL_AFTER_NONE, CTL_AFTER_STOP, CTL_AFTER_DRAIN };
 typedef char *ctl_verb_fn(struct ctl_server *cs, const struct ctl_request *rq,
                           enum ctl_after *after);
 
-/* bindings list, enable, disable, add, remove, setprop (ctl_bindings.c) */
+/* bindings list, enable, disable, add, remove, setprop, reload (ctl_bindings.c) */
 ctl_verb_fn ctl_bindings_list, ctl_bindings_enable, ctl_bindings_add, ctl_bindings_remove,
-    ctl_bindings_setprop;
+    ctl_bindings_setprop, ctl_bindings_reload;
 
 #endif
