@@ -404,6 +404,7 @@ int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_
         goto out;
     }
     sink_retire(e, b); /* its pending calls still point at it */
+    sink_binding_removed(e, b); /* ... until their workers end them */
     if (!sink_mark(e, name))
         rc = sink_nomem(err, errlen);
 out:

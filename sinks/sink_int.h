@@ -130,6 +130,10 @@ struct sink_binding {
     struct sink_stats *stats; /* aligned: its own cache lines */
     bool stats_lent;          /* stats belong to the binding that replaced this one */
     _Atomic bool warned;      /* a bad reply was logged once */
+    /* Removed live (sink_engine_remove): its pending calls end at their
+     * worker's next turn.  Relaxed store before the engine's removed_gen
+     * release; read after that counter's acquire (pending.c). */
+    _Atomic bool removed;
 };
 
 /* Reads one `binding "name" { }` block into b (zeroed by the caller);
@@ -190,6 +194,9 @@ struct sink_engine {
     size_t nold_chain;
     struct sink_binding **old_b;
     size_t nold_b;
+    /* Bumped (release) when a binding is removed live: each worker then
+     * ends the pending calls of removed bindings (pending.c). */
+    _Atomic uint32_t removed_gen;
     /* Names changed since the last sink_engine_save(). */
     char **dirty;
     size_t ndirty;
@@ -388,6 +395,7 @@ struct sink_worker {
     char **dns_servers;
     size_t ndns_servers;
     size_t svc_live;            /* services pending on this worker */
+    uint32_t removed_seen;      /* the engine's removed_gen at the last scan */
 };
 
 struct sink_call {
@@ -415,6 +423,10 @@ void sink_ctx_free(struct sink_ctx *ctx);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);
+/* The binding was removed while ctx was pending (on the owner). */
+void sink_removed(struct sink_ctx *ctx);
+/* live.c: b leaves the engine (removed): its pending calls end. */
+void sink_binding_removed(struct sink_engine *e, struct sink_binding *b);
 /* offload.c: an offloaded link (binding `offload = true`) */
 struct sink_edit_rec;
 /* Copies the event into ctx and spawns handle() as a stealable task.
