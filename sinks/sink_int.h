@@ -9,8 +9,9 @@
  *	(rule.c), property lists and bags (props.c), statistics (stats.c),
  *	the event context behind the sink.h accessors (ctx.c, and
  *	ctx_transport.c for the queue manager's events, with the syntax
- *	checks of addr.c) and the dispatcher with its pending calls and
- *	deadlines (dispatch.c, pending.c).
+ *	checks of addr.c), the dispatcher with its pending calls and
+ *	deadlines (dispatch.c, pending.c), and what a sink tells the operator
+ *	(observe.c: sink_log, its counters, calls in flight, the crash note).
  *
  *	Ownership: the engine owns its bindings; a binding owns its rule,
  *	properties, statistics, instance and module handle.  A sink_ctx is

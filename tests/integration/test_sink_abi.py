@@ -98,6 +98,23 @@ def test_install_and_build_out_of_tree(daemon_factory, tmp_path, monkeypatch):
     assert_reply(mail_reply(d.port, "x@example.org"), 250)
 
 
+def test_tutorial_sink_builds_and_runs(daemon_factory, tmp_path):
+    """writing-sinks.md section 2 as written, with the build line of
+    section 3 (the header from build/include instead of pkg-config)."""
+    doc = open(os.path.join(SRC, "docs/writing-sinks.md")).read()
+    sec = doc[doc.index("## 2. A synchronous sink"):doc.index("## 3. Building it")]
+    code = re.search(r"```c\n(.*?)```", sec, re.S).group(1)
+    so = build_module(tmp_path, "mysink", code,
+                      flags=("-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"))
+    conf = tmp_path / "t.conf"
+    conf.write_text('binding "no-example-net" { event = mail; sink = "%s"; priority = 1000;'
+                    ' properties { domain = "example.net"; } }\n' % so)
+    d = daemon_factory(conf=str(conf))
+    code, text = mail_reply(d.port, "joe@example.net")
+    assert code == 550 and "we take no mail from there" in text, text
+    assert_reply(mail_reply(d.port, "bob@example.org"), 250)
+
+
 # ---- what sluiced exports ----
 
 def _sink_h_functions():
