@@ -276,7 +276,7 @@ bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *
 void sink_binding_fini(struct sink_binding *b)
 {
     if (b->created && b->mod->destroy != NULL) {
-        struct sink_crash_note note = sink_crash_enter(b, b->ev, "destroy");
+        struct sink_crash_note note = sink_crash_enter(b, b->ev, "destroy()");
         b->mod->destroy(b->inst);
         sink_crash_leave(note);
     }

@@ -336,7 +336,7 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     if (m->create != NULL) {
         char cerr[256] = "";
         b->props->owner = b; /* for sink_counter() */
-        struct sink_crash_note note = sink_crash_enter(b, b->ev, "create");
+        struct sink_crash_note note = sink_crash_enter(b, b->ev, "create()");
         int rc = m->create(b->props, &b->inst, cerr, sizeof(cerr));
         sink_crash_leave(note);
         b->props->owner = NULL;

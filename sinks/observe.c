@@ -38,7 +38,8 @@
  *
  *	The crash note: each thread keeps in a thread-local the binding and
  *	event whose sink code it is running (handle(), create(), destroy(),
- *	set and restored around the call: sink_crash_enter/_leave).  A fatal
+ *	abandoned(), a service's callback; set and restored around the call:
+ *	sink_crash_enter/_leave).  A fatal
  *	signal handler (core/cmd/sluiced.c) reads it with
  *	sink_crash_describe(), which is async-signal-safe: no locks, no
  *	allocation, no stdio, only loads of this thread's note and copies of
@@ -203,8 +204,8 @@ size_t sink_crash_describe(char *buf, size_t len)
     at = sink_put_str(buf, len, at, "\" (sink ");
     at = sink_put_str(buf, len, at, b->sink);
     at = sink_put_str(buf, len, at, "), ");
-    at = sink_put_str(buf, len, at, what ? what : "handle");
-    at = sink_put_str(buf, len, at, "() at event ");
+    at = sink_put_str(buf, len, at, what ? what : "handle()");
+    at = sink_put_str(buf, len, at, " at event ");
     at = sink_put_str(buf, len, at, (unsigned)ev < SINK_EV_COUNT ? sink_event_name(ev) : "-");
     return at;
 }

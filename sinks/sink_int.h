@@ -126,7 +126,7 @@ void sink_counters_free(struct sink_binding *b);
 
 /* The binding whose sink code runs on this thread, for a crash report
  * (observe.c; sink_crash_describe in engine.h): enter before calling into
- * the sink (what: "handle", "create", ...), leave with what enter
+ * the sink (what: "handle()", "a timer callback", ...), leave with what enter
  * returned. */
 struct sink_crash_note {
     const struct sink_binding *b;

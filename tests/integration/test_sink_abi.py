@@ -230,9 +230,17 @@ def test_cxx_module(daemon_factory, tmp_path):
 CRASH = r"""
 #include <sluice/sink.h>
 #include <signal.h>
+static void later(struct sink_ctx *ctx, void *arg, int status)
+{
+    if (status == 0)
+        *(volatile int *)0 = 2;          /* SIGSEGV in a service callback */
+    sink_complete(ctx, SINK_CONTINUE);
+}
 static enum sink_verdict h(void *inst, struct sink_ctx *ctx)
 {
     const char *s = sink_sender(ctx);
+    if (s && s[0] == 't')
+        return sink_timer_start(ctx, 1, later, NULL, NULL) == 0 ? SINK_PENDING : SINK_TEMPFAIL;
     if (s && s[0] == 's')
         *(volatile int *)0 = 1;          /* SIGSEGV */
     if (s && s[0] == 'a')
@@ -253,12 +261,13 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("offload,sender,sig", [
-    (False, "segv@example.org", "SIGSEGV"),
-    (True, "segv@example.org", "SIGSEGV"),
-    (False, "abort@example.org", "SIGABRT"),
+@pytest.mark.parametrize("offload,sender,sig,where", [
+    (False, "segv@example.org", "SIGSEGV", "handle()"),
+    (True, "segv@example.org", "SIGSEGV", "handle()"),
+    (False, "abort@example.org", "SIGABRT", "handle()"),
+    (False, "timer@example.org", "SIGSEGV", "a timer callback"),
 ])
-def test_crash_in_handle_names_binding_and_event(tmp_path, offload, sender, sig):
+def test_crash_in_handle_names_binding_and_event(tmp_path, offload, sender, sig, where):
     so = build_module(tmp_path, "crash", CRASH)
     logf = tmp_path / "sluiced.log"
     conf = tmp_path / "c.conf"
@@ -292,8 +301,8 @@ def test_crash_in_handle_names_binding_and_event(tmp_path, offload, sender, sig)
         if p.poll() is None:
             p.kill()
             p.wait()
-    want = ('sluiced: fatal signal %s in sink code: in binding "boom" (sink %s), handle() '
-            'at event mail' % (sig, so))
+    want = ('sluiced: fatal signal %s in sink code: in binding "boom" (sink %s), %s '
+            'at event mail' % (sig, so, where))
     assert p.returncode == -getattr(signal, sig), (p.returncode, err)
     assert want in err, err
     assert want in logf.read_text(), logf.read_text()
