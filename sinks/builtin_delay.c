@@ -141,8 +141,7 @@ static int delay_create(const struct sink_props *p, void **instance, char *err, 
         (rc = sink_props_bool(p, "never", 0, &never, err, errlen)) < 0)
         return rc;
     if (ms > 3600 * 1000) {
-        snprintf(err, errlen, "property \"ms\": %llu is more than an hour",
-                 (unsigned long long)ms);
+        snprintf(err, errlen, "property \"ms\": %llu is more than an hour", (unsigned long long)ms);
         return -EINVAL;
     }
     static const char *const names[] = {"continue", "consumed", "reject",    "tempfail",

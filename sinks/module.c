@@ -187,7 +187,7 @@ static const char *sink_dl_why(const char *why, const char *proc)
         return "dlopen failed";
     size_t n = strlen(proc);
     return n > 0 && strncmp(why, proc, n) == 0 && strncmp(why + n, ": ", 2) == 0 ? why + n + 2
-                                                                                  : why;
+                                                                                 : why;
 }
 
 void sink_module_close(struct sink_binding *b)

@@ -266,8 +266,8 @@ int sink_props_ms(const struct sink_props *p, const char *key, uint64_t dflt, ui
     /* A plain number is milliseconds: what sluice.conf makes of a bare
      * duration (`t = 2s;` reaches the sink as "2000", binding.c). */
     static const struct sink_unit units[] = {
-        {"", 1},         {"ms", 1},          {"s", 1000},           {"sec", 1000},
-        {"min", 60000},  {"h", 3600000.0},   {"d", 86400000.0},     {"w", 604800000.0},
+        {"", 1},        {"ms", 1},        {"s", 1000},       {"sec", 1000},
+        {"min", 60000}, {"h", 3600000.0}, {"d", 86400000.0}, {"w", 604800000.0},
     };
     const char *s = sink_props_get(p, key);
     *out = dflt;
@@ -289,10 +289,8 @@ int sink_props_size(const struct sink_props *p, const char *key, uint64_t dflt, 
                     char *err, size_t errlen)
 {
     static const struct sink_unit units[] = {
-        {"", 1},           {"b", 1},
-        {"k", 1024.0},     {"kb", 1024.0},
-        {"m", 1048576.0},  {"mb", 1048576.0},
-        {"g", 1073741824.0}, {"gb", 1073741824.0},
+        {"", 1},          {"b", 1},          {"k", 1024.0},       {"kb", 1024.0},
+        {"m", 1048576.0}, {"mb", 1048576.0}, {"g", 1073741824.0}, {"gb", 1073741824.0},
     };
     const char *s = sink_props_get(p, key);
     *out = dflt;

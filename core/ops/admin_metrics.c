@@ -177,8 +177,8 @@ static void render_binding_counter(struct metrics_buf *b, const struct sink_bind
 }
 
 /* One sample of sluice_sink_counter_total (under the engine's mutex). */
-static void render_sink_counter(void *arg, const char *binding, const char *name,
-                                const char *help, uint64_t value)
+static void render_sink_counter(void *arg, const char *binding, const char *name, const char *help,
+                                uint64_t value)
 {
     struct metrics_buf *b = arg;
     if (help != NULL && *help != '\0') {

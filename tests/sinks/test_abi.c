@@ -21,9 +21,7 @@ static enum sink_verdict abi_handle(void *inst, struct sink_ctx *ctx)
     return SINK_REJECT;
 }
 
-static void abi_abandoned(void *inst, struct sink_ctx *ctx)
-{
-}
+static void abi_abandoned(void *inst, struct sink_ctx *ctx) {}
 
 /* A 2.0 module as if built against a sink.h whose descriptor ended before
  * `abandoned`: what it left there must read as NULL. */
@@ -129,10 +127,13 @@ static struct sink_props *abi_props(const char *const *kv)
 Test(abi, strict_getters)
 {
     struct sink_props *p = abi_props((const char *const[]){
-        "n", "42", "neg", "-3", "abc", "abc", "sp", " 5", "e", "", "x", "5x", "big",
-        "99999999999999999999", "yes", "YES", "off", "0", "maybe", "maybe", "t5s", "5s",
-        "t200", "200ms", "t15", "1.5s", "plain", "2000", "tmin", "2min", "tsp", "5 s", "tneg",
-        "-1s", "s10m", "10M", "s64", "64kb", "s512", "512", "s15k", "1.5k", "sq", "10Q", NULL});
+        "n",    "42",   "neg",   "-3",   "abc",   "abc",   "sp",
+        " 5",   "e",    "",      "x",    "5x",    "big",   "99999999999999999999",
+        "yes",  "YES",  "off",   "0",    "maybe", "maybe", "t5s",
+        "5s",   "t200", "200ms", "t15",  "1.5s",  "plain", "2000",
+        "tmin", "2min", "tsp",   "5 s",  "tneg",  "-1s",   "s10m",
+        "10M",  "s64",  "64kb",  "s512", "512",   "s15k",  "1.5k",
+        "sq",   "10Q",  NULL});
     char err[256];
     long long v;
     int b;
@@ -365,7 +366,8 @@ Test(abi, crash_note_inflight_and_log)
     char buf[64];
     cr_assert_eq(sink_crash_describe(buf, sizeof(buf)), 0, "no sink code running");
     cr_assert_str_eq(buf, "");
-    struct sink_engine *e = st_engine("binding \"ob\\ns\" { event = mail; sink = \"builtin:observe\"; }");
+    struct sink_engine *e =
+        st_engine("binding \"ob\\ns\" { event = mail; sink = \"builtin:observe\"; }");
     struct st_rig r;
     st_rig_init(&r, e);
     struct sink_event_data d = st_data(NULL);

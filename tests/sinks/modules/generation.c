@@ -46,12 +46,8 @@ static enum sink_verdict gen_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module gen_module = {
-    SINK_MODULE_HEAD,
-    .name = "generation",
-    .events = SINK_EVMASK(SINK_EV_MAIL),
-    .create = gen_create,
-    .destroy = gen_destroy,
-    .handle = gen_handle,
+    SINK_MODULE_HEAD,     .name = "generation",   .events = SINK_EVMASK(SINK_EV_MAIL),
+    .create = gen_create, .destroy = gen_destroy, .handle = gen_handle,
 };
 
 SINK_MODULE(gen_module)
