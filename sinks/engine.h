@@ -62,6 +62,9 @@ struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t 
  * (the configuration's message, or the engine's). */
 struct sink_engine *sink_engine_load(const char *path, char *err, size_t errlen);
 void sink_engine_destroy(struct sink_engine *e);
+/* Adds m (borrowed, static) as builtin:NAME for every engine made after:
+ * 0, -EEXIST, -ENOSPC, -EINVAL (tests, benchmarks, embedders). */
+int sink_builtin_register(const struct sink_module *m);
 /* Any enabled binding on ev (the session skips the engine entirely when
  * there is none: no cost without sinks). */
 bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev);

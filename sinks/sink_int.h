@@ -178,8 +178,6 @@ void sink_binding_fini(struct sink_binding *b);
 /* The builtin sink called name, or NULL; sink_builtin_names() for messages. */
 const struct sink_module *sink_builtin_find(const char *name);
 const char *sink_builtin_names(void);
-/* Adds m (borrowed, static) as builtin:NAME: 0, -EEXIST, -ENOSPC, -EINVAL. */
-int sink_builtin_register(const struct sink_module *m);
 
 /* Builtins (builtin_*.c). */
 extern const struct sink_module sink_builtin_access;
