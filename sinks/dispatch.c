@@ -136,8 +136,11 @@ static void sink_ctx_orphan(struct sink_ctx *ctx)
 {
     size_t nsvc = sink_svc_cancel_all(ctx);
     void (*hook)(void *, struct sink_ctx *) = ctx->b->mod->abandoned;
-    if (hook != NULL && !ctx->offloaded)
+    if (hook != NULL && !ctx->offloaded) {
+        struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "abandoned()");
         hook(ctx->b->inst, ctx);
+        sink_crash_leave(note);
+    }
     if (!ctx->offloaded && (hook != NULL || nsvc > 0))
         sink_ctx_unref_sink(ctx);
     else if (!ctx->offloaded) {

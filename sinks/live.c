@@ -214,9 +214,8 @@ static void sink_unlock(struct sink_engine *e)
 /* Forgets what a failed load left in b (a disabled binding stays unloaded). */
 static void sink_unload(struct sink_binding *b)
 {
-    if (b->dl != NULL)
-        dlclose(b->dl);
-    b->dl = NULL;
+    sink_counters_free(b);
+    sink_module_close(b);
     b->mod = NULL;
     b->inst = NULL;
     b->created = false;

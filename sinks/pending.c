@@ -158,6 +158,7 @@ int sink_pending_add(struct sink_worker *sw, struct sink_ctx *ctx)
     }
     sw->heap[sw->n] = ctx;
     sink_heap_up(sw, sw->n++);
+    sink_inflight(ctx->b, 1);
     return 0;
 }
 
@@ -167,6 +168,7 @@ void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx)
     if (i == SIZE_MAX)
         return;
     ctx->slot = SIZE_MAX;
+    sink_inflight(ctx->b, -1);
     struct sink_ctx *last = sw->heap[--sw->n];
     if (i == sw->n)
         return;

@@ -122,7 +122,7 @@ static void svc_abandoned(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module svc_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "svc",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = svc_create,
@@ -130,7 +130,7 @@ static const struct sink_module svc_module = {
     .handle = svc_handle,
 };
 static const struct sink_module svc_hook_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "svchook",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = svc_create,
