@@ -138,19 +138,19 @@ def test_sink_thread_dies_holding_calls(daemon_factory, tmp_path):
 
 def test_completion_twice(daemon_factory, tmp_path):
     """A sink that answers twice breaks the contract (sink.h: exactly once).
-    The first answer stands; the second must not change the outcome, and
-    the server must keep serving."""
+    The first answer stands, the second is logged and ignored, and the
+    server keeps serving.  (The second answer comes at once here, before the
+    worker took the first: one that comes after is a use of a freed ctx,
+    which the engine cannot see.)"""
     d = daemon_factory(conf=conf(tmp_path, "twice", deadline="2s"), workers=1,
                        env={"SINK_FAULTY_NOHOOK": "1"})
     t = Faulty(d.port, "faulty0@example.test")
     t.start()
     t.join(10)
     time.sleep(0.3)
-    if d.proc.poll() is not None:
-        assert "completed twice" in d.log(), d.log()
-        pytest.xfail("a second sink_complete() aborts sluiced (log_panic in "
-                     "sinks/dispatch.c): fail-stop, not 'keeps serving'; exit %s, "
-                     "the client saw %r" % (d.proc.returncode, t.error or t.reply))
+    assert d.proc.poll() is None, "sluiced died: %s\n%s" % (d.proc.returncode, d.log())
+    assert d.wait_log(r'binding "faulty" completed a call twice; the second answer is ignored'), \
+        d.log()
     assert t.error is None, t.error
     code, text = t.reply
     assert code == 250, text
