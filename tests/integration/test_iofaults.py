@@ -271,3 +271,32 @@ def test_fdatasync_fails_during_delivery(tmp_path, daemon_factory):
               % (len(senders), len(got), len(got) - len(senders)))
     finally:
         hop.stop()
+
+
+@pytest.mark.parametrize("point", ["posix/io/dir/rename", "posix/io/oc/open",
+                                   "posix/io/rw/write"])
+def test_maildir_delivery_fault_defers_then_delivers_once(tmp_path, daemon_factory, point):
+    """Local delivery (Maildir) while its open, write or rename into new/
+    fails: the message is deferred and stays queued, nothing half-written
+    is left in new/ or tmp/; once the point is off the retry delivers it,
+    once."""
+    from delivery_util import conf_text, message, send
+    root = tmp_path / "mail"
+    conf = tmp_path / "sluice.conf"
+    conf.write_text(conf_text())
+    f = Fiu(tmp_path, daemon_factory, conf=str(conf), maildir_root=str(root),
+            relayhost=None, segment_size="64mb")
+    d = f.d
+    f.enable(point, errno.EIO)
+    assert send(d, "sender@client.test", "me@localhost", message(tag="md")) == {}
+    assert d.wait_log(r"<me@localhost> deferred", timeout=15), d.log()
+    new = root / "me" / "new"
+    assert not new.exists() or os.listdir(new) == []
+    assert len(spool_list(d.spool)) == 1
+    f.disable(point)
+    assert wait_until(lambda: new.exists() and os.listdir(new), 20, 0.2), d.log()
+    assert wait_until(lambda: not spool_list(d.spool), 10)
+    time.sleep(1)
+    assert len(os.listdir(new)) == 1
+    assert os.listdir(root / "me" / "tmp") == []
+    assert d.stop() == 0
