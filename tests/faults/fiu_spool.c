@@ -113,8 +113,7 @@ int openat(int dirfd, const char *path, int flags, ...)
     return real(dirfd, path, flags, mode);
 }
 
-int openat64(int dirfd, const char *path, int flags, ...)
-    __attribute__((alias("openat")));
+int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
 int unlinkat(int dirfd, const char *path, int flags)
 {
@@ -160,10 +159,10 @@ int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *)
 
 /* ---- libfiu's own names ---- */
 
-#define FIU_SPOOL_REAL(name, type)                                                                \
+#define FIU_SPOOL_REAL(name, type)                                                                 \
     static type *real;                                                                             \
     if (real == NULL)                                                                              \
-        real = (type *)dlsym(RTLD_NEXT, name)
+    real = (type *)dlsym(RTLD_NEXT, name)
 
 #define FIU_SPOOL_FAIL(point)                                                                      \
     do {                                                                                           \

@@ -165,7 +165,7 @@ static void faulty_destroy(void *instance)
     int dead = f->dead;
     pthread_mutex_unlock(&f->mu);
     pthread_join(f->thread, NULL); /* an exited thread joins at once */
-    if (dead) /* nobody answers what was queued for the dead thread */
+    if (dead)                      /* nobody answers what was queued for the dead thread */
         for (struct faulty_job *j = f->head, *n; j; j = n) {
             n = j->next;
             sink_complete(j->ctx, SINK_CONTINUE);
