@@ -18,8 +18,9 @@
  *	folded to ASCII lower case; a pair key hashes the name and then the
  *	network key (a pair's failures are counted in the network table under
  *	that key: its tag 'p' never meets a network's 4 or 6).  Every key is
- *	9 octets (a tag, 8 octets), so one table type serves all three uses.  Sets of 4 slots chosen by a seeded hash of
- *	the key; a full set evicts its oldest window.  One mutex: a lookup is
+ *	9 octets (a tag, 8 octets), so one table type serves all three uses.
+ *	Sets of 4 slots chosen by a seeded hash of the key; a full set evicts
+ *	its oldest window.  One mutex: a lookup is
  *	a few dozen instructions and happens a few times per AUTH.
  * DIAGNOSTICS
  *	None; an address of another family is never limited.
