@@ -217,7 +217,7 @@ static void faulty_abandoned(void *instance, struct sink_ctx *ctx)
     (SINK_EVMASK(SINK_EV_MAIL) | SINK_EVMASK(SINK_EV_RCPT) | SINK_EVMASK(SINK_EV_EOD))
 
 static const struct sink_module faulty_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "sink_faulty",
     .events = FAULTY_EVENTS,
     .create = faulty_create,
@@ -228,7 +228,7 @@ static const struct sink_module faulty_module = {
 
 /* late and twice: a module without abandoned(), so a late answer is legal */
 static const struct sink_module faulty_module_nohook = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "sink_faulty",
     .events = FAULTY_EVENTS,
     .create = faulty_create,
