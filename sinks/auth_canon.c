@@ -136,9 +136,34 @@ static void bodyc_eol(struct auth_bodyc *b)
     }
 }
 
+/* Octets that are plain content: anything but CR, and in relaxed mode SP
+ * and HTAB (a table: the scan below runs over every body octet). */
+static bool bodyc_plain(enum auth_canon c, unsigned char ch)
+{
+    return ch != '\r' && (c == AUTH_SIMPLE || (ch != ' ' && ch != '\t'));
+}
+
 void auth_bodyc_feed(struct auth_bodyc *b, const char *p, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
+        /* fast path: a run of plain octets with nothing held back is
+         * copied as it is */
+        if (!b->cr && b->empty == 0 && !b->wsp && bodyc_plain(b->c, (unsigned char)p[i])) {
+            size_t j = i + 1;
+            while (j < len && bodyc_plain(b->c, (unsigned char)p[j]))
+                j++;
+            for (size_t k = i; k < j;) {
+                if (b->n == sizeof(b->out))
+                    bodyc_flush(b);
+                size_t m = j - k < sizeof(b->out) - b->n ? j - k : sizeof(b->out) - b->n;
+                memcpy(b->out + b->n, p + k, m);
+                b->n += m;
+                k += m;
+            }
+            b->line = true;
+            i = j - 1;
+            continue;
+        }
         char c = p[i];
         if (b->cr) {
             b->cr = false;
