@@ -139,7 +139,7 @@ def test_tampering_fails(daemon_factory, tmp_path, keys):
 
 def test_later_edits_of_signed_fields_are_refused(daemon_factory, tmp_path, keys):
     """A binding after the signer that adds a Subject (signed, over-signed)
-    is refused with a log line; one adding X-After is not; one before the
+    is refused with a log line, inline or offloaded; one adding X-After is not; one before the
     signer adding a To is signed with the message.  The result verifies."""
     need_dkimpy()
     conf = binding({"domain": "example.org", "selector": "rsa1", "key": keys["rsa"][0]})
@@ -148,12 +148,17 @@ def test_later_edits_of_signed_fields_are_refused(daemon_factory, tmp_path, keys
              'binding "after" { event = eod; sink = "builtin:header"; priority = 32100; '
              'properties { name = "Subject"; value = "changed"; } }\n'
              'binding "after2" { event = eod; sink = "builtin:header"; priority = 32200; '
-             'properties { name = "X-After"; value = "yes"; } }\n')
+             'properties { name = "X-After"; value = "yes"; } }\n'
+             'binding "after3" { event = eod; sink = "builtin:header"; priority = 32300; '
+             'offload = true; properties { name = "Date"; value = "now"; } }\n')
     d, got = relay(daemon_factory, tmp_path, conf)
     assert b"\r\nTo: carol@example.test\r\n" in got
     assert b"Subject: changed" not in got
     assert b"\r\nX-After: yes\r\n" in got
     assert d.wait_log(r'sink after: edit of header field Subject refused'), d.log()
+    # an offloaded handler's edits are checked when replayed on the owner
+    assert b"Date: now" not in got
+    assert d.wait_log(r'sink after3: edit of header field Date refused'), d.log()
     h = re.search(rb" h=([^;]*);", got).group(1).split(b":")
     assert h.count(b"to") == 3  # two present (one added before signing) + over-signing
     assert dkimpy_verify(got, records(keys, sel=(("rsa1", "rsa"),))) == [True]
