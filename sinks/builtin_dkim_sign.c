@@ -421,20 +421,24 @@ static int dkim_hlist(const struct dkim_sign *s, const struct auth_hdrs *h, stru
 static int dkim_hdata(enum auth_canon hc, const struct auth_hdrs *h, const char *hlist,
                       const char *sigfield, struct auth_buf *out)
 {
-    unsigned char used[h->n ? h->n : 1];
-    memset(used, 0, sizeof(used));
+    unsigned char *used = calloc(h->n ? h->n : 1, 1); /* not on the stack: n is the sender's */
+    if (used == NULL)
+        return -ENOMEM;
     for (const char *p = hlist; *p;) {
         size_t l = strcspn(p, ":");
         for (size_t k = h->n; k-- > 0;) {
             if (used[k] || !auth_field_is(&h->v[k], p, l))
                 continue;
             used[k] = 1;
-            if (auth_hdr_canon(out, hc, h->v[k].p, h->v[k].len, true) < 0)
+            if (auth_hdr_canon(out, hc, h->v[k].p, h->v[k].len, true) < 0) {
+                free(used);
                 return -ENOMEM;
+            }
             break;
         }
         p += l + (p[l] == ':');
     }
+    free(used);
     return auth_hdr_canon(out, hc, sigfield, strlen(sigfield), false);
 }
 
