@@ -585,7 +585,7 @@ out:
 }
 
 const struct sink_module sink_builtin_dkim_sign = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "dkim_sign",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .create = dkim_create,
