@@ -228,7 +228,9 @@ static void lua_push_size(lua_State *L, size_t i)
 /* __index(ctx, key): a method from the upvalue table, else a field. */
 static int lua_ctx_field(lua_State *L)
 {
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* key popped, method pushed */
+    lua_settop(L, 2);
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) /* the method */
         return 1;
     lua_pop(L, 1);
     struct sink_ctx *ctx = lua_ctx_get(L);

@@ -610,7 +610,7 @@ static enum sink_verdict lua_handle(void *inst, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_lua_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "lua",
     .events = ~UINT64_C(0) >> (64 - SINK_EV_COUNT),
     .destroy = lua_destroy,
