@@ -36,6 +36,11 @@
  *			load time, and the Ed25519 4 KiB cost through it
  *			(keys made with openssl genpkey in /tmp)
  *
+ *	lua-calls	a `lua:PATH` binding at mail, synchronous, on one
+ *			worker: ns per call and calls/s of a Lua no-op, of a
+ *			Lua sink reading ctx.sender, and of builtin:noop (each
+ *			the dispatch minus the dispatch without a binding)
+ *
  *	To add a section: write `static int bench_NAME(const struct bench_cfg *)`
  *	and add it to bench_sections[].  Use bench_report() for result lines.
  *
@@ -821,6 +826,67 @@ static int bench_dkim_sign(const struct bench_cfg *cfg)
     return rc;
 }
 
+/* lua-calls: one binding at mail, sync, on one worker: calls per second
+ * (thread CPU) of a Lua no-op, a Lua sink reading the envelope, and the C
+ * builtin:noop, each minus the dispatch without bindings. */
+static int bench_lua_calls(const struct bench_cfg *cfg)
+{
+    unsigned long n = cfg->quick ? 100000 : 500000;
+    static const char *const scripts[] = {
+        "return { events = { \"mail\" }, handle = function(ctx) return \"continue\" end }\n",
+        "return { events = { \"mail\" }, handle = function(ctx)\n"
+        "  if ctx.sender:find(\"@spam.example\", 1, true) then return \"reject\" end\n"
+        "  return \"continue\" end }\n",
+    };
+    static const char *const what[] = {"Lua no-op", "Lua reading ctx.sender", "C builtin:noop"};
+    char path[2][64] = {"/tmp/sink-bench-lua0.XXXXXX", "/tmp/sink-bench-lua1.XXXXXX"};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        int fd = mkstemp(path[i]);
+        if (fd < 0 || write(fd, scripts[i], strlen(scripts[i])) < 0)
+            rc = -1;
+        if (fd >= 0)
+            close(fd);
+    }
+    double per[3] = {0};
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        char text[256];
+        if (i < 2)
+            snprintf(text, sizeof(text), "binding \"l\" { event = \"mail\"; sink = \"lua:%s\"; }\n",
+                     path[i]);
+        struct bench_rig r;
+        if (bench_rig_init(&r, i == 2 ? 1 : 0, i < 2 ? text : NULL) < 0) {
+            rc = -1;
+            break;
+        }
+        double d[16], d0[16];
+        bench_dispatch_ns(&r, SINK_EV_MAIL, n / 10); /* warm up: the state is made */
+        for (unsigned k = 0; k < cfg->reps && rc == 0; k++) {
+            d[k] = bench_dispatch_ns(&r, SINK_EV_MAIL, n);
+            d0[k] = bench_dispatch_ns(&r, SINK_EV_RCPT, n);
+            if (d[k] < 0 || d0[k] < 0)
+                rc = -1;
+        }
+        bench_rig_fini(&r);
+        per[i] = bench_median(d, cfg->reps) - bench_median(d0, cfg->reps);
+    }
+    for (int i = 0; i < 2; i++)
+        unlink(path[i]);
+    if (rc < 0) {
+        fprintf(stderr, "sink-bench: a Lua dispatch did not continue synchronously\n");
+        return -1;
+    }
+    printf("  (thread CPU time, one worker; a call = dispatch with the binding minus without)\n");
+    for (int i = 0; i < 3; i++) {
+        char line[96];
+        snprintf(line, sizeof(line), "%s: ns per call", what[i]);
+        bench_report(line, per[i], "ns", BENCH_INFO, 0);
+        snprintf(line, sizeof(line), "%s: calls/s per worker", what[i]);
+        bench_report(line, per[i] > 0 ? 1e9 / per[i] : 0, "calls/s", BENCH_INFO, 0);
+    }
+    return 0;
+}
+
 /*
  * Driver.
  */
@@ -835,6 +901,7 @@ static const struct bench_section bench_sections[] = {
     {"sched-pool", "scheduler: worker pool throughput", bench_sched_pool},
     {"sink-dispatch", "sinks: dispatch overhead", bench_sink_dispatch},
     {"dkim-sign", "sinks: builtin:dkim_sign cost per message", bench_dkim_sign},
+    {"lua-calls", "sinks: Lua calls per second per worker (sink = \"lua:PATH\")", bench_lua_calls},
 };
 #define BENCH_NSECTIONS (sizeof(bench_sections) / sizeof(bench_sections[0]))
 
