@@ -22,6 +22,11 @@
 #   http     sinks/examples/http_policy.so at rcpt against bench/http_delay.c
 #            (every answer HTTP_DELAY_US late), DELAY_SESSIONS sessions
 #                                                          -> cost vs dbase
+#   luanoop  NOOPS `lua:` no-op bindings (one script returning "continue")
+#            on EACH of connect, mail, rcpt, eod, SESSIONS sessions
+#                                                          -> cost vs base
+#   lsleep   a `lua:` sink calling sluice.sleep(DELAY_MS / 1000) at eod,
+#            DELAY_SESSIONS sessions                       -> cost vs dbase
 #   wbase, wdelay   the same two with WIDE_SESSIONS sessions (information:
 #            with enough sessions the wait is hidden; see docs/benchmarks.md)
 #   dkim     builtin:dkim_sign at eod with an RSA-2048 key (made with
@@ -98,6 +103,8 @@ RCPT=rcpt@dest.example.test
 # Targets from the issue.
 T_DKIM_COST=25  # builtin:dkim_sign with RSA-2048 at eod: <= 25 % (issue 13)
 T_NOOP_COST=10  # 10 noop bindings on each of connect, mail, rcpt, eod: <= 10 %
+T_LUA_COST=15   # the same with Lua no-op bindings: <= 15 % (issue 11)
+T_LSLEEP_COST=15 # a Lua sink sleeping 5 ms at eod, 64 sessions: <= 15 % (issue 11)
 T_DELAY_COST=15 # a 5 ms delay sink at eod, 64 sessions: <= 15 %
 T_DNSBL_COST=10 # dnsbl at connect, DNS answering in 1 ms, 64 sessions: <= 10 %
 T_HTTP_COST=15  # http_policy at rcpt, HTTP answering in 5 ms, 64 sessions: <= 15 %
@@ -124,7 +131,7 @@ for m in $MODES; do
     case $m in noreuse | reuse) ;; *) bench_die "unknown mode '$m' in MODES (noreuse, reuse)" ;; esac
 done
 for c in $CASES; do
-    case $c in base | noop | dbase | delay | dnsbl | http | wbase | wdelay | hang | dkim | dkimed) ;; *) bench_die "unknown case '$c' in CASES" ;; esac
+    case $c in base | noop | luanoop | dbase | delay | lsleep | dnsbl | http | wbase | wdelay | hang | dkim | dkimed) ;; *) bench_die "unknown case '$c' in CASES" ;; esac
 done
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3) || bench_die "python3 not found"
@@ -176,6 +183,19 @@ for ev in connect mail rcpt eod; do
             "$ev" "$i" "$ev" >>"$CONF/noop.conf"
     done
 done
+printf 'return { events = { "connect", "mail", "rcpt", "eod" },\n  handle = function(ctx) return "continue" end }\n' >"$CONF/noop.lua"
+: >"$CONF/luanoop.conf"
+for ev in connect mail rcpt eod; do
+    for ((i = 0; i < NOOPS; i++)); do
+        printf 'binding "lua-%s-%d" { event = "%s"; sink = "lua:%s"; }\n' \
+            "$ev" "$i" "$ev" "$CONF/noop.lua" >>"$CONF/luanoop.conf"
+    done
+done
+printf 'return { events = { "eod" },\n  handle = function(ctx) sluice.sleep(%s / 1000); return "continue" end }\n' \
+    "$DELAY_MS" >"$CONF/sleep.lua"
+cat >"$CONF/lsleep.conf" <<EOF
+binding "lsleep" { event = "eod"; sink = "lua:$CONF/sleep.lua"; deadline = "5s"; on_deadline = "tempfail"; }
+EOF
 cat >"$CONF/delay.conf" <<EOF
 binding "delay" {
   event = "eod"; sink = "builtin:delay"; deadline = "5s"; on_deadline = "tempfail";
@@ -241,7 +261,7 @@ done
 
 case_sessions() {
     case $1 in
-        dbase | delay | dnsbl | http) echo "$DELAY_SESSIONS" ;;
+        dbase | delay | lsleep | dnsbl | http) echo "$DELAY_SESSIONS" ;;
         wbase | wdelay) echo "$WIDE_SESSIONS" ;;
         *) echo "$SESSIONS" ;;
     esac
@@ -250,6 +270,8 @@ case_label() {
     case $1 in
         base) echo "baseline, $SESSIONS sessions" ;;
         noop) echo "$((4 * NOOPS)) noop bindings, $SESSIONS sessions" ;;
+        luanoop) echo "$((4 * NOOPS)) Lua no-op bindings, $SESSIONS sessions" ;;
+        lsleep) echo "Lua sleep ${DELAY_MS} ms, $DELAY_SESSIONS sessions" ;;
         dbase) echo "baseline, $DELAY_SESSIONS sessions" ;;
         delay) echo "delay ${DELAY_MS} ms, $DELAY_SESSIONS sessions" ;;
         dnsbl) echo "dnsbl, DNS in $((DNS_DELAY_US / 1000)) ms, $DELAY_SESSIONS sessions" ;;
@@ -425,6 +447,8 @@ echo "sluice $git_rev, python $("$PYTHON" -c 'import platform; print(platform.py
 echo "config: runs=$RUNS msgs=$MSGS size=$SIZE sessions=$SESSIONS delay_sessions=$DELAY_SESSIONS modes='$MODES'"
 echo "cases:  base   = no bindings, $SESSIONS sessions"
 echo "        noop   = $NOOPS builtin:noop on each of connect, mail, rcpt, eod ($((4 * NOOPS)) bindings), $SESSIONS sessions"
+echo "        luanoop= $NOOPS lua: no-op bindings on each of connect, mail, rcpt, eod, $SESSIONS sessions"
+echo "        lsleep = a lua: sink calling sluice.sleep($DELAY_MS ms) at eod, $DELAY_SESSIONS sessions"
 echo "        dbase  = no bindings, $DELAY_SESSIONS sessions; wbase the same with $WIDE_SESSIONS"
 echo "        delay  = builtin:delay ms=$DELAY_MS at eod (pending, completed by its timer thread), $DELAY_SESSIONS sessions;"
 echo "                 wdelay the same with $WIDE_SESSIONS"
@@ -453,7 +477,7 @@ echo
 # seconds); the order of the groups and the order inside each group rotate
 # from run to run.
 want_case() { [[ " $CASES " == *" $1 "* ]]; }
-GROUPS_=("base noop hang dkim dkimed" "dbase delay dnsbl http" "wbase wdelay")
+GROUPS_=("base noop luanoop hang dkim dkimed" "dbase delay lsleep dnsbl http" "wbase wdelay")
 if [ "$SLUICED_OK" = 1 ]; then
     ng=${#GROUPS_[@]}
     for ((run = 1; run <= RUNS; run++)); do
@@ -533,7 +557,7 @@ list_stat() {
     fi
 }
 
-ALL_CASES="base noop dbase delay dnsbl http wbase wdelay hang dkim dkimed"
+ALL_CASES="base noop luanoop dbase delay lsleep dnsbl http wbase wdelay hang dkim dkimed"
 declare -A M=() C=()
 for c in $ALL_CASES; do
     for mode in noreuse reuse; do
@@ -585,6 +609,12 @@ for c in $ALL_CASES; do
 done
 if want_case noop && want_case base; then
     cost_rows noop base "cost of $((4 * NOOPS)) noop bindings" "$T_NOOP_COST"
+fi
+if want_case luanoop && want_case base; then
+    cost_rows luanoop base "cost of $((4 * NOOPS)) Lua no-op bindings" "$T_LUA_COST"
+fi
+if want_case lsleep && want_case dbase; then
+    cost_rows lsleep dbase "cost of a Lua ${DELAY_MS} ms sleep, $DELAY_SESSIONS sessions" "$T_LSLEEP_COST"
 fi
 if want_case dkim && want_case base; then
     cost_rows dkim base "cost of dkim_sign, RSA-2048" "$T_DKIM_COST"
