@@ -336,3 +336,26 @@ def test_bad_files_are_startup_errors(daemon_factory, tmp_path):
             assert want in str(e), (name, str(e))
         else:
             raise AssertionError("started with " + name)
+
+
+def test_example_scripts(daemon_factory, tmp_path):
+    ex = lambda n: os.path.join(EXAMPLES, n)  # noqa: E731
+    conf = write(tmp_path, "ex.conf",
+                 binding("acc", "mail", ex("access.lua"), extra="priority = 1000;",
+                         props='match = "@spam%.example$"; text = "sender refused";') +
+                 binding("hdr", "eod", ex("header.lua"),
+                         props='name = "Subject"; value = "changed"; replace = "true";') +
+                 binding("ali", "categorize", ex("alias.lua"),
+                         props='"sales@example.test" = "a@example.test, b@example.test";') +
+                 binding("rte", "route", ex("route.lua"), props='"*" = "hold";'))
+    # all four load (alias and route at the queue manager's events)
+    r = subprocess.run([os.path.join(BUILD, "bin", "sluiced"), "-c", conf, "--bindings"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "ali" in r.stdout and "rte" in r.stdout, r.stdout + r.stderr
+    d = daemon_factory(conf=conf)
+    r = send(d.port, "x@spam.example")
+    assert r[0] == 550 and "sender refused" in r[1], r
+    r = send(d.port, "alice@example.org")
+    assert r[0] == 250, r
+    text = spool_cat(d.spool, QUEUED.search(r[1]).group(1))
+    assert b"Subject: changed\r\n" in text and b"Subject: lua" not in text, text
