@@ -408,6 +408,12 @@ measure() {
             noop)
                 check="  noop-eod-$((NOOPS - 1)) calls=$(stat_col "$SL_LOG" "noop-eod-$((NOOPS - 1))" calls)"
                 ;;
+            luanoop)
+                check="  lua-eod-$((NOOPS - 1)) calls=$(stat_col "$SL_LOG" "lua-eod-$((NOOPS - 1))" calls) tempfail=$(stat_col "$SL_LOG" "lua-eod-$((NOOPS - 1))" tempfail)"
+                ;;
+            lsleep)
+                check="  lsleep pending=$(stat_col "$SL_LOG" lsleep pending) p50=$(stat_col "$SL_LOG" lsleep p50)"
+                ;;
             delay | wdelay)
                 check="  delay pending=$(stat_col "$SL_LOG" delay pending) p50=$(stat_col "$SL_LOG" delay p50)"
                 ;;

@@ -124,6 +124,10 @@ static void lua_budget_hook(lua_State *L, lua_Debug *ar)
                         d.currentline, st->lb->budget);
     else
         lua_pushfstring(L, "instruction budget of %d exceeded", st->lb->budget);
+    /* From now on every instruction raises again: a script that catches
+     * the error with pcall cannot go on (lua_run sets the hook anew at
+     * each resume). */
+    lua_sethook(L, lua_budget_hook, LUA_MASKCOUNT, 1);
     lua_error(L);
 }
 

@@ -92,7 +92,8 @@ Test(lua, on_error_and_budget, .timeout = 30)
     const char *loop = "local calls = 0\n"
                        "return { events = { 'mail' }, handle = function(ctx)\n"
                        "  calls = calls + 1\n"
-                       "  if calls % 2 == 1 then while true do end end\n"
+                       "  if calls == 1 then while true do end end\n"
+                       "  if calls == 3 then while true do pcall(function() while true do end end) end end\n"
                        "  return 'reject', 550, '5.7.1', 'call ' .. calls\n"
                        "end }\n";
     struct sink_engine *e = lua_engine(loop, "mail", "on_error = continue; lua_budget = 10000;");
@@ -104,6 +105,11 @@ Test(lua, on_error_and_budget, .timeout = 30)
     cr_assert_lt(sink_now_ms() - t0, 2000);
     cr_assert_eq(lua_mail(&r, &res), SINK_REJECT);
     cr_assert_str_eq(res.text, "call 2");
+    t0 = sink_now_ms();
+    cr_assert_eq(lua_mail(&r, &res), SINK_CONTINUE, "pcall does not save a runaway loop");
+    cr_assert_lt(sink_now_ms() - t0, 2000);
+    cr_assert_eq(lua_mail(&r, &res), SINK_REJECT);
+    cr_assert_str_eq(res.text, "call 4");
     st_rig_fini(&r, e);
     lua_cleanup();
 }
