@@ -52,7 +52,7 @@ static enum sink_verdict handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module timer_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "bench_timer",
     .events = SINK_EVMASK(SINK_EV_MAIL),
     .handle = handle,

@@ -49,7 +49,9 @@ struct sink_edit_rec {
 static void sink_offload_task(struct sched_task *t)
 {
     struct sink_ctx *ctx = (struct sink_ctx *)((char *)t - offsetof(struct sink_ctx, run_task));
+    struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "handle()");
     enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    sink_crash_leave(note);
     if (ctx->copies != NULL)
         sink_ctx_copies_free(ctx);
     if (v != SINK_PENDING)
