@@ -38,8 +38,10 @@
  *	also commit the new size (and, on ext4, the block allocation) in the
  *	file system's journal: a second device flush per group commit.  So
  *	the writer writes zeros ahead of its records, SPOOL_PREZERO octets
- *	at a time (never past the segment size plus one append), and its
- *	appends overwrite them: only the first sync after each extension
+ *	at a time (never past the segment size plus one append), when an
+ *	append of at most SPOOL_PREZERO_APPEND_MAX octets needs them (larger
+ *	ones, big messages, were measured slower with the zeros written
+ *	first), and its appends overwrite them: only the first sync after each extension
  *	commits metadata.  fallocate(2) alone does not do it (unwritten
  *	extents are converted, in the journal, when written), measured in
  *	docs/spool-format.md.  A reader takes zeros from a record boundary
@@ -350,7 +352,8 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
 static void seg_prezero(struct spool_writer *w, struct spool_wseg *s, uint64_t len, uint64_t max)
 {
     static const unsigned char zeros[SPOOL_PREZERO_IOV];
-    if (s->no_prezero || s->poison || s->size + len <= s->zeroed || spool_full(w->sp))
+    if (s->no_prezero || s->poison || s->size + len <= s->zeroed || spool_full(w->sp) ||
+        len > SPOOL_PREZERO_APPEND_MAX)
         return;
     uint64_t end = (s->size + len + SPOOL_PREZERO - 1) / SPOOL_PREZERO * SPOOL_PREZERO;
     if (end < s->size + len + SPOOL_PREZERO / 2)

@@ -23,6 +23,10 @@
  * from a 64 KiB block of zeros. */
 #define SPOOL_PREZERO (1u << 20)
 #define SPOOL_PREZERO_IOV (64u << 10)
+/* Only appends up to this size are pre-zeroed: measured, 100 KiB messages
+ * lost a third of their throughput to the doubled copy and writeback
+ * (bench/results/ingest.md, 2026-12-08), 4 KiB ones gain a faster sync. */
+#define SPOOL_PREZERO_APPEND_MAX (16u << 10)
 
 /* Why a segment takes no more records. */
 enum spool_poison {
