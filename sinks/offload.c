@@ -28,6 +28,10 @@
  *
  *	Ownership: everything here belongs to the ctx and is freed with it
  *	(sink_offload_fini), on whichever side drops the last reference.
+ *	The task owns the ctx only until handle() returns: once a handler
+ *	answered PENDING its completion may already have arrived and the
+ *	owner recycled or freed the ctx, so the task reads nothing of it
+ *	after (issue 10; tests/sinks/test_offload.c, pending_answer_...).
  * DIAGNOSTICS
  *	Out of memory while copying: the link runs inline instead.
  */
@@ -50,11 +54,19 @@ static void sink_offload_task(struct sched_task *t)
 {
     struct sink_ctx *ctx = (struct sink_ctx *)((char *)t - offsetof(struct sink_ctx, run_task));
     enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    if (v == SINK_PENDING) {
+        /* Not a byte of ctx from here: its sink_complete() may have come
+         * (from the sink's thread, or from handle() itself) before
+         * handle() returned, and the owner may have run the completion
+         * and recycled or freed the ctx already.  Its server-bag copies
+         * go with it there (sink_complete_task, sink_ctx_free). */
+        return;
+    }
+    /* A synchronous verdict: nobody else completes this ctx, so it is
+     * still ours (the owner may have dropped its reference: deadline). */
     if (ctx->copies != NULL)
         sink_ctx_copies_free(ctx);
-    if (v != SINK_PENDING)
-        sink_complete(ctx, v); /* the ctx is not ours after this */
-    /* PENDING: the sink completes it later, as for an inline link */
+    sink_complete(ctx, v); /* the ctx is not ours after this */
 }
 
 static int sink_offload_body_at(void *arg, uint64_t off, const char **p, size_t *len)
