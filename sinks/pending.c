@@ -58,6 +58,7 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
     sw->index = index;
     sched_inbox_init(&sw->inbox);
     sink_bound_snapshot(e); /* created on its owner thread */
+    sink_qs_register(sw);   /* engine.c: retired chains wait for its turns */
     return sw;
 }
 
@@ -99,6 +100,7 @@ void sink_worker_destroy(struct sink_worker *sw)
         if (sw->n > 0)
             sched_yield();
     }
+    sink_qs_unregister(sw); /* engine.c: it uses nothing of the engine any more */
     sink_bound_forget(sw->e);
     free(sw->heap);
     free(sw);
@@ -186,6 +188,7 @@ uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms
 void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
 {
     sink_bound_snapshot(sw->e); /* a turn of the worker's loop: see engine.c */
+    sink_qs_turn(sw, now_ms);   /* and a quiescent state: engine.c */
     if (sw->pool == NULL)
         sink_worker_drain(sw);
     while (sw->n > 0 && sw->heap[0]->deadline_ms <= now_ms) {
