@@ -106,8 +106,9 @@ const char *sink_verdict_name(enum sink_verdict v);
  * load or its create() failed, -ENOMEM.  Dispatch takes no lock: it sees
  * a change at its next dispatch (a disabled link also at its next call);
  * sink_engine_bound() on a worker thread at the worker's next loop turn.
- * Replaced or removed bindings (and their instances) are kept until
- * sink_engine_destroy(): their pending calls complete normally. */
+ * Replaced or removed bindings (and their instances) are freed once every
+ * worker has turned and their pending calls are over (engine.c): those
+ * complete normally. */
 int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, char *err,
                             size_t errlen);
 /* A new instance with the property set (value NULL: removed, smtpreg's
