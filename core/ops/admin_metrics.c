@@ -193,6 +193,7 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
         free(bs);
         return;
     }
+    /* from here to the release below, bs[i].name stays the binding's */
     metrics_family(b, "sluice_binding_enabled", METRICS_GAUGE,
                    "1 if the binding is enabled, 0 if disabled.");
     for (size_t i = 0; i < n; i++)
@@ -232,6 +233,8 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
                           (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                           bounds, SINK_STATS_BUCKETS - 1, bs[i].hist,
                           (double)bs[i].latency_ns / 1e9);
+    for (size_t i = 0; i < n; i++)
+        sink_engine_binding_stats_release(&bs[i]);
     free(bs);
 }
 

@@ -303,6 +303,27 @@ Test(reclaim, statistics_outlive_the_binding_that_owned_them)
     sink_engine_destroy(e);
 }
 
+Test(reclaim, a_metrics_reader_holds_the_binding_it_reads)
+{
+    rc_setup();
+    struct sink_engine *e = st_engine("binding m { event = mail; sink = \"builtin:reclaim\"; }\n");
+    struct sink_worker *w = sink_worker_create(e, NULL, 0);
+    cr_assert_eq(sink_engine_binding_count(e), 1);
+    struct sink_binding_stats bs;
+    cr_assert(sink_engine_binding_stats(e, 0, &bs));
+    char err[256] = "";
+    rc_ok(sink_engine_remove(e, "m", err, sizeof(err)), err);
+    rc_turns(w, e, 5);
+    cr_assert_eq(e->nold_b, 1, "freed under the metrics reader");
+    cr_assert_str_eq(bs.name, "m"); /* still the binding's (ASan) */
+    sink_engine_binding_stats_release(&bs);
+    rc_turns(w, e, 3);
+    cr_assert_eq(e->nold_b, 0);
+    cr_assert_eq(atomic_load(&rc_live), 0);
+    sink_worker_destroy(w);
+    sink_engine_destroy(e);
+}
+
 /* ---- 10,000 live changes ---- */
 
 static long rc_rss_kib(void)
