@@ -6,7 +6,7 @@ CONF ?=
 # In CI (.ci/run: CI=true) every build treats warnings as errors.
 CMAKE_FLAGS := $(if $(filter-out 0 false no,$(CI)),-DSLUICE_WERROR=ON)
 
-.PHONY: all build deps run test unit integration check-layers check-faults check-sanitize fuzz-build fuzz check-fuzz bench clean format
+.PHONY: all build install deps run test unit integration check-layers check-faults check-sanitize fuzz-build fuzz check-fuzz bench clean format
 
 all: build
 
@@ -20,6 +20,12 @@ $(BUILD)/CMakeCache.txt:
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
+
+# The programs, <sluice/sink.h> and sluice-sink.pc under PREFIX (staged
+# under DESTDIR when set): docs/writing-sinks.md, "Building out of the tree".
+PREFIX ?= /usr/local
+install: build
+	DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 run: deps build var/tls/cert.pem
 	@bash scripts/run.sh $(CONF)

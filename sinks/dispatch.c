@@ -137,8 +137,11 @@ static void sink_ctx_orphan(struct sink_ctx *ctx)
 {
     size_t nsvc = sink_svc_cancel_all(ctx);
     void (*hook)(void *, struct sink_ctx *) = ctx->b->mod->abandoned;
-    if (hook != NULL && !ctx->offloaded)
+    if (hook != NULL && !ctx->offloaded) {
+        struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "abandoned()");
         hook(ctx->b->inst, ctx);
+        sink_crash_leave(note);
+    }
     if (!ctx->offloaded && (hook != NULL || nsvc > 0))
         sink_ctx_unref_sink(ctx);
     else if (!ctx->offloaded) {
@@ -477,23 +480,30 @@ void sink_complete_task(struct sched_task *t)
         sink_finish(c);
 }
 
-/* The deadline won (pending.c): apply on_deadline. */
-void sink_expired(struct sink_ctx *ctx)
+/* The deadline won (pending.c), or the binding was removed meanwhile
+ * (removed): apply on_deadline. */
+static void sink_expired_why(struct sink_ctx *ctx, bool removed)
 {
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
     unsigned step = ctx->step;
     /* Relaxed: a counter (stats.c); its value only paces the log. */
-    uint64_t n = atomic_fetch_add_explicit(&b->stats->deadline_misses, 1, memory_order_relaxed) + 1;
+    uint64_t n = removed ? 1
+                         : atomic_fetch_add_explicit(&b->stats->deadline_misses, 1,
+                                                     memory_order_relaxed) +
+                               1;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     c->pending = NULL;
     sink_ctx_orphan(ctx);   /* the sink's late completion frees it, or has */
-    if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th, ... miss: a hung sink cannot flood the log */
+    const char *then = b->on_deadline == SINK_CONTINUE ? "continuing"
+                       : b->on_deadline == SINK_REJECT ? "rejecting"
+                                                       : "tempfailing";
+    if (removed)
+        log_msg(LOG_INFO, "sinks: binding \"%s\" was removed while a call at %s waited; %s",
+                b->name, sink_event_name(c->ev), then);
+    else if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, ... miss: a hung sink cannot flood the log */
         log_msg(LOG_WARN, "sinks: binding \"%s\" missed its deadline at %s (%llu so far); %s",
-                b->name, sink_event_name(c->ev), (unsigned long long)n,
-                b->on_deadline == SINK_CONTINUE ? "continuing"
-                : b->on_deadline == SINK_REJECT ? "rejecting"
-                                                : "tempfailing");
+                b->name, sink_event_name(c->ev), (unsigned long long)n, then);
     struct sink_result *res = &c->res;
     if (b->on_deadline == SINK_CONTINUE) {
         if (sink_run(c, step + 1, res))
@@ -507,4 +517,14 @@ void sink_expired(struct sink_ctx *ctx)
              sink_deadline_reply[b->on_deadline].enhanced);
     snprintf(res->text, sizeof(res->text), "%s", sink_deadline_reply[b->on_deadline].text);
     sink_finish(c);
+}
+
+void sink_expired(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, false);
+}
+
+void sink_removed(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, true);
 }

@@ -57,7 +57,9 @@ static void sink_offload_task(struct sched_task *t)
     /* held for this task by sink_offload_start: the ctx's own hold may go
      * with the ctx while handle() is still running here */
     struct sink_binding *b = ctx->b;
+    struct sink_crash_note note = sink_crash_enter(b, ctx->ev, "handle()");
     enum sink_verdict v = b->mod->handle(b->inst, ctx);
+    sink_crash_leave(note);
     if (v != SINK_PENDING) {
         /* A synchronous verdict: nobody else completes this ctx, so it
          * is still ours (the owner may have dropped its reference:

@@ -9,8 +9,9 @@
  *	(rule.c), property lists and bags (props.c), statistics (stats.c),
  *	the event context behind the sink.h accessors (ctx.c, and
  *	ctx_transport.c for the queue manager's events, with the syntax
- *	checks of addr.c) and the dispatcher with its pending calls and
- *	deadlines (dispatch.c, pending.c).
+ *	checks of addr.c), the dispatcher with its pending calls and
+ *	deadlines (dispatch.c, pending.c), and what a sink tells the operator
+ *	(observe.c: sink_log, its counters, calls in flight, the crash note).
  *
  *	Ownership: the engine owns its bindings; a binding owns its rule,
  *	properties, statistics, instance and module handle.  A sink_ctx is
@@ -45,6 +46,9 @@ struct sink_props {
     size_t n, cap;
     char **key;
     char **val;
+    /* The binding whose create() reads them (set by sink_binding_load for
+     * sink_counter()), or NULL. */
+    struct sink_binding *owner;
 };
 
 struct sink_props *sink_props_new(void);
@@ -86,6 +90,8 @@ struct sink_stats {
     _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
     _Atomic uint64_t hist[SINK_HIST_BUCKETS];
     _Atomic uint64_t latency_ns; /* the sum of what hist counts (metrics' _sum) */
+    /* A gauge: calls inside handle() or pending (stats.c: sink_inflight) */
+    _Atomic int64_t in_flight;
     /* services (service.c): started, ended (in flight = the difference),
      * cancelled by the call's end, DNS timeouts, DNS answers from cache */
     _Atomic uint64_t svc_started, svc_ended, svc_cancelled, dns_timeouts, dns_cached;
@@ -99,12 +105,37 @@ unsigned sink_stats_bucket(uint64_t ns);
  * (0 < q <= 1) of the histogram, UINT64_MAX for the open last bucket, 0 if
  * the histogram is empty. */
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q);
+/* A call of b entered (+1) or left (-1) handle() or the pending set. */
+void sink_inflight(struct sink_binding *b, int d);
 /* delta +1: a service started; -1: one ended */
 void sink_stats_svc(struct sink_stats *st, int delta);
 void sink_stats_svc_cancelled(struct sink_stats *st);
 void sink_stats_dns_timeout(struct sink_stats *st);
 void sink_stats_dns_cached(struct sink_stats *st);
 
+/* A counter of the sink's own (sink.h: sink_counter), owned by its binding
+ * and freed with it; the list is appended by create() and read by the
+ * metrics printer, both under the engine's mutex (or before sharing). */
+struct sink_counter {
+    _Atomic uint64_t value; /* relaxed: an independent counter */
+    struct sink_counter *next;
+    char *help;
+    char name[];
+};
+void sink_counters_free(struct sink_binding *b);
+
+/* The binding whose sink code runs on this thread, for a crash report
+ * (observe.c; sink_crash_describe in engine.h): enter before calling into
+ * the sink (what: "handle()", "a timer callback", ...), leave with what enter
+ * returned. */
+struct sink_crash_note {
+    const struct sink_binding *b;
+    enum sink_event ev;
+    const char *what;
+};
+struct sink_crash_note sink_crash_enter(const struct sink_binding *b, enum sink_event ev,
+                                        const char *what);
+void sink_crash_leave(struct sink_crash_note prev);
 /* ---- bindings (binding.c, module.c) ---- */
 
 struct sink_binding {
@@ -123,13 +154,21 @@ struct sink_binding {
     enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
     bool offload;                  /* handle() runs as a stealable scheduler task */
     struct sink_props *props;
-    const struct sink_module *mod;
+    const struct sink_module *mod; /* &mod_copy once loaded */
+    struct sink_module mod_copy;   /* the module's descriptor, zero past its size */
     void *inst;
     bool created;             /* create() succeeded: destroy() is owed */
     void *dl;                 /* dlopen handle; NULL for a builtin */
+    bool dl_copy;             /* loaded from a private copy (module.c), open on dl_fd */
+    int dl_fd;
+    struct sink_counter *counters;
     struct sink_stats *stats; /* aligned: its own cache lines */
     bool stats_lent;          /* stats belong to the binding that replaced this one */
     _Atomic bool warned;      /* a bad reply was logged once */
+    /* Removed live (sink_engine_remove): its pending calls end at their
+     * worker's next turn.  Relaxed store before the engine's removed_gen
+     * release; read after that counter's acquire (pending.c). */
+    _Atomic bool removed;
     /* Reclamation (engine.c, "Freeing what a change retired"): the epoch
      * that retired it (0: current) and that let it go quiet (0: not yet),
      * the published chains linking it that are not quiet yet (current, or
@@ -152,12 +191,12 @@ struct sink_binding {
 bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *err, size_t errlen);
 /* Loads the sink, checks ABI and events, creates the instance. */
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
+/* dlclose()s what sink_binding_load opened (b->dl, b->dl_fd). */
+void sink_module_close(struct sink_binding *b);
 void sink_binding_fini(struct sink_binding *b);
 /* The builtin sink called name, or NULL; sink_builtin_names() for messages. */
 const struct sink_module *sink_builtin_find(const char *name);
 const char *sink_builtin_names(void);
-/* Adds m (borrowed, static) as builtin:NAME: 0, -EEXIST, -ENOSPC, -EINVAL. */
-int sink_builtin_register(const struct sink_module *m);
 
 /* Builtins (builtin_*.c). */
 extern const struct sink_module sink_builtin_access;
@@ -215,6 +254,9 @@ struct sink_engine {
     size_t nold_chain;
     struct sink_binding **old_b;
     size_t nold_b;
+    /* Bumped (release) when a binding is removed live: each worker then
+     * ends the pending calls of removed bindings (pending.c). */
+    _Atomic uint32_t removed_gen;
     /* The epoch: bumped under mu with a release RMW after each chain
      * store and when the reclaimer needs one more grace period; each
      * worker reads it (acquire) at its turn and publishes what it read
@@ -433,6 +475,7 @@ struct sink_worker {
     char **dns_servers;
     size_t ndns_servers;
     size_t svc_live;            /* services pending on this worker */
+    uint32_t removed_seen;      /* the engine's removed_gen at the last scan */
 };
 
 struct sink_call {
@@ -481,6 +524,10 @@ void sink_binding_retire(struct sink_engine *e, struct sink_binding *b);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);
+/* The binding was removed while ctx was pending (on the owner). */
+void sink_removed(struct sink_ctx *ctx);
+/* live.c: b leaves the engine (removed): its pending calls end. */
+void sink_binding_removed(struct sink_engine *e, struct sink_binding *b);
 /* offload.c: an offloaded link (binding `offload = true`) */
 struct sink_edit_rec;
 /* Copies the event into ctx and spawns handle() as a stealable task.

@@ -515,6 +515,7 @@ static int sluiced_steps(struct sluiced *d)
 int main(int argc, char **argv)
 {
     static struct sluiced d; /* static: zeroed, and off the stack */
+    lifecycle_crash_handlers(); /* a crash in a sink names the binding */
     int status = sluiced_parse_args(&d, argc, argv);
     if (status < 0)
         status = sluiced_steps(&d);

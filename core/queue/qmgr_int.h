@@ -53,6 +53,8 @@ enum qmgr_op {
     QOP_FSYNC,     /* the writer's group commit */
     QOP_SPLICE_IN, /* BDAT body: spool segment -> the connection's pipe */
     QOP_SPLICE_OUT, /* the pipe -> the socket */
+    QOP_SINK_POLL,  /* a sink service's poll (sinks/engine.h sink_io): its token above */
+    QOP_SINK_CANCEL,
 };
 
 enum qmsg_state { QM_SINKS, QM_ACTIVE, QM_DEFERRED, QM_HELD, QM_QUARANTINE };

@@ -28,7 +28,7 @@
  *	returns.
  *	It includes only sinks/sink.h, libc and pthreads.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -204,7 +204,7 @@ static enum sink_verdict score_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module score_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "async_score",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .create = score_create,

@@ -246,3 +246,25 @@ binding "hangs" {
         t0 = time.monotonic()
         text, _ = greeting(d.port)
         assert text.startswith("220 ") and 0.28 <= time.monotonic() - t0 < 2.0, text
+
+
+def test_services_counted_in_metrics(daemon_factory, dns_server, tmp_path):
+    from test_metrics import admin_addr, fetch
+    dns_server.add_timeout("gone.test")
+    p = tmp_path / "two.conf"
+    p.write_text("""
+binding "slowbl" {
+  event = "connect"; sink = "%s"; deadline = "300ms"; on_deadline = continue;
+  properties { zone = "gone.test"; }
+}
+""" % os.path.join(LIB, "dnsbl.so"))
+    d = daemon_factory(conf=str(p), dns_servers='["%s"]' % dns_server.addr,
+                       admin_listen="127.0.0.1:0")
+    for _ in range(3):
+        assert greeting(d.port)[0].startswith("220 ")
+    _, _, body = fetch(admin_addr(d))
+    lab = '{binding="slowbl",event="connect"}'
+    assert "sluice_binding_services_total%s 3" % lab in body, body
+    assert "sluice_binding_services_cancelled_total%s 3" % lab in body
+    assert "sluice_binding_services_in_flight%s 0" % lab in body
+    assert "sluice_binding_deadline_misses_total%s 3" % lab in body

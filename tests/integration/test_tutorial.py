@@ -10,6 +10,7 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from conftest import BUILD  # noqa: E402
 
 DOC = os.path.join(ROOT, "docs", "writing-sinks.md")
 
@@ -47,6 +48,10 @@ def build_lookup(tmp_path):
     src.write_text(section_code("## 5. An asynchronous sink"))
     line = section_block("## 5. An asynchronous sink", "cc ").strip()
     line = line.replace("/path/to/sluice", ROOT)
+    # the header as `make install` would give it (tests/integration/test_sink_abi.py
+    # checks the pkg-config way itself)
+    line = line.replace("$(pkg-config --cflags sluice-sink)",
+                        "-I" + os.path.join(BUILD, "include"))
     out = subprocess.run(line, shell=True, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, (line, out.stderr)
     return str(tmp_path / "lookup.so")

@@ -77,7 +77,7 @@ static enum sink_verdict rc_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module rc_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "reclaim",
     .events = SINK_EVMASK(SINK_EV_MAIL),
     .create = rc_create,

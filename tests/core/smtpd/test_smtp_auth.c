@@ -47,7 +47,7 @@ static enum sink_verdict authtest_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module authtest = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "authtest",
     .events = SINK_EVMASK(SINK_EV_AUTH) | SINK_EVMASK(SINK_EV_COMMAND) | SINK_EVMASK(SINK_EV_MAIL),
     .handle = authtest_handle,
