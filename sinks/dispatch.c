@@ -407,24 +407,30 @@ void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
 {
     if (sink_ctx_cancelling(ctx))
         return; /* a cancelled service's callback: the call has ended */
-    if (v == SINK_PENDING || (unsigned)v > SINK_PENDING) {
+    bool bad = v == SINK_PENDING || (unsigned)v > SINK_PENDING;
+    if (bad) {
         log_msg(LOG_WARN,
                 "sinks: binding \"%s\": sink_complete() with verdict %d, taken as "
                 "TEMPFAIL",
                 ctx->b->name, (int)v);
         v = SINK_TEMPFAIL;
-        ctx->code = 0;
     }
-    ctx->answer = v;
     int want = SINK_CTX_PENDING;
-    /* acq_rel on success: the release half publishes answer and the reply
-     * (sink_set_reply) before the ctx is handed over; the task reads them
+    /* acq_rel on success: the release half publishes the reply
+     * (sink_set_reply) before the ctx is handed over; the task reads it and
+     * the answer (written below, after the CAS)
      * after the inbox hand-off, which itself is release (post) / acquire
      * (drain).  Pairs with the engine's CAS in expire / call_destroy:
      * exactly one wins.  Acquire on failure: pairs with the winner's
      * release, so our unref below comes after its use of the ctx. */
     if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_COMPLETED,
                                                 memory_order_acq_rel, memory_order_acquire)) {
+        /* the answer only once the CAS is won: a second sink_complete()
+         * must not overwrite the first's before the task reads it (the
+         * post below publishes it: release, drained with acquire) */
+        if (bad)
+            ctx->code = 0;
+        ctx->answer = v;
         struct sink_worker *sw = ctx->sw;
         if (sw->pool != NULL)
             sched_post(sw->pool, sw->index, &ctx->task); /* ctx is the task's now */

@@ -74,7 +74,7 @@ _Static_assert(SINK_ABI_MINOR <= 0xffff && SINK_ABI_MAJOR <= 0xffff, "16 bits ea
 /* In name order: sink_builtin_names() lists them as they are here. */
 static const struct sink_module *const sink_builtins[] = {
     &sink_builtin_access, &sink_builtin_alias, &sink_builtin_command, &sink_builtin_delay,
-    &sink_builtin_header, &sink_builtin_noop,  &sink_builtin_route,
+    &sink_builtin_dkim_sign, &sink_builtin_header, &sink_builtin_noop, &sink_builtin_route,
 };
 #define SINK_NBUILTIN (sizeof(sink_builtins) / sizeof(sink_builtins[0]))
 

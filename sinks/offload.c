@@ -198,8 +198,9 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
 void sink_offload_finish(struct sink_ctx *ctx, const struct sink_event_data *d)
 {
     for (struct sink_edit_rec *e = ctx->edits; e != NULL; e = e->next)
-        if (d->edit != NULL)
-            d->edit(d->body_arg, e->op, e->name, e->value);
+        if (d->edit != NULL && sink_edit_guard(ctx, d, e->name) == 0 &&
+            d->edit(d->body_arg, e->op, e->name, e->value) == 0)
+            sink_edit_journal(d, e->op, e->name, e->value);
     sink_offload_fini(ctx);
 }
 

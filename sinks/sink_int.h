@@ -64,6 +64,25 @@ struct sink_bag {
 const char *sink_bag_get(const struct sink_bag *b, const char *key);
 int sink_bag_set(struct sink_bag *b, const char *key, const char *val); /* NULL val removes */
 
+/* Keys of this prefix are the engine's (sink_prop_set refuses them). */
+#define SINK_PROP_RESERVED "sink."
+
+/* ---- signed fields and the edit journal (ctx_guard.c) ---- */
+struct sink_ctx;
+/* names: colon-separated field names the signature of the calling sink
+ * covers; later edits of them in this message answer -EPERM.  0,
+ * -ENOTSUP (no message bag: offloaded), -EINVAL, -ENOMEM. */
+int sink_header_protect(struct sink_ctx *ctx, const char *names);
+/* The accepted edits so far ("<op><name>:<value>\n" lines, op A/R/C), ""
+ * if none, NULL without a message bag.  Valid until the next edit. */
+const char *sink_header_journal(struct sink_ctx *ctx);
+/* 0, or -EPERM with a log line when name is a protected field. */
+int sink_edit_guard(const struct sink_ctx *ctx, const struct sink_event_data *d,
+                    const char *name);
+/* Records an edit the session accepted. */
+void sink_edit_journal(const struct sink_event_data *d, enum sink_edit_op op, const char *name,
+                       const char *value);
+
 /* ---- rules (rule.c) ---- */
 
 struct sink_rule;
@@ -200,6 +219,7 @@ const char *sink_builtin_names(void);
 
 /* Builtins (builtin_*.c). */
 extern const struct sink_module sink_builtin_access;
+extern const struct sink_module sink_builtin_dkim_sign;
 extern const struct sink_module sink_builtin_header;
 extern const struct sink_module sink_builtin_delay;
 extern const struct sink_module sink_builtin_command;

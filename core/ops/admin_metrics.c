@@ -267,10 +267,10 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
                           (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                           bounds, SINK_STATS_BUCKETS - 1, bs[i].hist,
                           (double)bs[i].latency_ns / 1e9);
-    metrics_family(b, "sluice_sink_calls_in_flight", METRICS_GAUGE,
+    metrics_family(b, "sluice_binding_calls_in_flight", METRICS_GAUGE,
                    "Calls of the binding inside its handler or pending (answer outstanding).");
     for (size_t i = 0; i < n; i++)
-        metrics_u64(b, "sluice_sink_calls_in_flight",
+        metrics_u64(b, "sluice_binding_calls_in_flight",
                     (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                     bs[i].in_flight > 0 ? (uint64_t)bs[i].in_flight : 0);
     for (size_t i = 0; i < n; i++)
