@@ -117,7 +117,8 @@ static double dm_once(const char *dir, const char *sluiced, const char *conf, do
             dup2(fd, 2);
         }
         execl(sluiced, sluiced, "-c", conf, "-o", listen, "-o", spool_opt, "-o", "workers=2",
-              "-o", "hostname=bench.example.test", "-o", "relayhost=hold", (char *)NULL);
+              "-o", "hostname=bench.example.test", "-o", "relayhost=hold", "-o",
+              "max_conn_per_ip=0", (char *)NULL);
         fprintf(stderr, "exec %s: %s\n", sluiced, strerror(errno));
         _exit(127);
     }

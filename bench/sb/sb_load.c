@@ -12,7 +12,7 @@
  *	with pipelining (RFC 2920; else one command per round trip), the
  *	message with its end-of-data dot in one write, the final reply; then
  *	the next message on the same connection (reuse) or QUIT and a new
- *	connection.  Each session has at most one operation in the ring at a
+ *	connection (with pipelining QUIT goes in the message's write).  Each session has at most one operation in the ring at a
  *	time (connect, send or receive): SMTP is a dialogue.
  *
  *	Closed loop (rate 0): a session starts its next message as soon as
@@ -80,7 +80,7 @@ struct conn {
     int fd;
     enum st st;
     enum op op;
-    bool connected, reserved, first_msg, tls_on, idle_listed;
+    bool connected, reserved, first_msg, tls_on, idle_listed, quit_sent;
     unsigned txn_k;    /* replies seen in this transaction */
     unsigned rcpt_ok;
     uint64_t size;     /* the message's body bytes */
@@ -98,6 +98,7 @@ struct conn {
     char *tout;
     size_t toutcap;
     struct conn *next_idle;
+    char last[100]; /* the last reply line, for messages */
 };
 
 struct thr {
@@ -111,6 +112,7 @@ struct thr {
     bool stopping;
     unsigned live;     /* sessions not ST_DONE */
     unsigned inflight; /* operations in the ring */
+    unsigned setup_failed;
     struct conn *idle;
     double last_progress; /* last time anything completed */
     struct sb_load_result r;
@@ -123,6 +125,7 @@ static size_t body_cap;
 static char header[512];
 static size_t header_len;
 static const char dot[] = "\r\n.\r\n";
+static const char quit[] = "QUIT\r\n";
 /* progress counters, read by the reporting thread (relaxed: a progress
  * line needs no ordering with anything) */
 static atomic_uint_fast64_t sb_prog_sent, sb_prog_failed;
@@ -187,6 +190,8 @@ static void conn_close(struct conn *c)
 
 static void slot_next(struct conn *c);
 static void conn_fail(struct conn *c, bool protocol);
+enum take { TAKE_OK, TAKE_NOT_YET, TAKE_NO_MORE };
+static enum take reserve(struct thr *t, double now, double *due);
 static void take_message(struct conn *c);
 static void conn_recv(struct conn *c);
 
@@ -254,9 +259,20 @@ static void conn_fail(struct conn *c, bool protocol)
     struct thr *t = c->th;
     if (protocol)
         t->r.protocol_errors++;
-    if (c->reserved || c->st == ST_TXN || c->st == ST_DOT || c->st == ST_RSET) {
+    bool setup = c->st == ST_CONNECT || c->st == ST_HANDSHAKE || c->st == ST_GREET ||
+                 c->st == ST_EHLO || c->st == ST_STARTTLS || c->st == ST_AUTH;
+    double due;
+    /* A session that fails before its first message costs a message too
+     * (reuse reserves none until then): the run stays bounded by its count. */
+    if (c->reserved || c->st == ST_TXN || c->st == ST_DOT || c->st == ST_RSET ||
+        (setup && reserve(t, sb_now(), &due) == TAKE_OK)) {
         t->r.failed++;
         atomic_fetch_add_explicit(&sb_prog_failed, 1, memory_order_relaxed);
+    }
+    if (setup && ++t->setup_failed >= 3 && t->r.accepted == 0 && !t->failed) {
+        snprintf(t->err, sizeof(t->err), "%s: sessions fail before any message: %s", t->o->target,
+                 c->last[0] ? c->last : "connection lost");
+        t->failed = 1;
     }
     c->reserved = false;
     conn_close(c);
@@ -266,8 +282,6 @@ static void conn_fail(struct conn *c, bool protocol)
 }
 
 /* ---- messages ---- */
-
-enum take { TAKE_OK, TAKE_NOT_YET, TAKE_NO_MORE };
 
 static enum take reserve(struct thr *t, double now, double *due)
 {
@@ -320,6 +334,11 @@ static void send_message(struct conn *c)
     c->iov[1] = (struct iovec){body, c->size};
     c->iov[2] = (struct iovec){(void *)dot, 5};
     c->niov = 3;
+    /* no reuse: QUIT goes with the message (RFC 2920: content may open a
+     * group, QUIT may close one), which saves a round trip per message */
+    c->quit_sent = !c->th->o->reuse && c->th->o->pipelining;
+    if (c->quit_sent)
+        c->iov[c->niov++] = (struct iovec){(void *)quit, 6};
     c->st = ST_DOT;
     conn_flush(c);
 }
@@ -327,6 +346,7 @@ static void send_message(struct conn *c)
 static void go_idle(struct conn *c)
 {
     c->st = ST_IDLE;
+    c->first_msg = false; /* waiting for a due message is not the connection's latency */
     if (!c->idle_listed) {
         c->idle_listed = true;
         c->next_idle = c->th->idle;
@@ -440,10 +460,14 @@ static void message_done(struct conn *c, int code)
         atomic_fetch_add_explicit(&sb_prog_failed, 1, memory_order_relaxed);
     }
     c->first_msg = false;
-    if (t->o->reuse)
+    if (t->o->reuse) {
         take_message(c);
-    else
+    } else if (c->quit_sent) {
+        c->st = ST_QUIT; /* its reply may be here already */
+        conn_recv(c);
+    } else {
         send_cmd(c, ST_QUIT, "QUIT\r\n%s", "");
+    }
 }
 
 static void txn_failed(struct conn *c)
@@ -604,6 +628,13 @@ static int parse_reply(struct conn *c)
             l[2] > '9')
             return -1;
         int code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
+        if (code >= 400) { /* kept for the error message of a failing run */
+            size_t k = len - 1 < sizeof(c->last) - 1 ? len - 1 : sizeof(c->last) - 1;
+            memcpy(c->last, l, k);
+            c->last[k] = 0;
+            if (k > 0 && c->last[k - 1] == '\r')
+                c->last[k - 1] = 0;
+        }
         pos += len;
         if (l[3] != '-') {
             memmove(c->in, c->in + pos, c->inlen - pos);
@@ -716,10 +747,7 @@ static void on_connect(struct conn *c, int res)
     struct thr *t = c->th;
     if (res < 0) {
         t->r.conn_failed++;
-        if (t->r.connections == 0 && t->r.conn_failed >= 3) {
-            snprintf(t->err, sizeof(t->err), "connect to %s: %s", t->o->target, strerror(-res));
-            t->failed = 1;
-        }
+        snprintf(c->last, sizeof(c->last), "connect: %s", strerror(-res));
         conn_fail(c, false);
         return;
     }

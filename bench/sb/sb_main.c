@@ -147,6 +147,11 @@ int sb_parse_target(const char *s, struct sb_load_opts *o, char *err, size_t err
         host[hl] = 0;
         port = colon + 1;
     }
+    if (*port == 0 || strspn(port, "0123456789") != strlen(port) || atoi(port) < 1 ||
+        atoi(port) > 65535) {
+        snprintf(err, errlen, "bad target '%s' (HOST:PORT, PORT 1..65535)", s);
+        return -1;
+    }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
     int rc = getaddrinfo(host, port, &hints, &ai);
     if (rc != 0) {

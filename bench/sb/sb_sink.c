@@ -89,7 +89,18 @@ struct sk_thr {
     struct sb_hist lat_sync, lat_pending; /* ns */
     double cpu_s, wall_s;
     int failed;
+    pthread_barrier_t *barrier;
+    uint64_t *misses0;
 };
+
+static uint64_t sk_misses(const struct sink_engine *e)
+{
+    struct sink_binding_stats bs;
+    for (size_t i = 0; i < sink_engine_binding_count(e); i++)
+        if (sink_engine_binding_stats(e, i, &bs) && strcmp(bs.name, "bench") == 0)
+            return bs.deadline_misses;
+    return 0;
+}
 
 static char *sk_msg; /* the message every session offers (read-only) */
 static size_t sk_msg_len;
@@ -306,11 +317,9 @@ static void *sk_thr_main(void *arg)
     sched_worker_attach(w);
     t->sw = sink_worker_create(t->e, t->pool, t->index);
     t->s = calloc(t->o->sessions, sizeof(*t->s));
-    if (t->sw == NULL || t->s == NULL) {
+    if (t->sw == NULL || t->s == NULL)
         t->failed = 1;
-        goto out;
-    }
-    for (unsigned i = 0; i < t->o->sessions; i++) {
+    for (unsigned i = 0; !t->failed && i < t->o->sessions; i++) {
         struct sk_sess *s = &t->s[i];
         s->t = t;
         s->ref.ops = &sk_ref_ops;
@@ -319,24 +328,27 @@ static void *sk_thr_main(void *arg)
         s->call = sink_call_create(t->sw);
         if (s->sbag == NULL || s->mbag == NULL || s->call == NULL) {
             t->failed = 1;
-            goto out;
+            break;
         }
         sk_sess_data(s, t->ev);
     }
-    if (sk_loop(t, w, t->calls / 10 + 1) < 0) { /* warm-up */
+    if (!t->failed && sk_loop(t, w, t->calls / 10 + 1) < 0) /* warm-up */
         t->failed = 1;
-        goto out;
-    }
+    /* every worker warmed up; the engine's counters are read here, so the
+     * deadline misses reported are the measured phase's */
+    pthread_barrier_wait(t->barrier);
+    if (t->index == 0)
+        *t->misses0 = sk_misses(t->e);
+    pthread_barrier_wait(t->barrier);
     memset(t->verdicts, 0, sizeof(t->verdicts));
     t->npending = 0;
     sb_hist_init(&t->lat_sync);
     sb_hist_init(&t->lat_pending);
     double c0 = sk_thread_cpu(), w0 = sb_now();
-    if (sk_loop(t, w, t->calls) < 0)
+    if (!t->failed && sk_loop(t, w, t->calls) < 0)
         t->failed = 1;
     t->cpu_s = sk_thread_cpu() - c0;
     t->wall_s = sb_now() - w0;
-out:
     if (t->s != NULL) {
         for (unsigned i = 0; i < t->o->sessions; i++) {
             struct sk_sess *s = &t->s[i];
@@ -425,13 +437,19 @@ static int sk_measure(const struct sk_opts *o, bool with, struct sk_result *r, c
     sb_hist_init(&r->lat_sync);
     sb_hist_init(&r->lat_pending);
     unsigned started = 0;
+    pthread_barrier_t barrier;
+    uint64_t misses0 = 0;
+    pthread_barrier_init(&barrier, NULL, o->workers);
     for (unsigned i = 0; i < o->workers; i++) {
         t[i] = (struct sk_thr){.o = o, .pool = pool, .e = e, .ev = (enum sink_event)ev,
-                               .index = i, .calls = o->calls / o->workers};
+                               .index = i, .calls = o->calls / o->workers,
+                               .barrier = &barrier, .misses0 = &misses0};
         sb_hist_init(&t[i].lat_sync);
         sb_hist_init(&t[i].lat_pending);
-        if (pthread_create(&tid[i], NULL, sk_thr_main, &t[i]) != 0)
-            break;
+        if (pthread_create(&tid[i], NULL, sk_thr_main, &t[i]) != 0) {
+            fprintf(stderr, "sluice-bench sink: cannot start worker thread %u\n", i);
+            exit(1); /* the others wait at the barrier for it */
+        }
         started++;
     }
     int failed = started < o->workers;
@@ -453,10 +471,8 @@ static int sk_measure(const struct sk_opts *o, bool with, struct sk_result *r, c
     r->calls = measured;
     r->calls_per_s = (double)measured / (wall > 0 ? wall : 1e-9);
     r->cpu_ns_per_call = cpu * 1e9 / (double)measured;
-    struct sink_binding_stats bs;
-    for (size_t i = 0; i < sink_engine_binding_count(e); i++)
-        if (sink_engine_binding_stats(e, i, &bs) && strcmp(bs.name, "bench") == 0)
-            r->misses = bs.deadline_misses;
+    r->misses = sk_misses(e) - misses0;
+    pthread_barrier_destroy(&barrier);
     sink_engine_destroy(e);
     sched_pool_destroy(pool);
     free(t);
@@ -609,7 +625,8 @@ int sb_sink_main(int argc, char **argv)
             ok = ok && o.size <= (1u << 30);
         } else {
             num = strtod(v, &end);
-            ok = end != v && *end == 0 && num >= 1 && num <= 1e12;
+            ok = end != v && *end == 0 && num >= (strcmp(a, "--seconds") ? 1 : 0.1) &&
+                 num <= 1e12;
             if (!strcmp(a, "--workers"))
                 ok = ok && num <= 256, o.workers = (unsigned)num;
             else if (!strcmp(a, "--sessions"))
