@@ -367,3 +367,33 @@ def test_compare_reduced(tmp_path):
     assert row and int(row.group(1)) > 0 and int(row.group(3)) > 0, text
     assert os.path.getsize(tmp_path / mds[0].replace(".md", "-throughput.png")) > 1000
     assert os.path.getsize(tmp_path / mds[0].replace(".md", "-latency.png")) > 1000
+
+
+def test_grafana_dashboard(tmp_path):
+    """contrib/grafana-sluice.json: valid JSON, every query valid PromQL
+    (promtool check rules) over metrics docs/metrics.md documents."""
+    dash = json.load(open(os.path.join(REPO, "contrib", "grafana-sluice.json")))
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 20
+    documented = set(re.findall(r"`(sluice_[a-z_]+)", open(os.path.join(REPO, "docs",
+                                                                         "metrics.md")).read()))
+    used = set()
+    for e in exprs:
+        for name in re.findall(r"\b(sluice_[a-z_]+)", e):
+            used.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    assert used and used <= documented, used - documented
+    for want in ("sluice_messages_accepted_total", "sluice_queue_messages",
+                 "sluice_binding_calls_total", "sluice_binding_verdicts_total",
+                 "sluice_binding_latency_seconds"):
+        assert want in used
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (prometheus)")
+    rules = ["groups:", "  - name: dashboard", "    rules:"]
+    for i, e in enumerate(exprs):
+        e = e.replace("$__rate_interval", "1m").replace("$instance", ".*")
+        rules += [f"      - record: dashboard:q{i}", f"        expr: {json.dumps(e)}"]
+    (tmp_path / "rules.yml").write_text("\n".join(rules) + "\n")
+    r = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
