@@ -61,9 +61,9 @@ struct sb_load_opts {
     const char *target; /* "host:port" as given, for messages */
     unsigned sessions;
     unsigned threads;
-    uint64_t messages;   /* total; 0: until duration */
-    double duration;     /* seconds; 0: until messages */
-    double rate;         /* open loop: messages/s offered; 0: closed loop */
+    uint64_t messages; /* total; 0: until duration */
+    double duration;   /* seconds; 0: until messages */
+    double rate;       /* open loop: messages/s offered; 0: closed loop */
     unsigned rcpts;
     bool pipelining;
     bool reuse;
@@ -75,25 +75,25 @@ struct sb_load_opts {
     unsigned nsizes;
     uint64_t sizes[SB_MAX_SIZES];
     double weights[SB_MAX_SIZES]; /* cumulative, last = 1 */
-    double timeout; /* seconds without any completed I/O: the run fails */
+    double timeout;               /* seconds without any completed I/O: the run fails */
     bool progress;
-    bool quiet;     /* no warnings about replies */
+    bool quiet; /* no warnings about replies */
 };
 
 #define SB_CODES 600
 struct sb_load_result {
-    uint64_t sent;       /* messages whose end of data got a final reply */
-    uint64_t accepted;   /* ... a 2xx one */
-    uint64_t failed;     /* messages given up without a final reply to the dot
-                            (MAIL/RCPT/DATA refused, connection lost) */
-    uint64_t bytes;      /* message bytes (header and body) accepted */
+    uint64_t sent;     /* messages whose end of data got a final reply */
+    uint64_t accepted; /* ... a 2xx one */
+    uint64_t failed;   /* messages given up without a final reply to the dot
+                          (MAIL/RCPT/DATA refused, connection lost) */
+    uint64_t bytes;    /* message bytes (header and body) accepted */
     uint64_t connections, conn_failed, protocol_errors;
     uint64_t replies[SB_CODES]; /* by code; [0]: unparsable */
-    double seconds;      /* first connect to last final reply */
+    double seconds;             /* first connect to last final reply */
     struct sb_hist lat_mail;    /* MAIL sent (open loop: intended) -> final reply, us */
     struct sb_hist lat_connect; /* connect -> final reply of a connection's first message, us */
     struct sb_hist lat_service; /* open loop only: MAIL actually sent -> final reply, us */
-    char error[256];     /* why the run failed (sb_load_run returned -1) */
+    char error[256];            /* why the run failed (sb_load_run returned -1) */
 };
 
 /* Runs the load; 0, or -1 with result->error set (setup failure, a stall
@@ -111,8 +111,8 @@ void sb_report_text(FILE *f, const struct sb_load_opts *o, const struct sb_load_
 void sb_report_json(FILE *f, const struct sb_load_opts *o, const struct sb_load_result *r);
 /* The load generator's own command line (argv[0] is the program); used by
  * main and by `sink --daemon` (which takes the same load options). */
-int sb_load_parse(int argc, char **argv, int *used, struct sb_load_opts *o, bool *json,
-                  char *err, size_t errlen);
+int sb_load_parse(int argc, char **argv, int *used, struct sb_load_opts *o, bool *json, char *err,
+                  size_t errlen);
 void sb_load_usage(FILE *f);
 
 /* ---- TLS over memory BIOs (sb_tls.c) ---- */
@@ -134,9 +134,9 @@ size_t sb_tls_take(struct sb_tls *t, void *buf, size_t cap);
 const char *sb_tls_error(void);
 
 /* ---- sub-commands ---- */
-int sb_sink_main(int argc, char **argv);   /* sb_sink.c */
-int sb_daemon_run(const char *binding_text, const char *sluiced, double seconds,
-                  unsigned sessions, uint64_t size, bool json); /* sb_daemon.c */
+int sb_sink_main(int argc, char **argv); /* sb_sink.c */
+int sb_daemon_run(const char *binding_text, const char *sluiced, double seconds, unsigned sessions,
+                  uint64_t size, bool json); /* sb_daemon.c */
 
 /* helpers (sb_main.c) */
 double sb_now(void); /* monotonic seconds */

@@ -116,9 +116,9 @@ static double dm_once(const char *dir, const char *sluiced, const char *conf, do
             dup2(nul, 1);
             dup2(fd, 2);
         }
-        execl(sluiced, sluiced, "-c", conf, "-o", listen, "-o", spool_opt, "-o", "workers=2",
-              "-o", "hostname=bench.example.test", "-o", "relayhost=hold", "-o",
-              "max_conn_per_ip=0", (char *)NULL);
+        execl(sluiced, sluiced, "-c", conf, "-o", listen, "-o", spool_opt, "-o", "workers=2", "-o",
+              "hostname=bench.example.test", "-o", "relayhost=hold", "-o", "max_conn_per_ip=0",
+              (char *)NULL);
         fprintf(stderr, "exec %s: %s\n", sluiced, strerror(errno));
         _exit(127);
     }
@@ -172,8 +172,8 @@ static int dm_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int sb_daemon_run(const char *binding_text, const char *sluiced, double seconds,
-                  unsigned sessions, uint64_t size, bool json)
+int sb_daemon_run(const char *binding_text, const char *sluiced, double seconds, unsigned sessions,
+                  uint64_t size, bool json)
 {
     char exe[PATH_MAX], path[PATH_MAX + 16];
     if (sluiced == NULL) {
@@ -209,8 +209,8 @@ int sb_daemon_run(const char *binding_text, const char *sluiced, double seconds,
         bool first_with = r % 2;
         for (int k = 0; k < 2 && rc == 0; k++) {
             bool w = k == 0 ? first_with : !first_with;
-            double v = dm_once(dir, sluiced, w ? conf_with : conf_without, seconds, sessions,
-                               size, r * 2 + k);
+            double v = dm_once(dir, sluiced, w ? conf_with : conf_without, seconds, sessions, size,
+                               r * 2 + k);
             if (v < 0)
                 rc = 1;
             (w ? with : without)[r] = v;

@@ -12,8 +12,8 @@
  *	with pipelining (RFC 2920; else one command per round trip), the
  *	message with its end-of-data dot in one write, the final reply; then
  *	the next message on the same connection (reuse) or QUIT and a new
- *	connection (with pipelining QUIT goes in the message's write).  Each session has at most one operation in the ring at a
- *	time (connect, send or receive): SMTP is a dialogue.
+ *	connection (with pipelining QUIT goes in the message's write).  Each session has at most one
+ *operation in the ring at a time (connect, send or receive): SMTP is a dialogue.
  *
  *	Closed loop (rate 0): a session starts its next message as soon as
  *	the previous one is answered.  Open loop: message i of a thread is
@@ -54,15 +54,15 @@
 #include <unistd.h>
 
 enum st {
-    ST_IDLE,     /* no connection, or connected and waiting for a due message */
+    ST_IDLE, /* no connection, or connected and waiting for a due message */
     ST_CONNECT,
     ST_HANDSHAKE,
     ST_GREET,
     ST_EHLO,
     ST_STARTTLS,
     ST_AUTH,
-    ST_TXN,      /* MAIL, RCPTs, DATA replies */
-    ST_DOT,      /* the final reply to the message */
+    ST_TXN, /* MAIL, RCPTs, DATA replies */
+    ST_DOT, /* the final reply to the message */
     ST_RSET,
     ST_QUIT,
     ST_DONE,
@@ -81,9 +81,9 @@ struct conn {
     enum st st;
     enum op op;
     bool connected, reserved, first_msg, tls_on, idle_listed, quit_sent;
-    unsigned txn_k;    /* replies seen in this transaction */
+    unsigned txn_k; /* replies seen in this transaction */
     unsigned rcpt_ok;
-    uint64_t size;     /* the message's body bytes */
+    uint64_t size; /* the message's body bytes */
     double t_connect, t_mail, t_due;
     struct sb_tls *tls;
     /* replies, as plaintext */
@@ -106,9 +106,9 @@ struct thr {
     unsigned id, nconn;
     struct conn *c;
     struct io_uring ring;
-    uint64_t budget;   /* messages left to start (UINT64_MAX: duration) */
+    uint64_t budget; /* messages left to start (UINT64_MAX: duration) */
     double rate, t0, deadline;
-    uint64_t issued;   /* open loop: messages handed out */
+    uint64_t issued; /* open loop: messages handed out */
     bool stopping;
     unsigned live;     /* sessions not ST_DONE */
     unsigned inflight; /* operations in the ring */
@@ -120,7 +120,7 @@ struct thr {
     char err[200];
 };
 
-static char *body;      /* shared, read-only during the run */
+static char *body; /* shared, read-only during the run */
 static size_t body_cap;
 static char header[512];
 static size_t header_len;
@@ -410,8 +410,7 @@ static void slot_next(struct conn *c)
 {
     struct thr *t = c->th;
     if (t->o->reuse) {
-        if (t->stopping || t->budget == 0 ||
-            (t->o->duration > 0 && sb_now() >= t->deadline))
+        if (t->stopping || t->budget == 0 || (t->o->duration > 0 && sb_now() >= t->deadline))
             slot_done(c);
         else
             conn_connect(c);
@@ -559,8 +558,8 @@ static void on_reply(struct conn *c, int code)
         }
         if (!o->pipelining) {
             if (k < o->rcpts) {
-                int n = snprintf(c->cmd, sizeof(c->cmd), "RCPT TO:<rcpt%u@%s>\r\n", k,
-                                 o->rcpt_domain);
+                int n =
+                    snprintf(c->cmd, sizeof(c->cmd), "RCPT TO:<rcpt%u@%s>\r\n", k, o->rcpt_domain);
                 send_text(c, (size_t)n);
                 return;
             }
@@ -666,6 +665,13 @@ static void conn_recv(struct conn *c)
     c->th->inflight++;
 }
 
+static void tls_drain(struct conn *c)
+{
+    long n;
+    while (c->inlen < IN_CAP && (n = sb_tls_read(c->tls, c->in + c->inlen, IN_CAP - c->inlen)) > 0)
+        c->inlen += (size_t)n;
+}
+
 static void handshake_step(struct conn *c)
 {
     int hs = sb_tls_handshake(c->tls);
@@ -680,6 +686,7 @@ static void handshake_step(struct conn *c)
         return;
     }
     c->tls_on = true;
+    tls_drain(c); /* records that came with the handshake's last flight */
     if (c->th->o->tls == SB_TLS_IMPLICIT && c->st == ST_HANDSHAKE && !c->connected) {
         c->connected = true;
         c->st = ST_GREET;
@@ -708,9 +715,7 @@ static void on_recv(struct conn *c, int res)
         handshake_step(c);
         return;
     }
-    long n;
-    while (c->inlen < IN_CAP && (n = sb_tls_read(c->tls, c->in + c->inlen, IN_CAP - c->inlen)) > 0)
-        c->inlen += (size_t)n;
+    tls_drain(c);
     conn_recv(c);
 }
 
@@ -852,7 +857,8 @@ static void *thr_main(void *arg)
             wait = t->deadline - now;
         if (wait < 0)
             wait = 0;
-        struct __kernel_timespec ts = {(long long)wait, (long long)((wait - (long long)wait) * 1e9)};
+        struct __kernel_timespec ts = {(long long)wait,
+                                       (long long)((wait - (long long)wait) * 1e9)};
         struct io_uring_cqe *cqe = NULL;
         rc = io_uring_submit_and_wait_timeout(&t->ring, &cqe, 1, &ts, NULL);
         if (rc < 0 && rc != -ETIME && rc != -EINTR) {

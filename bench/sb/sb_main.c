@@ -203,8 +203,8 @@ static bool num_arg(const char *s, double lo, double hi, double *out)
 
 /* Parses load options from argv[1..]; *used: index of the first argument
  * not consumed (the target).  0, or -1 with err. */
-int sb_load_parse(int argc, char **argv, int *used, struct sb_load_opts *o, bool *json,
-                  char *err, size_t errlen)
+int sb_load_parse(int argc, char **argv, int *used, struct sb_load_opts *o, bool *json, char *err,
+                  size_t errlen)
 {
     int i;
     double v;
@@ -339,7 +339,7 @@ static const char *mode_text(const struct sb_load_opts *o)
     static char buf[160];
     snprintf(buf, sizeof(buf), "%s, %s, %s%s%s", o->rate > 0 ? "open loop" : "closed loop",
              o->reuse ? "reuse" : "no reuse", o->pipelining ? "pipelining" : "no pipelining",
-             o->tls == SB_TLS_STARTTLS ? ", STARTTLS"
+             o->tls == SB_TLS_STARTTLS   ? ", STARTTLS"
              : o->tls == SB_TLS_IMPLICIT ? ", implicit TLS"
                                          : "",
              o->auth_user ? ", AUTH PLAIN" : "");
@@ -377,9 +377,9 @@ static void hist_json(FILE *f, const char *name, const struct sb_hist *h)
 {
     fprintf(f, "\"%s\":{\"count\":%llu", name, (unsigned long long)h->count);
     for (unsigned i = 0; i < 4; i++)
-        fprintf(f, ",\"%s_us\":%llu", sb_qname[i], (unsigned long long)sb_hist_quantile(h, sb_q[i]));
-    fprintf(f, ",\"mean_us\":%.1f,\"max_us\":%llu}", sb_hist_mean(h),
-            (unsigned long long)h->max);
+        fprintf(f, ",\"%s_us\":%llu", sb_qname[i],
+                (unsigned long long)sb_hist_quantile(h, sb_q[i]));
+    fprintf(f, ",\"mean_us\":%.1f,\"max_us\":%llu}", sb_hist_mean(h), (unsigned long long)h->max);
 }
 
 void sb_report_json(FILE *f, const struct sb_load_opts *o, const struct sb_load_result *r)
@@ -390,9 +390,10 @@ void sb_report_json(FILE *f, const struct sb_load_opts *o, const struct sb_load_
     fprintf(f,
             ",\"sessions\":%u,\"threads\":%u,\"reuse\":%s,\"pipelining\":%s,\"tls\":\"%s\","
             "\"rcpts\":%u,\"offered_rate\":%.3f,\"size_first\":%llu,\"sizes\":%u,",
-            o->sessions, o->threads, o->reuse ? "true" : "false",
-            o->pipelining ? "true" : "false",
-            o->tls == SB_TLS_STARTTLS ? "starttls" : o->tls == SB_TLS_IMPLICIT ? "implicit" : "none",
+            o->sessions, o->threads, o->reuse ? "true" : "false", o->pipelining ? "true" : "false",
+            o->tls == SB_TLS_STARTTLS   ? "starttls"
+            : o->tls == SB_TLS_IMPLICIT ? "implicit"
+                                        : "none",
             o->rcpts, o->rate, (unsigned long long)o->sizes[0], o->nsizes);
     fprintf(f,
             "\"sent\":%llu,\"accepted\":%llu,\"refused\":%llu,\"failed\":%llu,\"bytes\":%llu,"

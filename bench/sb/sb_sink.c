@@ -211,7 +211,7 @@ static void sk_sess_data(struct sk_sess *s, enum sink_event ev)
         .message_bag = s->mbag,
     };
     static const char *const verbs[SINK_EV_COUNT] = {
-        [SINK_EV_HELO] = "EHLO", [SINK_EV_MAIL] = "MAIL", [SINK_EV_RCPT] = "RCPT",
+        [SINK_EV_HELO] = "EHLO", [SINK_EV_MAIL] = "MAIL",    [SINK_EV_RCPT] = "RCPT",
         [SINK_EV_DATA] = "DATA", [SINK_EV_COMMAND] = "MAIL", [SINK_EV_AUTH] = "AUTH",
     };
     s->d.verb = verbs[ev];
@@ -441,9 +441,14 @@ static int sk_measure(const struct sk_opts *o, bool with, struct sk_result *r, c
     uint64_t misses0 = 0;
     pthread_barrier_init(&barrier, NULL, o->workers);
     for (unsigned i = 0; i < o->workers; i++) {
-        t[i] = (struct sk_thr){.o = o, .pool = pool, .e = e, .ev = (enum sink_event)ev,
-                               .index = i, .calls = o->calls / o->workers,
-                               .barrier = &barrier, .misses0 = &misses0};
+        t[i] = (struct sk_thr){.o = o,
+                               .pool = pool,
+                               .e = e,
+                               .ev = (enum sink_event)ev,
+                               .index = i,
+                               .calls = o->calls / o->workers,
+                               .barrier = &barrier,
+                               .misses0 = &misses0};
         sb_hist_init(&t[i].lat_sync);
         sb_hist_init(&t[i].lat_pending);
         if (pthread_create(&tid[i], NULL, sk_thr_main, &t[i]) != 0) {
@@ -522,7 +527,8 @@ static void sk_hist_json(const char *name, const struct sb_hist *h)
     printf("}");
 }
 
-static void sk_report(const struct sk_opts *o, const struct sk_result *w, const struct sk_result *wo)
+static void sk_report(const struct sk_opts *o, const struct sk_result *w,
+                      const struct sk_result *wo)
 {
     double cost = w->cpu_ns_per_call - wo->cpu_ns_per_call;
     double frac = wo->cpu_ns_per_call > 0 ? cost / wo->cpu_ns_per_call : 0;
@@ -535,10 +541,9 @@ static void sk_report(const struct sk_opts *o, const struct sk_result *w, const 
                "\"without\":{\"calls_per_s\":%.1f,\"cpu_ns_per_call\":%.1f},"
                "\"with\":{\"calls_per_s\":%.1f,\"cpu_ns_per_call\":%.1f,\"pending\":%llu,"
                "\"deadline_misses\":%llu,\"verdicts\":{",
-               o->workers, o->sessions, (unsigned long long)o->size,
-               (unsigned long long)w->calls, wo->calls_per_s, wo->cpu_ns_per_call,
-               w->calls_per_s, w->cpu_ns_per_call, (unsigned long long)w->npending,
-               (unsigned long long)w->misses);
+               o->workers, o->sessions, (unsigned long long)o->size, (unsigned long long)w->calls,
+               wo->calls_per_s, wo->cpu_ns_per_call, w->calls_per_s, w->cpu_ns_per_call,
+               (unsigned long long)w->npending, (unsigned long long)w->misses);
         bool first = true;
         for (unsigned v = 0; v < SINK_PENDING; v++)
             if (w->verdicts[v]) {
@@ -575,8 +580,8 @@ static void sk_report(const struct sk_opts *o, const struct sk_result *w, const 
 
 int sb_sink_main(int argc, char **argv)
 {
-    struct sk_opts o = {.event = "mail", .workers = 1, .sessions = 32, .size = 4096,
-                        .calls = 200000, .seconds = 5};
+    struct sk_opts o = {
+        .event = "mail", .workers = 1, .sessions = 32, .size = 4096, .calls = 200000, .seconds = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = true;
@@ -625,8 +630,7 @@ int sb_sink_main(int argc, char **argv)
             ok = ok && o.size <= (1u << 30);
         } else {
             num = strtod(v, &end);
-            ok = end != v && *end == 0 && num >= (strcmp(a, "--seconds") ? 1 : 0.1) &&
-                 num <= 1e12;
+            ok = end != v && *end == 0 && num >= (strcmp(a, "--seconds") ? 1 : 0.1) && num <= 1e12;
             if (!strcmp(a, "--workers"))
                 ok = ok && num <= 256, o.workers = (unsigned)num;
             else if (!strcmp(a, "--sessions"))
