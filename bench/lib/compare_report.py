@@ -205,7 +205,7 @@ def plot(a, base, med, lat, sizes, sessions, reuses):
             f = os.path.join(tmp, "lat-%s.dat" % t)
             with open(f, "w") as fh:
                 for r in rows:
-                    fh.write("%s %s %s %s\n" % (r["offered"], num(r["p50_us"]) / 1000,
+                    fh.write("%s %s %s %s\n" % (r["fraction"], num(r["p50_us"]) / 1000,
                                                 num(r["p99_us"]) / 1000, num(r["p999_us"]) / 1000))
             lser += ["'%s' using 1:2 with linespoints lw 2 title '%s p50'" % (f, LABEL[t]),
                      "'%s' using 1:3 with linespoints lw 2 title '%s p99'" % (f, LABEL[t]),
@@ -213,7 +213,8 @@ def plot(a, base, med, lat, sizes, sessions, reuses):
         if lser:
             png = base + "-latency.png"
             script = ["set terminal png size 900,560", "set key outside right", "set grid",
-                      "set logscale y", "set xlabel 'offered messages/s'",
+                      "set logscale y",
+                      "set xlabel 'offered load, fraction of the server''s own closed-loop rate'",
                       "set ylabel 'ms, MAIL to final reply'",
                       "set title 'latency against offered load (open loop, corrected)'",
                       "set output '%s'" % png, "plot " + ", ".join(lser)]
