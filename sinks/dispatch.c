@@ -115,6 +115,41 @@ void sink_ctx_unref(struct sink_ctx *ctx)
         sink_ctx_free(ctx);
 }
 
+/* Drops the sink's reference, once: whichever of a late sink_complete()
+ * and the engine (an abandoned call, below) comes first.  acq_rel: the
+ * exchange orders the two sides like the reference count itself. */
+static void sink_ctx_unref_sink(struct sink_ctx *ctx)
+{
+    if (atomic_exchange_explicit(&ctx->sink_ref, false, memory_order_acq_rel))
+        sink_ctx_unref(ctx);
+}
+
+/* A pending call ended without the sink's answer (deadline, the session's
+ * end), on the owner: its services are cancelled (their callbacks run),
+ * the module's abandoned() hook runs, and the sink's reference goes too
+ * when the sink cannot answer any more: it has the hook (and so stopped
+ * its threads there), or it was waiting on services only (its callbacks
+ * were told).  Otherwise (a thread of the sink may still answer) only
+ * what the ctx holds besides itself is freed; the late sink_complete()
+ * frees the rest.  Then the engine's reference goes. */
+static void sink_ctx_orphan(struct sink_ctx *ctx)
+{
+    size_t nsvc = sink_svc_cancel_all(ctx);
+    void (*hook)(void *, struct sink_ctx *) = ctx->b->mod->abandoned;
+    if (hook != NULL && !ctx->offloaded) {
+        struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "abandoned()");
+        hook(ctx->b->inst, ctx);
+        sink_crash_leave(note);
+    }
+    if (!ctx->offloaded && (hook != NULL || nsvc > 0))
+        sink_ctx_unref_sink(ctx);
+    else if (!ctx->offloaded) {
+        sink_ctx_copies_free(ctx);
+        sink_tedit_free(ctx);
+    }
+    sink_ctx_unref(ctx);
+}
+
 /* Relaxed counters: see stats.c. */
 static void sink_count(_Atomic uint64_t *v)
 {
@@ -149,7 +184,7 @@ void sink_call_destroy(struct sink_call *c)
         if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_ABANDONED,
                                                     memory_order_acq_rel, memory_order_acquire)) {
             sink_pending_remove(c->sw, ctx);
-            sink_ctx_unref(ctx);
+            sink_ctx_orphan(ctx);
         }
         /* else COMPLETED: the queued task frees it without calling done */
     }
@@ -285,6 +320,7 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         /* Relaxed: not shared yet (see the top). */
         atomic_store_explicit(&ctx->state, SINK_CTX_PENDING, memory_order_relaxed);
         atomic_store_explicit(&ctx->refs, 2, memory_order_relaxed);
+        atomic_store_explicit(&ctx->sink_ref, true, memory_order_relaxed);
         sink_count(&b->stats->calls);
         ctx->t0_ns = clock_mono_ns();
         if (b->offload && c->sw->pool != NULL) {
@@ -305,6 +341,8 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
             sink_go_pending(c, ctx, res);
             return false;
         }
+        if (ctx->svcs != NULL) /* services started, then a verdict: they end with the call */
+            sink_svc_cancel_all(ctx);
         sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
         /* Relaxed: a check of our own store above; a sink that completed
          * a synchronous answer broke the contract. */
@@ -361,24 +399,32 @@ static void sink_finish(struct sink_call *c)
 
 void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
 {
-    if (v == SINK_PENDING || (unsigned)v > SINK_PENDING) {
+    if (sink_ctx_cancelling(ctx))
+        return; /* a cancelled service's callback: the call has ended */
+    bool bad = v == SINK_PENDING || (unsigned)v > SINK_PENDING;
+    if (bad) {
         log_msg(LOG_WARN,
                 "sinks: binding \"%s\": sink_complete() with verdict %d, taken as "
                 "TEMPFAIL",
                 ctx->b->name, (int)v);
         v = SINK_TEMPFAIL;
-        ctx->code = 0;
     }
-    ctx->answer = v;
     int want = SINK_CTX_PENDING;
-    /* acq_rel on success: the release half publishes answer and the reply
-     * (sink_set_reply) before the ctx is handed over; the task reads them
+    /* acq_rel on success: the release half publishes the reply
+     * (sink_set_reply) before the ctx is handed over; the task reads it and
+     * the answer (written below, after the CAS)
      * after the inbox hand-off, which itself is release (post) / acquire
      * (drain).  Pairs with the engine's CAS in expire / call_destroy:
      * exactly one wins.  Acquire on failure: pairs with the winner's
      * release, so our unref below comes after its use of the ctx. */
     if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_COMPLETED,
                                                 memory_order_acq_rel, memory_order_acquire)) {
+        /* the answer only once the CAS is won: a second sink_complete()
+         * must not overwrite the first's before the task reads it (the
+         * post below publishes it: release, drained with acquire) */
+        if (bad)
+            ctx->code = 0;
+        ctx->answer = v;
         struct sink_worker *sw = ctx->sw;
         if (sw->pool != NULL)
             sched_post(sw->pool, sw->index, &ctx->task); /* ctx is the task's now */
@@ -386,10 +432,18 @@ void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
             sched_inbox_post(&sw->inbox, &ctx->task);
         return;
     }
-    if (want == SINK_CTX_COMPLETED)
-        log_panic("sink_complete: binding \"%s\" completed twice", ctx->b->name);
+    if (want == SINK_CTX_COMPLETED) {
+        /* The first answer stands; this one is dropped.  (A second call
+         * after the first answer was taken is a use of a freed ctx: the
+         * contract says exactly once.) */
+        sink_count(&ctx->b->stats->late);
+        log_msg(LOG_ERROR, "sinks: binding \"%s\" completed a call twice; the second answer is "
+                           "ignored",
+                ctx->b->name);
+        return;
+    }
     sink_count(&ctx->b->stats->late); /* after the deadline or the session */
-    sink_ctx_unref(ctx);
+    sink_ctx_unref_sink(ctx);
 }
 
 /* The completion, on the owning worker. */
@@ -400,6 +454,8 @@ void sink_complete_task(struct sched_task *t)
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
+    if (ctx->svcs != NULL) /* answered with services still pending: they end */
+        sink_svc_cancel_all(ctx);
     if (c == NULL) { /* the session went away meanwhile */
         sink_count(&b->stats->verdicts[ctx->answer]);
         sink_ctx_free(ctx);
@@ -423,23 +479,30 @@ void sink_complete_task(struct sched_task *t)
         sink_finish(c);
 }
 
-/* The deadline won (pending.c): apply on_deadline. */
-void sink_expired(struct sink_ctx *ctx)
+/* The deadline won (pending.c), or the binding was removed meanwhile
+ * (removed): apply on_deadline. */
+static void sink_expired_why(struct sink_ctx *ctx, bool removed)
 {
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
     unsigned step = ctx->step;
     /* Relaxed: a counter (stats.c); its value only paces the log. */
-    uint64_t n = atomic_fetch_add_explicit(&b->stats->deadline_misses, 1, memory_order_relaxed) + 1;
+    uint64_t n = removed ? 1
+                         : atomic_fetch_add_explicit(&b->stats->deadline_misses, 1,
+                                                     memory_order_relaxed) +
+                               1;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     c->pending = NULL;
-    sink_ctx_unref(ctx);    /* the sink's late completion frees it, or has */
-    if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th, ... miss: a hung sink cannot flood the log */
+    sink_ctx_orphan(ctx);   /* the sink's late completion frees it, or has */
+    const char *then = b->on_deadline == SINK_CONTINUE ? "continuing"
+                       : b->on_deadline == SINK_REJECT ? "rejecting"
+                                                       : "tempfailing";
+    if (removed)
+        log_msg(LOG_INFO, "sinks: binding \"%s\" was removed while a call at %s waited; %s",
+                b->name, sink_event_name(c->ev), then);
+    else if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, ... miss: a hung sink cannot flood the log */
         log_msg(LOG_WARN, "sinks: binding \"%s\" missed its deadline at %s (%llu so far); %s",
-                b->name, sink_event_name(c->ev), (unsigned long long)n,
-                b->on_deadline == SINK_CONTINUE ? "continuing"
-                : b->on_deadline == SINK_REJECT ? "rejecting"
-                                                : "tempfailing");
+                b->name, sink_event_name(c->ev), (unsigned long long)n, then);
     struct sink_result *res = &c->res;
     if (b->on_deadline == SINK_CONTINUE) {
         if (sink_run(c, step + 1, res))
@@ -453,4 +516,14 @@ void sink_expired(struct sink_ctx *ctx)
              sink_deadline_reply[b->on_deadline].enhanced);
     snprintf(res->text, sizeof(res->text), "%s", sink_deadline_reply[b->on_deadline].text);
     sink_finish(c);
+}
+
+void sink_expired(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, false);
+}
+
+void sink_removed(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, true);
 }

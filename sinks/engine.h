@@ -62,6 +62,9 @@ struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t 
  * (the configuration's message, or the engine's). */
 struct sink_engine *sink_engine_load(const char *path, char *err, size_t errlen);
 void sink_engine_destroy(struct sink_engine *e);
+/* Adds m (borrowed, static) as builtin:NAME for every engine made after:
+ * 0, -EEXIST, -ENOSPC, -EINVAL (tests, benchmarks, embedders). */
+int sink_builtin_register(const struct sink_module *m);
 /* Any enabled binding on ev (the session skips the engine entirely when
  * there is none: no cost without sinks). */
 bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev);
@@ -89,6 +92,11 @@ struct sink_binding_stats {
     uint64_t deadline_misses, late, bad_reply;
     uint64_t hist[SINK_STATS_BUCKETS];
     uint64_t latency_ns;
+    int64_t in_flight; /* a gauge: calls inside handle() or pending */
+    /* services (sink.h): started, pending now, cancelled by the call's
+     * end (deadline, session gone), DNS lookups that timed out, DNS
+     * answers served from the worker's cache */
+    uint64_t svc_started, svc_in_flight, svc_cancelled, dns_timeouts, dns_cached;
 };
 size_t sink_engine_binding_count(const struct sink_engine *e);
 /* false: no binding i (any more: a live remove since the count). */
@@ -96,6 +104,16 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
                                struct sink_binding_stats *out);
 /* "continue", "consumed", "reject", ... (lower case) */
 const char *sink_verdict_name(enum sink_verdict v);
+/* The counters sinks published (sink.h: sink_counter), binding by binding
+ * in configuration order: fn runs under the engine's mutex (it must not
+ * call back into the engine); the strings are borrowed for the call. */
+typedef void sink_counter_fn(void *arg, const char *binding, const char *name, const char *help,
+                             uint64_t value);
+void sink_engine_counters(const struct sink_engine *e, sink_counter_fn *fn, void *arg);
+/* Async-signal-safe: which binding's sink code this thread is running
+ * ("in binding \"x\" (sink ./x.so), handle() at event mail"), in buf
+ * (NUL-terminated); its length, 0 when none (the crash is not in a sink). */
+size_t sink_crash_describe(char *buf, size_t len);
 
 /* ---- live changes (live.c; any thread, serialized by the engine) ----
  *
@@ -137,6 +155,23 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
 void sink_worker_destroy(struct sink_worker *sw);
 /* The engine sw was created for (borrowed): for sink_engine_bound(). */
 struct sink_engine *sink_worker_engine(const struct sink_worker *sw);
+/* The owner's event loop, for the sink services (sink.h): a one-shot
+ * poll of fd for SINK_FD_READ/SINK_FD_WRITE whose completion the owner
+ * hands back with sink_worker_poll_done(sw, token, res) (res: the
+ * revents mask, or -errno; -ECANCELED after a cancel), and its cancel.
+ * Without it (tests, tools) sink_fd_watch() and sink_dns_lookup() answer
+ * -ENOTSUP; timers need nothing (next_deadline/expire drive them).
+ * dns_servers ("127.0.0.1:5353"; n 0: /etc/resolv.conf) are copied. */
+struct sink_io {
+    int (*poll)(void *arg, int fd, unsigned what, uint32_t token);
+    void (*poll_cancel)(void *arg, uint32_t token);
+    void *arg;
+};
+int sink_worker_set_io(struct sink_worker *sw, const struct sink_io *io,
+                       const char *const *dns_servers, size_t ndns_servers);
+void sink_worker_poll_done(struct sink_worker *sw, uint32_t token, int res);
+/* Services pending on this worker (timers, watches, lookups). */
+size_t sink_worker_services(const struct sink_worker *sw);
 /* Milliseconds from now_ms to the earliest pending deadline; UINT64_MAX if
  * nothing is pending.  The worker waits no longer than that. */
 uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms);

@@ -9,8 +9,9 @@
  *	(rule.c), property lists and bags (props.c), statistics (stats.c),
  *	the event context behind the sink.h accessors (ctx.c, and
  *	ctx_transport.c for the queue manager's events, with the syntax
- *	checks of addr.c) and the dispatcher with its pending calls and
- *	deadlines (dispatch.c, pending.c).
+ *	checks of addr.c), the dispatcher with its pending calls and
+ *	deadlines (dispatch.c, pending.c), and what a sink tells the operator
+ *	(observe.c: sink_log, its counters, calls in flight, the crash note).
  *
  *	Ownership: the engine owns its bindings; a binding owns its rule,
  *	properties, statistics, instance and module handle.  A sink_ctx is
@@ -45,6 +46,9 @@ struct sink_props {
     size_t n, cap;
     char **key;
     char **val;
+    /* The binding whose create() reads them (set by sink_binding_load for
+     * sink_counter()), or NULL. */
+    struct sink_binding *owner;
 };
 
 struct sink_props *sink_props_new(void);
@@ -59,6 +63,25 @@ struct sink_bag {
 };
 const char *sink_bag_get(const struct sink_bag *b, const char *key);
 int sink_bag_set(struct sink_bag *b, const char *key, const char *val); /* NULL val removes */
+
+/* Keys of this prefix are the engine's (sink_prop_set refuses them). */
+#define SINK_PROP_RESERVED "sink."
+
+/* ---- signed fields and the edit journal (ctx_guard.c) ---- */
+struct sink_ctx;
+/* names: colon-separated field names the signature of the calling sink
+ * covers; later edits of them in this message answer -EPERM.  0,
+ * -ENOTSUP (no message bag: offloaded), -EINVAL, -ENOMEM. */
+int sink_header_protect(struct sink_ctx *ctx, const char *names);
+/* The accepted edits so far ("<op><name>:<value>\n" lines, op A/R/C), ""
+ * if none, NULL without a message bag.  Valid until the next edit. */
+const char *sink_header_journal(struct sink_ctx *ctx);
+/* 0, or -EPERM with a log line when name is a protected field. */
+int sink_edit_guard(const struct sink_ctx *ctx, const struct sink_event_data *d,
+                    const char *name);
+/* Records an edit the session accepted. */
+void sink_edit_journal(const struct sink_event_data *d, enum sink_edit_op op, const char *name,
+                       const char *value);
 
 /* ---- rules (rule.c) ---- */
 
@@ -86,6 +109,11 @@ struct sink_stats {
     _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
     _Atomic uint64_t hist[SINK_HIST_BUCKETS];
     _Atomic uint64_t latency_ns; /* the sum of what hist counts (metrics' _sum) */
+    /* A gauge: calls inside handle() or pending (stats.c: sink_inflight) */
+    _Atomic int64_t in_flight;
+    /* services (service.c): started, ended (in flight = the difference),
+     * cancelled by the call's end, DNS timeouts, DNS answers from cache */
+    _Atomic uint64_t svc_started, svc_ended, svc_cancelled, dns_timeouts, dns_cached;
 };
 
 struct sink_stats *sink_stats_new(void);
@@ -96,7 +124,37 @@ unsigned sink_stats_bucket(uint64_t ns);
  * (0 < q <= 1) of the histogram, UINT64_MAX for the open last bucket, 0 if
  * the histogram is empty. */
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q);
+/* A call of b entered (+1) or left (-1) handle() or the pending set. */
+void sink_inflight(struct sink_binding *b, int d);
+/* delta +1: a service started; -1: one ended */
+void sink_stats_svc(struct sink_stats *st, int delta);
+void sink_stats_svc_cancelled(struct sink_stats *st);
+void sink_stats_dns_timeout(struct sink_stats *st);
+void sink_stats_dns_cached(struct sink_stats *st);
 
+/* A counter of the sink's own (sink.h: sink_counter), owned by its binding
+ * and freed with it; the list is appended by create() and read by the
+ * metrics printer, both under the engine's mutex (or before sharing). */
+struct sink_counter {
+    _Atomic uint64_t value; /* relaxed: an independent counter */
+    struct sink_counter *next;
+    char *help;
+    char name[];
+};
+void sink_counters_free(struct sink_binding *b);
+
+/* The binding whose sink code runs on this thread, for a crash report
+ * (observe.c; sink_crash_describe in engine.h): enter before calling into
+ * the sink (what: "handle()", "a timer callback", ...), leave with what enter
+ * returned. */
+struct sink_crash_note {
+    const struct sink_binding *b;
+    enum sink_event ev;
+    const char *what;
+};
+struct sink_crash_note sink_crash_enter(const struct sink_binding *b, enum sink_event ev,
+                                        const char *what);
+void sink_crash_leave(struct sink_crash_note prev);
 /* ---- bindings (binding.c, module.c) ---- */
 
 struct sink_binding {
@@ -115,13 +173,21 @@ struct sink_binding {
     enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
     bool offload;                  /* handle() runs as a stealable scheduler task */
     struct sink_props *props;
-    const struct sink_module *mod;
+    const struct sink_module *mod; /* &mod_copy once loaded */
+    struct sink_module mod_copy;   /* the module's descriptor, zero past its size */
     void *inst;
     bool created;             /* create() succeeded: destroy() is owed */
     void *dl;                 /* dlopen handle; NULL for a builtin */
+    bool dl_copy;             /* loaded from a private copy (module.c), open on dl_fd */
+    int dl_fd;
+    struct sink_counter *counters;
     struct sink_stats *stats; /* aligned: its own cache lines */
     bool stats_lent;          /* stats belong to the binding that replaced this one */
     _Atomic bool warned;      /* a bad reply was logged once */
+    /* Removed live (sink_engine_remove): its pending calls end at their
+     * worker's next turn.  Relaxed store before the engine's removed_gen
+     * release; read after that counter's acquire (pending.c). */
+    _Atomic bool removed;
 };
 
 /* Reads one `binding "name" { }` block into b (zeroed by the caller);
@@ -129,15 +195,16 @@ struct sink_binding {
 bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *err, size_t errlen);
 /* Loads the sink, checks ABI and events, creates the instance. */
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
+/* dlclose()s what sink_binding_load opened (b->dl, b->dl_fd). */
+void sink_module_close(struct sink_binding *b);
 void sink_binding_fini(struct sink_binding *b);
 /* The builtin sink called name, or NULL; sink_builtin_names() for messages. */
 const struct sink_module *sink_builtin_find(const char *name);
 const char *sink_builtin_names(void);
-/* Adds m (borrowed, static) as builtin:NAME: 0, -EEXIST, -ENOSPC, -EINVAL. */
-int sink_builtin_register(const struct sink_module *m);
 
 /* Builtins (builtin_*.c). */
 extern const struct sink_module sink_builtin_access;
+extern const struct sink_module sink_builtin_dkim_sign;
 extern const struct sink_module sink_builtin_header;
 extern const struct sink_module sink_builtin_delay;
 extern const struct sink_module sink_builtin_command;
@@ -184,6 +251,9 @@ struct sink_engine {
     size_t nold_chain;
     struct sink_binding **old_b;
     size_t nold_b;
+    /* Bumped (release) when a binding is removed live: each worker then
+     * ends the pending calls of removed bindings (pending.c). */
+    _Atomic uint32_t removed_gen;
     /* Names changed since the last sink_engine_save(). */
     char **dirty;
     size_t ndirty;
@@ -254,6 +324,7 @@ struct sink_ctx {
     struct sched_task task;   /* the completion, run on the owning worker */
     _Atomic int state;        /* enum sink_ctx_state */
     _Atomic int refs;         /* engine + sink while pending */
+    _Atomic bool sink_ref;    /* the sink's reference not yet dropped */
     enum sink_verdict answer; /* written before the COMPLETED CAS */
     /* fixed for one handle() call (owner thread) */
     struct sink_engine *e;
@@ -279,6 +350,9 @@ struct sink_ctx {
     /* transport edits made outside handle() (ctx_transport.c): applied
      * on the owner when the answer arrives */
     struct sink_tedit *tedits;
+    /* services (service.c): pending ones, owner thread only */
+    struct sink_svc *svcs;
+    bool used_svc; /* a service was started for this call */
     /* the reply set by sink_set_reply() */
     int code;
     char enhanced[16];
@@ -300,6 +374,64 @@ bool sink_reply_class_ok(enum sink_event ev, enum sink_verdict v, int code);
 
 /* ---- workers, calls, pending calls (dispatch.c, pending.c) ---- */
 
+/* ---- services (service.c, svc_dns.c) ---- */
+
+/* One pending service of a ctx: a timer, an fd watch or a DNS lookup. */
+enum sink_svc_kind { SINK_SVC_TIMER, SINK_SVC_FD, SINK_SVC_DNS };
+struct sink_svc {
+    sink_svc_id id;
+    enum sink_svc_kind kind;
+    struct sink_ctx *ctx;
+    struct sink_svc *prev, *next; /* the ctx's list */
+    void *fn;                     /* sink_timer_fn, sink_fd_fn or sink_dns_fn */
+    void *arg;
+    uint64_t due_ms; /* timer */
+    size_t slot;     /* timer: index in the worker's timer heap */
+    int fd;          /* fd watch */
+    uint32_t token;  /* fd watch: its poll slot */
+    struct sink_dnsq *q; /* DNS: the query it waits on */
+    struct sink_svc *qnext; /* DNS: the query's other waiters */
+};
+
+/* A poll on the worker's ring: one slot each, kept until its completion
+ * arrives (so a token is never reused while the kernel may answer it). */
+typedef void sink_poll_fn(struct sink_worker *sw, void *arg, int res);
+struct sink_poll {
+    sink_poll_fn *fn; /* NULL: free */
+    void *arg;
+    bool cancelled;
+    uint32_t next_free;
+};
+
+/* The owner's event loop, as the worker's composer provides it
+ * (engine.h: sink_worker_set_io). */
+struct sink_dns;
+void sink_svc_worker_fini(struct sink_worker *sw);
+/* Every pending service of ctx cancelled: each callback runs once with
+ * SINK_SVC_CANCELLED (owner thread).  Returns how many there were. */
+size_t sink_svc_cancel_all(struct sink_ctx *ctx);
+/* Timers due by now_ms fired; the earliest timer or DNS retry (ms). */
+void sink_svc_expire(struct sink_worker *sw, uint64_t now_ms);
+uint64_t sink_svc_next_ms(const struct sink_worker *sw);
+/* Polls for the worker's own use (the resolver's sockets). */
+int sink_poll_start(struct sink_worker *sw, int fd, unsigned what, sink_poll_fn *fn, void *arg,
+                    uint32_t *token);
+void sink_poll_cancel(struct sink_worker *sw, uint32_t token);
+/* Runs a service's callback with ctx as inside handle(). */
+void sink_ctx_enter(struct sink_ctx *ctx, struct sink_ctx **saved);
+void sink_ctx_leave(struct sink_ctx *saved);
+bool sink_ctx_cancelling(const struct sink_ctx *ctx);
+/* svc_dns.c */
+int sink_dns_init(struct sink_worker *sw);
+void sink_dns_fini(struct sink_worker *sw);
+void sink_dns_expire(struct sink_worker *sw, uint64_t now_ms);
+uint64_t sink_dns_next_ms(const struct sink_worker *sw, uint64_t now_ms);
+void sink_dns_detach(struct sink_svc *svc); /* a waiter leaves its query */
+/* answers a lookup from the cache or starts/join a query; 0 or -errno */
+int sink_dns_start(struct sink_worker *sw, struct sink_svc *svc, const char *name, int type);
+void sink_svc_dns_done(struct sink_svc *svc, const struct sink_dns_answer *a);
+void sink_svc_unlink(struct sink_svc *svc);
+
 struct sink_worker {
     struct sink_engine *e;
     struct sched_pool *pool; /* NULL: completions queue on inbox */
@@ -308,6 +440,19 @@ struct sink_worker {
     struct sink_ctx **heap;   /* pending calls, min-heap on deadline_ms */
     size_t n, cap;
     size_t ncalls;
+    pthread_t owner; /* the thread that created it: services only there */
+    /* services */
+    struct sink_io io; /* io.poll NULL: no fd watches (nor DNS) */
+    uint64_t next_svc_id;
+    struct sink_svc **theap; /* timers, min-heap on due_ms */
+    size_t tn, tcap;
+    struct sink_poll *polls;
+    uint32_t npolls, free_poll; /* free_poll: UINT32_MAX none */
+    struct sink_dns *dns;       /* NULL until the first lookup */
+    char **dns_servers;
+    size_t ndns_servers;
+    size_t svc_live;            /* services pending on this worker */
+    uint32_t removed_seen;      /* the engine's removed_gen at the last scan */
 };
 
 struct sink_call {
@@ -335,6 +480,10 @@ void sink_ctx_free(struct sink_ctx *ctx);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);
+/* The binding was removed while ctx was pending (on the owner). */
+void sink_removed(struct sink_ctx *ctx);
+/* live.c: b leaves the engine (removed): its pending calls end. */
+void sink_binding_removed(struct sink_engine *e, struct sink_binding *b);
 /* offload.c: an offloaded link (binding `offload = true`) */
 struct sink_edit_rec;
 /* Copies the event into ctx and spawns handle() as a stealable task.
