@@ -19,8 +19,10 @@
  *	body_hold, working header and recipient edits) again and again; while
  *	a call is pending the session waits and the worker runs the others,
  *	its completions (sched inbox) and its deadlines
- *	(sink_worker_next_deadline / sink_worker_expire), and parks on its
- *	wake fd when it has nothing else to do.
+ *	(sink_worker_next_deadline / sink_worker_expire: also the services'
+ *	timers) and the services' fd watches and DNS (a poll(2) loop given
+ *	to the worker with sink_worker_set_io), and parks on its wake fd when
+ *	it has nothing else to do.
  *
  *	Each measurement runs twice: without the binding (the chain holds
  *	only the server's own link: what the engine costs without the sink)
@@ -50,6 +52,7 @@
 #include <unistd.h>
 
 #define SK_MAX_PROPS 32
+#define SK_MAX_WATCH 256
 
 struct sk_opts {
     const char *sink, *event, *deadline, *sluiced;
@@ -91,6 +94,14 @@ struct sk_thr {
     int failed;
     pthread_barrier_t *barrier;
     uint64_t *misses0;
+    /* the sink services' fd watches (sink_io), polled by the loop */
+    struct sk_watch {
+        int fd;
+        short events;
+        bool cancelled;
+        uint32_t token;
+    } watch[SK_MAX_WATCH];
+    unsigned nwatch;
 };
 
 static uint64_t sk_misses(const struct sink_engine *e)
@@ -261,6 +272,60 @@ static double sk_thread_cpu(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* sink_io for the services: one-shot watches kept here, polled by sk_loop;
+ * a cancelled one is handed back (-ECANCELED) at the loop's next turn. */
+static int sk_io_poll(void *arg, int fd, unsigned what, uint32_t token)
+{
+    struct sk_thr *t = arg;
+    if (t->nwatch == SK_MAX_WATCH)
+        return -ENOMEM;
+    t->watch[t->nwatch++] = (struct sk_watch){
+        fd, (short)(((what & SINK_FD_READ) ? POLLIN : 0) | ((what & SINK_FD_WRITE) ? POLLOUT : 0)),
+        false, token};
+    return 0;
+}
+
+static void sk_io_cancel(void *arg, uint32_t token)
+{
+    struct sk_thr *t = arg;
+    for (unsigned i = 0; i < t->nwatch; i++)
+        if (t->watch[i].token == token)
+            t->watch[i].cancelled = true;
+}
+
+/* Polls the watches (and, parking, the worker's wake fd) for up to ms;
+ * hands every ready or cancelled watch back to the sink worker. */
+static void sk_io_run(struct sk_thr *t, int wake_fd, int ms)
+{
+    struct pollfd p[SK_MAX_WATCH + 1];
+    unsigned n = t->nwatch;
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (struct pollfd){t->watch[i].cancelled ? -1 : t->watch[i].fd, t->watch[i].events, 0};
+    p[n] = (struct pollfd){wake_fd, POLLIN, 0};
+    if (n == 0 && wake_fd < 0)
+        return;
+    poll(p, n + (wake_fd >= 0), ms);
+    uint32_t tok[SK_MAX_WATCH];
+    int res[SK_MAX_WATCH];
+    unsigned nd = 0, keep = 0;
+    for (unsigned i = 0; i < n; i++) {
+        short r = p[i].revents;
+        if (t->watch[i].cancelled || r != 0) {
+            tok[nd] = t->watch[i].token;
+            res[nd++] = t->watch[i].cancelled
+                            ? -ECANCELED
+                            : (int)(((r & POLLIN) ? SINK_FD_READ : 0) |
+                                    ((r & POLLOUT) ? SINK_FD_WRITE : 0) |
+                                    ((r & (POLLERR | POLLHUP | POLLNVAL)) ? SINK_FD_ERROR : 0));
+        } else {
+            t->watch[keep++] = t->watch[i];
+        }
+    }
+    t->nwatch = keep; /* the callbacks below may add watches again */
+    for (unsigned i = 0; i < nd; i++)
+        sink_worker_poll_done(t->sw, tok[i], res[i]);
+}
+
 /* Dispatches until t->calls have finished; 0, or -1 when pending calls
  * stop finishing (30 s without one). */
 static int sk_loop(struct sk_thr *t, struct sched_worker *w, uint64_t calls)
@@ -302,9 +367,10 @@ static int sk_loop(struct sk_thr *t, struct sched_worker *w, uint64_t calls)
         }
         if (ran == 0 && !any && sched_worker_park_begin(w)) {
             uint64_t dl = sink_worker_next_deadline(t->sw, now);
-            struct pollfd p = {sched_worker_wake_fd(w), POLLIN, 0};
-            poll(&p, 1, dl < 100 ? (int)dl : 100);
+            sk_io_run(t, sched_worker_wake_fd(w), dl < 100 ? (int)dl : 100);
             sched_worker_park_end(w);
+        } else if (t->nwatch > 0) {
+            sk_io_run(t, -1, 0);
         }
     }
     return 0;
@@ -318,6 +384,11 @@ static void *sk_thr_main(void *arg)
     t->sw = sink_worker_create(t->e, t->pool, t->index);
     t->s = calloc(t->o->sessions, sizeof(*t->s));
     if (t->sw == NULL || t->s == NULL)
+        t->failed = 1;
+    /* the services' event loop (sink.h): fd watches and DNS need it;
+     * timers run from next_deadline/expire */
+    struct sink_io io = {sk_io_poll, sk_io_cancel, t};
+    if (!t->failed && sink_worker_set_io(t->sw, &io, NULL, 0) < 0)
         t->failed = 1;
     for (unsigned i = 0; !t->failed && i < t->o->sessions; i++) {
         struct sk_sess *s = &t->s[i];
