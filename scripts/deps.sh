@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libssl-dev libjemalloc-dev
       libcriterion-dev python3 python3-pytest python3-aiosmtpd swaks postfix
-      strace openssl procps iproute2 libc-ares-dev libcrypt-dev
+      strace openssl procps gnuplot-nox iproute2 libc-ares-dev libcrypt-dev
       fiu-utils libfiu-dev
       dnsmasq-base python3-cryptography prometheus libnet-ssleay-perl clang
       libcurl4-openssl-dev python3-dkim python3-nacl opendkim-tools python3-spf
