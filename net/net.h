@@ -209,6 +209,10 @@ bool net_worker_stopping(const struct net_worker *w);
  * hooks->user_done(ws, tag, arg, cqe->res).  Submitted with the turn. */
 struct io_uring_sqe *net_worker_sqe(struct net_worker *w);
 void net_sqe_set_user(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg);
+/* For a cancel (io_uring_prep_poll_remove, io_uring_prep_cancel64 with 0
+ * as the target): aims sqe at the operation queued with (tag, arg); the
+ * cancel's own completion is set with net_sqe_set_user as usual. */
+void net_sqe_user_data(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg);
 
 /* Checks that this kernel lets us set up the rings sluice needs.  0, or
  * -errno with an explanation in err. */

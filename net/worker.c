@@ -380,3 +380,8 @@ void net_sqe_set_user(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg)
 {
     io_uring_sqe_set_data64(sqe, net_ud(NET_OP_USER, tag, arg));
 }
+
+void net_sqe_user_data(struct io_uring_sqe *sqe, uint8_t tag, uint32_t arg)
+{
+    sqe->addr = net_ud(NET_OP_USER, tag, arg);
+}

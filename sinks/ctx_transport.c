@@ -83,6 +83,17 @@ enum sink_verdict sink_ctx_handle(struct sink_ctx *ctx)
     return v;
 }
 
+void sink_ctx_enter(struct sink_ctx *ctx, struct sink_ctx **saved)
+{
+    *saved = sink_handling;
+    sink_handling = ctx;
+}
+
+void sink_ctx_leave(struct sink_ctx *saved)
+{
+    sink_handling = saved;
+}
+
 static bool sink_at(const struct sink_ctx *ctx, uint64_t mask)
 {
     return (unsigned)ctx->ev < SINK_EV_COUNT && (mask & SINK_EVMASK(ctx->ev)) != 0;

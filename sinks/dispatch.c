@@ -115,6 +115,38 @@ void sink_ctx_unref(struct sink_ctx *ctx)
         sink_ctx_free(ctx);
 }
 
+/* Drops the sink's reference, once: whichever of a late sink_complete()
+ * and the engine (an abandoned call, below) comes first.  acq_rel: the
+ * exchange orders the two sides like the reference count itself. */
+static void sink_ctx_unref_sink(struct sink_ctx *ctx)
+{
+    if (atomic_exchange_explicit(&ctx->sink_ref, false, memory_order_acq_rel))
+        sink_ctx_unref(ctx);
+}
+
+/* A pending call ended without the sink's answer (deadline, the session's
+ * end), on the owner: its services are cancelled (their callbacks run),
+ * the module's abandoned() hook runs, and the sink's reference goes too
+ * when the sink cannot answer any more: it has the hook (and so stopped
+ * its threads there), or it was waiting on services only (its callbacks
+ * were told).  Otherwise (a thread of the sink may still answer) only
+ * what the ctx holds besides itself is freed; the late sink_complete()
+ * frees the rest.  Then the engine's reference goes. */
+static void sink_ctx_orphan(struct sink_ctx *ctx)
+{
+    size_t nsvc = sink_svc_cancel_all(ctx);
+    void (*hook)(void *, struct sink_ctx *) = ctx->b->mod->abandoned;
+    if (hook != NULL && !ctx->offloaded)
+        hook(ctx->b->inst, ctx);
+    if (!ctx->offloaded && (hook != NULL || nsvc > 0))
+        sink_ctx_unref_sink(ctx);
+    else if (!ctx->offloaded) {
+        sink_ctx_copies_free(ctx);
+        sink_tedit_free(ctx);
+    }
+    sink_ctx_unref(ctx);
+}
+
 /* Relaxed counters: see stats.c. */
 static void sink_count(_Atomic uint64_t *v)
 {
@@ -149,7 +181,7 @@ void sink_call_destroy(struct sink_call *c)
         if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_ABANDONED,
                                                     memory_order_acq_rel, memory_order_acquire)) {
             sink_pending_remove(c->sw, ctx);
-            sink_ctx_unref(ctx);
+            sink_ctx_orphan(ctx);
         }
         /* else COMPLETED: the queued task frees it without calling done */
     }
@@ -285,6 +317,7 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
         /* Relaxed: not shared yet (see the top). */
         atomic_store_explicit(&ctx->state, SINK_CTX_PENDING, memory_order_relaxed);
         atomic_store_explicit(&ctx->refs, 2, memory_order_relaxed);
+        atomic_store_explicit(&ctx->sink_ref, true, memory_order_relaxed);
         sink_count(&b->stats->calls);
         ctx->t0_ns = clock_mono_ns();
         if (b->offload && c->sw->pool != NULL) {
@@ -305,6 +338,8 @@ static bool sink_run(struct sink_call *c, unsigned step, struct sink_result *res
             sink_go_pending(c, ctx, res);
             return false;
         }
+        if (ctx->svcs != NULL) /* services started, then a verdict: they end with the call */
+            sink_svc_cancel_all(ctx);
         sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
         /* Relaxed: a check of our own store above; a sink that completed
          * a synchronous answer broke the contract. */
@@ -361,6 +396,8 @@ static void sink_finish(struct sink_call *c)
 
 void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
 {
+    if (sink_ctx_cancelling(ctx))
+        return; /* a cancelled service's callback: the call has ended */
     if (v == SINK_PENDING || (unsigned)v > SINK_PENDING) {
         log_msg(LOG_WARN,
                 "sinks: binding \"%s\": sink_complete() with verdict %d, taken as "
@@ -386,10 +423,18 @@ void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
             sched_inbox_post(&sw->inbox, &ctx->task);
         return;
     }
-    if (want == SINK_CTX_COMPLETED)
-        log_panic("sink_complete: binding \"%s\" completed twice", ctx->b->name);
+    if (want == SINK_CTX_COMPLETED) {
+        /* The first answer stands; this one is dropped.  (A second call
+         * after the first answer was taken is a use of a freed ctx: the
+         * contract says exactly once.) */
+        sink_count(&ctx->b->stats->late);
+        log_msg(LOG_ERROR, "sinks: binding \"%s\" completed a call twice; the second answer is "
+                           "ignored",
+                ctx->b->name);
+        return;
+    }
     sink_count(&ctx->b->stats->late); /* after the deadline or the session */
-    sink_ctx_unref(ctx);
+    sink_ctx_unref_sink(ctx);
 }
 
 /* The completion, on the owning worker. */
@@ -400,6 +445,8 @@ void sink_complete_task(struct sched_task *t)
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
+    if (ctx->svcs != NULL) /* answered with services still pending: they end */
+        sink_svc_cancel_all(ctx);
     if (c == NULL) { /* the session went away meanwhile */
         sink_count(&b->stats->verdicts[ctx->answer]);
         sink_ctx_free(ctx);
@@ -433,7 +480,7 @@ void sink_expired(struct sink_ctx *ctx)
     uint64_t n = atomic_fetch_add_explicit(&b->stats->deadline_misses, 1, memory_order_relaxed) + 1;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     c->pending = NULL;
-    sink_ctx_unref(ctx);    /* the sink's late completion frees it, or has */
+    sink_ctx_orphan(ctx);   /* the sink's late completion frees it, or has */
     if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th, ... miss: a hung sink cannot flood the log */
         log_msg(LOG_WARN, "sinks: binding \"%s\" missed its deadline at %s (%llu so far); %s",
                 b->name, sink_event_name(c->ev), (unsigned long long)n,

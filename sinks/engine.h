@@ -89,6 +89,10 @@ struct sink_binding_stats {
     uint64_t deadline_misses, late, bad_reply;
     uint64_t hist[SINK_STATS_BUCKETS];
     uint64_t latency_ns;
+    /* services (sink.h): started, pending now, cancelled by the call's
+     * end (deadline, session gone), DNS lookups that timed out, DNS
+     * answers served from the worker's cache */
+    uint64_t svc_started, svc_in_flight, svc_cancelled, dns_timeouts, dns_cached;
 };
 size_t sink_engine_binding_count(const struct sink_engine *e);
 /* false: no binding i (any more: a live remove since the count). */
@@ -137,6 +141,23 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
 void sink_worker_destroy(struct sink_worker *sw);
 /* The engine sw was created for (borrowed): for sink_engine_bound(). */
 struct sink_engine *sink_worker_engine(const struct sink_worker *sw);
+/* The owner's event loop, for the sink services (sink.h): a one-shot
+ * poll of fd for SINK_FD_READ/SINK_FD_WRITE whose completion the owner
+ * hands back with sink_worker_poll_done(sw, token, res) (res: the
+ * revents mask, or -errno; -ECANCELED after a cancel), and its cancel.
+ * Without it (tests, tools) sink_fd_watch() and sink_dns_lookup() answer
+ * -ENOTSUP; timers need nothing (next_deadline/expire drive them).
+ * dns_servers ("127.0.0.1:5353"; n 0: /etc/resolv.conf) are copied. */
+struct sink_io {
+    int (*poll)(void *arg, int fd, unsigned what, uint32_t token);
+    void (*poll_cancel)(void *arg, uint32_t token);
+    void *arg;
+};
+int sink_worker_set_io(struct sink_worker *sw, const struct sink_io *io,
+                       const char *const *dns_servers, size_t ndns_servers);
+void sink_worker_poll_done(struct sink_worker *sw, uint32_t token, int res);
+/* Services pending on this worker (timers, watches, lookups). */
+size_t sink_worker_services(const struct sink_worker *sw);
 /* Milliseconds from now_ms to the earliest pending deadline; UINT64_MAX if
  * nothing is pending.  The worker waits no longer than that. */
 uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms);

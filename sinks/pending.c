@@ -57,6 +57,8 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
     sw->pool = pool;
     sw->index = index;
     sched_inbox_init(&sw->inbox);
+    sw->owner = pthread_self();
+    sw->free_poll = UINT32_MAX;
     sink_bound_snapshot(e); /* created on its owner thread */
     return sw;
 }
@@ -100,6 +102,7 @@ void sink_worker_destroy(struct sink_worker *sw)
             sched_yield();
     }
     sink_bound_forget(sw->e);
+    sink_svc_worker_fini(sw);
     free(sw->heap);
     free(sw);
 }
@@ -177,9 +180,11 @@ uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms
     sink_bound_snapshot(sw->e); /* before the worker waits: see engine.c */
     if (sw->pool == NULL && !sched_inbox_empty(&sw->inbox))
         return 0;
-    if (sw->n == 0)
+    uint64_t d = sink_svc_next_ms(sw);
+    if (sw->n > 0 && sw->heap[0]->deadline_ms < d)
+        d = sw->heap[0]->deadline_ms;
+    if (d == UINT64_MAX)
         return UINT64_MAX;
-    uint64_t d = sw->heap[0]->deadline_ms;
     return d <= now_ms ? 0 : d - now_ms;
 }
 
@@ -188,6 +193,7 @@ void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
     sink_bound_snapshot(sw->e); /* a turn of the worker's loop: see engine.c */
     if (sw->pool == NULL)
         sink_worker_drain(sw);
+    sink_svc_expire(sw, now_ms); /* timers first: one due with the deadline still runs */
     while (sw->n > 0 && sw->heap[0]->deadline_ms <= now_ms) {
         struct sink_ctx *ctx = sw->heap[0];
         sink_pending_remove(sw, ctx);

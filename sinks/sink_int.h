@@ -86,6 +86,9 @@ struct sink_stats {
     _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
     _Atomic uint64_t hist[SINK_HIST_BUCKETS];
     _Atomic uint64_t latency_ns; /* the sum of what hist counts (metrics' _sum) */
+    /* services (service.c): started, ended (in flight = the difference),
+     * cancelled by the call's end, DNS timeouts, DNS answers from cache */
+    _Atomic uint64_t svc_started, svc_ended, svc_cancelled, dns_timeouts, dns_cached;
 };
 
 struct sink_stats *sink_stats_new(void);
@@ -96,6 +99,11 @@ unsigned sink_stats_bucket(uint64_t ns);
  * (0 < q <= 1) of the histogram, UINT64_MAX for the open last bucket, 0 if
  * the histogram is empty. */
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q);
+/* delta +1: a service started; -1: one ended */
+void sink_stats_svc(struct sink_stats *st, int delta);
+void sink_stats_svc_cancelled(struct sink_stats *st);
+void sink_stats_dns_timeout(struct sink_stats *st);
+void sink_stats_dns_cached(struct sink_stats *st);
 
 /* ---- bindings (binding.c, module.c) ---- */
 
@@ -254,6 +262,7 @@ struct sink_ctx {
     struct sched_task task;   /* the completion, run on the owning worker */
     _Atomic int state;        /* enum sink_ctx_state */
     _Atomic int refs;         /* engine + sink while pending */
+    _Atomic bool sink_ref;    /* the sink's reference not yet dropped */
     enum sink_verdict answer; /* written before the COMPLETED CAS */
     /* fixed for one handle() call (owner thread) */
     struct sink_engine *e;
@@ -279,6 +288,9 @@ struct sink_ctx {
     /* transport edits made outside handle() (ctx_transport.c): applied
      * on the owner when the answer arrives */
     struct sink_tedit *tedits;
+    /* services (service.c): pending ones, owner thread only */
+    struct sink_svc *svcs;
+    bool used_svc; /* a service was started for this call */
     /* the reply set by sink_set_reply() */
     int code;
     char enhanced[16];
@@ -300,6 +312,64 @@ bool sink_reply_class_ok(enum sink_event ev, enum sink_verdict v, int code);
 
 /* ---- workers, calls, pending calls (dispatch.c, pending.c) ---- */
 
+/* ---- services (service.c, svc_dns.c) ---- */
+
+/* One pending service of a ctx: a timer, an fd watch or a DNS lookup. */
+enum sink_svc_kind { SINK_SVC_TIMER, SINK_SVC_FD, SINK_SVC_DNS };
+struct sink_svc {
+    sink_svc_id id;
+    enum sink_svc_kind kind;
+    struct sink_ctx *ctx;
+    struct sink_svc *prev, *next; /* the ctx's list */
+    void *fn;                     /* sink_timer_fn, sink_fd_fn or sink_dns_fn */
+    void *arg;
+    uint64_t due_ms; /* timer */
+    size_t slot;     /* timer: index in the worker's timer heap */
+    int fd;          /* fd watch */
+    uint32_t token;  /* fd watch: its poll slot */
+    struct sink_dnsq *q; /* DNS: the query it waits on */
+    struct sink_svc *qnext; /* DNS: the query's other waiters */
+};
+
+/* A poll on the worker's ring: one slot each, kept until its completion
+ * arrives (so a token is never reused while the kernel may answer it). */
+typedef void sink_poll_fn(struct sink_worker *sw, void *arg, int res);
+struct sink_poll {
+    sink_poll_fn *fn; /* NULL: free */
+    void *arg;
+    bool cancelled;
+    uint32_t next_free;
+};
+
+/* The owner's event loop, as the worker's composer provides it
+ * (engine.h: sink_worker_set_io). */
+struct sink_dns;
+void sink_svc_worker_fini(struct sink_worker *sw);
+/* Every pending service of ctx cancelled: each callback runs once with
+ * SINK_SVC_CANCELLED (owner thread).  Returns how many there were. */
+size_t sink_svc_cancel_all(struct sink_ctx *ctx);
+/* Timers due by now_ms fired; the earliest timer or DNS retry (ms). */
+void sink_svc_expire(struct sink_worker *sw, uint64_t now_ms);
+uint64_t sink_svc_next_ms(const struct sink_worker *sw);
+/* Polls for the worker's own use (the resolver's sockets). */
+int sink_poll_start(struct sink_worker *sw, int fd, unsigned what, sink_poll_fn *fn, void *arg,
+                    uint32_t *token);
+void sink_poll_cancel(struct sink_worker *sw, uint32_t token);
+/* Runs a service's callback with ctx as inside handle(). */
+void sink_ctx_enter(struct sink_ctx *ctx, struct sink_ctx **saved);
+void sink_ctx_leave(struct sink_ctx *saved);
+bool sink_ctx_cancelling(const struct sink_ctx *ctx);
+/* svc_dns.c */
+int sink_dns_init(struct sink_worker *sw);
+void sink_dns_fini(struct sink_worker *sw);
+void sink_dns_expire(struct sink_worker *sw, uint64_t now_ms);
+uint64_t sink_dns_next_ms(const struct sink_worker *sw, uint64_t now_ms);
+void sink_dns_detach(struct sink_svc *svc); /* a waiter leaves its query */
+/* answers a lookup from the cache or starts/join a query; 0 or -errno */
+int sink_dns_start(struct sink_worker *sw, struct sink_svc *svc, const char *name, int type);
+void sink_svc_dns_done(struct sink_svc *svc, const struct sink_dns_answer *a);
+void sink_svc_unlink(struct sink_svc *svc);
+
 struct sink_worker {
     struct sink_engine *e;
     struct sched_pool *pool; /* NULL: completions queue on inbox */
@@ -308,6 +378,18 @@ struct sink_worker {
     struct sink_ctx **heap;   /* pending calls, min-heap on deadline_ms */
     size_t n, cap;
     size_t ncalls;
+    pthread_t owner; /* the thread that created it: services only there */
+    /* services */
+    struct sink_io io; /* io.poll NULL: no fd watches (nor DNS) */
+    uint64_t next_svc_id;
+    struct sink_svc **theap; /* timers, min-heap on due_ms */
+    size_t tn, tcap;
+    struct sink_poll *polls;
+    uint32_t npolls, free_poll; /* free_poll: UINT32_MAX none */
+    struct sink_dns *dns;       /* NULL until the first lookup */
+    char **dns_servers;
+    size_t ndns_servers;
+    size_t svc_live;            /* services pending on this worker */
 };
 
 struct sink_call {

@@ -63,6 +63,28 @@ void sink_stats_latency(struct sink_stats *st, uint64_t ns)
     atomic_fetch_add_explicit(&st->latency_ns, ns, memory_order_relaxed);
 }
 
+/* Relaxed: independent counters (see above). */
+void sink_stats_svc(struct sink_stats *st, int delta)
+{
+    atomic_fetch_add_explicit(delta > 0 ? &st->svc_started : &st->svc_ended, 1,
+                              memory_order_relaxed);
+}
+
+void sink_stats_svc_cancelled(struct sink_stats *st)
+{
+    atomic_fetch_add_explicit(&st->svc_cancelled, 1, memory_order_relaxed);
+}
+
+void sink_stats_dns_timeout(struct sink_stats *st)
+{
+    atomic_fetch_add_explicit(&st->dns_timeouts, 1, memory_order_relaxed);
+}
+
+void sink_stats_dns_cached(struct sink_stats *st)
+{
+    atomic_fetch_add_explicit(&st->dns_cached, 1, memory_order_relaxed);
+}
+
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q)
 {
     uint64_t h[SINK_HIST_BUCKETS], total = 0;
@@ -160,6 +182,14 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
     for (unsigned k = 0; k < SINK_HIST_BUCKETS; k++)
         out->hist[k] = ld(&st->hist[k]);
     out->latency_ns = ld(&st->latency_ns);
+    /* ended is read first: a service that ends between the two reads
+     * cannot make the difference negative */
+    uint64_t ended = ld(&st->svc_ended);
+    out->svc_started = ld(&st->svc_started);
+    out->svc_in_flight = out->svc_started >= ended ? out->svc_started - ended : 0;
+    out->svc_cancelled = ld(&st->svc_cancelled);
+    out->dns_timeouts = ld(&st->dns_timeouts);
+    out->dns_cached = ld(&st->dns_cached);
     return true;
 }
 

@@ -211,6 +211,26 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
     render_binding_counter(b, bs, n, "sluice_binding_late_completions_total",
                            "Completions that came after the deadline or the session's end.",
                            offsetof(struct sink_binding_stats, late));
+    render_binding_counter(b, bs, n, "sluice_binding_services_total",
+                           "Services (timers, descriptor watches, DNS lookups) started by the "
+                           "binding's calls.",
+                           offsetof(struct sink_binding_stats, svc_started));
+    metrics_family(b, "sluice_binding_services_in_flight", METRICS_GAUGE,
+                   "Services of the binding pending now.");
+    for (size_t i = 0; i < n; i++)
+        metrics_u64(b, "sluice_binding_services_in_flight",
+                    (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
+                    bs[i].svc_in_flight);
+    render_binding_counter(b, bs, n, "sluice_binding_services_cancelled_total",
+                           "Services cancelled because their call ended first (deadline, "
+                           "session gone).",
+                           offsetof(struct sink_binding_stats, svc_cancelled));
+    render_binding_counter(b, bs, n, "sluice_binding_dns_timeouts_total",
+                           "DNS lookups of the binding that got no answer in time.",
+                           offsetof(struct sink_binding_stats, dns_timeouts));
+    render_binding_counter(b, bs, n, "sluice_binding_dns_cached_total",
+                           "DNS lookups of the binding answered from the worker's cache.",
+                           offsetof(struct sink_binding_stats, dns_cached));
     metrics_family(b, "sluice_binding_verdicts_total", METRICS_COUNTER,
                    "Verdicts by binding (pending counts the handler's answer; the final "
                    "verdict of a pending call is counted again when it arrives).");

@@ -34,6 +34,7 @@
  *	halves meet in smtpd_live_stats().
  */
 #include <errno.h>
+#include <poll.h>
 #include <liburing.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -59,6 +60,8 @@
 enum smtpd_op {
     SMTPD_OP_FSYNC = 1, /* the group commit's fdatasync */
     SMTPD_OP_DELAY,     /* the commit-delay timer; arg = its generation */
+    SMTPD_OP_SINK_POLL, /* a sink service's poll; arg = its token */
+    SMTPD_OP_SINK_CANCEL, /* the cancel of one (its own completion: ignored) */
 };
 
 struct smtpd;
@@ -250,6 +253,26 @@ static void smtpd_worker_stop(void *ws)
     }
 }
 
+/* The sink services' polls on this worker's ring (sinks/engine.h: sink_io). */
+static int smtpd_sink_poll(void *arg, int fd, unsigned what, uint32_t token)
+{
+    struct smtpd_worker *sw = arg;
+    struct io_uring_sqe *sqe = net_worker_sqe(sw->net);
+    unsigned mask = ((what & SINK_FD_READ) ? POLLIN : 0) | ((what & SINK_FD_WRITE) ? POLLOUT : 0);
+    io_uring_prep_poll_add(sqe, fd, mask);
+    net_sqe_set_user(sqe, SMTPD_OP_SINK_POLL, token);
+    return 0;
+}
+
+static void smtpd_sink_poll_cancel(void *arg, uint32_t token)
+{
+    struct smtpd_worker *sw = arg;
+    struct io_uring_sqe *sqe = net_worker_sqe(sw->net);
+    io_uring_prep_poll_remove(sqe, 0);
+    net_sqe_user_data(sqe, SMTPD_OP_SINK_POLL, token);
+    net_sqe_set_user(sqe, SMTPD_OP_SINK_CANCEL, 0);
+}
+
 static int smtpd_worker_start(void *arg, struct net_worker *nw, void **ws, char *err, size_t errlen)
 {
     struct smtpd *d = arg;
@@ -274,6 +297,10 @@ static int smtpd_worker_start(void *arg, struct net_worker *nw, void **ws, char 
     if (d->engine) {
         sw->sinks = sink_worker_create(d->engine, d->pool, id);
         if (sw->sinks == NULL)
+            goto oom;
+        const struct sink_io io = {smtpd_sink_poll, smtpd_sink_poll_cancel, sw};
+        if (sink_worker_set_io(sw->sinks, &io, (const char *const *)d->cfg->dns_servers,
+                               d->cfg->ndns_servers) < 0)
             goto oom;
         smtp_server_set_sinks(sw->smtp, sw->sinks);
     }
@@ -422,6 +449,12 @@ static void smtpd_worker_user_done(void *ws, uint8_t tag, uint32_t arg, int res)
             sw->delay_armed = false;
             sw->delay_done = true;
         }
+        break;
+    case SMTPD_OP_SINK_POLL:
+        if (sw->sinks != NULL) /* else the worker is ending: nobody waits */
+            sink_worker_poll_done(sw->sinks, arg, res);
+        break;
+    case SMTPD_OP_SINK_CANCEL:
         break;
     default:
         log_panic("smtpd_worker_user_done: unknown op %u", (unsigned)tag);

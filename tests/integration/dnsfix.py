@@ -149,6 +149,7 @@ class DnsServer:
         self.servfail = []
         self.timeouts = []
         self.zones = list(LOCAL_ZONES)
+        self.local_ttl = 0  # the TTL of the records served (dnsmasq's --local-ttl)
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="sluice-dns-")
         self._servfail = _Servfail()
@@ -215,6 +216,8 @@ class DnsServer:
              "--no-hosts", "--conf-file=/dev/null", "--pid-file=",
              "--log-facility=-", "--log-queries", "--cache-size=0"]
         a += [f"--local=/{z}/" for z in self.zones]
+        if self.local_ttl:
+            a.append(f"--local-ttl={int(self.local_ttl)}")
         a += [f"--mx-host={d},{t},{p}" for d, t, p in self.mx]
         a += [f"--host-record={n},{addr}" for n, addr in self.hosts]
         # MX RDATA: preference 0, the root name (a single zero byte)
