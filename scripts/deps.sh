@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config liburing-dev libssl-dev libjemalloc-dev
       libcriterion-dev python3 python3-pytest python3-aiosmtpd swaks postfix
       strace openssl procps iproute2 libc-ares-dev libcrypt-dev
       dnsmasq-base python3-cryptography prometheus libnet-ssleay-perl clang
-      libcurl4-openssl-dev)
+      libcurl4-openssl-dev opendkim opendkim-tools python3-milter python3-dkim)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

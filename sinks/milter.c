@@ -205,10 +205,41 @@ static ssize_t ms_read(void *arg, uint64_t off, void *buf, size_t len)
     return sink_msgref_read(m->ref, off, buf, len);
 }
 
+/* A milter's value as one line: sluice's header edits are unfolded
+ * (sink_header_add refuses CR/LF), so a line break before white space
+ * goes and any other becomes a space; with SMFIP_HDR_LEADSPC the value
+ * carries its own space after the colon, which the edit writes itself. */
+static char *ms_unfold(const struct ms *m, const char *v)
+{
+    if ((m->s->proto & MILTER_P_HDR_LEADSPC) && *v == ' ')
+        v++;
+    char *o = malloc(strlen(v) + 1), *w = o;
+    if (o == NULL)
+        return NULL;
+    for (; *v != '\0'; v++) {
+        if (*v == '\r' || *v == '\n') {
+            size_t n = (v[0] == '\r' && v[1] == '\n') ? 2 : 1;
+            if (v[n] != ' ' && v[n] != '\t')
+                *w++ = ' ';
+            v += n - 1;
+            continue;
+        }
+        *w++ = *v;
+    }
+    *w = '\0';
+    return o;
+}
+
 static int ms_edit(void *arg, enum milter_edit_op op, const char *name, const char *value)
 {
     struct ms *m = arg;
     int rc = -ENOTSUP;
+    char *flat = NULL;
+    if (op == MILTER_E_ADD || op == MILTER_E_CHANGE) {
+        if ((flat = ms_unfold(m, value)) == NULL)
+            return -ENOMEM;
+        value = flat;
+    }
     switch (op) {
     case MILTER_E_ADD:
         rc = sink_header_add(m->ctx, name, value);
@@ -227,6 +258,7 @@ static int ms_edit(void *arg, enum milter_edit_op op, const char *name, const ch
     if (rc < 0)
         log_msg(LOG_WARN, "milter %s: %s: header %s: %s", sink_binding_name(m->ctx),
                 sink_client_addr(m->ctx), name, strerror(-rc));
+    free(flat);
     return rc;
 }
 

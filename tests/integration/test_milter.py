@@ -208,3 +208,105 @@ def test_bindings_shows_the_bridge_once(tmp_path, test_milter):
     r = subprocess.run([SLUICED, "-c", str(bad), "--bindings"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode != 0 and "names no event" in (r.stderr + r.stdout), r.stderr
+
+
+# ---- OpenDKIM from Debian ----
+
+def dkim_key(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    import base64
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                          serialization.NoEncryption())
+    pub = k.public_key().public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+    txt = "v=DKIM1; k=rsa; p=" + base64.b64encode(pub).decode()
+    keyfile = tmp_path / "dkim.private"
+    keyfile.write_bytes(pem)
+    os.chmod(keyfile, 0o600)
+    return pem, txt, str(keyfile)
+
+
+@pytest.fixture
+def opendkim(tmp_path):
+    procs = []
+
+    def start(mode, keyfile, domain, txt_records):
+        port = free_port()
+        keys = tmp_path / ("keys-%d" % port)
+        keys.write_text("".join("%s %s\n" % (n, t) for n, t in txt_records.items()))
+        cfgp = tmp_path / ("opendkim-%d.conf" % port)
+        cfgp.write_text("\n".join([
+            "Syslog no", "Background no", "Mode %s" % mode,
+            "Domain %s" % domain, "Selector test", "KeyFile %s" % keyfile,
+            "Socket inet:%d@127.0.0.1" % port, "PidFile %s" % (tmp_path / ("od-%d.pid" % port)),
+            "TestPublicKeys %s" % keys, "Canonicalization relaxed/simple",
+            "AuthservID mx.example.test", "RequireSafeKeys no",
+            "InternalHosts %s" % ("127.0.0.1" if mode == "s" else "192.0.2.1"), ""]))
+        p = subprocess.Popen(["/usr/sbin/opendkim", "-f", "-x", str(cfgp)],
+                             stdout=subprocess.DEVNULL,
+                             stderr=open(tmp_path / ("od-%d.err" % port), "w"))
+        procs.append(p)
+        wait_port(port, p)
+        return port
+
+    yield start
+    for p in procs:
+        p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+DKIM_MSG = (b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\n"
+            b"Subject: signed by OpenDKIM through sluice\r\nDate: Tue, 8 Dec 2026 01:00:00 +0000\r\n"
+            b"Message-ID: <m1@example.test>\r\n\r\nHello Bob,\r\n\r\n.. a dotted line\r\nbye\r\n")
+
+
+def test_opendkim_signs(daemon_factory, opendkim, tmp_path):
+    import dkim
+    _, txt, keyfile = dkim_key(tmp_path)
+    port = opendkim("s", keyfile, "example.test", {})
+    d = daemon_factory(conf=conf(tmp_path, port))
+    c = raw_session(d.port)
+    # DATA dot-stuffs the line that starts with a dot
+    code, text = message(c, "alice@example.test", ["bob@example.test"],
+                         DKIM_MSG.replace(b"\r\n.. a", b"\r\n... a"))
+    assert code == 250, text
+    c.cmd("QUIT")
+    _, raw = stored(d, "alice@example.test")
+    assert b"DKIM-Signature:" in raw, raw[:800]
+
+    def dns(name, timeout=5):
+        assert name == b"test._domainkey.example.test.", name
+        return txt.encode()
+    assert dkim.verify(raw, dnsfunc=dns), raw[:1200]
+    # and a change after signing is caught (the verifier is not a rubber stamp)
+    assert not dkim.verify(raw.replace(b"Hello Bob", b"Hello Eve"), dnsfunc=dns)
+
+
+def test_opendkim_verifies(daemon_factory, opendkim, tmp_path):
+    import dkim
+    pem, txt, keyfile = dkim_key(tmp_path)
+    port = opendkim("v", keyfile, "example.test",
+                    {"test._domainkey.other.test": txt})
+    d = daemon_factory(conf=conf(tmp_path, port))
+    msg = DKIM_MSG.replace(b"alice@example.test", b"carol@other.test")
+    sig = dkim.sign(msg, b"test", b"other.test", pem,
+                    include_headers=[b"From", b"To", b"Subject", b"Date", b"Message-ID"])
+    c = raw_session(d.port)
+    code, text = message(c, "carol@other.test", ["bob@example.test"],
+                         (sig + msg).replace(b"\r\n.. a", b"\r\n... a"))
+    assert code == 250, text
+    # a second one, altered after signing
+    bad = (sig + msg).replace(b"Hello Bob", b"Hello Eve").replace(b"\r\n.. a", b"\r\n... a")
+    code, text = message(c, "mallory@other.test", ["bob@example.test"], bad)
+    assert code == 250, text
+    c.cmd("QUIT")
+    _, raw = stored(d, "carol@other.test")
+    ar = [ln for ln in raw.split(b"\r\n") if ln.startswith(b"Authentication-Results:")]
+    assert ar and b"mx.example.test" in ar[0] and b"dkim=pass" in raw, raw[:1500]
+    _, raw = stored(d, "mallory@other.test")
+    assert b"dkim=fail" in raw, raw[:1500]
