@@ -35,7 +35,6 @@
 #include "sinks/sink_int.h"
 
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -293,11 +292,14 @@ bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *
 
 void sink_binding_fini(struct sink_binding *b)
 {
-    if (b->created && b->mod->destroy != NULL)
+    if (b->created && b->mod->destroy != NULL) {
+        struct sink_crash_note note = sink_crash_enter(b, b->ev, "destroy()");
         b->mod->destroy(b->inst);
+        sink_crash_leave(note);
+    }
     b->created = false;
-    if (b->dl != NULL)
-        dlclose(b->dl);
+    sink_counters_free(b); /* after destroy(): its threads are done adding */
+    sink_module_close(b);
     free(b->name);
     free(b->sink);
     free(b->rule_text);

@@ -24,7 +24,8 @@
  *	action) and the enhanced status code.
  * DIAGNOSTICS
  *	create() fails on an unknown action, a code or enhanced code of the
- *	wrong class, or a text with control characters.
+ *	wrong class, a malformed code, a text with control characters, or
+ *	an unknown property.
  */
 #include "sinks/sink.h"
 
@@ -43,6 +44,11 @@ struct access_inst {
 
 static int access_create(const struct sink_props *p, void **instance, char *err, size_t errlen)
 {
+    static const char *const keys[] = {"action", "code", "enhanced", "text", NULL};
+    long long code;
+    int rc = sink_props_only(p, keys, err, errlen);
+    if (rc < 0 || (rc = sink_props_int(p, "code", 0, &code, err, errlen)) < 0)
+        return rc;
     const char *action = sink_props_get(p, "action");
     const char *text = sink_props_get(p, "text");
     const char *enh = sink_props_get(p, "enhanced");
@@ -69,7 +75,8 @@ static int access_create(const struct sink_props *p, void **instance, char *err,
         free(a);
         return -EINVAL;
     }
-    long long code = sink_props_get_int(p, "code", a->code);
+    if (sink_props_get(p, "code") == NULL)
+        code = a->code;
     int want = a->verdict == SINK_REJECT ? 5 : a->verdict == SINK_TEMPFAIL ? 4 : 2;
     if (code != a->code && (code / 100 != want || code > 599)) {
         snprintf(err, errlen, "code %lld does not fit action %s (%dxx)", code,
@@ -118,7 +125,7 @@ static enum sink_verdict access_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_access = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "access",
     .events = SINK_EVMASK(SINK_EV_MAIL) | SINK_EVMASK(SINK_EV_RCPT),
     .create = access_create,

@@ -322,7 +322,7 @@ static enum sink_verdict alias_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_alias = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "alias",
     .events = SINK_EVMASK(SINK_EV_CATEGORIZE),
     .create = alias_create,

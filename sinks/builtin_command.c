@@ -17,7 +17,8 @@
  *	none.  Bind it before the server (priority < 24575) so that it
  *	answers before the server's own command table.
  * DIAGNOSTICS
- *	create() fails without a verb, or with a code outside 200..599.
+ *	create() fails without a verb, with a code outside 200..599 or not
+ *	a number, or an unknown property.
  */
 #include "sinks/sink.h"
 
@@ -37,12 +38,16 @@ struct command_inst {
 
 static int command_create(const struct sink_props *p, void **instance, char *err, size_t errlen)
 {
+    static const char *const keys[] = {"verb", "code", "enhanced", "text", NULL};
+    long long code;
+    int rc = sink_props_only(p, keys, err, errlen);
+    if (rc < 0 || (rc = sink_props_int(p, "code", 250, &code, err, errlen)) < 0)
+        return rc;
     const char *verb = sink_props_get(p, "verb");
     if (verb == NULL || *verb == '\0' || strlen(verb) >= sizeof(((struct command_inst *)0)->verb)) {
         snprintf(err, errlen, "property verb is required (a word of up to 31 letters)");
         return -EINVAL;
     }
-    long long code = sink_props_get_int(p, "code", 250);
     if (code < 200 || code > 599) {
         snprintf(err, errlen, "code %lld is not 200..599", code);
         return -EINVAL;
@@ -77,7 +82,7 @@ static enum sink_verdict command_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_command = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "command",
     .events = SINK_EVMASK(SINK_EV_COMMAND),
     .create = command_create,

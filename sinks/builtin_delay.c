@@ -21,8 +21,10 @@
  *	instance is in flight (the engine may free the binding right after).
  *	A test sink, so simple beats clever.
  * DIAGNOSTICS
- *	create() fails on a negative ms or an unknown verdict.  When the
- *	heap cannot grow, the event CONTINUEs at once.
+ *	ms is a duration ("200ms", "2s"; a plain number is milliseconds).
+ *	create() fails on a malformed ms or never, an unknown verdict or an
+ *	unknown property.  When the heap cannot grow, the event CONTINUEs
+ *	at once.
  */
 #include "core/base/clock.h"
 #include "sinks/sink.h"
@@ -131,9 +133,15 @@ static int delay_push(struct delay_item **v, size_t *n, size_t *cap, struct dela
 
 static int delay_create(const struct sink_props *p, void **instance, char *err, size_t errlen)
 {
-    long long ms = sink_props_get_int(p, "ms", 0);
-    if (ms < 0 || ms > 3600 * 1000) {
-        snprintf(err, errlen, "ms must be 0..3600000");
+    static const char *const keys[] = {"ms", "verdict", "never", NULL};
+    uint64_t ms;
+    int never;
+    int rc = sink_props_only(p, keys, err, errlen);
+    if (rc < 0 || (rc = sink_props_ms(p, "ms", 0, &ms, err, errlen)) < 0 ||
+        (rc = sink_props_bool(p, "never", 0, &never, err, errlen)) < 0)
+        return rc;
+    if (ms > 3600 * 1000) {
+        snprintf(err, errlen, "property \"ms\": %llu is more than an hour", (unsigned long long)ms);
         return -EINVAL;
     }
     static const char *const names[] = {"continue", "consumed", "reject",    "tempfail",
@@ -154,7 +162,7 @@ static int delay_create(const struct sink_props *p, void **instance, char *err, 
     if (d == NULL)
         return -ENOMEM;
     d->ns = (uint64_t)ms * 1000000u;
-    d->never = sink_props_get_bool(p, "never", 0);
+    d->never = never;
     d->verdict = (enum sink_verdict)verdict;
 
     pthread_mutex_lock(&delay_timer.mu);
@@ -241,7 +249,7 @@ static enum sink_verdict delay_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_delay = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "delay",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1, /* every event */
     .create = delay_create,

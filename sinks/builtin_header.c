@@ -12,7 +12,7 @@
  *	answers CONTINUE.  Both properties are required.
  * DIAGNOSTICS
  *	create() fails when name is not a field name (printable ASCII without
- *	':') or value has a control character.  An edit the session refuses
+ *	':'), value has a control character, or a property is unknown.  An edit the session refuses
  *	at eod is ignored: the message goes on without the field.
  */
 #include "sinks/sink.h"
@@ -39,6 +39,10 @@ static void header_destroy(void *instance)
 
 static int header_create(const struct sink_props *p, void **instance, char *err, size_t errlen)
 {
+    static const char *const keys[] = {"name", "value", NULL};
+    int rc = sink_props_only(p, keys, err, errlen);
+    if (rc < 0)
+        return rc;
     const char *name = sink_props_get(p, "name");
     const char *value = sink_props_get(p, "value");
     if (name == NULL || *name == '\0' || value == NULL) {
@@ -74,7 +78,7 @@ static enum sink_verdict header_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_header = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "header",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .create = header_create,

@@ -20,7 +20,7 @@ static enum sink_verdict noop_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_noop = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "noop",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1, /* every event */
     .handle = noop_handle,

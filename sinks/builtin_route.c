@@ -161,7 +161,7 @@ static enum sink_verdict route_handle(void *instance, struct sink_ctx *ctx)
 }
 
 const struct sink_module sink_builtin_route = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "route",
     .events = SINK_EVMASK(SINK_EV_ROUTE),
     .create = route_create,

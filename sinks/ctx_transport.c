@@ -78,7 +78,12 @@ enum sink_verdict sink_ctx_handle(struct sink_ctx *ctx)
 {
     struct sink_ctx *outer = sink_handling; /* a handler that dispatches (tests) */
     sink_handling = ctx;
-    enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    struct sink_binding *b = ctx->b;
+    sink_inflight(b, 1); /* the pending set counts it from here if it goes pending */
+    struct sink_crash_note note = sink_crash_enter(b, ctx->ev, "handle()");
+    enum sink_verdict v = b->mod->handle(b->inst, ctx);
+    sink_crash_leave(note);
+    sink_inflight(b, -1);
     sink_handling = outer;
     return v;
 }

@@ -136,8 +136,11 @@ static void sink_ctx_orphan(struct sink_ctx *ctx)
 {
     size_t nsvc = sink_svc_cancel_all(ctx);
     void (*hook)(void *, struct sink_ctx *) = ctx->b->mod->abandoned;
-    if (hook != NULL && !ctx->offloaded)
+    if (hook != NULL && !ctx->offloaded) {
+        struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "abandoned()");
         hook(ctx->b->inst, ctx);
+        sink_crash_leave(note);
+    }
     if (!ctx->offloaded && (hook != NULL || nsvc > 0))
         sink_ctx_unref_sink(ctx);
     else if (!ctx->offloaded) {
@@ -398,24 +401,30 @@ void sink_complete(struct sink_ctx *ctx, enum sink_verdict v)
 {
     if (sink_ctx_cancelling(ctx))
         return; /* a cancelled service's callback: the call has ended */
-    if (v == SINK_PENDING || (unsigned)v > SINK_PENDING) {
+    bool bad = v == SINK_PENDING || (unsigned)v > SINK_PENDING;
+    if (bad) {
         log_msg(LOG_WARN,
                 "sinks: binding \"%s\": sink_complete() with verdict %d, taken as "
                 "TEMPFAIL",
                 ctx->b->name, (int)v);
         v = SINK_TEMPFAIL;
-        ctx->code = 0;
     }
-    ctx->answer = v;
     int want = SINK_CTX_PENDING;
-    /* acq_rel on success: the release half publishes answer and the reply
-     * (sink_set_reply) before the ctx is handed over; the task reads them
+    /* acq_rel on success: the release half publishes the reply
+     * (sink_set_reply) before the ctx is handed over; the task reads it and
+     * the answer (written below, after the CAS)
      * after the inbox hand-off, which itself is release (post) / acquire
      * (drain).  Pairs with the engine's CAS in expire / call_destroy:
      * exactly one wins.  Acquire on failure: pairs with the winner's
      * release, so our unref below comes after its use of the ctx. */
     if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_COMPLETED,
                                                 memory_order_acq_rel, memory_order_acquire)) {
+        /* the answer only once the CAS is won: a second sink_complete()
+         * must not overwrite the first's before the task reads it (the
+         * post below publishes it: release, drained with acquire) */
+        if (bad)
+            ctx->code = 0;
+        ctx->answer = v;
         struct sink_worker *sw = ctx->sw;
         if (sw->pool != NULL)
             sched_post(sw->pool, sw->index, &ctx->task); /* ctx is the task's now */
@@ -470,23 +479,30 @@ void sink_complete_task(struct sched_task *t)
         sink_finish(c);
 }
 
-/* The deadline won (pending.c): apply on_deadline. */
-void sink_expired(struct sink_ctx *ctx)
+/* The deadline won (pending.c), or the binding was removed meanwhile
+ * (removed): apply on_deadline. */
+static void sink_expired_why(struct sink_ctx *ctx, bool removed)
 {
     struct sink_binding *b = ctx->b;
     struct sink_call *c = ctx->call;
     unsigned step = ctx->step;
     /* Relaxed: a counter (stats.c); its value only paces the log. */
-    uint64_t n = atomic_fetch_add_explicit(&b->stats->deadline_misses, 1, memory_order_relaxed) + 1;
+    uint64_t n = removed ? 1
+                         : atomic_fetch_add_explicit(&b->stats->deadline_misses, 1,
+                                                     memory_order_relaxed) +
+                               1;
     sink_stats_latency(b->stats, clock_mono_ns() - ctx->t0_ns);
     c->pending = NULL;
     sink_ctx_orphan(ctx);   /* the sink's late completion frees it, or has */
-    if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, 8th, ... miss: a hung sink cannot flood the log */
+    const char *then = b->on_deadline == SINK_CONTINUE ? "continuing"
+                       : b->on_deadline == SINK_REJECT ? "rejecting"
+                                                       : "tempfailing";
+    if (removed)
+        log_msg(LOG_INFO, "sinks: binding \"%s\" was removed while a call at %s waited; %s",
+                b->name, sink_event_name(c->ev), then);
+    else if ((n & (n - 1)) == 0) /* the 1st, 2nd, 4th, ... miss: a hung sink cannot flood the log */
         log_msg(LOG_WARN, "sinks: binding \"%s\" missed its deadline at %s (%llu so far); %s",
-                b->name, sink_event_name(c->ev), (unsigned long long)n,
-                b->on_deadline == SINK_CONTINUE ? "continuing"
-                : b->on_deadline == SINK_REJECT ? "rejecting"
-                                                : "tempfailing");
+                b->name, sink_event_name(c->ev), (unsigned long long)n, then);
     struct sink_result *res = &c->res;
     if (b->on_deadline == SINK_CONTINUE) {
         if (sink_run(c, step + 1, res))
@@ -500,4 +516,14 @@ void sink_expired(struct sink_ctx *ctx)
              sink_deadline_reply[b->on_deadline].enhanced);
     snprintf(res->text, sizeof(res->text), "%s", sink_deadline_reply[b->on_deadline].text);
     sink_finish(c);
+}
+
+void sink_expired(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, false);
+}
+
+void sink_removed(struct sink_ctx *ctx)
+{
+    sink_expired_why(ctx, true);
 }

@@ -62,6 +62,9 @@ struct sink_engine *sink_engine_create(const struct cfg *cfg, char *err, size_t 
  * (the configuration's message, or the engine's). */
 struct sink_engine *sink_engine_load(const char *path, char *err, size_t errlen);
 void sink_engine_destroy(struct sink_engine *e);
+/* Adds m (borrowed, static) as builtin:NAME for every engine made after:
+ * 0, -EEXIST, -ENOSPC, -EINVAL (tests, benchmarks, embedders). */
+int sink_builtin_register(const struct sink_module *m);
 /* Any enabled binding on ev (the session skips the engine entirely when
  * there is none: no cost without sinks). */
 bool sink_engine_bound(const struct sink_engine *e, enum sink_event ev);
@@ -89,6 +92,7 @@ struct sink_binding_stats {
     uint64_t deadline_misses, late, bad_reply;
     uint64_t hist[SINK_STATS_BUCKETS];
     uint64_t latency_ns;
+    int64_t in_flight; /* a gauge: calls inside handle() or pending */
     /* services (sink.h): started, pending now, cancelled by the call's
      * end (deadline, session gone), DNS lookups that timed out, DNS
      * answers served from the worker's cache */
@@ -100,6 +104,16 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
                                struct sink_binding_stats *out);
 /* "continue", "consumed", "reject", ... (lower case) */
 const char *sink_verdict_name(enum sink_verdict v);
+/* The counters sinks published (sink.h: sink_counter), binding by binding
+ * in configuration order: fn runs under the engine's mutex (it must not
+ * call back into the engine); the strings are borrowed for the call. */
+typedef void sink_counter_fn(void *arg, const char *binding, const char *name, const char *help,
+                             uint64_t value);
+void sink_engine_counters(const struct sink_engine *e, sink_counter_fn *fn, void *arg);
+/* Async-signal-safe: which binding's sink code this thread is running
+ * ("in binding \"x\" (sink ./x.so), handle() at event mail"), in buf
+ * (NUL-terminated); its length, 0 when none (the crash is not in a sink). */
+size_t sink_crash_describe(char *buf, size_t len);
 
 /* ---- live changes (live.c; any thread, serialized by the engine) ----
  *

@@ -214,9 +214,8 @@ static void sink_unlock(struct sink_engine *e)
 /* Forgets what a failed load left in b (a disabled binding stays unloaded). */
 static void sink_unload(struct sink_binding *b)
 {
-    if (b->dl != NULL)
-        dlclose(b->dl);
-    b->dl = NULL;
+    sink_counters_free(b);
+    sink_module_close(b);
     b->mod = NULL;
     b->inst = NULL;
     b->created = false;
@@ -404,6 +403,7 @@ int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_
         goto out;
     }
     sink_retire(e, b); /* its pending calls still point at it */
+    sink_binding_removed(e, b); /* ... until their workers end them */
     if (!sink_mark(e, name))
         rc = sink_nomem(err, errlen);
 out:

@@ -5,37 +5,76 @@
  *	#include "sinks/sink_int.h"
  *
  *	bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
+ *	void sink_module_close(struct sink_binding *b);
  * DESCRIPTION
  *	`builtin:NAME` looks NAME up in the builtin table, then among the
  *	modules given to sink_builtin_register() (tests register theirs
- *	there; not thread-safe: call it before creating engines).  Anything else is
- *	the path of a shared object: dlopen(RTLD_NOW | RTLD_LOCAL), so a
- *	module with an unresolved symbol fails here and not at its first
- *	event, and modules cannot see each other's symbols.  Its one export,
- *	SINK_ENTRY_SYMBOL, returns the module description, which is refused
- *	unless abi_version is SINK_ABI_VERSION, it has a handle function, and
- *	its events mask contains the binding's event.  Then create() makes
- *	the binding's instance with its properties.
+ *	there; not thread-safe: call it before creating engines).  Anything
+ *	else is the path of a shared object, opened with dlopen(RTLD_NOW |
+ *	RTLD_LOCAL), so a module with an unresolved symbol fails here and not
+ *	at its first event, and modules cannot see each other's symbols.
+ *
+ *	A fresh copy per load: the loader caches objects by path (and by
+ *	inode), so dlopen() of a path it has open returns the old code even
+ *	after the file was rebuilt.  A path with a slash is therefore copied
+ *	into an anonymous memory file (memfd_create) and loaded as
+ *	/proc/self/fd/N: every load (start, live setprop, add, enable,
+ *	reload) runs the file as it is now.  The descriptor stays open while
+ *	the object is loaded, so its name is never reused for another; an
+ *	object the loader keeps after dlclose() (RTLD_NODELETE, C++ unique
+ *	symbols) keeps its descriptor for good.  Without memfd or /proc the
+ *	path itself is loaded (a rebuilt file then needs a restart; logged).
+ *	A bare name ("libx.so") goes through the loader's search as is.
+ *	$ORIGIN in a module's RUNPATH means /proc/self/fd for a copy: give
+ *	dependencies by absolute path.
+ *
+ *	The module's one export, SINK_ENTRY_SYMBOL, returns its descriptor.
+ *	Versions (sink.h): abi_version is major << 16 | minor; a module of
+ *	this major and a minor up to ours loads, anything else is refused
+ *	with both versions named (a descriptor of ABI 1 had no size and
+ *	shows as "1").  The descriptor is copied into the binding (mod_copy):
+ *	size bytes of it, the rest zero, so a field a module's older sink.h
+ *	did not have reads as NULL.  It must reach at least `handle`.  Then
+ *	it needs a handle function and its events mask must contain the
+ *	binding's event; then create() makes the binding's instance.
  *
  *	The module's sink_* calls resolve against the daemon's exported
- *	symbols (sluiced is linked with ENABLE_EXPORTS and the whole
- *	sluice_sinks archive).
+ *	symbols: sluiced exports exactly the sink_* functions of sink.h
+ *	(sinks/sink.dynlist), so a module's own function called like an
+ *	internal one of sluiced stays its own.
  * DIAGNOSTICS
  *	false with one line in err, without the binding prefix (the engine
- *	adds it): "sink ./x.so: built for sink ABI 2, this sluiced has 1".
+ *	adds it): "sink ./x.so: built for sink ABI 2.1, this sluiced has
+ *	2.0 (rebuild the module against this sluiced's <sluice/sink.h>)".
  */
 #include "sinks/sink_int.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/base/log.h"
+
+/* The descriptor's fields through `handle`: what every module must have. */
+#define SINK_MODULE_MIN_SIZE (offsetof(struct sink_module, handle) + sizeof(void (*)(void)))
+
+/* Every mask of events in the ABI and in the engine holds every event. */
+_Static_assert(SINK_EV_COUNT <= 64, "struct sink_module.events is a uint64_t");
+_Static_assert(SINK_EV_COUNT <= 8 * sizeof(((struct sink_engine *)0)->bound),
+               "struct sink_engine.bound has a bit per event");
+_Static_assert(SINK_ABI_MINOR <= 0xffff && SINK_ABI_MAJOR <= 0xffff, "16 bits each");
 
 /* In name order: sink_builtin_names() lists them as they are here. */
 static const struct sink_module *const sink_builtins[] = {
     &sink_builtin_access, &sink_builtin_alias, &sink_builtin_command, &sink_builtin_delay,
-    &sink_builtin_header, &sink_builtin_noop,  &sink_builtin_route,
+    &sink_builtin_dkim_sign, &sink_builtin_header, &sink_builtin_noop, &sink_builtin_route,
 };
 #define SINK_NBUILTIN (sizeof(sink_builtins) / sizeof(sink_builtins[0]))
 
@@ -106,14 +145,112 @@ static void sink_events_list(uint64_t mask, char *buf, size_t len)
         snprintf(buf, len, "none");
 }
 
+/* path copied into an anonymous memory file, open on *fd; false (errno
+ * set, nothing open) when that cannot be done here. */
+static bool sink_module_copy(const char *path, int *fd)
+{
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return false;
+    struct stat st;
+    const char *base = strrchr(path, '/');
+    int out = -1;
+    if (fstat(in, &st) < 0)
+        ; /* errno says why */
+    else if (!S_ISREG(st.st_mode))
+        errno = EISDIR; /* a directory or a device: "Is a directory" is near enough */
+    else
+        out = memfd_create(base ? base + 1 : path, MFD_CLOEXEC);
+    off_t off = 0;
+    while (out >= 0 && off < st.st_size) {
+        ssize_t n = sendfile(out, in, &off, (size_t)(st.st_size - off));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            close(out);
+            out = -1;
+        }
+    }
+    int e = errno;
+    close(in);
+    errno = e;
+    if (out < 0)
+        return false;
+    *fd = out;
+    return true;
+}
+
+/* "/proc/self/fd/7: undefined symbol: x" -> "undefined symbol: x" */
+static const char *sink_dl_why(const char *why, const char *proc)
+{
+    if (why == NULL)
+        return "dlopen failed";
+    size_t n = strlen(proc);
+    return n > 0 && strncmp(why, proc, n) == 0 && strncmp(why + n, ": ", 2) == 0 ? why + n + 2
+                                                                                 : why;
+}
+
+void sink_module_close(struct sink_binding *b)
+{
+    if (b->dl != NULL)
+        dlclose(b->dl);
+    b->dl = NULL;
+    if (!b->dl_copy)
+        return;
+    b->dl_copy = false;
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", b->dl_fd);
+    void *still = dlopen(proc, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (still != NULL) {
+        /* kept by the loader: its name must not come back (see above) */
+        dlclose(still);
+        return;
+    }
+    close(b->dl_fd);
+}
+
 static const struct sink_module *sink_module_open(struct sink_binding *b, char *err, size_t errlen)
 {
+    char proc[64] = "";
+    const char *name = b->sink;
+    int fd = -1;
+    if (strchr(b->sink, '/') != NULL) {
+        if (sink_module_copy(b->sink, &fd)) {
+            snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+            name = proc;
+        } else if (errno == ENOENT || errno == EACCES || errno == EISDIR) {
+            snprintf(err, errlen, "sink %s: cannot load: %s", b->sink, strerror(errno));
+            return NULL;
+        }
+    }
     dlerror();
-    b->dl = dlopen(b->sink, RTLD_NOW | RTLD_LOCAL);
+    b->dl = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (b->dl == NULL && fd >= 0) {
+        /* Not a loadable object, or the copy would not map (no /proc, a
+         * noexec policy on memfd): try the file itself, as the loader
+         * caches it. */
+        char why[256];
+        snprintf(why, sizeof(why), "%s", sink_dl_why(dlerror(), proc));
+        close(fd);
+        fd = -1;
+        dlerror();
+        b->dl = dlopen(b->sink, RTLD_NOW | RTLD_LOCAL);
+        if (b->dl == NULL) {
+            snprintf(err, errlen, "sink %s: cannot load: %s", b->sink, why);
+            return NULL;
+        }
+        log_msg(LOG_WARN,
+                "sinks: %s: a private copy did not load (%s), the file itself did: a rebuilt "
+                "file at this path needs a restart of sluiced",
+                b->sink, why);
+    }
     if (b->dl == NULL) {
-        const char *why = dlerror();
-        snprintf(err, errlen, "sink %s: cannot load: %s", b->sink, why ? why : "dlopen failed");
+        snprintf(err, errlen, "sink %s: cannot load: %s", b->sink, sink_dl_why(dlerror(), ""));
         return NULL;
+    }
+    if (fd >= 0) {
+        b->dl_copy = true;
+        b->dl_fd = fd;
     }
     void *sym = dlsym(b->dl, SINK_ENTRY_SYMBOL);
     if (sym == NULL) {
@@ -127,6 +264,43 @@ static const struct sink_module *sink_module_open(struct sink_binding *b, char *
     if (m == NULL)
         snprintf(err, errlen, "sink %s: %s() returned NULL", b->sink, SINK_ENTRY_SYMBOL);
     return m;
+}
+
+/* "2.0"; ABI 1 (no major, no size) as "1". */
+static void sink_abi_fmt(char *buf, size_t len, uint32_t v)
+{
+    if (v >> 16 == 0)
+        snprintf(buf, len, "%u", (unsigned)v);
+    else
+        snprintf(buf, len, "%u.%u", (unsigned)(v >> 16), (unsigned)(v & 0xffff));
+}
+
+/* Checks m's version and size and copies it into b->mod_copy. */
+static bool sink_module_adopt(struct sink_binding *b, const struct sink_module *m, char *err,
+                              size_t errlen)
+{
+    uint32_t v = m->abi_version;
+    if (v >> 16 != SINK_ABI_MAJOR || (v & 0xffff) > SINK_ABI_MINOR) {
+        char theirs[32], ours[32];
+        sink_abi_fmt(theirs, sizeof(theirs), v);
+        sink_abi_fmt(ours, sizeof(ours), SINK_ABI_VERSION);
+        snprintf(err, errlen,
+                 "sink %s: built for sink ABI %s, this sluiced has %s (rebuild the module "
+                 "against this sluiced's <sluice/sink.h>)",
+                 b->sink, theirs, ours);
+        return false;
+    }
+    if (m->size < SINK_MODULE_MIN_SIZE || m->size > sizeof(struct sink_module)) {
+        snprintf(err, errlen,
+                 "sink %s: a sink ABI %u.%u descriptor of %u bytes (%zu to %zu expected: "
+                 "start it with SINK_MODULE_HEAD)",
+                 b->sink, (unsigned)(v >> 16), (unsigned)(v & 0xffff), (unsigned)m->size,
+                 (size_t)SINK_MODULE_MIN_SIZE, sizeof(struct sink_module));
+        return false;
+    }
+    memset(&b->mod_copy, 0, sizeof(b->mod_copy));
+    memcpy(&b->mod_copy, m, m->size);
+    return true;
 }
 
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
@@ -144,11 +318,9 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     } else if ((m = sink_module_open(b, err, errlen)) == NULL) {
         return false;
     }
-    if (m->abi_version != SINK_ABI_VERSION) {
-        snprintf(err, errlen, "sink %s: built for sink ABI %u, this sluiced has %u", b->sink,
-                 (unsigned)m->abi_version, (unsigned)SINK_ABI_VERSION);
+    if (!sink_module_adopt(b, m, err, errlen))
         return false;
-    }
+    m = &b->mod_copy;
     const char *mname = m->name ? m->name : "?";
     if (m->handle == NULL) {
         snprintf(err, errlen, "sink %s (module \"%s\"): no handle function", b->sink, mname);
@@ -176,7 +348,12 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
             snprintf(err, errlen, "sink %s: out of memory", b->sink);
             return false;
         }
-        int rc = m->create(cp ? cp : b->props, &b->inst, cerr, sizeof(cerr));
+        struct sink_props *use = cp ? cp : b->props;
+        use->owner = b; /* for sink_counter() */
+        struct sink_crash_note note = sink_crash_enter(b, b->ev, "create()");
+        int rc = m->create(use, &b->inst, cerr, sizeof(cerr));
+        sink_crash_leave(note);
+        use->owner = NULL;
         sink_props_free(cp);
         if (rc != 0) {
             snprintf(err, errlen, "sink %s (module \"%s\"): create failed: %s", b->sink, mname,
@@ -187,3 +364,15 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     b->created = true;
     return true;
 }
+
+/* The sink.h functions defined outside engine.c's list (sink_abi_keep), so
+ * that a program linking the static archive (tests) has them all. */
+typedef void sink_keep_fn(void);
+/* clang-format off */
+__attribute__((used)) sink_keep_fn *const sink_abi_keep2[] = {
+    (sink_keep_fn *)sink_props_int,  (sink_keep_fn *)sink_props_bool,
+    (sink_keep_fn *)sink_props_ms,   (sink_keep_fn *)sink_props_size,
+    (sink_keep_fn *)sink_props_only, (sink_keep_fn *)sink_log,
+    (sink_keep_fn *)sink_counter,    (sink_keep_fn *)sink_counter_add,
+};
+/* clang-format on */

@@ -49,7 +49,9 @@ struct sink_edit_rec {
 static void sink_offload_task(struct sched_task *t)
 {
     struct sink_ctx *ctx = (struct sink_ctx *)((char *)t - offsetof(struct sink_ctx, run_task));
+    struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "handle()");
     enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    sink_crash_leave(note);
     if (ctx->copies != NULL)
         sink_ctx_copies_free(ctx);
     if (v != SINK_PENDING)
@@ -175,8 +177,9 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
 void sink_offload_finish(struct sink_ctx *ctx, const struct sink_event_data *d)
 {
     for (struct sink_edit_rec *e = ctx->edits; e != NULL; e = e->next)
-        if (d->edit != NULL)
-            d->edit(d->body_arg, e->op, e->name, e->value);
+        if (d->edit != NULL && sink_edit_guard(ctx, d, e->name) == 0 &&
+            d->edit(d->body_arg, e->op, e->name, e->value) == 0)
+            sink_edit_journal(d, e->op, e->name, e->value);
     sink_offload_fini(ctx);
 }
 

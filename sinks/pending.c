@@ -158,6 +158,7 @@ int sink_pending_add(struct sink_worker *sw, struct sink_ctx *ctx)
     }
     sw->heap[sw->n] = ctx;
     sink_heap_up(sw, sw->n++);
+    sink_inflight(ctx->b, 1);
     return 0;
 }
 
@@ -167,6 +168,7 @@ void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx)
     if (i == SIZE_MAX)
         return;
     ctx->slot = SIZE_MAX;
+    sink_inflight(ctx->b, -1);
     struct sink_ctx *last = sw->heap[--sw->n];
     if (i == sw->n)
         return;
@@ -188,9 +190,59 @@ uint64_t sink_worker_next_deadline(const struct sink_worker *sw, uint64_t now_ms
     return d <= now_ms ? 0 : d - now_ms;
 }
 
+void sink_binding_removed(struct sink_engine *e, struct sink_binding *b)
+{
+    atomic_store_explicit(&b->removed, true, memory_order_relaxed);
+    /* release: publishes the flag above to the worker that sees the new
+     * count (its acquire load below) */
+    atomic_fetch_add_explicit(&e->removed_gen, 1, memory_order_release);
+}
+
+/* A binding was removed since the last look: its pending calls on this
+ * worker that wait on services end now (the services cancelled, their
+ * callbacks told; the chain goes on as at the deadline) instead of
+ * waiting for a sink that is gone.  A call waiting on a thread of the
+ * sink completes normally (the instance lives on until it may go). */
+static bool sink_ctx_gone(const struct sink_ctx *ctx)
+{
+    return ctx->svcs != NULL && atomic_load_explicit(&ctx->b->removed, memory_order_relaxed);
+}
+
+static void sink_worker_removed(struct sink_worker *sw)
+{
+    uint32_t g = atomic_load_explicit(&sw->e->removed_gen, memory_order_acquire);
+    if (g == sw->removed_seen)
+        return;
+    sw->removed_seen = g;
+    size_t n = 0;
+    for (size_t i = 0; i < sw->n; i++)
+        if (sink_ctx_gone(sw->heap[i]))
+            n++;
+    if (n == 0)
+        return;
+    struct sink_ctx **v = malloc(n * sizeof(*v));
+    if (v == NULL)
+        return; /* their deadlines end them */
+    size_t k = 0;
+    for (size_t i = 0; i < sw->n && k < n; i++)
+        if (sink_ctx_gone(sw->heap[i]))
+            v[k++] = sw->heap[i];
+    for (size_t i = 0; i < k; i++) {
+        struct sink_ctx *ctx = v[i];
+        sink_pending_remove(sw, ctx);
+        int want = SINK_CTX_PENDING;
+        /* acq_rel: as in sink_worker_expire below */
+        if (atomic_compare_exchange_strong_explicit(&ctx->state, &want, SINK_CTX_EXPIRED,
+                                                    memory_order_acq_rel, memory_order_acquire))
+            sink_removed(ctx);
+    }
+    free(v);
+}
+
 void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
 {
     sink_bound_snapshot(sw->e); /* a turn of the worker's loop: see engine.c */
+    sink_worker_removed(sw);
     if (sw->pool == NULL)
         sink_worker_drain(sw);
     sink_svc_expire(sw, now_ms); /* timers first: one due with the deadline still runs */

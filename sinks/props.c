@@ -8,6 +8,11 @@
  *	long long sink_props_get_int(const struct sink_props *p, const char *key,
  *				     long long dflt);
  *	int sink_props_get_bool(const struct sink_props *p, const char *key, int dflt);
+ *	int sink_props_int(const struct sink_props *p, const char *key,
+ *			   long long dflt, long long *out, char *err, size_t errlen);
+ *	int sink_props_bool(..., int dflt, int *out, char *err, size_t errlen);
+ *	int sink_props_ms(..., uint64_t dflt, uint64_t *out, char *err, size_t errlen);
+ *	int sink_props_size(..., uint64_t dflt, uint64_t *out, char *err, size_t errlen);
  *
  *	const char *sink_prop_get(struct sink_ctx *ctx, enum sink_scope scope,
  *				  const char *key);
@@ -15,7 +20,14 @@
  *			  const char *key, const char *value);
  * DESCRIPTION
  *	A binding's properties are a list of string pairs in file order,
- *	read-only once the engine exists (sink_props_*).
+ *	read-only once the engine exists (sink_props_*).  The strict getters
+ *	(sink_props_int, _bool, _ms, _size) answer the default for an absent
+ *	key, the value for a well-formed one, and -EINVAL or -ERANGE with
+ *	`property "KEY": "VALUE" is not WHAT` in err otherwise, which
+ *	create() returns so that the binding is refused (at start, and for a
+ *	live setprop or add, which then change nothing).  The lenient
+ *	sink_props_get_int/_bool of ABI 1 stay: the default for a malformed
+ *	value.
  *
  *	Bags hold string properties per message, per session and per server
  *	(sink_prop_*).  The message and session bags belong to the session
@@ -31,7 +43,8 @@
  *	removes the key.
  * DIAGNOSTICS
  *	sink_prop_*: -ENOTSUP (NULL) when the event has no bag of that scope
- *	(e.g. a message bag at connect), -EINVAL for an empty key, -ENOMEM.
+ *	(e.g. a message bag at connect), -EINVAL for an empty key, -EPERM for
+ *	a key starting "sink." (the engine's own: ctx_guard.c), -ENOMEM.
  */
 #include "sinks/sink_int.h"
 
@@ -134,6 +147,166 @@ int sink_props_get_bool(const struct sink_props *p, const char *key, int dflt)
             return 0;
     }
     return dflt;
+}
+
+int sink_props_only(const struct sink_props *p, const char *const *keys, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sink_props_count(p); i++) {
+        const char *k = sink_props_key(p, i);
+        size_t j = 0;
+        while (keys[j] != NULL && strcmp(keys[j], k) != 0)
+            j++;
+        if (keys[j] != NULL)
+            continue;
+        int n = snprintf(err, errlen, "unknown property \"%s\" (known:", k);
+        for (j = 0; keys[j] != NULL && n >= 0 && (size_t)n < errlen; j++) {
+            int w = snprintf(err + n, errlen - (size_t)n, "%s %s", j ? "," : "", keys[j]);
+            n = w < 0 ? w : n + w;
+        }
+        if (n >= 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, "%s)", keys[0] ? "" : " none");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- sink.h: strict getters ---- */
+
+static int sink_props_bad(const char *key, const char *v, const char *want, int rc, char *err,
+                          size_t errlen)
+{
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "property \"%s\": \"%s\" is not %s", key, v, want);
+    return rc;
+}
+
+/* NUMBER[.FRACTION] then a unit from units (mult per unit); "" is the
+ * unit of a plain number.  0, -EINVAL or -ERANGE (beyond max). */
+struct sink_unit {
+    const char *sfx;
+    double mult;
+};
+static int sink_props_scaled(const char *s, const struct sink_unit *units, size_t nunits,
+                             bool fraction, double max, uint64_t *out)
+{
+    if (!(*s >= '0' && *s <= '9'))
+        return -EINVAL;
+    const char *q = s;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (*q == '.') {
+        if (!fraction || !(q[1] >= '0' && q[1] <= '9'))
+            return -EINVAL;
+        for (q++; *q >= '0' && *q <= '9'; q++)
+            ;
+    }
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end != q)
+        return errno == ERANGE ? -ERANGE : -EINVAL;
+    for (size_t i = 0; i < nunits; i++) {
+        if (strcasecmp(end, units[i].sfx) != 0)
+            continue;
+        double r = v * units[i].mult + 0.5;
+        if (!(r < max))
+            return -ERANGE;
+        *out = (uint64_t)r;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int sink_props_int(const struct sink_props *p, const char *key, long long dflt, long long *out,
+                   char *err, size_t errlen)
+{
+    const char *s = sink_props_get(p, key);
+    *out = dflt;
+    if (s == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    bool digits = false;
+    for (const char *q = s; q < end; q++)
+        digits |= *q >= '0' && *q <= '9';
+    if (!digits || *end != '\0' || *s == ' ' || (*s >= '\t' && *s <= '\r'))
+        return sink_props_bad(key, s, "an integer", -EINVAL, err, errlen);
+    if (errno == ERANGE)
+        return sink_props_bad(key, s, "an integer in range", -ERANGE, err, errlen);
+    *out = v;
+    return 0;
+}
+
+int sink_props_bool(const struct sink_props *p, const char *key, int dflt, int *out, char *err,
+                    size_t errlen)
+{
+    const char *s = sink_props_get(p, key);
+    *out = dflt;
+    if (s == NULL)
+        return 0;
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = 1;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = 0;
+            return 0;
+        }
+    }
+    return sink_props_bad(key, s, "a boolean (true/false, yes/no, on/off, 1/0)", -EINVAL, err,
+                          errlen);
+}
+
+int sink_props_ms(const struct sink_props *p, const char *key, uint64_t dflt, uint64_t *out,
+                  char *err, size_t errlen)
+{
+    /* A plain number is milliseconds: what sluice.conf makes of a bare
+     * duration (`t = 2s;` reaches the sink as "2000", binding.c). */
+    static const struct sink_unit units[] = {
+        {"", 1},        {"ms", 1},        {"s", 1000},       {"sec", 1000},
+        {"min", 60000}, {"h", 3600000.0}, {"d", 86400000.0}, {"w", 604800000.0},
+    };
+    const char *s = sink_props_get(p, key);
+    *out = dflt;
+    if (s == NULL)
+        return 0;
+    uint64_t v;
+    int rc = sink_props_scaled(s, units, sizeof(units) / sizeof(units[0]), true, 1e15, &v);
+    if (rc < 0)
+        return sink_props_bad(key, s,
+                              rc == -ERANGE ? "a duration in range"
+                                            : "a duration (e.g. \"5s\", \"200ms\", \"2min\"; a "
+                                              "plain number is milliseconds)",
+                              rc, err, errlen);
+    *out = v;
+    return 0;
+}
+
+int sink_props_size(const struct sink_props *p, const char *key, uint64_t dflt, uint64_t *out,
+                    char *err, size_t errlen)
+{
+    static const struct sink_unit units[] = {
+        {"", 1},          {"b", 1},          {"k", 1024.0},       {"kb", 1024.0},
+        {"m", 1048576.0}, {"mb", 1048576.0}, {"g", 1073741824.0}, {"gb", 1073741824.0},
+    };
+    const char *s = sink_props_get(p, key);
+    *out = dflt;
+    if (s == NULL)
+        return 0;
+    uint64_t v;
+    int rc = sink_props_scaled(s, units, sizeof(units) / sizeof(units[0]), true, 1.8e19, &v);
+    if (rc < 0)
+        return sink_props_bad(key, s,
+                              rc == -ERANGE ? "a size in range"
+                                            : "a size (e.g. \"10M\", \"64k\", \"512\": octets, "
+                                              "k/m/g x1024)",
+                              rc, err, errlen);
+    *out = v;
+    return 0;
 }
 
 size_t sink_props_count(const struct sink_props *p)
@@ -248,6 +421,8 @@ int sink_prop_set(struct sink_ctx *ctx, enum sink_scope scope, const char *key, 
         return -ENOTSUP;
     if (key == NULL || *key == '\0')
         return -EINVAL;
+    if (strncmp(key, SINK_PROP_RESERVED, strlen(SINK_PROP_RESERVED)) == 0)
+        return -EPERM; /* the engine's own (ctx_guard.c) */
     if (scope != SINK_SCOPE_SERVER)
         return sink_bag_set(b, key, value);
     pthread_mutex_lock(&ctx->e->server_mu);

@@ -253,6 +253,10 @@ static void sink_svc_fire(struct sink_svc *s, int status, int fd, const struct s
     }
     struct sink_ctx *saved;
     sink_ctx_enter(ctx, &saved);
+    static const char *const what[] = {[SINK_SVC_TIMER] = "a timer callback",
+                                       [SINK_SVC_FD] = "an fd watch callback",
+                                       [SINK_SVC_DNS] = "a DNS callback"};
+    struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, what[s->kind]);
     switch (s->kind) {
     case SINK_SVC_TIMER:
         ((sink_timer_fn *)s->fn)(ctx, s->arg, status);
@@ -264,6 +268,7 @@ static void sink_svc_fire(struct sink_svc *s, int status, int fd, const struct s
         ((sink_dns_fn *)s->fn)(ctx, s->arg, a);
         break;
     }
+    sink_crash_leave(note);
     sink_ctx_leave(saved);
     sink_cancelling_ctx = outer;
     free(s);

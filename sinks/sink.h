@@ -6,10 +6,13 @@
  *
  *	static enum sink_verdict handle(void *inst, struct sink_ctx *ctx) { ... }
  *	static const struct sink_module mod = {
- *	    .abi_version = SINK_ABI_VERSION, .name = "hello",
+ *	    SINK_MODULE_HEAD, .name = "hello",
  *	    .events = SINK_EVMASK(SINK_EV_MAIL), .handle = handle,
  *	};
  *	SINK_MODULE(mod)
+ *
+ *	cc $(pkg-config --cflags sluice-sink) -shared -fPIC \
+ *	    -fvisibility=hidden -o hello.so hello.c
  * DESCRIPTION
  *	A sink is bound to an event by a `binding` block in sluice.conf.  When
  *	the event fires, the bindings of that event run in priority order
@@ -33,8 +36,15 @@
  *	message it held with sink_message_hold() (valid on any thread until
  *	released).  Copy anything else you need before returning PENDING.
  *
- *	Versioning: a module whose abi_version differs from the daemon's
- *	SINK_ABI_VERSION is refused at start with a message naming both.
+ *	Versioning: SINK_ABI_VERSION is SINK_ABI_MAJOR << 16 | SINK_ABI_MINOR
+ *	and the descriptor carries its own size (SINK_MODULE_HEAD sets both).
+ *	A minor release only adds: functions, and fields at the end of struct
+ *	sink_module; so a module built against an older minor of the same
+ *	major loads (the fields past its size read as NULL/0).  A newer minor
+ *	or another major is refused at load with a message naming both
+ *	versions.  Anything else (a field moved, a signature changed) bumps
+ *	the major.  Build with -fvisibility=hidden: a module exports only
+ *	sluice_sink_module, and sluiced exports only the sink_* functions.
  * DIAGNOSTICS
  *	Functions returning int answer 0 or a negative errno: -EINVAL (bad
  *	argument, e.g. CR/LF in a header value), -ENOTSUP (not available at
@@ -51,7 +61,9 @@
 extern "C" {
 #endif
 
-#define SINK_ABI_VERSION 1
+#define SINK_ABI_MAJOR 2
+#define SINK_ABI_MINOR 0
+#define SINK_ABI_VERSION ((uint32_t)SINK_ABI_MAJOR << 16 | SINK_ABI_MINOR)
 #define SINK_PRIORITY_DEFAULT 24575 /* also the server's own handler */
 #define SINK_PRIORITY_MAX 32767
 
@@ -103,8 +115,11 @@ struct sink_ctx;    /* one event, one binding */
 struct sink_props;  /* the binding's `properties { }` */
 struct sink_msgref; /* a held message body */
 
+/* Fields are never moved or removed within a major version; new ones go
+ * at the end (after `abandoned`, the last of 2.0). */
 struct sink_module {
-    uint32_t abi_version; /* SINK_ABI_VERSION */
+    uint32_t abi_version; /* SINK_ABI_VERSION: the sink.h the module was built with */
+    uint32_t size;        /* sizeof(struct sink_module) of that sink.h */
     const char *name;
     uint64_t events;      /* SINK_EVMASK() of the events it can handle */
     /* One instance per binding.  props is borrowed for the call.  0, or a
@@ -124,22 +139,79 @@ struct sink_module {
     void (*abandoned)(void *instance, struct sink_ctx *ctx);
 };
 
-/* A shared object exports this one symbol. */
+/* The first two fields of every descriptor:
+ *	static const struct sink_module mod = { SINK_MODULE_HEAD, .name = ... }; */
+#define SINK_MODULE_HEAD .abi_version = SINK_ABI_VERSION, .size = sizeof(struct sink_module)
+
+/* A shared object exports this one symbol (C linkage, also from C++). */
 #define SINK_ENTRY_SYMBOL "sluice_sink_module"
 typedef const struct sink_module *sink_entry_fn(void);
+#ifdef __cplusplus
+#define SINK_EXTERN_C extern "C"
+#else
+#define SINK_EXTERN_C
+#endif
 #define SINK_MODULE(mod)                                                                           \
-    __attribute__((visibility("default"))) const struct sink_module *sluice_sink_module(void)      \
+    SINK_EXTERN_C __attribute__((visibility("default"))) const struct sink_module *                \
+    sluice_sink_module(void);                                                                      \
+    SINK_EXTERN_C __attribute__((visibility("default"))) const struct sink_module *                \
+    sluice_sink_module(void)                                                                       \
     {                                                                                              \
         return &(mod);                                                                             \
     }
 
 /* ---- binding properties (create time) ---- */
 const char *sink_props_get(const struct sink_props *p, const char *key); /* NULL if absent */
-long long sink_props_get_int(const struct sink_props *p, const char *key, long long dflt);
-int sink_props_get_bool(const struct sink_props *p, const char *key, int dflt);
 size_t sink_props_count(const struct sink_props *p);
 const char *sink_props_key(const struct sink_props *p, size_t i);
 const char *sink_props_value(const struct sink_props *p, size_t i);
+/* Strict getters, for create(): *out is dflt when the key is absent, the
+ * value when it is well formed; otherwise -EINVAL (-ERANGE: a number too
+ * large) with one line in err naming the key and what was expected
+ * ("property \"tries\": \"abc\" is not an integer"): return it from
+ * create() and the binding is refused.  err may be NULL.
+ *	_int	decimal, optional sign ("-3", "42")
+ *	_bool	true/false, yes/no, on/off, 1/0 (any case)
+ *	_ms	a duration: NUMBER[.FRACTION] with ms, s, min, h, d or w; a
+ *		plain number is seconds ("5s", "200ms", "1.5", "2min")
+ *	_size	octets: NUMBER with k, m, g (x1024, any case, optional b/B:
+ *		"10M", "64kb", "512") */
+int sink_props_int(const struct sink_props *p, const char *key, long long dflt, long long *out,
+                   char *err, size_t errlen);
+int sink_props_bool(const struct sink_props *p, const char *key, int dflt, int *out, char *err,
+                    size_t errlen);
+int sink_props_ms(const struct sink_props *p, const char *key, uint64_t dflt, uint64_t *out,
+                  char *err, size_t errlen);
+int sink_props_size(const struct sink_props *p, const char *key, uint64_t dflt, uint64_t *out,
+                    char *err, size_t errlen);
+/* 0 when every key of p is one of keys (NULL-ended), else -EINVAL with
+ * "unknown property \"tries\" (known: a, b)" in err: a typo refused. */
+int sink_props_only(const struct sink_props *p, const char *const *keys, char *err, size_t errlen);
+/* Lenient (ABI 1): the default for an absent or malformed value.  Prefer
+ * the strict getters above, which tell the operator. */
+long long sink_props_get_int(const struct sink_props *p, const char *key, long long dflt);
+int sink_props_get_bool(const struct sink_props *p, const char *key, int dflt);
+
+/* ---- logging ----
+ * One line through the daemon's log (its log_format, log_file or syslog,
+ * and log_level), prefixed with the binding's name: `sink "NAME": ...`.
+ * ctx may be NULL (create(), a thread of the sink): `sink: ...`.  Any
+ * thread; the line is cut at 4 KiB. */
+enum sink_log_level { SINK_LOG_DEBUG, SINK_LOG_INFO, SINK_LOG_WARN, SINK_LOG_ERROR };
+void sink_log(const struct sink_ctx *ctx, enum sink_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- counters of the sink's own, in /metrics ----
+ * At create(): a counter of this binding called name ([a-z0-9_], 1..48
+ * characters; help: one line, may be NULL), shown as
+ *	sluice_sink_counter_total{binding="NAME",name="name"} N
+ * The same name again (a second call, or the new instance after a live
+ * setprop) gives the same counter: it keeps counting.  NULL on a bad name
+ * or out of memory (sink_counter_add(NULL, n) does nothing).  The counter
+ * lives as long as the binding; add from any thread (relaxed, lock-free). */
+struct sink_counter;
+struct sink_counter *sink_counter(const struct sink_props *p, const char *name, const char *help);
+void sink_counter_add(struct sink_counter *c, uint64_t n);
 
 /* ---- the event ---- */
 enum sink_event sink_event(const struct sink_ctx *ctx);

@@ -9,8 +9,9 @@
  *	(rule.c), property lists and bags (props.c), statistics (stats.c),
  *	the event context behind the sink.h accessors (ctx.c, and
  *	ctx_transport.c for the queue manager's events, with the syntax
- *	checks of addr.c) and the dispatcher with its pending calls and
- *	deadlines (dispatch.c, pending.c).
+ *	checks of addr.c), the dispatcher with its pending calls and
+ *	deadlines (dispatch.c, pending.c), and what a sink tells the operator
+ *	(observe.c: sink_log, its counters, calls in flight, the crash note).
  *
  *	Ownership: the engine owns its bindings; a binding owns its rule,
  *	properties, statistics, instance and module handle.  A sink_ctx is
@@ -45,6 +46,9 @@ struct sink_props {
     size_t n, cap;
     char **key;
     char **val;
+    /* The binding whose create() reads them (set by sink_binding_load for
+     * sink_counter()), or NULL. */
+    struct sink_binding *owner;
 };
 
 struct sink_props *sink_props_new(void);
@@ -59,6 +63,25 @@ struct sink_bag {
 };
 const char *sink_bag_get(const struct sink_bag *b, const char *key);
 int sink_bag_set(struct sink_bag *b, const char *key, const char *val); /* NULL val removes */
+
+/* Keys of this prefix are the engine's (sink_prop_set refuses them). */
+#define SINK_PROP_RESERVED "sink."
+
+/* ---- signed fields and the edit journal (ctx_guard.c) ---- */
+struct sink_ctx;
+/* names: colon-separated field names the signature of the calling sink
+ * covers; later edits of them in this message answer -EPERM.  0,
+ * -ENOTSUP (no message bag: offloaded), -EINVAL, -ENOMEM. */
+int sink_header_protect(struct sink_ctx *ctx, const char *names);
+/* The accepted edits so far ("<op><name>:<value>\n" lines, op A/R/C), ""
+ * if none, NULL without a message bag.  Valid until the next edit. */
+const char *sink_header_journal(struct sink_ctx *ctx);
+/* 0, or -EPERM with a log line when name is a protected field. */
+int sink_edit_guard(const struct sink_ctx *ctx, const struct sink_event_data *d,
+                    const char *name);
+/* Records an edit the session accepted. */
+void sink_edit_journal(const struct sink_event_data *d, enum sink_edit_op op, const char *name,
+                       const char *value);
 
 /* ---- rules (rule.c) ---- */
 
@@ -86,6 +109,8 @@ struct sink_stats {
     _Atomic uint64_t bad_reply; /* a reply of the wrong class for its verdict, dropped */
     _Atomic uint64_t hist[SINK_HIST_BUCKETS];
     _Atomic uint64_t latency_ns; /* the sum of what hist counts (metrics' _sum) */
+    /* A gauge: calls inside handle() or pending (stats.c: sink_inflight) */
+    _Atomic int64_t in_flight;
     /* services (service.c): started, ended (in flight = the difference),
      * cancelled by the call's end, DNS timeouts, DNS answers from cache */
     _Atomic uint64_t svc_started, svc_ended, svc_cancelled, dns_timeouts, dns_cached;
@@ -99,12 +124,37 @@ unsigned sink_stats_bucket(uint64_t ns);
  * (0 < q <= 1) of the histogram, UINT64_MAX for the open last bucket, 0 if
  * the histogram is empty. */
 uint64_t sink_stats_quantile_us(const struct sink_stats *st, double q);
+/* A call of b entered (+1) or left (-1) handle() or the pending set. */
+void sink_inflight(struct sink_binding *b, int d);
 /* delta +1: a service started; -1: one ended */
 void sink_stats_svc(struct sink_stats *st, int delta);
 void sink_stats_svc_cancelled(struct sink_stats *st);
 void sink_stats_dns_timeout(struct sink_stats *st);
 void sink_stats_dns_cached(struct sink_stats *st);
 
+/* A counter of the sink's own (sink.h: sink_counter), owned by its binding
+ * and freed with it; the list is appended by create() and read by the
+ * metrics printer, both under the engine's mutex (or before sharing). */
+struct sink_counter {
+    _Atomic uint64_t value; /* relaxed: an independent counter */
+    struct sink_counter *next;
+    char *help;
+    char name[];
+};
+void sink_counters_free(struct sink_binding *b);
+
+/* The binding whose sink code runs on this thread, for a crash report
+ * (observe.c; sink_crash_describe in engine.h): enter before calling into
+ * the sink (what: "handle()", "a timer callback", ...), leave with what enter
+ * returned. */
+struct sink_crash_note {
+    const struct sink_binding *b;
+    enum sink_event ev;
+    const char *what;
+};
+struct sink_crash_note sink_crash_enter(const struct sink_binding *b, enum sink_event ev,
+                                        const char *what);
+void sink_crash_leave(struct sink_crash_note prev);
 /* ---- bindings (binding.c, module.c) ---- */
 
 struct sink_binding {
@@ -128,13 +178,21 @@ struct sink_binding {
     enum sink_verdict on_deadline; /* CONTINUE, TEMPFAIL or REJECT */
     bool offload;                  /* handle() runs as a stealable scheduler task */
     struct sink_props *props;
-    const struct sink_module *mod;
+    const struct sink_module *mod; /* &mod_copy once loaded */
+    struct sink_module mod_copy;   /* the module's descriptor, zero past its size */
     void *inst;
     bool created;             /* create() succeeded: destroy() is owed */
     void *dl;                 /* dlopen handle; NULL for a builtin */
+    bool dl_copy;             /* loaded from a private copy (module.c), open on dl_fd */
+    int dl_fd;
+    struct sink_counter *counters;
     struct sink_stats *stats; /* aligned: its own cache lines */
     bool stats_lent;          /* stats belong to the binding that replaced this one */
     _Atomic bool warned;      /* a bad reply was logged once */
+    /* Removed live (sink_engine_remove): its pending calls end at their
+     * worker's next turn.  Relaxed store before the engine's removed_gen
+     * release; read after that counter's acquire (pending.c). */
+    _Atomic bool removed;
 };
 
 /* Reads one `binding "name" { }` block into b (zeroed by the caller);
@@ -142,15 +200,16 @@ struct sink_binding {
 bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *err, size_t errlen);
 /* Loads the sink, checks ABI and events, creates the instance. */
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen);
+/* dlclose()s what sink_binding_load opened (b->dl, b->dl_fd). */
+void sink_module_close(struct sink_binding *b);
 void sink_binding_fini(struct sink_binding *b);
 /* The builtin sink called name, or NULL; sink_builtin_names() for messages. */
 const struct sink_module *sink_builtin_find(const char *name);
 const char *sink_builtin_names(void);
-/* Adds m (borrowed, static) as builtin:NAME: 0, -EEXIST, -ENOSPC, -EINVAL. */
-int sink_builtin_register(const struct sink_module *m);
 
 /* Builtins (builtin_*.c). */
 extern const struct sink_module sink_builtin_access;
+extern const struct sink_module sink_builtin_dkim_sign;
 extern const struct sink_module sink_builtin_header;
 extern const struct sink_module sink_builtin_delay;
 extern const struct sink_module sink_builtin_command;
@@ -201,6 +260,9 @@ struct sink_engine {
     size_t nold_chain;
     struct sink_binding **old_b;
     size_t nold_b;
+    /* Bumped (release) when a binding is removed live: each worker then
+     * ends the pending calls of removed bindings (pending.c). */
+    _Atomic uint32_t removed_gen;
     /* Names changed since the last sink_engine_save(). */
     char **dirty;
     size_t ndirty;
@@ -401,6 +463,7 @@ struct sink_worker {
     char **dns_servers;
     size_t ndns_servers;
     size_t svc_live;            /* services pending on this worker */
+    uint32_t removed_seen;      /* the engine's removed_gen at the last scan */
 };
 
 struct sink_call {
@@ -428,6 +491,10 @@ void sink_ctx_free(struct sink_ctx *ctx);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);
+/* The binding was removed while ctx was pending (on the owner). */
+void sink_removed(struct sink_ctx *ctx);
+/* live.c: b leaves the engine (removed): its pending calls end. */
+void sink_binding_removed(struct sink_engine *e, struct sink_binding *b);
 /* offload.c: an offloaded link (binding `offload = true`) */
 struct sink_edit_rec;
 /* Copies the event into ctx and spawns handle() as a stealable task.

@@ -182,6 +182,7 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
     for (unsigned k = 0; k < SINK_HIST_BUCKETS; k++)
         out->hist[k] = ld(&st->hist[k]);
     out->latency_ns = ld(&st->latency_ns);
+    out->in_flight = atomic_load_explicit(&st->in_flight, memory_order_relaxed); /* a reading */
     /* ended is read first: a service that ends between the two reads
      * cannot make the difference negative */
     uint64_t ended = ld(&st->svc_ended);

@@ -283,6 +283,14 @@ static void log_emit(enum log_level lv, const char *msg, const char *const *kv, 
     (void)w;
 }
 
+int log_crash_fd(void)
+{
+    /* lock-free atomic loads: safe in a signal handler */
+    if (atomic_load_explicit(&log_out, memory_order_acquire) != LOG_OUT_FILE)
+        return -1;
+    return atomic_load_explicit(&log_file_fd, memory_order_relaxed); /* ordered by log_out */
+}
+
 static void log_vmsg(enum log_level lv, const char *fmt, va_list ap)
 {
     char msg[LOG_LINE_MAX];

@@ -69,6 +69,9 @@ void log_kv(enum log_level lv, const char *msg, ...) __attribute__((sentinel));
 void log_fields(enum log_level lv, const char *const *kv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 _Noreturn void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Async-signal-safe: the log file's descriptor when lines go to a file,
+ * else -1 (stderr or syslog): for a fatal signal handler's last line. */
+int log_crash_fd(void);
 
 /* Exposed for the tests: formats one line into out (at least LOG_LINE_MAX
  * bytes), without the time when ts is NULL; returns its length, newline

@@ -70,9 +70,11 @@ static const struct sctl_verb sctl_verbs[] = {
      "the whole block as one argument.  Written back to the configuration file"},
     {"bindings remove", "NAME", 1, 1, true, sctl_print_count,
      "remove a binding; written back to the configuration file"},
-    {"bindings setprop", "NAME KEY VALUE", 3, 3, true, sctl_print_count,
-     "set a property of a binding (a new instance replaces the old one);\n"
-     "written back to the configuration file"},
+    {"bindings setprop", "NAME KEY [VALUE]", 2, 3, true, sctl_print_count,
+     "set a property of a binding, or delete it when no VALUE is given (a new\n"
+     "instance replaces the old one; a sink that refuses the value, e.g. tries=abc\n"
+     "where it wants a number, leaves the binding as it was); written back to the\n"
+     "configuration file"},
     {"reload", "", 0, 0, true, sctl_print_count,
      "reload the configuration as SIGHUP does; a rejected configuration is\n"
      "reported with the reason (the old one stays)"},

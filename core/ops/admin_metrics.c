@@ -176,6 +176,20 @@ static void render_binding_counter(struct metrics_buf *b, const struct sink_bind
     }
 }
 
+/* One sample of sluice_sink_counter_total (under the engine's mutex). */
+static void render_sink_counter(void *arg, const char *binding, const char *name, const char *help,
+                                uint64_t value)
+{
+    struct metrics_buf *b = arg;
+    if (help != NULL && *help != '\0') {
+        char line[512];
+        snprintf(line, sizeof(line), "sink counter %s/%s: %s", binding, name, help);
+        metrics_comment(b, line);
+    }
+    metrics_u64(b, "sluice_sink_counter_total",
+                (const char *const[]){"binding", binding, "name", name, NULL}, value);
+}
+
 static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
 {
     size_t n = sink_engine_binding_count(e);
@@ -252,7 +266,17 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
                           (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                           bounds, SINK_STATS_BUCKETS - 1, bs[i].hist,
                           (double)bs[i].latency_ns / 1e9);
+    metrics_family(b, "sluice_binding_calls_in_flight", METRICS_GAUGE,
+                   "Calls of the binding inside its handler or pending (answer outstanding).");
+    for (size_t i = 0; i < n; i++)
+        metrics_u64(b, "sluice_binding_calls_in_flight",
+                    (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
+                    bs[i].in_flight > 0 ? (uint64_t)bs[i].in_flight : 0);
     free(bs);
+    metrics_family(b, "sluice_sink_counter_total", METRICS_COUNTER,
+                   "Counters a sink publishes itself (sink_counter() in sink.h); name is the "
+                   "sink's, its help text is the comment line before the sample.");
+    sink_engine_counters(e, render_sink_counter, b);
 }
 
 char *admin_metrics_render(const struct admin_sources *src, size_t *len)

@@ -187,7 +187,7 @@ static const struct ctl_verb ctl_verbs[] = {
     {"bindings disable", 1, 1, ctl_bindings_enable, NULL},
     {"bindings add", 1, CTL_MAX_ARGS, ctl_bindings_add, NULL},
     {"bindings remove", 1, 1, ctl_bindings_remove, NULL},
-    {"bindings setprop", 3, 3, ctl_bindings_setprop, NULL},
+    {"bindings setprop", 2, 3, ctl_bindings_setprop, NULL},
 };
 /* clang-format on */
 

@@ -6,7 +6,8 @@
 #include "core/ops/ctl_int.h"
  * DESCRIPTION
  *	bindings list: the engine's chains and per-binding statistics, printed
- *	into memory streams.  enable, disable, add, remove and setprop change
+ *	into memory streams.  enable, disable, add, remove and setprop (NAME
+ *	KEY VALUE; NAME KEY alone deletes the property) change
  *	the running engine (sinks/engine.h, live changes) and then write the
  *	bindings back to the configuration file the daemon was started with
  *	(sink_engine_save), so a restart keeps them.  Without a file the
@@ -102,8 +103,9 @@ char *ctl_bindings_setprop(struct ctl_server *cs, const struct ctl_request *rq,
 {
     CTL_NEED_ENGINE(cs, rq);
     char err[512] = "";
-    if (sink_engine_setprop(cs->h.engine, rq->args[0], rq->args[1], rq->args[2], err, sizeof(err)) <
-        0)
+    /* without a value: the property is deleted (smtpreg's delprop) */
+    const char *value = rq->nargs > 2 ? rq->args[2] : NULL;
+    if (sink_engine_setprop(cs->h.engine, rq->args[0], rq->args[1], value, err, sizeof(err)) < 0)
         return ctl_reply_error("%s: %s", rq->verb, err);
     return ctl_bindings_done(cs, rq->verb, rq->args[0]);
 }

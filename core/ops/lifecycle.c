@@ -13,6 +13,14 @@
  *	replaced (sink_engine_reload: all or nothing, so a binding that
  *	cannot be created refuses the reload) and the other run-time
  *	settings applied.
+ *
+ *	A fatal signal (lifecycle_crash_handlers) writes one plain line with
+ *	write(2) to stderr and the log file, naming the binding and event
+ *	whose sink code the crashing thread ran (the thread's note, kept by
+ *	sinks/observe.c), then hands the signal to the handler that was
+ *	there before (the default: a core dump; a sanitizer's report).  A
+ *	stack overflow has no stack left for the handler (no sigaltstack on
+ *	the workers): the process dies without the line.
  */
 #include "core/client/tls_cfg.h"
 #include "core/ops/lifecycle.h"
@@ -22,6 +30,7 @@
 #include <grp.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,4 +388,62 @@ void lifecycle_fini(void)
     pthread_mutex_lock(&lc.lock);
     lc.running = false;
     pthread_mutex_unlock(&lc.lock);
+}
+
+/* ---- a fatal signal's last line ---- */
+
+static const int lifecycle_crash_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+#define LIFECYCLE_NCRASH (sizeof(lifecycle_crash_sigs) / sizeof(lifecycle_crash_sigs[0]))
+/* What was there before ours: written once before any thread exists, then
+ * only read (by the handler, which puts it back). */
+static struct sigaction lifecycle_crash_old[LIFECYCLE_NCRASH];
+
+static size_t lifecycle_put(char *buf, size_t len, size_t at, const char *s)
+{
+    while (*s != '\0' && at + 1 < len)
+        buf[at++] = *s++;
+    return at;
+}
+
+/* Async-signal-safe throughout: no stdio, no malloc, no locks. */
+static void lifecycle_crash(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    static const char *const names[] = {"SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT"};
+    unsigned i = 0;
+    while (i < LIFECYCLE_NCRASH - 1 && lifecycle_crash_sigs[i] != sig)
+        i++;
+    char line[640], where[512];
+    size_t n = lifecycle_put(line, sizeof(line), 0, "sluiced: fatal signal ");
+    n = lifecycle_put(line, sizeof(line), n, names[i]);
+    if (sink_crash_describe(where, sizeof(where)) > 0) {
+        n = lifecycle_put(line, sizeof(line), n, " in sink code: ");
+        n = lifecycle_put(line, sizeof(line), n, where);
+    } else {
+        n = lifecycle_put(line, sizeof(line), n, " (not in a sink's code)");
+    }
+    line[n++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, n);
+    int fd = log_crash_fd();
+    if (fd >= 0 && fd != STDERR_FILENO)
+        w = write(fd, line, n);
+    (void)w;
+    sigaction(sig, &lifecycle_crash_old[i], NULL);
+    /* A fault the kernel raised happens again when we return, now for the
+     * old handler (the default: a core dump) with its real context; a
+     * signal sent or raised (abort) is raised again. */
+    if (si != NULL && si->si_code > 0 && sig != SIGABRT)
+        return;
+    raise(sig);
+}
+
+void lifecycle_crash_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_sigaction = lifecycle_crash;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < LIFECYCLE_NCRASH; i++)
+        sigaction(lifecycle_crash_sigs[i], &sa, &lifecycle_crash_old[i]);
 }

@@ -84,5 +84,11 @@ int lifecycle_drop(const struct cfg *cfg, const struct lifecycle_user *u, char *
 int lifecycle_start(const struct lifecycle_objs *o, const sigset_t *set);
 /* After the server stopped: reload and stop do nothing from now on. */
 void lifecycle_fini(void);
+/* SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT write one line naming the
+ * signal and, when a sink's code was running on that thread, its binding
+ * and event (sink_crash_describe) to stderr and the log file; then the
+ * handler that was there before (the default: a core dump) takes the
+ * signal.  Call once, early. */
+void lifecycle_crash_handlers(void);
 
 #endif

@@ -143,6 +143,13 @@ void metrics_family(struct metrics_buf *b, const char *name, enum metrics_type t
     metrics_puts(b, "\n");
 }
 
+void metrics_comment(struct metrics_buf *b, const char *text)
+{
+    metrics_puts(b, "# ");
+    metrics_escaped(b, text ? text : "", false); /* a line feed cannot end the comment */
+    metrics_puts(b, "\n");
+}
+
 /* name{l1="v1",...,extra_name="extra_value"} with a trailing space. */
 static void metrics_head(struct metrics_buf *b, const char *name, const char *suffix,
                          const char *const *labels, const char *extra_name, const char *extra_value)

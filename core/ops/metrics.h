@@ -51,6 +51,8 @@ const char *metrics_buf_text(const struct metrics_buf *b, size_t *len);
 /* The HELP and TYPE lines of a family; write it once, before its samples. */
 void metrics_family(struct metrics_buf *b, const char *name, enum metrics_type type,
                     const char *help);
+/* "# text": a comment line (a line feed in text is escaped as in HELP). */
+void metrics_comment(struct metrics_buf *b, const char *text);
 /* One sample.  labels: NULL or {"name", "value", ..., NULL} (borrowed). */
 void metrics_u64(struct metrics_buf *b, const char *name, const char *const *labels, uint64_t v);
 void metrics_double(struct metrics_buf *b, const char *name, const char *const *labels, double v);

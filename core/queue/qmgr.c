@@ -184,6 +184,26 @@ int qmgr_recovered(void *arg, const struct spool_msginfo *mi)
     return 0;
 }
 
+/* ---- the sink services' polls (sinks/engine.h: sink_io) ---- */
+
+static int qmgr_sink_poll(void *arg, int fd, unsigned what, uint32_t token)
+{
+    struct qmgr *q = arg;
+    struct io_uring_sqe *sqe = qmgr_sqe(q);
+    io_uring_prep_poll_add(sqe, fd,
+                           ((what & SINK_FD_READ) ? POLLIN : 0) | ((what & SINK_FD_WRITE) ? POLLOUT : 0));
+    io_uring_sqe_set_data64(sqe, ((uint64_t)token << 8) | QOP_SINK_POLL);
+    return 0;
+}
+
+static void qmgr_sink_poll_cancel(void *arg, uint32_t token)
+{
+    struct qmgr *q = arg;
+    struct io_uring_sqe *sqe = qmgr_sqe(q);
+    io_uring_prep_poll_remove(sqe, ((uint64_t)token << 8) | QOP_SINK_POLL);
+    io_uring_sqe_set_data64(sqe, QOP_SINK_CANCEL);
+}
+
 /* ---- the loop ---- */
 
 static void qmgr_cqe(struct qmgr *q, struct io_uring_cqe *cqe)
@@ -202,6 +222,10 @@ static void qmgr_cqe(struct qmgr *q, struct io_uring_cqe *cqe)
         break;
     case QOP_DNS:
         qmgr_dns_cqe(q, v, cqe->res);
+        break;
+    case QOP_SINK_POLL:
+        if (q->sinks != NULL)
+            sink_worker_poll_done(q->sinks, (uint32_t)v, cqe->res);
         break;
     case QOP_WAKE:
         sched_worker_wake_reset(q->sched);
@@ -292,12 +316,27 @@ static int qmgr_setup(struct qmgr *q)
     sched_worker_attach(q->sched);
     if (q->engine) {
         q->sinks = sink_worker_create(q->engine, q->pool, q->sched_index);
-        if (q->sinks == NULL) {
+        const struct sink_io io = {qmgr_sink_poll, qmgr_sink_poll_cancel, q};
+        if (q->sinks == NULL ||
+            sink_worker_set_io(q->sinks, &io, (const char *const *)q->cfg->dns_servers,
+                               q->cfg->ndns_servers) < 0) {
             snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: out of memory");
             return -ENOMEM;
         }
     }
     rc = spool_writer_create(q->sp, q->writer_id, &q->w);
+    if (rc == -ENOSPC) {
+        /* full before any reserve was made (a spool that had one starts in
+         * read-and-deliver mode): no room for the segment the records of
+         * deliveries need, so nothing could be delivered without going
+         * out again after a restart */
+        snprintf(q->start_msg, sizeof(q->start_msg),
+                 "queue manager: spool %.200s: file system full before a reserve was ever "
+                 "made there: no room for a segment of delivery records; free some space "
+                 "(the reserve wants up to %u KiB) and start again",
+                 spool_dir(q->sp), SPOOL_RESERVE_DEFAULT >> 10);
+        return rc;
+    }
     if (rc < 0) {
         snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: spool writer: %s",
                  strerror(-rc));

@@ -53,6 +53,8 @@ enum qmgr_op {
     QOP_FSYNC,     /* the writer's group commit */
     QOP_SPLICE_IN, /* BDAT body: spool segment -> the connection's pipe */
     QOP_SPLICE_OUT, /* the pipe -> the socket */
+    QOP_SINK_POLL,  /* a sink service's poll (sinks/engine.h sink_io): its token above */
+    QOP_SINK_CANCEL,
 };
 
 enum qmsg_state { QM_SINKS, QM_ACTIVE, QM_DEFERRED, QM_HELD, QM_QUARANTINE };
@@ -219,7 +221,7 @@ struct qmgr {
     bool started;
     _Atomic bool stop;
     int start_err;
-    char start_msg[256];
+    char start_msg[512];
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     bool start_done;

@@ -320,6 +320,14 @@ struct smtp_sk {
     bool queued_set;
     bool queued_quarantine; /* the commit waited for carries the quarantine flag */
     bool in_response;       /* no response event for the replies of a response event */
+    /* A response sink went pending: its reply is held (resp_text), and
+     * every later output waits behind it in resp_hold; the session reads
+     * no command meanwhile; a close waits for the held reply (resp_close). */
+    bool resp_wait, resp_close, resp_multi;
+    int resp_code;
+    char *resp_text;
+    size_t resp_len, resp_cap;
+    struct smtp_obuf resp_hold;
     bool resibling;         /* waiting on a sink took it out of srv->open_txns */
     /* the message at eod */
     struct smtp_edit *edits;
@@ -493,9 +501,14 @@ enum smtp_reply_id smtp_outcome_accept(const struct smtp_session *s, const struc
 /* A reply is about to be queued: the response event (smtp_reply.c calls
  * it).  text is the whole reply without the final CRLF; *code, text and
  * *close may be changed (single-line replies only).  Returns the new
- * length of text. */
+ * length of text.  *held: a sink went pending; the reply is kept and
+ * goes out, changed or not, when it answers (the caller queues nothing). */
 size_t smtp_sink_response(struct smtp_session *s, int *code, char *text, size_t len, size_t cap,
-                          bool multi, bool *close);
+                          bool multi, bool *close, bool *held);
+/* Whether a held reply waits for a response sink (see struct smtp_sk). */
+static inline bool smtp_resp_waiting(const struct smtp_session *s);
+/* The client went away while a response sink held a reply: abandoned. */
+void smtp_sink_resp_abandon(struct smtp_session *s);
 /* The session ends: the disconnect event, abandoning anything pending. */
 void smtp_sinks_session_end(struct smtp_session *s);
 
@@ -515,5 +528,10 @@ void smtp_sub_commit_done(struct smtp_session *s, uint64_t id, int res);
 void smtp_sub_destroy_all(struct smtp_server *srv);
 void smtp_sub_free(struct smtp_subjob *j);
 const char *smtp_verdict_name(enum sink_verdict v);
+
+static inline bool smtp_resp_waiting(const struct smtp_session *s)
+{
+    return s->sk != NULL && s->sk->resp_wait;
+}
 
 #endif

@@ -249,8 +249,11 @@ static void smtp_reply_emit(struct smtp_session *s, struct smtp_rbuf *rb, bool *
     if (rb->n < 2)
         return;
     if (smtp_sink_bound(s, SINK_EV_RESPONSE)) {
-        size_t n =
-            smtp_sink_response(s, &rb->code, rb->p, rb->n - 2, sizeof(rb->p) - 2, rb->multi, close);
+        bool held = false;
+        size_t n = smtp_sink_response(s, &rb->code, rb->p, rb->n - 2, sizeof(rb->p) - 2, rb->multi,
+                                      close, &held);
+        if (held)
+            return; /* it goes out when the sink answers (smtp_sinks.c) */
         memcpy(rb->p + n, "\r\n", 2);
         rb->n = n + 2;
     }

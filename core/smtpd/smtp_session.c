@@ -145,6 +145,8 @@ void smtp_inq_consume(struct smtp_session *s, size_t n)
 void smtp_out_append(struct smtp_session *s, const char *p, size_t n)
 {
     struct smtp_obuf *o = &s->out[s->out_cur];
+    if (__builtin_expect(smtp_resp_waiting(s), 0))
+        o = &s->sk->resp_hold; /* behind a reply a response sink holds */
     if (s->out_failed)
         return;
     if (o->len + n > o->cap) {
@@ -260,7 +262,8 @@ void smtp_session_pump(struct smtp_session *s)
         return; /* the outer loop goes on */
     s->pumping = true;
     while (!s->closing && s->phase != SMTP_P_PARKED && s->phase != SMTP_P_SINK &&
-           s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS && s->phase != SMTP_P_HOLD) {
+           s->phase != SMTP_P_NEW && s->phase != SMTP_P_TLS && s->phase != SMTP_P_HOLD &&
+           !smtp_resp_waiting(s)) {
         /* a transaction under way (MAIL accepted) may finish: the drain's
          * bound (net) closes the connection if it does not */
         if (s->phase == SMTP_P_CMD && s->shutdown && !s->txn.active) {
@@ -295,6 +298,13 @@ void smtp_close(struct smtp_session *s)
 {
     if (s->closing)
         return;
+    if (smtp_resp_waiting(s)) {
+        if (!s->eof) { /* after the held reply (and what waits behind it) */
+            s->sk->resp_close = true;
+            return;
+        }
+        smtp_sink_resp_abandon(s); /* the client is gone: nobody to answer */
+    }
     s->closing = true;
     smtp_txn_reset(s); /* a committed txn (parked) stays: destroy orphans it */
     smtp_inq_clear(s);
@@ -461,8 +471,8 @@ void smtp_session_tick(struct smtp_session *s, uint64_t now_ms)
         return;
     }
     if (s->closing || s->phase == SMTP_P_NEW || s->phase == SMTP_P_PARKED ||
-        s->phase == SMTP_P_SINK || s->phase == SMTP_P_TLS)
-        return; /* a handshake is timed by net */
+        s->phase == SMTP_P_SINK || s->phase == SMTP_P_TLS || smtp_resp_waiting(s))
+        return; /* a handshake is timed by net; a sink by its deadline */
     bool partial_line = s->phase == SMTP_P_CMD && (s->linelen > 0 || s->line_over);
     if ((c->idle_timeout_ms > 0 && now_ms > s->last_input_ms &&
          now_ms - s->last_input_ms > c->idle_timeout_ms) ||

@@ -39,8 +39,12 @@
  *
  *	The response event runs on its own sink_call (a reply can go out
  *	while the session's call waits, e.g. a synchronisation error), never
- *	for its own replies, and only synchronously: a response sink that
- *	goes pending is abandoned and the reply goes out unchanged.  Only a
+ *	for its own replies.  A response sink that goes pending holds the
+ *	reply: everything the session writes meanwhile waits behind it (in
+ *	order), the session reads no command, a close waits; when the sink
+ *	answers (or its deadline's verdict applies) the reply goes out,
+ *	changed or not, then the rest.  A client that leaves abandons it.
+ *	A reply made while one is held is not shown to the sinks.  Only a
  *	single-line reply can be changed; multi-line replies (EHLO, HELP)
  *	are shown to the sinks as text.  The disconnect event is a
  *	notification when the session is destroyed: anything still pending
@@ -305,17 +309,105 @@ void smtp_event(struct smtp_session *s, enum sink_event ev, smtp_check_fn *check
 
 /* ---- the response event ---- */
 
+/* res applied to the reply in text (len octets, cap room): the new length;
+ * *code and *close updated. */
+static size_t smtp_resp_apply(struct smtp_session *s, const struct sink_result *res, int *code,
+                              char *text, size_t len, size_t cap, bool multi, bool *close)
+{
+    enum smtp_reply_id row = SMTP_R_NONE;
+    if (res->code == 0) {
+        if (res->verdict == SINK_REJECT)
+            row = SMTP_R_SINK_REJECT;
+        else if (res->verdict == SINK_TEMPFAIL)
+            row = SMTP_R_SINK_TEMPFAIL;
+        else if (res->verdict == SINK_DROP)
+            row = SMTP_R_SINK_DROP;
+        else
+            return len; /* unchanged */
+    }
+    if (multi) {
+        log_msg(LOG_DEBUG, "smtp %s: response sink \"%s\": a multi-line reply is not changed",
+                s->client, res->binding ? res->binding : "?");
+        return len;
+    }
+    char esc[16], txt[512];
+    int ncode = res->code;
+    if (row != SMTP_R_NONE)
+        smtp_reply_fill(s, row, &ncode, esc, sizeof(esc), txt, sizeof(txt));
+    else {
+        snprintf(esc, sizeof(esc), "%s", res->enhanced);
+        snprintf(txt, sizeof(txt), "%s", res->text);
+    }
+    int n = snprintf(text, cap, "%03d%s%s%s%s", ncode % 1000, esc[0] ? " " : "", esc,
+                     txt[0] ? " " : "", txt);
+    len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
+    if (len > SMTP_LINE_MAX - 2)
+        len = SMTP_LINE_MAX - 2;
+    *code = ncode;
+    if (res->verdict == SINK_DROP)
+        *close = true;
+    if (res->binding != NULL)
+        log_msg(LOG_INFO, "smtp %s: response: binding \"%s\": %s: %.*s", s->client, res->binding,
+                smtp_verdict_name(res->verdict), (int)len, text);
+    return len;
+}
+
+/* The held reply goes out (changed by res, or as it was when res is
+ * NULL), then what waited behind it; a close that waited happens now. */
+static void smtp_resp_release(struct smtp_session *s, const struct sink_result *res)
+{
+    struct smtp_sk *k = s->sk;
+    bool close = k->resp_close;
+    k->resp_wait = false; /* output goes to the session's buffer again */
+    k->resp_close = false;
+    size_t len = k->resp_len;
+    if (res != NULL)
+        len = smtp_resp_apply(s, res, &k->resp_code, k->resp_text, len, k->resp_cap - 2,
+                              k->resp_multi, &close);
+    if (!s->eof) {
+        smtp_out_append(s, k->resp_text, len);
+        smtp_out_append(s, "\r\n", 2);
+        if (k->resp_hold.len > 0)
+            smtp_out_append(s, k->resp_hold.p, k->resp_hold.len);
+    }
+    k->resp_hold.len = 0;
+    if (close)
+        smtp_close(s);
+}
+
 static void smtp_sink_resp_done(void *arg, const struct sink_result *res)
 {
-    /* never runs: a pending response call is abandoned at once */
+    struct smtp_session *s = arg;
+    if (!smtp_resp_waiting(s))
+        log_panic("smtp_sink_resp_done: session %s holds no reply", s->client);
+    smtp_resp_release(s, res);
+    smtp_session_pump(s);
+    if (s->srv->kick)
+        s->srv->kick(s->cookie);
+}
+
+void smtp_sink_resp_abandon(struct smtp_session *s)
+{
+    struct smtp_sk *k = s->sk;
+    sink_call_destroy(k->rcall); /* abandons the pending link: done never runs */
+    k->rcall = NULL;
+    k->resp_wait = false;
+    k->resp_close = false;
+    k->resp_hold.len = 0;
 }
 
 size_t smtp_sink_response(struct smtp_session *s, int *code, char *text, size_t len, size_t cap,
-                          bool multi, bool *close)
+                          bool multi, bool *close, bool *held)
 {
     struct smtp_sk *k = smtp_sk_get(s);
     if (k == NULL || k->in_response)
         return len;
+    if (k->resp_wait) { /* behind a held reply: it keeps its place, unchanged */
+        log_msg(LOG_DEBUG, "smtp %s: a reply while a response sink holds another: not shown to "
+                           "the response sinks",
+                s->client);
+        return len;
+    }
     if (k->rcall == NULL && (k->rcall = sink_call_create(s->srv->sinks)) == NULL)
         return len;
     struct sink_result res;
@@ -328,48 +420,31 @@ size_t smtp_sink_response(struct smtp_session *s, int *code, char *text, size_t 
         sink_dispatch(k->rcall, SINK_EV_RESPONSE, &k->rd, NULL, NULL, smtp_sink_resp_done, s, &res);
     k->in_response = false;
     if (!fin) {
-        sink_call_destroy(k->rcall); /* abandons the pending link */
-        k->rcall = NULL;
-        log_msg(LOG_DEBUG, "smtp %s: a response sink went pending: reply sent unchanged",
-                s->client);
+        /* A sink went pending: keep the reply (rd.reply_text points at the
+         * copy, which the sinks read until they answer) and hold output. */
+        if (k->resp_cap < cap + 2) {
+            char *p = realloc(k->resp_text, cap + 2);
+            if (p == NULL) {
+                smtp_sink_resp_abandon(s);
+                log_msg(LOG_ERROR, "smtp %s: out of memory holding a reply: sent unchanged",
+                        s->client);
+                return len;
+            }
+            k->resp_text = p;
+            k->resp_cap = cap + 2;
+        }
+        memcpy(k->resp_text, text, len + 1);
+        k->resp_len = len;
+        k->resp_code = *code;
+        k->resp_multi = multi;
+        k->rd.reply_text = k->resp_text;
+        k->resp_wait = true;
+        k->resp_close = *close;
+        *close = false;
+        *held = true;
         return len;
     }
-    enum smtp_reply_id row = SMTP_R_NONE;
-    if (res.code == 0) {
-        if (res.verdict == SINK_REJECT)
-            row = SMTP_R_SINK_REJECT;
-        else if (res.verdict == SINK_TEMPFAIL)
-            row = SMTP_R_SINK_TEMPFAIL;
-        else if (res.verdict == SINK_DROP)
-            row = SMTP_R_SINK_DROP;
-        else
-            return len; /* unchanged */
-    }
-    if (multi) {
-        log_msg(LOG_DEBUG, "smtp %s: response sink \"%s\": a multi-line reply is not changed",
-                s->client, res.binding ? res.binding : "?");
-        return len;
-    }
-    char esc[16], txt[512];
-    int ncode = res.code;
-    if (row != SMTP_R_NONE)
-        smtp_reply_fill(s, row, &ncode, esc, sizeof(esc), txt, sizeof(txt));
-    else {
-        snprintf(esc, sizeof(esc), "%s", res.enhanced);
-        snprintf(txt, sizeof(txt), "%s", res.text);
-    }
-    int n = snprintf(text, cap, "%03d%s%s%s%s", ncode % 1000, esc[0] ? " " : "", esc,
-                     txt[0] ? " " : "", txt);
-    len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
-    if (len > SMTP_LINE_MAX - 2)
-        len = SMTP_LINE_MAX - 2;
-    *code = ncode;
-    if (res.verdict == SINK_DROP)
-        *close = true;
-    if (res.binding != NULL)
-        log_msg(LOG_INFO, "smtp %s: response: binding \"%s\": %s: %.*s", s->client, res.binding,
-                smtp_verdict_name(res.verdict), (int)len, text);
-    return len;
+    return smtp_resp_apply(s, &res, code, text, len, cap, multi, close);
 }
 
 /* ---- the end of the session ---- */
@@ -401,6 +476,8 @@ void smtp_sinks_session_end(struct smtp_session *s)
         return;
     sink_call_destroy(k->call);
     sink_call_destroy(k->rcall);
+    free(k->resp_text);
+    free(k->resp_hold.p);
     smtp_sinks_txn_reset(s);
     sink_bag_destroy(k->sbag);
     sink_bag_destroy(k->mbag);

@@ -19,13 +19,16 @@
  *	"Message scored as spam") and completes with SINK_REJECT, otherwise
  *	with SINK_CONTINUE.  Then it releases the message.
  *
- *	The rules it follows (docs/writing-sinks.md): after returning
- *	PENDING only sink_set_reply(), sink_complete() and the held message
- *	may be used, from any thread; sink_complete() exactly once.  destroy()
- *	completes whatever is still queued (CONTINUE) before it returns.
+ *	The rules it follows (docs/writing-sinks.md, "when you must call
+ *	blocking code"): after returning PENDING only sink_set_reply(),
+ *	sink_complete() and the held message may be used, from any thread;
+ *	sink_complete() exactly once; a call abandoned (deadline, client gone)
+ *	is forgotten in abandoned(), after which the engine frees its ctx.
+ *	destroy() completes whatever is still queued (CONTINUE) before it
+ *	returns.
  *	It includes only sinks/sink.h, libc and pthreads.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -48,6 +51,8 @@ struct score {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct score_job *head, **tail;
+    struct sink_ctx *current; /* the job the thread is scoring (NULL: none) */
+    int current_dead;         /* its call was abandoned: do not complete it */
     int stop;
     pthread_t thread;
 };
@@ -94,16 +99,21 @@ static void *score_run(void *arg)
         if ((s->head = j->next) == NULL)
             s->tail = &s->head;
         int stopping = s->stop;
+        s->current = j->ctx;
+        s->current_dead = 0;
         pthread_mutex_unlock(&s->mu);
-        if (!stopping && score_count(s, j->msg) >= s->threshold) {
-            sink_set_reply(j->ctx, 554, "5.7.1", s->text);
-            sink_complete(j->ctx, SINK_REJECT);
-        } else {
-            sink_complete(j->ctx, SINK_CONTINUE);
-        }
+        int spam = !stopping && score_count(s, j->msg) >= s->threshold;
         sink_msgref_release(j->msg);
-        free(j);
+        /* Completed under the lock: score_abandoned() (same lock) then
+         * knows the ctx is no longer touched once it has the lock. */
         pthread_mutex_lock(&s->mu);
+        if (!s->current_dead) {
+            if (spam)
+                sink_set_reply(j->ctx, 554, "5.7.1", s->text);
+            sink_complete(j->ctx, spam ? SINK_REJECT : SINK_CONTINUE);
+        }
+        s->current = NULL;
+        free(j);
     }
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -152,6 +162,27 @@ static void score_destroy(void *instance)
     free(s);
 }
 
+/* The call ended without our answer (deadline, client gone): on the
+ * worker.  Afterwards ctx is freed, so make sure the thread forgets it. */
+static void score_abandoned(void *instance, struct sink_ctx *ctx)
+{
+    struct score *s = instance;
+    pthread_mutex_lock(&s->mu);
+    if (s->current == ctx)
+        s->current_dead = 1;
+    for (struct score_job **pp = &s->head; *pp != NULL; pp = &(*pp)->next) {
+        struct score_job *j = *pp;
+        if (j->ctx != ctx)
+            continue;
+        if ((*pp = j->next) == NULL)
+            s->tail = pp;
+        sink_msgref_release(j->msg);
+        free(j);
+        break;
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static enum sink_verdict score_handle(void *instance, struct sink_ctx *ctx)
 {
     struct score *s = instance;
@@ -173,12 +204,13 @@ static enum sink_verdict score_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module score_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "async_score",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .create = score_create,
     .destroy = score_destroy,
     .handle = score_handle,
+    .abandoned = score_abandoned,
 };
 
 SINK_MODULE(score_module)

@@ -2,11 +2,13 @@
  * NAME
  *	bad_abi - a module built for another sink ABI (for tests only)
  * DESCRIPTION
- *	Claims abi_version SINK_ABI_VERSION + 1, as a module compiled against
- *	a newer sink.h would.  sluiced must refuse to load it, naming both
- *	versions; tests/sinks/test_module.c checks the message.
+ *	Claims the next minor of this sink ABI (2.1 for a sluiced of 2.0),
+ *	as a module compiled against a newer sink.h would: it may use calls
+ *	or descriptor fields this sluiced does not have.  sluiced must refuse
+ *	to load it, naming both versions; tests/sinks/test_module.c and
+ *	tests/integration/test_sinks.py check the message.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 static enum sink_verdict bad_abi_handle(void *instance, struct sink_ctx *ctx)
 {
@@ -16,7 +18,8 @@ static enum sink_verdict bad_abi_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module bad_abi_module = {
-    .abi_version = SINK_ABI_VERSION + 1,
+    .abi_version = (uint32_t)SINK_ABI_MAJOR << 16 | (SINK_ABI_MINOR + 1),
+    .size = sizeof(struct sink_module),
     .name = "bad_abi",
     .events = SINK_EVMASK(SINK_EV_MAIL),
     .handle = bad_abi_handle,

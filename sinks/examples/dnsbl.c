@@ -23,7 +23,7 @@
  *
  *	It includes only the sink header and libc.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -125,7 +125,7 @@ static enum sink_verdict dnsbl_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module dnsbl_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "dnsbl",
     .events = SINK_EVMASK(SINK_EV_CONNECT),
     .create = dnsbl_create,

@@ -34,7 +34,7 @@
  *
  *	It includes only the sink header, libc and libcurl.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -413,7 +413,7 @@ static enum sink_verdict hp_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module hp_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "http_policy",
     .events = SINK_EVMASK(SINK_EV_RCPT),
     .create = hp_create,

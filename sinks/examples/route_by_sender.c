@@ -14,7 +14,7 @@
  *	(sink_nexthop() is "maildir").  A next hop the queue manager refuses
  *	defers the recipient.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -67,7 +67,7 @@ static enum sink_verdict bs_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module by_sender_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "route_by_sender",
     .events = SINK_EVMASK(SINK_EV_ROUTE),
     .create = bs_create,

@@ -13,7 +13,7 @@
  *	removed (sink_rcpt_remove, from the end so the indices hold).
  *	Synchronous: the edits show at once in sink_rcpt().
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -72,7 +72,7 @@ static enum sink_verdict st_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module strip_tag_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "strip_tag",
     .events = SINK_EVMASK(SINK_EV_CATEGORIZE),
     .create = st_create,

@@ -25,7 +25,7 @@
  *	what the mail instance learned to the eod instance.  It includes only
  *	sinks/sink.h and libc.
  */
-#include "sinks/sink.h"
+#include <sluice/sink.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -133,7 +133,7 @@ static enum sink_verdict tag_handle(void *instance, struct sink_ctx *ctx)
 }
 
 static const struct sink_module tag_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "tag_sender",
     .events = SINK_EVMASK(SINK_EV_MAIL) | SINK_EVMASK(SINK_EV_EOD),
     .create = tag_create,

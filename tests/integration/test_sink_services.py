@@ -200,3 +200,71 @@ binding "policy" {
         c.cmd("QUIT")
     finally:
         srv.shutdown()
+
+
+# ---- a pending response sink holds the reply (it used to be abandoned) ----
+
+def test_pending_response_holds_the_reply(daemon_factory, tmp_path):
+    p = tmp_path / "resp.conf"
+    p.write_text("""
+binding "slow-replies" {
+  event = "response"; sink = "builtin:delay"; deadline = "2s";
+  properties { ms = 150; }
+}
+""")
+    d = daemon_factory(conf=str(p))
+    t0 = time.monotonic()
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"220 ")
+    assert time.monotonic() - t0 >= 0.14  # the greeting waited for the sink
+    # pipelined: every reply waits for its sink, in order, none lost
+    s.sendall(b"EHLO c.example\r\n")
+    while True:
+        ln = f.readline()
+        assert ln.startswith(b"250"), ln
+        if ln[:4] == b"250 ":
+            break
+    s.sendall(b"RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+    rest = [f.readline(), f.readline(), f.readline()]
+    assert [r[:4] for r in rest] == [b"250 "] * 3, rest
+    s.sendall(b"QUIT\r\n")
+    assert f.readline().startswith(b"221 ")
+    s.close()
+
+
+def test_pending_response_past_its_deadline(daemon_factory, tmp_path):
+    p = tmp_path / "never.conf"
+    p.write_text("""
+binding "hangs" {
+  event = "response"; sink = "builtin:delay"; deadline = "300ms"; on_deadline = continue;
+  properties { never = true; }
+}
+""")
+    d = daemon_factory(conf=str(p))
+    for _ in range(2):  # the deadline's verdict (continue): unchanged, after it
+        t0 = time.monotonic()
+        text, _ = greeting(d.port)
+        assert text.startswith("220 ") and 0.28 <= time.monotonic() - t0 < 2.0, text
+
+
+def test_services_counted_in_metrics(daemon_factory, dns_server, tmp_path):
+    from test_metrics import admin_addr, fetch
+    dns_server.add_timeout("gone.test")
+    p = tmp_path / "two.conf"
+    p.write_text("""
+binding "slowbl" {
+  event = "connect"; sink = "%s"; deadline = "300ms"; on_deadline = continue;
+  properties { zone = "gone.test"; }
+}
+""" % os.path.join(LIB, "dnsbl.so"))
+    d = daemon_factory(conf=str(p), dns_servers='["%s"]' % dns_server.addr,
+                       admin_listen="127.0.0.1:0")
+    for _ in range(3):
+        assert greeting(d.port)[0].startswith("220 ")
+    _, _, body = fetch(admin_addr(d))
+    lab = '{binding="slowbl",event="connect"}'
+    assert "sluice_binding_services_total%s 3" % lab in body, body
+    assert "sluice_binding_services_cancelled_total%s 3" % lab in body
+    assert "sluice_binding_services_in_flight%s 0" % lab in body
+    assert "sluice_binding_deadline_misses_total%s 3" % lab in body

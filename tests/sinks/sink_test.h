@@ -156,7 +156,7 @@ static inline enum sink_verdict st_script_handle(void *inst, struct sink_ctx *ct
 }
 
 __attribute__((unused)) static const struct sink_module st_script_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "script",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = st_script_create,

@@ -106,7 +106,7 @@ static enum sink_verdict early_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module early_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "early",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .handle = early_handle,

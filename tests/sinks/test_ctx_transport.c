@@ -22,7 +22,7 @@ static enum sink_verdict tx_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module tx_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "tx",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .handle = tx_handle,

@@ -135,7 +135,8 @@ Test(module, async_score_without_body_continues)
 Test(module, refused)
 {
     refused("binding x { event = mail; sink = \"%s\"; }", "bad_abi",
-            "bad_abi.so: built for sink ABI 2, this sluiced has 1");
+            "bad_abi.so: built for sink ABI 2.1, this sluiced has 2.0 (rebuild the module "
+            "against this sluiced's <sluice/sink.h>)");
     refused("binding x { event = rcpt; sink = \"%s\"; }", "tag_sender",
             "tag_sender.so (module \"tag_sender\") does not handle event \"rcpt\" (it handles: "
             "mail, eod)");

@@ -33,7 +33,7 @@ static enum sink_verdict off_handle(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module off_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "offl",
     .events = SINK_EVMASK(SINK_EV_EOD),
     .handle = off_handle,

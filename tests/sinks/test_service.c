@@ -122,7 +122,7 @@ static void svc_abandoned(void *inst, struct sink_ctx *ctx)
 }
 
 static const struct sink_module svc_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "svc",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = svc_create,
@@ -130,7 +130,7 @@ static const struct sink_module svc_module = {
     .handle = svc_handle,
 };
 static const struct sink_module svc_hook_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "svchook",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = svc_create,
@@ -417,4 +417,29 @@ Test(service, abandoned_hook_runs_and_the_ctx_goes, .timeout = 60)
 {
     abandon_many("svchook", 30000);
     cr_assert_eq(atomic_load(&svc_hooked), 30000);
+}
+
+Test(service, removing_the_binding_ends_its_pending_calls, .timeout = 20)
+{
+    struct sink_engine *e = svc_engine("svc", "mode = hang; count = 2;", "10s");
+    struct st_rig r;
+    svc_rig(&r, e);
+    struct st_done done = {0};
+    struct st_server srv = {0};
+    struct sink_event_data d = st_data(NULL);
+    struct sink_result res;
+    cr_assert_not(sink_dispatch(r.call, SINK_EV_MAIL, &d, st_server_fn, &srv, st_done_fn, &done,
+                                &res));
+    io_turn(&r, 1);
+    cr_assert_eq(atomic_load(&done.calls), 0);
+    char err[256];
+    cr_assert_eq(sink_engine_remove(e, "s", err, sizeof(err)), 0, "%s", err);
+    uint64_t t0 = sink_now_ms();
+    io_turn(&r, 1); /* the worker's next turn, not the 10 s deadline */
+    cr_assert_eq(atomic_load(&done.calls), 1);
+    cr_assert_lt(sink_now_ms() - t0, 1000);
+    cr_assert_eq(done.res.verdict, SINK_TEMPFAIL); /* on_deadline */
+    cr_assert_eq(atomic_load(&svc_cancelled), 2, "its services were told");
+    cr_assert_eq(sink_worker_services(r.sw), 0);
+    st_rig_fini(&r, e);
 }

@@ -93,7 +93,7 @@ static inline enum sink_verdict ts_handle(void *inst, struct sink_ctx *ctx)
 }
 
 __attribute__((unused)) static const struct sink_module ts_module = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "ts",
     .events = SINK_EVMASK(SINK_EV_COUNT) - 1,
     .create = ts_create,
