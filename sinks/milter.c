@@ -646,7 +646,7 @@ void sink_milter_describe(const void *inst, char *buf, size_t len)
 }
 
 const struct sink_module sink_builtin_milter = {
-    .abi_version = SINK_ABI_VERSION,
+    SINK_MODULE_HEAD,
     .name = "milter",
     .events = SINK_EVMASK(SINK_EV_CONNECT) | SINK_EVMASK(SINK_EV_HELO) |
               SINK_EVMASK(SINK_EV_MAIL) | SINK_EVMASK(SINK_EV_RCPT) | SINK_EVMASK(SINK_EV_DATA) |
