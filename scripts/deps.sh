@@ -8,7 +8,7 @@ PKGS=(build-essential cmake pkg-config liburing-dev libssl-dev libjemalloc-dev
       fiu-utils libfiu-dev
       dnsmasq-base python3-cryptography prometheus libnet-ssleay-perl clang
       libcurl4-openssl-dev python3-dkim python3-nacl opendkim-tools python3-spf
-      python3-dnspython libpsl-dev)
+      python3-dnspython libpsl-dev opendkim python3-milter)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

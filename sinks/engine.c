@@ -231,7 +231,7 @@ struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event
 {
     unsigned n = 0;
     for (size_t i = 0; i < e->nb; i++)
-        if (sink_binding_enabled(e->b[i]) && e->b[i]->ev == ev)
+        if (sink_binding_enabled(e->b[i]) && (e->b[i]->events & SINK_EVMASK(ev)))
             n++;
     if (n == 0)
         return &sink_chain_empty;
@@ -243,7 +243,7 @@ struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event
     c->retired_at = c->quiet_at = 0;
     atomic_init(&c->holds, 0); /* not shared yet */
     for (size_t i = 0; i < e->nb; i++)
-        if (sink_binding_enabled(e->b[i]) && e->b[i]->ev == ev)
+        if (sink_binding_enabled(e->b[i]) && (e->b[i]->events & SINK_EVMASK(ev)))
             c->link[c->n++] = e->b[i];
     qsort(c->link, c->n, sizeof(c->link[0]), sink_link_cmp);
     while (c->server_at < c->n && c->link[c->server_at]->priority < SINK_PRIORITY_DEFAULT)
@@ -294,6 +294,31 @@ bool sink_chain_publish(struct sink_engine *e, enum sink_event ev)
     if (c == NULL)
         return false;
     sink_chain_commit(e, ev, c);
+    return true;
+}
+
+bool sink_chains_publish(struct sink_engine *e, uint64_t mask)
+{
+    struct sink_chain *c[SINK_EV_COUNT] = {0};
+    size_t k = 0;
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++)
+        k += (mask & SINK_EVMASK(ev)) != 0;
+    struct sink_chain **v = realloc(e->old_chain, (e->nold_chain + k) * sizeof(*v));
+    if (v == NULL)
+        return false;
+    e->old_chain = v;
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++) {
+        if (!(mask & SINK_EVMASK(ev)))
+            continue;
+        if ((c[ev] = sink_chain_build(e, (enum sink_event)ev)) == NULL) {
+            for (int j = 0; j < ev; j++)
+                sink_chain_drop(c[j]);
+            return false;
+        }
+    }
+    for (int ev = 0; ev < SINK_EV_COUNT; ev++)
+        if (mask & SINK_EVMASK(ev))
+            sink_chain_commit(e, (enum sink_event)ev, c[ev]);
     return true;
 }
 
@@ -679,7 +704,7 @@ static void sink_fmt_ms(char *buf, size_t len, uint64_t ms)
         snprintf(buf, len, "%" PRIu64 "ms", ms);
 }
 
-static void sink_print_link(const struct sink_binding *b, FILE *f)
+static void sink_print_full(const struct sink_binding *b, FILE *f)
 {
     char dl[32];
     sink_fmt_ms(dl, sizeof(dl), b->deadline_ms);
@@ -703,6 +728,37 @@ static void sink_print_link(const struct sink_binding *b, FILE *f)
     fputc('\n', f);
 }
 
+static void sink_print_link(const struct sink_binding *b, FILE *f)
+{
+    if (b->bridge) /* printed once, after the chains */
+        fprintf(f, "  %5d  %-20s %s  (a bridge: see below)\n", b->priority, b->name, b->sink);
+    else
+        sink_print_full(b, f);
+}
+
+/* Bindings on several events (milter:): once each, with the steps. */
+static void sink_print_bridges(const struct sink_engine *e, FILE *f)
+{
+    bool any = false;
+    for (size_t i = 0; i < e->nb; i++) {
+        const struct sink_binding *b = e->b[i];
+        if (!b->bridge)
+            continue;
+        if (!any)
+            fprintf(f, "bridges:\n");
+        any = true;
+        if (!sink_binding_enabled(b)) {
+            fprintf(f, "      -  %-20s %s  (disabled)\n", b->name, b->sink);
+            continue;
+        }
+        sink_print_full(b, f);
+        char steps[256] = "";
+        if (b->created && b->mod == &sink_builtin_milter)
+            sink_milter_describe(b->inst, steps, sizeof(steps));
+        fprintf(f, "         steps: %s\n", steps);
+    }
+}
+
 void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
 {
     /* The mutex is not part of the engine's value: a printer only waits
@@ -714,7 +770,7 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
         bool server = sink_event_has_server((enum sink_event)ev);
         unsigned ndisabled = 0;
         for (size_t i = 0; i < e->nb; i++)
-            if (e->b[i]->ev == (enum sink_event)ev && !sink_binding_enabled(e->b[i]))
+            if ((e->b[i]->events & SINK_EVMASK(ev)) && !sink_binding_enabled(e->b[i]))
                 ndisabled++;
         fprintf(f, "%s:%s\n", sink_event_name((enum sink_event)ev),
                 c->n == 0 && ndisabled == 0 ? " no bindings" : "");
@@ -729,7 +785,7 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
         }
         for (size_t i = 0; i < e->nb; i++) {
             const struct sink_binding *b = e->b[i];
-            if (b->ev != (enum sink_event)ev || sink_binding_enabled(b))
+            if (!(b->events & SINK_EVMASK(ev)) || sink_binding_enabled(b))
                 continue;
             if (b->line != 0)
                 fprintf(f, "      -  %-20s %s  (disabled, line %u)\n", b->name, b->sink, b->line);
@@ -737,5 +793,6 @@ void sink_engine_print_bindings(const struct sink_engine *e, FILE *f)
                 fprintf(f, "      -  %-20s %s  (disabled, added live)\n", b->name, b->sink);
         }
     }
+    sink_print_bridges(e, f);
     pthread_mutex_unlock(mu);
 }

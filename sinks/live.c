@@ -257,7 +257,7 @@ int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, ch
     /* Relaxed: the chain published below orders it for dispatches that
      * find b there; one still on an old chain may see either value. */
     atomic_store_explicit(&b->enabled, on, memory_order_relaxed);
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         atomic_store_explicit(&b->enabled, !on, memory_order_relaxed);
         rc = sink_nomem(err, errlen);
         goto out;
@@ -339,7 +339,7 @@ int sink_engine_setprop(struct sink_engine *e, const char *name, const char *key
     b->stats = old->stats;
     old->stats_lent = true;
     e->b[i] = b;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         e->b[i] = old;
         old->stats_lent = false;
         b->stats_lent = true;
@@ -373,7 +373,7 @@ int sink_engine_add(struct sink_engine *e, const char *block_text, char *err, si
         goto out;
     b->line = 0; /* not from the file: --bindings says "added live" */
     e->b[e->nb++] = b;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         e->nb--;
         sink_binding_free(b);
         rc = sink_nomem(err, errlen);
@@ -401,7 +401,7 @@ int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_
     struct sink_binding *b = e->b[i];
     memmove(&e->b[i], &e->b[i + 1], (e->nb - (size_t)i - 1) * sizeof(e->b[0]));
     e->nb--;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         memmove(&e->b[i + 1], &e->b[i], (e->nb - (size_t)i) * sizeof(e->b[0]));
         e->b[i] = b;
         e->nb++;

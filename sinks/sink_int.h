@@ -160,7 +160,12 @@ void sink_crash_leave(struct sink_crash_note prev);
 struct sink_binding {
     char *name;
     unsigned line;
-    enum sink_event ev;
+    enum sink_event ev; /* a bridge: its first event (statistics, JSON) */
+    /* The chains the binding is a link of: SINK_EVMASK(ev), or for a
+     * bridge (sink "milter:..."), which names no event, every event its
+     * module handles (engine.c, docs/milter.md). */
+    uint64_t events;
+    bool bridge;
     char *sink; /* "builtin:access" or a path, as configured */
     int priority;
     unsigned order;         /* position in the configuration */
@@ -226,6 +231,10 @@ extern const struct sink_module sink_builtin_command;
 extern const struct sink_module sink_builtin_noop;
 extern const struct sink_module sink_builtin_alias;
 extern const struct sink_module sink_builtin_route;
+/* The milter bridge (milter.c): a binding whose sink is "milter:ADDRESS";
+ * _describe: the steps the milter negotiated last, for --bindings. */
+extern const struct sink_module sink_builtin_milter;
+void sink_milter_describe(const void *inst, char *buf, size_t len);
 
 /* ---- syntax checks (addr.c) ---- */
 
@@ -307,6 +316,8 @@ const struct sink_chain *sink_engine_chain(const struct sink_engine *e, enum sin
  * unpublished one) and _commit (cannot fail: the caller has made room
  * for one more chain in e->old_chain). */
 bool sink_chain_publish(struct sink_engine *e, enum sink_event ev);
+/* The chains of every event in mask (a binding's events), all or none. */
+bool sink_chains_publish(struct sink_engine *e, uint64_t mask);
 struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event ev);
 void sink_chain_drop(struct sink_chain *c);
 void sink_chain_commit(struct sink_engine *e, enum sink_event ev, struct sink_chain *c);
