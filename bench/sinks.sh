@@ -24,6 +24,10 @@
 #                                                          -> cost vs dbase
 #   wbase, wdelay   the same two with WIDE_SESSIONS sessions (information:
 #            with enough sessions the wait is hidden; see docs/benchmarks.md)
+#   dkim     builtin:dkim_sign at eod with an RSA-2048 key (made with
+#            openssl genpkey), SESSIONS sessions         -> cost vs base
+#   dkimed   the same with an Ed25519 key                -> cost vs base
+#            (neither is in the default CASES: CASES="base dkim dkimed")
 #   hang     builtin:delay { never = true } at HANG_EVENT, deadline
 #            HANG_DEADLINE_MS, on_deadline tempfail, rule MAIL FROM=*@hang.example:
 #            bench/lib/sink_hang.py keeps HANG_PARALLEL sessions waiting on it
@@ -92,6 +96,7 @@ SENDER=bench@client.bench.test
 RCPT=rcpt@dest.example.test
 
 # Targets from the issue.
+T_DKIM_COST=25  # builtin:dkim_sign with RSA-2048 at eod: <= 25 % (issue 13)
 T_NOOP_COST=10  # 10 noop bindings on each of connect, mail, rcpt, eod: <= 10 %
 T_DELAY_COST=15 # a 5 ms delay sink at eod, 64 sessions: <= 15 %
 T_DNSBL_COST=10 # dnsbl at connect, DNS answering in 1 ms, 64 sessions: <= 10 %
@@ -119,7 +124,7 @@ for m in $MODES; do
     case $m in noreuse | reuse) ;; *) bench_die "unknown mode '$m' in MODES (noreuse, reuse)" ;; esac
 done
 for c in $CASES; do
-    case $c in base | noop | dbase | delay | dnsbl | http | wbase | wdelay | hang) ;; *) bench_die "unknown case '$c' in CASES" ;; esac
+    case $c in base | noop | dbase | delay | dnsbl | http | wbase | wdelay | hang | dkim | dkimed) ;; *) bench_die "unknown case '$c' in CASES" ;; esac
 done
 case $BUILD in /*) ;; *) BUILD=$REPO/$BUILD ;; esac
 [ -x "$PYTHON" ] || PYTHON=$(command -v python3) || bench_die "python3 not found"
@@ -219,6 +224,21 @@ binding "hang" {
 }
 EOF
 
+# DKIM signing: keys made here; the binding signs every message.
+if [[ " $CASES " == *" dkim"* ]]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$CONF/rsa.pem" 2>/dev/null &&
+        openssl genpkey -algorithm ed25519 -out "$CONF/ed.pem" 2>/dev/null ||
+        bench_die "openssl genpkey failed"
+fi
+for k in dkim:rsa dkimed:ed; do
+    cat >"$CONF/${k%%:*}.conf" <<EOF
+binding "sign" {
+  event = "eod"; sink = "builtin:dkim_sign"; priority = 32000;
+  properties { domain = "bench.example"; selector = "s1"; key = "$CONF/${k#*:}.pem"; }
+}
+EOF
+done
+
 case_sessions() {
     case $1 in
         dbase | delay | dnsbl | http) echo "$DELAY_SESSIONS" ;;
@@ -237,6 +257,8 @@ case_label() {
         wbase) echo "baseline, $WIDE_SESSIONS sessions" ;;
         wdelay) echo "delay ${DELAY_MS} ms, $WIDE_SESSIONS sessions" ;;
         hang) echo "hung sink + $SESSIONS sessions" ;;
+        dkim) echo "dkim_sign RSA-2048, $SESSIONS sessions" ;;
+        dkimed) echo "dkim_sign Ed25519, $SESSIONS sessions" ;;
     esac
 }
 mode_label() { if [ "$1" = reuse ]; then echo reuse; else echo no-reuse; fi; }
@@ -367,6 +389,9 @@ measure() {
             delay | wdelay)
                 check="  delay pending=$(stat_col "$SL_LOG" delay pending) p50=$(stat_col "$SL_LOG" delay p50)"
                 ;;
+            dkim | dkimed)
+                check="  sign calls=$(stat_col "$SL_LOG" sign calls) p50=$(stat_col "$SL_LOG" sign p50)"
+                ;;
             hang)
                 check="  hang skipped=$(stat_col "$SL_LOG" hang skipped) missed=$(stat_col "$SL_LOG" hang missed)"
                 ;;
@@ -406,6 +431,7 @@ echo "                 wdelay the same with $WIDE_SESSIONS"
 echo "        hang   = builtin:delay never=true at $HANG_EVENT, deadline ${HANG_DEADLINE_MS} ms, on_deadline tempfail,"
 echo "                 rule MAIL FROM=*@hang.example: $HANG_PARALLEL sessions waiting on it at all times"
 echo "                 (>= $HANG_COUNT in all) while smtp-source sends $SESSIONS sessions of other mail"
+echo "        dkim   = builtin:dkim_sign at eod, RSA-2048 key; dkimed the same with Ed25519; $SESSIONS sessions"
 SLUICED_OK=0
 if sl_resolve_binary; then
     SLUICED_OK=1
@@ -427,7 +453,7 @@ echo
 # seconds); the order of the groups and the order inside each group rotate
 # from run to run.
 want_case() { [[ " $CASES " == *" $1 "* ]]; }
-GROUPS_=("base noop hang" "dbase delay dnsbl http" "wbase wdelay")
+GROUPS_=("base noop hang dkim dkimed" "dbase delay dnsbl http" "wbase wdelay")
 if [ "$SLUICED_OK" = 1 ]; then
     ng=${#GROUPS_[@]}
     for ((run = 1; run <= RUNS; run++)); do
@@ -507,7 +533,7 @@ list_stat() {
     fi
 }
 
-ALL_CASES="base noop dbase delay dnsbl http wbase wdelay hang"
+ALL_CASES="base noop dbase delay dnsbl http wbase wdelay hang dkim dkimed"
 declare -A M=() C=()
 for c in $ALL_CASES; do
     for mode in noreuse reuse; do
@@ -559,6 +585,12 @@ for c in $ALL_CASES; do
 done
 if want_case noop && want_case base; then
     cost_rows noop base "cost of $((4 * NOOPS)) noop bindings" "$T_NOOP_COST"
+fi
+if want_case dkim && want_case base; then
+    cost_rows dkim base "cost of dkim_sign, RSA-2048" "$T_DKIM_COST"
+fi
+if want_case dkimed && want_case base; then
+    cost_rows dkimed base "cost of dkim_sign, Ed25519" ""
 fi
 if want_case delay && want_case dbase; then
     cost_rows delay dbase "cost of a ${DELAY_MS} ms sink, $DELAY_SESSIONS sessions" "$T_DELAY_COST"

@@ -23,7 +23,9 @@
  *	Header edits are checked here (the name is RFC 5322 ftext: printable
  *	ASCII without ':'; the value has no CR, LF or other control
  *	character except TAB, and name ": " value fits a 998-octet line)
- *	and then handed to the session's edit() callback, which records them.
+ *	and then handed to the session's edit() callback, which records them;
+ *	an edit of a field a signer protected is refused first, and an
+ *	accepted one is journaled (ctx_guard.c).
  *
  *	sink_set_reply() checks the reply by itself (code 200..599, enhanced
  *	code x.y.z whose class is the code's, text of printable characters
@@ -31,6 +33,7 @@
  *	checked when the verdict is known (dispatch.c).
  * DIAGNOSTICS
  *	-EINVAL, -ENOTSUP (no body at this event, no edits outside eod),
+ *	-EPERM (the field is signed: ctx_guard.c),
  *	-ENOENT (no such header), or what the session's callbacks return.
  */
 #include "sinks/sink_int.h"
@@ -382,7 +385,12 @@ static int sink_edit(struct sink_ctx *ctx, enum sink_edit_op op, const char *nam
     if (op != SINK_EDIT_REMOVE &&
         (!sink_field_value_ok(value) || strlen(name) + 2 + strlen(value) > SINK_LINE_MAX))
         return -EINVAL;
-    return d->edit(d->body_arg, op, name, op == SINK_EDIT_REMOVE ? NULL : value);
+    if (sink_edit_guard(ctx, d, name) < 0)
+        return -EPERM;
+    int rc = d->edit(d->body_arg, op, name, op == SINK_EDIT_REMOVE ? NULL : value);
+    if (rc == 0)
+        sink_edit_journal(d, op, name, op == SINK_EDIT_REMOVE ? NULL : value);
+    return rc;
 }
 
 int sink_header_add(struct sink_ctx *ctx, const char *name, const char *value)

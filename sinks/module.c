@@ -74,7 +74,7 @@ _Static_assert(SINK_ABI_MINOR <= 0xffff && SINK_ABI_MAJOR <= 0xffff, "16 bits ea
 /* In name order: sink_builtin_names() lists them as they are here. */
 static const struct sink_module *const sink_builtins[] = {
     &sink_builtin_access, &sink_builtin_alias, &sink_builtin_command, &sink_builtin_delay,
-    &sink_builtin_header, &sink_builtin_noop,  &sink_builtin_route,
+    &sink_builtin_dkim_sign, &sink_builtin_header, &sink_builtin_noop, &sink_builtin_route,
 };
 #define SINK_NBUILTIN (sizeof(sink_builtins) / sizeof(sink_builtins[0]))
 
@@ -306,7 +306,9 @@ static bool sink_module_adopt(struct sink_binding *b, const struct sink_module *
 bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
 {
     const struct sink_module *m;
-    if (strncmp(b->sink, "builtin:", 8) == 0) {
+    if (b->bridge) {
+        m = &sink_builtin_milter;
+    } else if (strncmp(b->sink, "builtin:", 8) == 0) {
         m = sink_builtin_find(b->sink + 8);
         if (m == NULL) {
             snprintf(err, errlen, "sink %s: no such builtin sink (builtins: %s)", b->sink,
@@ -324,7 +326,7 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
         snprintf(err, errlen, "sink %s (module \"%s\"): no handle function", b->sink, mname);
         return false;
     }
-    if (!(m->events & SINK_EVMASK(b->ev))) {
+    if ((m->events & b->events) != b->events) {
         char evs[256];
         sink_events_list(m->events, evs, sizeof(evs));
         snprintf(err, errlen,
@@ -335,11 +337,24 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     b->mod = m;
     if (m->create != NULL) {
         char cerr[256] = "";
-        b->props->owner = b; /* for sink_counter() */
+        /* a bridge's create() finds the milter's address as the property
+         * "address" of a copy (the binding's own properties stay as written) */
+        struct sink_props *cp = b->bridge ? sink_props_new() : NULL;
+        for (size_t i = 0; cp != NULL && i < b->props->n; i++)
+            if (sink_props_add(cp, b->props->key[i], b->props->val[i]) < 0)
+                break;
+        if (b->bridge && (cp == NULL || sink_props_add(cp, "address", b->sink + 7) < 0)) {
+            sink_props_free(cp);
+            snprintf(err, errlen, "sink %s: out of memory", b->sink);
+            return false;
+        }
+        struct sink_props *use = cp ? cp : b->props;
+        use->owner = b; /* for sink_counter() */
         struct sink_crash_note note = sink_crash_enter(b, b->ev, "create()");
-        int rc = m->create(b->props, &b->inst, cerr, sizeof(cerr));
+        int rc = m->create(use, &b->inst, cerr, sizeof(cerr));
         sink_crash_leave(note);
-        b->props->owner = NULL;
+        use->owner = NULL;
+        sink_props_free(cp);
         if (rc != 0) {
             snprintf(err, errlen, "sink %s (module \"%s\"): create failed: %s", b->sink, mname,
                      cerr[0] ? cerr : strerror(rc < 0 ? -rc : rc));

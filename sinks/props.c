@@ -43,7 +43,8 @@
  *	removes the key.
  * DIAGNOSTICS
  *	sink_prop_*: -ENOTSUP (NULL) when the event has no bag of that scope
- *	(e.g. a message bag at connect), -EINVAL for an empty key, -ENOMEM.
+ *	(e.g. a message bag at connect), -EINVAL for an empty key, -EPERM for
+ *	a key starting "sink." (the engine's own: ctx_guard.c), -ENOMEM.
  */
 #include "sinks/sink_int.h"
 
@@ -420,6 +421,8 @@ int sink_prop_set(struct sink_ctx *ctx, enum sink_scope scope, const char *key, 
         return -ENOTSUP;
     if (key == NULL || *key == '\0')
         return -EINVAL;
+    if (strncmp(key, SINK_PROP_RESERVED, strlen(SINK_PROP_RESERVED)) == 0)
+        return -EPERM; /* the engine's own (ctx_guard.c) */
     if (scope != SINK_SCOPE_SERVER)
         return sink_bag_set(b, key, value);
     pthread_mutex_lock(&ctx->e->server_mu);

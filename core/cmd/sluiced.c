@@ -141,15 +141,17 @@ static int sluiced_auth_init(const struct cfg *cfg, char *err, size_t errlen)
         return -1;
     sluiced_auth.limit =
         auth_limit_create(cfg->auth_max_failures, cfg->auth_failure_window_ms, 16384);
-    if (cfg->auth_user_max_failures > 0) {
+    if (cfg->auth_user_max_failures > 0)
         sluiced_auth.users =
             auth_limit_create(cfg->auth_user_max_failures, cfg->auth_failure_window_ms, 16384);
+    /* the pairs that logged in: exempt from the per-user budget, and go on
+     * (within a budget of their own) from a blocked network */
+    bool known = cfg->auth_user_max_failures > 0 || cfg->auth_max_failures > 0;
+    if (known)
         sluiced_auth.known = auth_limit_create(1, AUTH_KNOWN_WINDOW_MS, 16384);
-    }
     sluiced_auth.delay_ms = cfg->auth_failure_delay_ms;
-    if (sluiced_auth.limit == NULL ||
-        (cfg->auth_user_max_failures > 0 &&
-         (sluiced_auth.users == NULL || sluiced_auth.known == NULL))) {
+    if (sluiced_auth.limit == NULL || (known && sluiced_auth.known == NULL) ||
+        (cfg->auth_user_max_failures > 0 && sluiced_auth.users == NULL)) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

@@ -325,6 +325,18 @@ static int qmgr_setup(struct qmgr *q)
         }
     }
     rc = spool_writer_create(q->sp, q->writer_id, &q->w);
+    if (rc == -ENOSPC) {
+        /* full before any reserve was made (a spool that had one starts in
+         * read-and-deliver mode): no room for the segment the records of
+         * deliveries need, so nothing could be delivered without going
+         * out again after a restart */
+        snprintf(q->start_msg, sizeof(q->start_msg),
+                 "queue manager: spool %.200s: file system full before a reserve was ever "
+                 "made there: no room for a segment of delivery records; free some space "
+                 "(the reserve wants up to %u KiB) and start again",
+                 spool_dir(q->sp), SPOOL_RESERVE_DEFAULT >> 10);
+        return rc;
+    }
     if (rc < 0) {
         snprintf(q->start_msg, sizeof(q->start_msg), "queue manager: spool writer: %s",
                  strerror(-rc));

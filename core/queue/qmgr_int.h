@@ -221,7 +221,7 @@ struct qmgr {
     bool started;
     _Atomic bool stop;
     int start_err;
-    char start_msg[256];
+    char start_msg[512];
     pthread_mutex_t start_lock;
     pthread_cond_t start_cond;
     bool start_done;

@@ -111,6 +111,15 @@ void auth_limit_pair_add(struct auth_limit *l, const char *user, const struct so
 /* Whether user logged in from sa's network within the window. */
 bool auth_limit_pair_seen(struct auth_limit *l, const char *user, const struct sockaddr *sa,
                           uint64_t now_ms);
+/* The failures of (user, sa's network) in a table of failure windows (the
+ * network limit's): counts one and returns the count in its window, this
+ * one included; and whether the pair has used up its failures.  A known
+ * pair may go on trying within this budget of its own while its network
+ * is blocked (docs/auth.md: one user behind a NAT guessed from). */
+uint32_t auth_limit_pair_fail(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                              uint64_t now_ms);
+bool auth_limit_pair_blocked(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                             uint64_t now_ms);
 
 /* ---- the process's service ---- */
 

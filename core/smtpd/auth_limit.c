@@ -10,14 +10,17 @@
  *	if (auth_limit_user_blocked(u, "bob", now)) ... 454
  *	n = auth_limit_user_fail(u, "bob", now);
  *	auth_limit_pair_add(k, "bob", sa, now); auth_limit_pair_seen(k, "bob", sa, now)
+ *	auth_limit_pair_fail(l, "bob", sa, now); auth_limit_pair_blocked(l, "bob", sa, now)
  * DESCRIPTION
  *	See core/smtpd/auth.h.  A network key is the IPv4 address, or the
  *	first 64 bits of an IPv6 address (a v4-mapped address counts as the
  *	IPv4 one).  A user key is a seeded 64-bit FNV-1a hash of the name
  *	folded to ASCII lower case; a pair key hashes the name and then the
- *	network key.  Every key is 9 octets (a tag, 8 octets), so one table
- *	type serves all three uses.  Sets of 4 slots chosen by a seeded hash of
- *	the key; a full set evicts its oldest window.  One mutex: a lookup is
+ *	network key (a pair's failures are counted in the network table under
+ *	that key: its tag 'p' never meets a network's 4 or 6).  Every key is
+ *	9 octets (a tag, 8 octets), so one table type serves all three uses.
+ *	Sets of 4 slots chosen by a seeded hash of the key; a full set evicts
+ *	its oldest window.  One mutex: a lookup is
  *	a few dozen instructions and happens a few times per AUTH.
  * DIAGNOSTICS
  *	None; an address of another family is never limited.
@@ -262,4 +265,24 @@ bool auth_limit_pair_seen(struct auth_limit *l, const char *user, const struct s
         return false;
     auth_limit_name_key(l, user, sa, key);
     return auth_limit_count(l, key, now_ms) > 0;
+}
+
+uint32_t auth_limit_pair_fail(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                              uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0)
+        return 0;
+    auth_limit_name_key(l, user, sa, key); /* tag 'p': never a network's key */
+    return auth_limit_add(l, key, now_ms);
+}
+
+bool auth_limit_pair_blocked(struct auth_limit *l, const char *user, const struct sockaddr *sa,
+                             uint64_t now_ms)
+{
+    uint8_t key[9];
+    if (l == NULL || l->max == 0)
+        return false;
+    auth_limit_name_key(l, user, sa, key);
+    return auth_limit_count(l, key, now_ms) >= l->max;
 }

@@ -199,6 +199,8 @@ static void smtp_auth_failure(struct smtp_session *s, enum smtp_reply_id r)
     const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
     bool blocked = svc != NULL && auth_limit_fail(svc->limit, peer, now);
     uint32_t ufail = svc != NULL ? auth_limit_user_fail(svc->users, a->user, now) : 0;
+    if (svc != NULL && auth_limit_pair_seen(svc->known, a->user, peer, now))
+        auth_limit_pair_fail(svc->limit, a->user, peer, now); /* its budget behind a block */
     if (s->auth_failures < UINT32_MAX)
         s->auth_failures++;
     log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s: authentication failed%s", s->client, a->mech,
@@ -372,9 +374,33 @@ static bool smtp_auth_user_locked(const struct smtp_session *s)
            !auth_limit_pair_seen(svc->known, u, (const struct sockaddr *)&s->peer, now);
 }
 
-/* Decoded credentials: the per-user budget, the auth event, then the file. */
+/* Whether this client network has used up its failures and the user is
+ * not one that logged in from it (with failures left of that pair's own
+ * budget): then 421 and close, nothing checked.  A known pair goes on, so
+ * an honest user behind a NAT shared with a guesser is not locked out. */
+static bool smtp_auth_net_locked(const struct smtp_session *s)
+{
+    const struct auth_service *svc = auth_service_get();
+    const struct sockaddr *peer = (const struct sockaddr *)&s->peer;
+    const char *u = s->auth->user;
+    uint64_t now = smtp_now_ms();
+    if (svc == NULL || !auth_limit_blocked(svc->limit, peer, now))
+        return false;
+    return !auth_limit_pair_seen(svc->known, u, peer, now) ||
+           auth_limit_pair_blocked(svc->limit, u, peer, now);
+}
+
+/* Decoded credentials: the network's and the user's budgets, the auth
+ * event, then the file. */
 static void smtp_auth_creds(struct smtp_session *s)
 {
+    if (smtp_auth_net_locked(s)) {
+        log_msg(LOG_INFO,
+                "smtp %s: AUTH %s: user %s: refused, too many failures from the client network",
+                s->client, s->auth->mech, s->auth->user);
+        smtp_auth_fail(s, SMTP_R_AUTH_LIMIT);
+        return;
+    }
     if (smtp_auth_user_locked(s)) {
         log_msg(LOG_INFO, "smtp %s: AUTH %s: user %s: refused, too many failures for the user",
                 s->client, s->auth->mech, s->auth->user);
@@ -513,7 +539,6 @@ void smtp_auth_feed(struct smtp_session *s)
 
 enum smtp_reply_id smtp_auth_check(struct smtp_session *s, const char *arg)
 {
-    const struct auth_service *svc = auth_service_get();
     if (!smtp_auth_enabled(s))
         return SMTP_R_AUTH_DISABLED;
     if (s->hello != SMTP_HELLO_EHLO)
@@ -524,9 +549,8 @@ enum smtp_reply_id smtp_auth_check(struct smtp_session *s, const char *arg)
         return SMTP_R_AUTH_IN_TXN;
     if (s->tls == NULL)
         return SMTP_R_AUTH_NEED_TLS;
-    if (svc != NULL &&
-        auth_limit_blocked(svc->limit, (const struct sockaddr *)&s->peer, smtp_now_ms()))
-        return SMTP_R_AUTH_LIMIT;
+    /* a blocked network is answered once the user name is known
+     * (smtp_auth_net_locked): a user who logged in from it may go on */
     if (*arg == '\0')
         return SMTP_R_AUTH_SYNTAX;
     return SMTP_R_NONE;

@@ -27,8 +27,9 @@ SPOOLTOOL = os.path.join(BUILD, "bin", "sluice-spool")
 class Daemon:
     """A running sluiced; stderr is collected in self.log."""
 
-    def __init__(self, spool, overrides, conf=None, env=None):
+    def __init__(self, spool, overrides, conf=None, env=None, wrap=None):
         self.spool = spool
+        self.wrap = wrap  # a command line the daemon runs under (e.g. fiu-run -x)
         self.overrides = overrides
         self.conf = conf
         self.env = env  # extra environment variables (e.g. fault injection)
@@ -40,7 +41,7 @@ class Daemon:
 
     def start(self, timeout=10):
         faults = any(k.startswith("SLUICE_FAULT_") for k in (self.env or {}))
-        args = [SLUICED_TEST if faults else SLUICED]
+        args = list(self.wrap or []) + [SLUICED_TEST if faults else SLUICED]
         if self.conf:
             args += ["-c", self.conf]
         for k, v in self.overrides.items():
@@ -141,7 +142,7 @@ def spool_cat(spool, msgid):
 def daemon_factory(tmp_path):
     started = []
 
-    def make(spool=None, conf=None, env=None, **overrides):
+    def make(spool=None, conf=None, env=None, wrap=None, **overrides):
         spool = spool or str(tmp_path / "spool")
         ov = {
             "listen": "127.0.0.1:0",
@@ -166,7 +167,7 @@ def daemon_factory(tmp_path):
         for k, v in overrides.items():
             if v is None:
                 ov.pop(k, None)
-        d = Daemon(spool, ov, conf, env)
+        d = Daemon(spool, ov, conf, env, wrap)
         started.append(d)
         return d.start()
 

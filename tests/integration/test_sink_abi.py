@@ -374,7 +374,7 @@ def test_rebuilt_module_reload_and_metrics(daemon_factory, tmp_path):
     assert re.search(r'^sluice_sink_counter_total\{binding="g",name="calls"\} 2$', body, re.M), \
         body
     assert "# sink counter g/calls: mail events seen" in body
-    assert re.search(r'^sluice_sink_calls_in_flight\{binding="g",event="mail"\} 0$', body,
+    assert re.search(r'^sluice_binding_calls_in_flight\{binding="g",event="mail"\} 0$', body,
                      re.M), body
     promtool = shutil.which("promtool")
     if promtool:

@@ -175,7 +175,7 @@ Test(binding, errors)
           "unknown key \"SUBJECT\"");
     fails("binding x { event = mail; sink = \"builtin:nope\"; }",
           "binding \"x\" (line 1): sink builtin:nope: no such builtin sink (builtins: access, "
-          "alias, command, delay, header, noop, route)");
+          "alias, command, delay, dkim_sign, header, noop, route)");
     fails("binding x { event = mail; sink = \"./no/such/module.so\"; }",
           "binding \"x\" (line 1): sink ./no/such/module.so: cannot load: ");
     fails("binding x { event = mail; sink = \"builtin:header\"; properties { name = a; value = "
@@ -243,7 +243,7 @@ Test(binding, chain_order)
 Test(binding, builtin_names_list_the_table)
 {
     const char *names = sink_builtin_names();
-    cr_assert_str_eq(names, "access, alias, command, delay, header, noop, route");
+    cr_assert_str_eq(names, "access, alias, command, delay, dkim_sign, header, noop, route");
     /* every name listed is found, and nothing else is */
     char buf[256];
     snprintf(buf, sizeof(buf), "%s", names);
@@ -251,7 +251,7 @@ Test(binding, builtin_names_list_the_table)
     int n = 0;
     for (char *t = strtok_r(buf, ", ", &save); t != NULL; t = strtok_r(NULL, ", ", &save), n++)
         cr_assert_not_null(sink_builtin_find(t), "%s listed but not found", t);
-    cr_assert_eq(n, 7);
+    cr_assert_eq(n, 8);
 }
 
 Test(binding, transport_events_fire_without_a_server_link)

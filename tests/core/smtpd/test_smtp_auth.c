@@ -594,3 +594,52 @@ Test(smtp_auth, per_user_budget)
     h_expect(&h, "235 2.7.0");
     h_fini(&h);
 }
+
+/* One user behind a NAT shared with a guesser: the guesses block the
+ * network, but a user who logged in from it before goes on, within a
+ * budget of that pair's own; a user never seen there is refused. */
+Test(smtp_auth, known_user_passes_a_blocked_network)
+{
+    struct h h;
+    char bad[256], good[256], eve[256];
+    plain_line(bad, sizeof(bad), "", "bob", "nope");
+    plain_line(good, sizeof(good), "", "bob", "secret");
+    plain_line(eve, sizeof(eve), "", "eve", "guess");
+    svc.known = auth_limit_create(1, AUTH_KNOWN_WINDOW_MS, 64);
+    uint64_t t = 9000000;
+    start_at(&h, "198.51.100.7", t); /* bob, earlier, from the NAT */
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+    start_at(&h, "198.51.100.7", t + 1); /* someone behind it guesses */
+    for (int i = 0; i < 3; i++) {
+        h_send(&h, eve);
+        h_expect(&h, "535 5.7.8");
+    }
+    h_send(&h, eve);
+    h_expect(&h, "421 4.7.0");
+    cr_assert(smtp_session_closing(h.s));
+    h_fini(&h);
+    start_at(&h, "198.51.100.7", t + 2); /* bob is not locked out */
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+    start_at(&h, "198.51.100.7", t + 3); /* ann never logged in from there */
+    h_send(&h, "AUTH PLAIN AGFubgBzM2NyZXQ=\r\n");
+    h_expect(&h, "421 4.7.0");
+    h_fini(&h);
+    /* guessing bob's password from there is bounded by the pair's budget */
+    start_at(&h, "198.51.100.7", t + 4);
+    for (int i = 0; i < 3; i++) {
+        h_send(&h, bad);
+        h_expect(&h, "535 5.7.8");
+    }
+    h_send(&h, good);
+    h_expect(&h, "421 4.7.0");
+    h_fini(&h);
+    /* the window over: bob again */
+    start_at(&h, "198.51.100.7", t + 4 + 60000);
+    h_send(&h, good);
+    h_expect(&h, "235 2.7.0");
+    h_fini(&h);
+}

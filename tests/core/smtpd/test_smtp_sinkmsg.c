@@ -123,6 +123,39 @@ Test(smtp_sinkmsg, header_edits_stored_and_applied)
     h_fini(&h);
 }
 
+/* SMTP_EDITS_MAX (256) header edits per message: the 257th is refused
+ * with -ENOMEM (docs/limits.md), the message keeps the first 256. */
+static int edits_257th;
+
+static enum sink_verdict hook_many_edits(struct sink_ctx *ctx, const struct ts_inst *t)
+{
+    (void)t;
+    for (int i = 0; i < 256; i++)
+        cr_assert_eq(sink_header_add(ctx, "X-Edit", "n"), 0, "edit %d", i);
+    edits_257th = sink_header_add(ctx, "X-Edit", "over");
+    return SINK_CONTINUE;
+}
+
+Test(smtp_sinkmsg, header_edits_bounded)
+{
+    struct h h;
+    ts_hooks[1] = hook_many_edits;
+    start(&h, NULL, B("edit", "event = \"eod\"; sink = \"builtin:ts\"; properties { hook = 1; }"));
+    envelope(&h);
+    message(&h, "Subject: many\r\n\r\nbody\r\n");
+    h_sync(&h);
+    h_expect(&h, "250 2.0.0 Ok: queued as");
+    cr_assert_eq(edits_257th, -ENOMEM);
+    char *b = h_body(&h, h_queued_id(&h), NULL);
+    size_t n = 0;
+    for (const char *p = b; (p = strstr(p, "X-Edit: ")) != NULL; p++)
+        n++;
+    cr_assert_eq(n, 256);
+    cr_assert_null(strstr(b, "X-Edit: over"));
+    free(b);
+    h_fini(&h);
+}
+
 /* ---- body access ---- */
 
 static char *big_body(size_t want, size_t *len)
