@@ -84,7 +84,8 @@ check-sanitize: deps
 	    tests/integration/test_bounce.py tests/integration/test_mx.py \
 	    tests/integration/test_maildir.py tests/integration/test_outbound_tls.py \
 	    tests/integration/test_relay_chunking.py tests/integration/test_delivery_crash.py \
-	    tests/integration/test_tls.py tests/integration/test_auth.py
+	    tests/integration/test_tls.py tests/integration/test_auth.py \
+	    tests/integration/test_sink_services.py tests/integration/test_sink_faults.py
 	cmake -S . -B build-tsan -DSLUICE_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug $(CMAKE_FLAGS) >/dev/null
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L tsan -j $(JOBS)

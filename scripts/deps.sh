@@ -4,11 +4,11 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config liburing-dev libssl-dev libjemalloc-dev
       libcriterion-dev python3 python3-pytest python3-aiosmtpd swaks postfix
-      strace openssl procps iproute2 libc-ares-dev libcrypt-dev
+      strace openssl procps gnuplot-nox iproute2 libc-ares-dev libcrypt-dev
       fiu-utils libfiu-dev
       dnsmasq-base python3-cryptography prometheus libnet-ssleay-perl clang
       libcurl4-openssl-dev python3-dkim python3-nacl opendkim-tools python3-spf
-      python3-dnspython libpsl-dev liblua5.4-dev)
+      python3-dnspython libpsl-dev opendkim python3-milter liblua5.4-dev)
 missing=()
 for p in "${PKGS[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then

@@ -10,7 +10,10 @@
  *	Reads the keys of a binding block into b:
  *
  *	event		one of the sink_event_name() names (required)
- *	sink		"builtin:NAME" or a path to a shared object (required)
+ *	sink		"builtin:NAME" or a path to a shared object (required);
+ *			or "milter:inet:HOST:PORT" / "milter:unix:/path", a
+ *			bridge to a milter: then no event (it is linked into
+ *			every chain the bridge serves, see docs/milter.md)
  *	priority	0..32767, default 24575 (SINK_PRIORITY_DEFAULT)
  *	rule		see rule.c; absent: every event
  *	enabled		boolean, default true
@@ -265,11 +268,25 @@ bool sink_binding_parse(const struct cfg_node *n, struct sink_binding *b, char *
         if (!sink_parse_key(kv, b, err, errlen))
             return false;
     }
-    if (b->ev == SINK_EV_COUNT)
-        return sink_bfail(b, b->line, err, errlen, "no event (e.g. event = \"mail\";)");
     if (b->sink == NULL)
         return sink_bfail(b, b->line, err, errlen,
                           "no sink (sink = \"builtin:NAME\" or a shared object's path)");
+    if (strncmp(b->sink, "milter:", 7) == 0) {
+        /* a bridge: it follows the whole transaction (docs/milter.md) */
+        if (b->ev != SINK_EV_COUNT)
+            return sink_bfail(b, b->line, err, errlen,
+                              "a milter binding names no event: it takes every step the "
+                              "milter negotiates");
+        if (b->offload)
+            return sink_bfail(b, b->line, err, errlen, "a milter binding cannot be offloaded");
+        b->bridge = true;
+        b->events = sink_builtin_milter.events;
+        b->ev = SINK_EV_CONNECT;
+        return true;
+    }
+    if (b->ev == SINK_EV_COUNT)
+        return sink_bfail(b, b->line, err, errlen, "no event (e.g. event = \"mail\";)");
+    b->events = SINK_EVMASK(b->ev);
     return true;
 }
 

@@ -29,7 +29,7 @@
  *	a new chain on every change) and keeps it to its end, across pending
  *	links; a link disabled meanwhile is skipped (its flag is read before
  *	each call).  A removed binding's pending calls complete normally: the
- *	binding and its instance live until the engine goes.
+ *	binding and its instance live until they are done (engine.c).
  *
  *	The synchronous path allocates nothing and takes no lock: the call
  *	owns one ctx and reuses it for every link.  When a handler returns
@@ -103,6 +103,7 @@ void sink_ctx_free(struct sink_ctx *ctx)
     sink_ctx_copies_free(ctx);
     sink_offload_fini(ctx);
     sink_tedit_free(ctx);
+    sink_ctx_release(ctx); /* engine.c: its binding, if it went pending */
     free(ctx);
 }
 
@@ -188,6 +189,7 @@ void sink_call_destroy(struct sink_call *c)
         }
         /* else COMPLETED: the queued task frees it without calling done */
     }
+    sink_call_release(c); /* engine.c: the chain, if the dispatch went pending */
     c->sw->ncalls--;
     if (c->ctx != NULL)
         sink_ctx_free(c->ctx);
@@ -276,6 +278,7 @@ static void sink_go_pending(struct sink_call *c, struct sink_ctx *ctx, struct si
     c->pending = ctx;
     ctx->deadline_ms = ctx->t0_ns / 1000000u + ctx->b->deadline_ms;
     sink_count(&ctx->b->stats->verdicts[SINK_PENDING]);
+    sink_hold_pending(c, ctx); /* engine.c: the chain and the binding stay */
     if (res != &c->res)
         c->res = *res;
     if (sink_pending_add(c->sw, ctx) < 0)
@@ -381,8 +384,10 @@ bool sink_dispatch(struct sink_call *c, enum sink_event ev, const struct sink_ev
     res->binding = NULL;
     sink_reply_none(res);
     bool finished = sink_run(c, 0, res);
-    if (finished)
+    if (finished) {
         c->busy = false;
+        sink_call_release(c); /* engine.c: held if a link went pending and came back */
+    }
     return finished;
 }
 
@@ -392,6 +397,7 @@ static void sink_finish(struct sink_call *c)
     /* A copy: done may destroy the call (and its res) or dispatch again. */
     struct sink_result res = c->res;
     c->busy = false;
+    sink_call_release(c); /* engine.c: res.binding stays valid this turn */
     c->done(c->darg, &res);
 }
 
@@ -470,6 +476,7 @@ void sink_complete_task(struct sched_task *t)
     bool finished = sink_link_verdict(c, ctx, ctx->answer, &c->res);
     if (c->ctx == NULL) { /* recycle: the call needs a ctx for its next link */
         sink_ctx_copies_free(ctx);
+        sink_ctx_release(ctx); /* engine.c */
         ctx->slot = SIZE_MAX;
         c->ctx = ctx;
     } else {

@@ -79,11 +79,13 @@ void sink_engine_print_stats(const struct sink_engine *e, FILE *f);
 /* The same counters as numbers, for the metrics endpoint (any thread; each
  * value is one the counter had, relaxed reads).  Bindings are numbered
  * 0 .. count-1 in configuration order; name and event are borrowed from
- * the engine.  hist[k] counts latencies in [2^(k-1), 2^k) us (k = 0: below
- * 1 us; the last bucket: 2^(SINK_STATS_BUCKETS-2) us and more);
- * latency_ns is their sum. */
+ * the engine: the binding is held (a live change may retire it, but it is
+ * not freed) until sink_engine_binding_stats_release(out).  hist[k]
+ * counts latencies in [2^(k-1), 2^k) us (k = 0: below 1 us; the last
+ * bucket: 2^(SINK_STATS_BUCKETS-2) us and more); latency_ns is their sum. */
 #define SINK_STATS_BUCKETS 22
 struct sink_binding_stats {
+    const void *held; /* the binding, NULL once released */
     const char *name;
     const char *event;
     bool enabled;
@@ -102,6 +104,7 @@ size_t sink_engine_binding_count(const struct sink_engine *e);
 /* false: no binding i (any more: a live remove since the count). */
 bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
                                struct sink_binding_stats *out);
+void sink_engine_binding_stats_release(struct sink_binding_stats *out);
 /* "continue", "consumed", "reject", ... (lower case) */
 const char *sink_verdict_name(enum sink_verdict v);
 /* The counters sinks published (sink.h: sink_counter), binding by binding
@@ -124,8 +127,9 @@ size_t sink_crash_describe(char *buf, size_t len);
  * load or its create() failed, -ENOMEM.  Dispatch takes no lock: it sees
  * a change at its next dispatch (a disabled link also at its next call);
  * sink_engine_bound() on a worker thread at the worker's next loop turn.
- * Replaced or removed bindings (and their instances) are kept until
- * sink_engine_destroy(): their pending calls complete normally. */
+ * Replaced or removed bindings (and their instances) are freed once every
+ * worker has turned and their pending calls are over (engine.c): those
+ * complete normally. */
 int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, char *err,
                             size_t errlen);
 /* A new instance with the property set (value NULL: removed, smtpreg's

@@ -27,10 +27,13 @@
  *	built from e->b, retiring the old one.  A binding that is replaced
  *	(setprop: a new instance from create() with the new properties) or
  *	removed is retired too, with its instance: a dispatch that loaded the
- *	old chain, or a pending call of that binding, may still use them, so
- *	they live until sink_engine_destroy().  That is bounded by the number
- *	of operator actions, which is why nothing cleverer (epochs, hazard
- *	pointers) is needed.  A replacement keeps the binding's statistics.
+ *	old chain, or a pending call of that binding, may still use them.
+ *	They are freed (the instance's destroy() called, the module closed)
+ *	once every worker has passed a turn of its loop and no pending call
+ *	or offloaded handler holds them (engine.c, "Freeing what a change
+ *	retired"); each verb runs the reclaimer when it is done, and the
+ *	workers' turns run it too.  A replacement keeps the binding's
+ *	statistics.
  *
  *	enable/disable flips the binding's atomic flag (dispatch checks it
  *	before each call, so a dispatch already under way obeys too) and
@@ -201,7 +204,7 @@ static bool sink_mark(struct sink_engine *e, const char *name)
 
 static void sink_retire(struct sink_engine *e, struct sink_binding *b)
 {
-    e->old_b[e->nold_b++] = b; /* room made by sink_room */
+    sink_binding_retire(e, b); /* room made by sink_room */
 }
 
 static void sink_lock(struct sink_engine *e)
@@ -209,9 +212,12 @@ static void sink_lock(struct sink_engine *e)
     pthread_mutex_lock(&e->mu);
 }
 
+/* The end of a verb: frees what earlier changes retired and no thread
+ * can use any more (what this one retired waits for the workers). */
 static void sink_unlock(struct sink_engine *e)
 {
     pthread_mutex_unlock(&e->mu);
+    sink_reclaim(e);
 }
 
 /* ---- the verbs ---- */
@@ -256,7 +262,7 @@ int sink_engine_set_enabled(struct sink_engine *e, const char *name, bool on, ch
     /* Relaxed: the chain published below orders it for dispatches that
      * find b there; one still on an old chain may see either value. */
     atomic_store_explicit(&b->enabled, on, memory_order_relaxed);
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         atomic_store_explicit(&b->enabled, !on, memory_order_relaxed);
         rc = sink_nomem(err, errlen);
         goto out;
@@ -320,7 +326,7 @@ static int sink_replace(struct sink_engine *e, int i, const char *text, bool mar
     b->stats = old->stats;
     old->stats_lent = true;
     e->b[i] = b;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         e->b[i] = old;
         old->stats_lent = false;
         b->stats_lent = true;
@@ -402,7 +408,7 @@ int sink_engine_add(struct sink_engine *e, const char *block_text, char *err, si
         goto out;
     b->line = 0; /* not from the file: --bindings says "added live" */
     e->b[e->nb++] = b;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         e->nb--;
         sink_binding_free(b);
         rc = sink_nomem(err, errlen);
@@ -430,7 +436,7 @@ int sink_engine_remove(struct sink_engine *e, const char *name, char *err, size_
     struct sink_binding *b = e->b[i];
     memmove(&e->b[i], &e->b[i + 1], (e->nb - (size_t)i - 1) * sizeof(e->b[0]));
     e->nb--;
-    if (!sink_chain_publish(e, b->ev)) {
+    if (!sink_chains_publish(e, b->events)) {
         memmove(&e->b[i + 1], &e->b[i], (e->nb - (size_t)i) * sizeof(e->b[0]));
         e->b[i] = b;
         e->nb++;
@@ -491,7 +497,7 @@ int sink_engine_reload(struct sink_engine *e, const struct cfg *cfg, char *err, 
     for (int ev = 0; ev < SINK_EV_COUNT; ev++)
         sink_chain_commit(e, (enum sink_event)ev, chains[ev]);
     for (size_t j = 0; j < oldn; j++)
-        e->old_b[e->nold_b++] = oldv[j];
+        sink_binding_retire(e, oldv[j]); /* room reserved above */
     free(oldv);
     for (size_t i = 0; i < e->ndirty; i++)
         free(e->dirty[i]);

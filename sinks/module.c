@@ -324,7 +324,7 @@ static bool sink_lua_load(struct sink_binding *b, char *err, size_t errlen)
     b->mod_copy = sink_lua_module;
     b->mod = &b->mod_copy;
     b->created = true;
-    if (!(sink_lua_events(b->inst) & SINK_EVMASK(b->ev))) {
+    if ((sink_lua_events(b->inst) & b->events) != b->events) {
         char evs[256];
         sink_events_list(sink_lua_events(b->inst), evs, sizeof(evs));
         snprintf(err, errlen, "sink %s does not handle event \"%s\" (its events: %s)", b->sink,
@@ -339,7 +339,9 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     const struct sink_module *m;
     if (strncmp(b->sink, "lua:", 4) == 0)
         return sink_lua_load(b, err, errlen);
-    if (strncmp(b->sink, "builtin:", 8) == 0) {
+    if (b->bridge) {
+        m = &sink_builtin_milter;
+    } else if (strncmp(b->sink, "builtin:", 8) == 0) {
         m = sink_builtin_find(b->sink + 8);
         if (m == NULL) {
             snprintf(err, errlen, "sink %s: no such builtin sink (builtins: %s)", b->sink,
@@ -357,7 +359,7 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
         snprintf(err, errlen, "sink %s (module \"%s\"): no handle function", b->sink, mname);
         return false;
     }
-    if (!(m->events & SINK_EVMASK(b->ev))) {
+    if ((m->events & b->events) != b->events) {
         char evs[256];
         sink_events_list(m->events, evs, sizeof(evs));
         snprintf(err, errlen,
@@ -368,11 +370,24 @@ bool sink_binding_load(struct sink_binding *b, char *err, size_t errlen)
     b->mod = m;
     if (m->create != NULL) {
         char cerr[256] = "";
-        b->props->owner = b; /* for sink_counter() */
+        /* a bridge's create() finds the milter's address as the property
+         * "address" of a copy (the binding's own properties stay as written) */
+        struct sink_props *cp = b->bridge ? sink_props_new() : NULL;
+        for (size_t i = 0; cp != NULL && i < b->props->n; i++)
+            if (sink_props_add(cp, b->props->key[i], b->props->val[i]) < 0)
+                break;
+        if (b->bridge && (cp == NULL || sink_props_add(cp, "address", b->sink + 7) < 0)) {
+            sink_props_free(cp);
+            snprintf(err, errlen, "sink %s: out of memory", b->sink);
+            return false;
+        }
+        struct sink_props *use = cp ? cp : b->props;
+        use->owner = b; /* for sink_counter() */
         struct sink_crash_note note = sink_crash_enter(b, b->ev, "create()");
-        int rc = m->create(b->props, &b->inst, cerr, sizeof(cerr));
+        int rc = m->create(use, &b->inst, cerr, sizeof(cerr));
         sink_crash_leave(note);
-        b->props->owner = NULL;
+        use->owner = NULL;
+        sink_props_free(cp);
         if (rc != 0) {
             snprintf(err, errlen, "sink %s (module \"%s\"): create failed: %s", b->sink, mname,
                      cerr[0] ? cerr : strerror(rc < 0 ? -rc : rc));

@@ -28,6 +28,11 @@
  *
  *	Ownership: everything here belongs to the ctx and is freed with it
  *	(sink_offload_fini), on whichever side drops the last reference.
+ *	The task holds the binding (engine.c) until handle() has returned,
+ *	and owns the ctx only until handle() returns: once a handler
+ *	answered PENDING its completion may already have arrived and the
+ *	owner recycled or freed the ctx, so the task reads nothing of it
+ *	after (issue 10; tests/sinks/test_offload.c, pending_answer_...).
  * DIAGNOSTICS
  *	Out of memory while copying: the link runs inline instead.
  */
@@ -49,14 +54,26 @@ struct sink_edit_rec {
 static void sink_offload_task(struct sched_task *t)
 {
     struct sink_ctx *ctx = (struct sink_ctx *)((char *)t - offsetof(struct sink_ctx, run_task));
-    struct sink_crash_note note = sink_crash_enter(ctx->b, ctx->ev, "handle()");
-    enum sink_verdict v = ctx->b->mod->handle(ctx->b->inst, ctx);
+    /* held for this task by sink_offload_start: the ctx's own hold may go
+     * with the ctx while handle() is still running here */
+    struct sink_binding *b = ctx->b;
+    struct sink_crash_note note = sink_crash_enter(b, ctx->ev, "handle()");
+    enum sink_verdict v = b->mod->handle(b->inst, ctx);
     sink_crash_leave(note);
-    if (ctx->copies != NULL)
-        sink_ctx_copies_free(ctx);
-    if (v != SINK_PENDING)
+    if (v != SINK_PENDING) {
+        /* A synchronous verdict: nobody else completes this ctx, so it
+         * is still ours (the owner may have dropped its reference:
+         * deadline). */
+        if (ctx->copies != NULL)
+            sink_ctx_copies_free(ctx);
         sink_complete(ctx, v); /* the ctx is not ours after this */
-    /* PENDING: the sink completes it later, as for an inline link */
+    }
+    /* PENDING: not a byte of ctx from here: its sink_complete() may have
+     * come (from the sink's thread, or from handle() itself) before
+     * handle() returned, and the owner may have run the completion and
+     * recycled or freed the ctx already.  Its server-bag copies go with it
+     * there (sink_complete_task, sink_ctx_free). */
+    sink_binding_release(b); /* engine.c: the binding and its module may go now */
 }
 
 static int sink_offload_body_at(void *arg, uint64_t off, const char **p, size_t *len)
@@ -166,6 +183,10 @@ bool sink_offload_start(struct sink_ctx *ctx, const struct sink_event_data *d)
     ctx->offloaded = true;
     ctx->d = v;
     ctx->run_task.fn = sink_offload_task;
+    /* The task holds the binding until handle() has returned: a removed
+     * binding's module must not be closed under a running handler, and
+     * the thief may be no sink worker at all (engine.c). */
+    sink_binding_hold(ctx->b);
     /* onto the deque, stealable at once; the push publishes the ctx to
      * whichever worker runs the task (release push, acquire steal/pop) */
     if (sched_spawn_shared(ctx->sw->pool, &ctx->run_task) < 0) {

@@ -60,6 +60,7 @@ struct sink_worker *sink_worker_create(struct sink_engine *e, struct sched_pool 
     sw->owner = pthread_self();
     sw->free_poll = UINT32_MAX;
     sink_bound_snapshot(e); /* created on its owner thread */
+    sink_qs_register(sw);   /* engine.c: retired chains wait for its turns */
     return sw;
 }
 
@@ -101,6 +102,7 @@ void sink_worker_destroy(struct sink_worker *sw)
         if (sw->n > 0)
             sched_yield();
     }
+    sink_qs_unregister(sw); /* engine.c: it uses nothing of the engine any more */
     sink_bound_forget(sw->e);
     sink_svc_worker_fini(sw);
     free(sw->heap);
@@ -242,6 +244,7 @@ static void sink_worker_removed(struct sink_worker *sw)
 void sink_worker_expire(struct sink_worker *sw, uint64_t now_ms)
 {
     sink_bound_snapshot(sw->e); /* a turn of the worker's loop: see engine.c */
+    sink_qs_turn(sw, now_ms);   /* and a quiescent state: engine.c */
     sink_worker_removed(sw);
     if (sw->pool == NULL)
         sink_worker_drain(sw);

@@ -160,7 +160,12 @@ void sink_crash_leave(struct sink_crash_note prev);
 struct sink_binding {
     char *name;
     unsigned line;
-    enum sink_event ev;
+    enum sink_event ev; /* a bridge: its first event (statistics, JSON) */
+    /* The chains the binding is a link of: SINK_EVMASK(ev), or for a
+     * bridge (sink "milter:..."), which names no event, every event its
+     * module handles (engine.c, docs/milter.md). */
+    uint64_t events;
+    bool bridge;
     char *sink; /* "builtin:access" or a path, as configured */
     int priority;
     unsigned order;         /* position in the configuration */
@@ -188,6 +193,21 @@ struct sink_binding {
      * worker's next turn.  Relaxed store before the engine's removed_gen
      * release; read after that counter's acquire (pending.c). */
     _Atomic bool removed;
+    /* Reclamation (engine.c, "Freeing what a change retired"): the epoch
+     * that retired it (0: current) and that let it go quiet (0: not yet),
+     * the published chains linking it that are not quiet yet (current, or
+     * retired and maybe held), and the reclaimer's list; all under e->mu. */
+    uint64_t retired_at, quiet_at;
+    unsigned nchains;
+    struct sink_binding *reap_next;
+    /* Pending ctxs of this binding and offloaded handlers running it: an
+     * increment by the owner during its turn (relaxed, published by the
+     * turn's release store), a release decrement from any thread, an
+     * acquire load by the reclaimer.  On a cache line of its own: every
+     * pending call writes it, every dispatch reads the fields above. */
+    char hold_pad0[SCHED_CACHELINE];
+    _Atomic uint32_t holds;
+    char hold_pad1[SCHED_CACHELINE - sizeof(uint32_t)];
 };
 
 /* Reads one `binding "name" { }` block into b (zeroed by the caller);
@@ -211,6 +231,10 @@ extern const struct sink_module sink_builtin_command;
 extern const struct sink_module sink_builtin_noop;
 extern const struct sink_module sink_builtin_alias;
 extern const struct sink_module sink_builtin_route;
+/* The milter bridge (milter.c): a binding whose sink is "milter:ADDRESS";
+ * _describe: the steps the milter negotiated last, for --bindings. */
+extern const struct sink_module sink_builtin_milter;
+void sink_milter_describe(const void *inst, char *buf, size_t len);
 
 /* ---- syntax checks (addr.c) ---- */
 
@@ -222,11 +246,17 @@ bool sink_nexthop_ok(const char *spec);
 /* ---- the engine (engine.c) ---- */
 
 /* One event's chain: immutable once published (a change publishes a new
- * one), never freed before the engine, so a dispatch may keep using the
- * one it loaded until it ends, pending links included. */
+ * one and retires this one).  A dispatch may use the one it loaded until
+ * its worker's next turn; one that goes pending holds it (holds) until it
+ * ends.  Freed by the reclaimer (engine.c) once both are over. */
 struct sink_chain {
     unsigned n;
     unsigned server_at;          /* the server runs before link[server_at] */
+    uint64_t retired_at;         /* epochs, as for a binding; under e->mu */
+    uint64_t quiet_at;
+    char hold_pad0[SCHED_CACHELINE];
+    _Atomic uint32_t holds;      /* dispatches gone pending on it; as a binding's */
+    char hold_pad1[SCHED_CACHELINE - sizeof(uint32_t)];
     struct sink_binding *link[]; /* enabled bindings, in run order */
 };
 
@@ -246,7 +276,9 @@ struct sink_engine {
     /* Serializes live changes, the retired lists and the printers. */
     pthread_mutex_t mu;
     /* Replaced chains and replaced or removed bindings: a dispatch or a
-     * pending call may still use them; freed with the engine. */
+     * pending call may still use them; freed by the reclaimer once no
+     * worker can (engine.c, "Freeing what a change retired"), or with
+     * the engine. */
     struct sink_chain **old_chain;
     size_t nold_chain;
     struct sink_binding **old_b;
@@ -254,6 +286,16 @@ struct sink_engine {
     /* Bumped (release) when a binding is removed live: each worker then
      * ends the pending calls of removed bindings (pending.c). */
     _Atomic uint32_t removed_gen;
+    /* The epoch: bumped under mu with a release RMW after each chain
+     * store and when the reclaimer needs one more grace period; each
+     * worker reads it (acquire) at its turn and publishes what it read
+     * (sink_worker.qs_seen).  nretired: how many objects wait, a relaxed
+     * hint that tells workers whether to try the reclaimer at all. */
+    _Atomic uint64_t epoch;
+    _Atomic size_t nretired;
+    /* The registered sink workers (sink_worker_create .. _destroy),
+     * linked through qs_next; under mu. */
+    struct sink_worker *workers;
     /* Names changed since the last sink_engine_save(). */
     char **dirty;
     size_t ndirty;
@@ -274,6 +316,8 @@ const struct sink_chain *sink_engine_chain(const struct sink_engine *e, enum sin
  * unpublished one) and _commit (cannot fail: the caller has made room
  * for one more chain in e->old_chain). */
 bool sink_chain_publish(struct sink_engine *e, enum sink_event ev);
+/* The chains of every event in mask (a binding's events), all or none. */
+bool sink_chains_publish(struct sink_engine *e, uint64_t mask);
 struct sink_chain *sink_chain_build(const struct sink_engine *e, enum sink_event ev);
 void sink_chain_drop(struct sink_chain *c);
 void sink_chain_commit(struct sink_engine *e, enum sink_event ev, struct sink_chain *c);
@@ -337,6 +381,9 @@ struct sink_ctx {
     uint64_t t0_ns; /* when handle() was called */
     uint64_t deadline_ms;
     size_t slot; /* index in sw's pending heap, SIZE_MAX if none */
+    /* the binding this ctx holds since it went pending (engine.c), or
+     * NULL; released when the ctx is freed or recycled */
+    struct sink_binding *held;
     /* offload (offload.c): the handler's task and its own copy of the
      * event, which it may read on any thread while the session moves on */
     struct sched_task run_task;
@@ -436,6 +483,13 @@ struct sink_worker {
     struct sink_engine *e;
     struct sched_pool *pool; /* NULL: completions queue on inbox */
     unsigned index;
+    /* Quiescent state (engine.c): the epoch this worker read at its last
+     * turn, a release store by the owner, acquire loads by the reclaimer;
+     * its link among the engine's workers (under e->mu); when the owner
+     * last tried the reclaimer (owner only). */
+    _Atomic uint64_t qs_seen;
+    struct sink_worker *qs_next;
+    uint64_t qs_try_ms;
     struct sched_inbox inbox; /* completions when pool is NULL */
     struct sink_ctx **heap;   /* pending calls, min-heap on deadline_ms */
     size_t n, cap;
@@ -461,6 +515,7 @@ struct sink_call {
     struct sink_ctx *ctx;           /* spare for the next link, or NULL */
     struct sink_ctx *pending;       /* the outstanding link, or NULL */
     bool busy;                      /* a dispatch is under way */
+    bool chain_held;                /* chain's holds counts this dispatch (engine.c) */
     enum sink_event ev;
     const struct sink_event_data *d;
     sink_server_fn *server;
@@ -477,6 +532,26 @@ void sink_pending_remove(struct sink_worker *sw, struct sink_ctx *ctx);
 /* Drops one reference; the last frees the ctx. */
 void sink_ctx_unref(struct sink_ctx *ctx);
 void sink_ctx_free(struct sink_ctx *ctx);
+/* Reclamation (engine.c): the hooks the workers and dispatch call.
+ * _register/_unregister on the worker's creation and destruction, _turn
+ * at every turn of its loop (sink_worker_expire), with nothing of the
+ * engine in use but what pending calls hold.  sink_hold_pending when a
+ * link goes pending (the dispatch holds its chain, the ctx its binding);
+ * sink_ctx_release when a ctx is freed or recycled; sink_call_release
+ * when a dispatch ends (finished, or its call destroyed).  A binding held
+ * by itself (sink_binding_hold/_release): an offloaded handler running.
+ * sink_reclaim frees what no thread can use any more (takes e->mu). */
+void sink_qs_register(struct sink_worker *sw);
+void sink_qs_unregister(struct sink_worker *sw);
+void sink_qs_turn(struct sink_worker *sw, uint64_t now_ms);
+void sink_hold_pending(struct sink_call *c, struct sink_ctx *ctx);
+void sink_ctx_release(struct sink_ctx *ctx);
+void sink_call_release(struct sink_call *c);
+void sink_binding_hold(struct sink_binding *b);
+void sink_binding_release(struct sink_binding *b);
+void sink_reclaim(struct sink_engine *e);
+/* Under e->mu: b leaves e->b for the retired list (room made by the caller). */
+void sink_binding_retire(struct sink_engine *e, struct sink_binding *b);
 /* dispatch.c: the completion task and the deadline path. */
 void sink_complete_task(struct sched_task *t);
 void sink_expired(struct sink_ctx *ctx);

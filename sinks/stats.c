@@ -160,15 +160,21 @@ bool sink_engine_binding_stats(const struct sink_engine *e, size_t i,
                                struct sink_binding_stats *out)
 {
     /* Under the engine's mutex: a live change may reallocate e->b.  The
-     * binding itself (name included) lives until the engine goes. */
+     * binding itself (name included) is held until the caller releases
+     * it: a live change may retire it meanwhile and the reclaimer would
+     * free it (engine.c).  The hold is taken under mu on a current
+     * binding, so the reclaimer (under mu too) sees it once it is retired. */
     pthread_mutex_t *mu = (pthread_mutex_t *)&e->mu;
     pthread_mutex_lock(mu);
-    const struct sink_binding *b = i < e->nb ? e->b[i] : NULL;
+    struct sink_binding *b = i < e->nb ? e->b[i] : NULL;
+    if (b != NULL)
+        sink_binding_hold(b);
     pthread_mutex_unlock(mu);
     if (b == NULL)
         return false; /* removed since sink_engine_binding_count() */
     const struct sink_stats *st = b->stats;
     memset(out, 0, sizeof(*out));
+    out->held = b;
     out->name = b->name;
     out->event = sink_event_name(b->ev);
     out->enabled = sink_binding_enabled(b);
@@ -223,4 +229,12 @@ void sink_engine_print_stats(const struct sink_engine *e, FILE *f)
             fprintf(f, "%-20s   %" PRIu64 " replies of the wrong class dropped\n", "", bad);
     }
     pthread_mutex_unlock(mu);
+}
+
+void sink_engine_binding_stats_release(struct sink_binding_stats *out)
+{
+    if (out->held != NULL)
+        sink_binding_release((struct sink_binding *)out->held);
+    out->held = NULL;
+    out->name = NULL;
 }

@@ -189,6 +189,13 @@ static int verify_segment(int dirfd, const struct spool_seg *s, bool last, char 
     for (;;) {
         while ((r = spool_rd_next(&rd, &rec, &why)) > 0)
             (*nrec)++;
+        if (r == 0 && rd.zero_tail > 0 && !last) {
+            /* pre-zeroed space is the end of the last segment only */
+            rd.size += rd.zero_tail;
+            rd.zero_tail = 0;
+            r = -EBADMSG;
+            why = "zeros at the end of a sealed segment";
+        }
         if (r != -EBADMSG)
             break;
         uint64_t bad = rd.off;

@@ -19,7 +19,11 @@
  *	the process died) a crash cut the last write short or unsynced pages
  *	came back as garbage, and repair mode cuts the file there; at the end
  *	of a sealed segment (synced whole before its successor was made) it
- *	is damage, kept aside before the cut.  A segment whose header never
+ *	is damage, kept aside before the cut.  Zeros from a record boundary
+ *	to the end of the last segment of a worker are the writer's
+ *	pre-zeroed space (writer.c): the end, neither torn nor damage, cut
+ *	off in repair mode; at the end of a sealed segment (cut to its
+ *	records at rotation) they are damage like any other bad end.  A segment whose header never
  *	reached the disk (shorter than a header, or all zeros with no valid
  *	record after it) is removed in repair mode; a damaged header with
  *	records after it is read by its name.
@@ -416,6 +420,21 @@ static int scan_bad_header(struct scan *sc, uint32_t i, struct spool_rd *rd, con
     return 0;
 }
 
+/* Zeros ended segment i (the writer's pre-zeroed tail, segment.c).  In
+ * the last segment of a worker that is the end of what was written; a
+ * sealed segment was cut to its records before it was synced at
+ * rotation, so zeros at its end replaced records: damage.  True for
+ * damage (rd's size is given its zeros back for scan_bad_record). */
+static bool scan_zero_tail(struct scan *sc, uint32_t i, struct spool_rd *rd)
+{
+    const struct spool_seg *s = &sc->segs[i];
+    if (i + 1 == sc->nseg || sc->segs[i + 1].worker != s->worker)
+        return false;
+    rd->size += rd->zero_tail;
+    rd->zero_tail = 0;
+    return true;
+}
+
 static int scan_segment(struct scan *sc, uint32_t i)
 {
     const struct spool_seg *s = &sc->segs[i];
@@ -443,9 +462,15 @@ static int scan_segment(struct scan *sc, uint32_t i)
             if (r < 0)
                 break;
         }
+        if (r == 0 && rd.zero_tail > 0 && scan_zero_tail(sc, i, &rd)) {
+            r = -EBADMSG;
+            why = "zeros at the end of a sealed segment";
+        }
         if (r != -EBADMSG || (r = scan_bad_record(sc, i, &rd, why)) <= 0)
             break;
     }
+    if (r == 0 && rd.zero_tail > 0 && sc->repair)
+        r = scan_cut(sc, s, &rd); /* give the pre-zeroed space back */
     sc->segsize[i] = rd.off; /* the end, or where a torn tail was cut */
     spool_rd_close(&rd);
     return r;

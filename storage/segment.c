@@ -21,6 +21,12 @@
  *	prefix.  Every record is checked whole (magic, type, length, crc,
  *	padding) before it is handed out; the first one that fails ends the
  *	usable part of the segment.
+ *
+ *	A writer pre-zeroes its segment ahead of the records (writer.c), so
+ *	zeros from a record boundary to the end of the file are the end of
+ *	the records, not a bad record: spool_rd_next() returns 0 there, cuts
+ *	rd->size to the boundary and puts the zeros' length in rd->zero_tail
+ *	(recovery decides what a zero tail means in a sealed segment).
  * DIAGNOSTICS
  *	-EBADMSG with a short reason for a bad header or record; -errno for
  *	I/O errors.
@@ -245,12 +251,42 @@ int spool_rd_open(int dirfd, const struct spool_seg *s, bool rw, struct spool_rd
     return 0;
 }
 
+/* 1 if [off, rd->size) holds only zeros, 0 if not, -errno. */
+static int rd_zero_from(struct spool_rd *rd, uint64_t off)
+{
+    while (off < rd->size) {
+        uint64_t left = rd->size - off;
+        size_t n = left < RD_WINDOW ? (size_t)left : RD_WINDOW;
+        const unsigned char *p;
+        int r = rd_fill(rd, off, n, &p);
+        if (r < 0)
+            return r == -ENODATA ? 0 : r;
+        for (size_t i = 0; i < n; i++)
+            if (p[i] != 0)
+                return 0;
+        off += n;
+    }
+    return 1;
+}
+
 int spool_rd_next(struct spool_rd *rd, struct spool_rec *rec, const char **why)
 {
     const unsigned char *h;
     *why = NULL;
     if (rd->off >= rd->size)
         return 0;
+    /* a record starts with its magic: a zero octet here is either the
+     * pre-zeroed tail (zeros to the end) or a bad record */
+    if (rd_fill(rd, rd->off, 1, &h) == 0 && h[0] == 0) {
+        int z = rd_zero_from(rd, rd->off);
+        if (z < 0)
+            return z;
+        if (z > 0) {
+            rd->zero_tail = rd->size - rd->off;
+            rd->size = rd->off;
+            return 0;
+        }
+    }
     if (rd->size - rd->off < SPOOL_REC_HDR) {
         *why = "truncated record header";
         return -EBADMSG;

@@ -123,6 +123,7 @@ struct spool_writer_stats {
     uint64_t sync_errors;
     uint64_t bytes;     /* bytes appended */
     uint64_t segments;  /* segments created */
+    uint64_t prezeroed; /* octets of zeros written ahead of the records */
 };
 
 /* ---- the spool directory ---- */

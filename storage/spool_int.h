@@ -201,6 +201,7 @@ struct spool_rd {
     size_t cap;
     uint64_t boff; /* file offset of buf[0] */
     size_t blen;
+    uint64_t zero_tail; /* octets of zeros that ended the segment (size was cut) */
 };
 
 /* The two bad-header reasons that are not damage: a header that is whole

@@ -34,6 +34,26 @@
  *	the old segment is poisoned like a failed group-commit sync (see
  *	commit.c): every commit in it is refused and never acknowledged.
  *
+ *	Pre-zeroing: an fdatasync of an append that grows the file must
+ *	also commit the new size (and, on ext4, the block allocation) in the
+ *	file system's journal: a second device flush per group commit.  So
+ *	the writer writes zeros ahead of its records, SPOOL_PREZERO octets
+ *	at a time (never past the segment size plus one append), when an
+ *	append of at most SPOOL_PREZERO_APPEND_MAX octets needs them (larger
+ *	ones, big messages, were measured slower with the zeros written
+ *	first), and its appends overwrite them: only the first sync after each extension
+ *	commits metadata.  fallocate(2) alone does not do it (unwritten
+ *	extents are converted, in the journal, when written), measured in
+ *	docs/spool-format.md.  A reader takes zeros from a record boundary
+ *	to the end of the file as the end (segment.c); rotation and
+ *	spool_writer_destroy() cut a segment to its records before its last
+ *	sync, so only the segment being written (or one a crash left behind,
+ *	cut by recovery) has a zero tail.  No pre-zeroing while the spool is
+ *	full, and a pre-zeroing that fails for lack of space is undone and
+ *	not tried again in that segment: the space it would take belongs to
+ *	the reserve (reserve.c), and the append itself then meets ENOSPC or
+ *	not, as without pre-zeroing.
+ *
  *	Message ids are (seconds << 32) | (worker << 24) | counter; seconds
  *	start past the largest id the spool has seen, follow the clock when
  *	it is ahead, and advance by one when the counter wraps: ids grow per
@@ -62,6 +82,8 @@
 #include "core/base/log.h"
 
 static const unsigned char wb_zeros[8];
+
+static int writev_full(int fd, struct iovec *iov, size_t niov, uint64_t off);
 
 /* ---- transaction lists ---- */
 
@@ -309,6 +331,7 @@ static int seg_create_once(struct spool_writer *w, struct spool_wseg **out)
         return r;
     }
     s->size = SPOOL_SEG_HDR;
+    s->zeroed = SPOOL_SEG_HDR;
     w->st.segments++;
     spool_wacct_segment(w, s);
     *out = s;
@@ -321,6 +344,57 @@ static int seg_create(struct spool_writer *w, struct spool_wseg **out)
     if (r < 0 && writer_no_space(w, r))
         r = seg_create_once(w, out);
     return r;
+}
+
+/* Pre-zeroes s so that an append of len octets at s->size lands in
+ * zeroed space (see DESCRIPTION).  Failing is harmless: the append
+ * extends the file as it would have without. */
+static void seg_prezero(struct spool_writer *w, struct spool_wseg *s, uint64_t len, uint64_t max)
+{
+    static const unsigned char zeros[SPOOL_PREZERO_IOV];
+    if (s->no_prezero || s->poison || s->size + len <= s->zeroed || spool_full(w->sp) ||
+        len > SPOOL_PREZERO_APPEND_MAX)
+        return;
+    uint64_t end = (s->size + len + SPOOL_PREZERO - 1) / SPOOL_PREZERO * SPOOL_PREZERO;
+    if (end < s->size + len + SPOOL_PREZERO / 2)
+        end += SPOOL_PREZERO; /* keep half a chunk ahead of this append at least */
+    if (end > max)
+        end = max > s->size + len ? max : s->size + len;
+    uint64_t from = s->zeroed > s->size ? s->zeroed : s->size;
+    struct iovec iov[SPOOL_PREZERO / SPOOL_PREZERO_IOV + 2];
+    size_t n = 0;
+    for (uint64_t o = from; o < end && n < sizeof(iov) / sizeof(iov[0]); n++) {
+        uint64_t k = end - o < sizeof(zeros) ? end - o : sizeof(zeros);
+        iov[n] = (struct iovec){(void *)zeros, (size_t)k};
+        o += k;
+    }
+    int r = writev_full(s->fd, iov, n, from);
+    if (r == 0) {
+        s->zeroed = end;
+        w->st.prezeroed += end - from;
+        return;
+    }
+    /* what was written of the zeros goes: the space is the reserve's */
+    if (ftruncate(s->fd, (off_t)(s->zeroed > s->size ? s->zeroed : s->size)) < 0)
+        log_msg(LOG_WARN, "spool: %s: cannot cut back a failed pre-zeroing: %s", s->name,
+                strerror(errno));
+    if (r != -ENOSPC)
+        log_msg(LOG_WARN, "spool: %s: pre-zeroing: %s", s->name, strerror(-r));
+    s->no_prezero = true;
+}
+
+/* Cuts s's pre-zeroed tail off (before its last sync).  0 or -errno. */
+static int seg_cut_zeros(struct spool_wseg *s)
+{
+    if (s->zeroed <= s->size)
+        return 0;
+    if (ftruncate(s->fd, (off_t)s->size) < 0) {
+        int r = -errno;
+        log_msg(LOG_WARN, "spool: %s: cannot cut the pre-zeroed tail: %s", s->name, strerror(-r));
+        return r;
+    }
+    s->zeroed = s->size;
+    return 1;
 }
 
 /* Marks everything that depends on seg's data as failed with err. */
@@ -347,7 +421,8 @@ static int writer_rotate(struct spool_writer *w)
     /* the old segment is synced whole before its successor exists: a
      * power loss in between must not leave a sealed segment with an
      * unsynced (torn) end, which recovery would take for media damage */
-    if (old->poison != SPOOL_SEG_SYNC && old->synced < old->size) {
+    bool cut = old->poison != SPOOL_SEG_SYNC && seg_cut_zeros(old) > 0;
+    if (old->poison != SPOOL_SEG_SYNC && (old->synced < old->size || cut)) {
         w->st.syncs++;
         int s = w->datasync(old->fd);
         if (s == 0) {
@@ -451,6 +526,7 @@ static bool wb_cut(struct spool_writer *w, struct spool_wseg *s, int r)
         s->poison = SPOOL_SEG_CUT;
         return false;
     }
+    s->zeroed = s->size; /* the pre-zeroed space went with it */
     return true;
 }
 
@@ -484,6 +560,7 @@ int spool_wb_flush(struct spool_writer *w, struct spool_txn *t)
     }
     if (t && t->err)
         return t->err;
+    seg_prezero(w, s, w->wlen, max);
     for (size_t i = 0; i < w->niov; i++)
         if (w->slot[i] >= 0)
             w->iov[i].iov_base = w->hdr[w->slot[i]].b;
@@ -596,8 +673,10 @@ void spool_writer_destroy(struct spool_writer *w)
         /* nothing in it: leave no empty segment behind */
         if (unlinkat(w->sp->dirfd, s->name, 0) == 0)
             spool_fsync_dir(w->sp->dirfd);
-    } else if (s->poison != SPOOL_SEG_SYNC && s->synced < s->size) {
-        /* only ABORT and REMOVE records can be unsynced here: nothing waits for them */
+    } else if (s->poison != SPOOL_SEG_SYNC &&
+               (seg_cut_zeros(s) > 0 || s->synced < s->size)) {
+        /* only ABORT and REMOVE records can be unsynced here: nothing
+         * waits for them; the sync also makes the cut durable */
         int r = w->datasync(s->fd);
         if (r < 0)
             log_msg(LOG_WARN, "spool: %s: fdatasync at close: %s", s->name, strerror(-r));

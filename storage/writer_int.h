@@ -19,6 +19,15 @@
 
 #include "storage/spool_int.h"
 
+/* Pre-zeroing ahead of the records (writer.c): 1 MiB at a time, written
+ * from a 64 KiB block of zeros. */
+#define SPOOL_PREZERO (1u << 20)
+#define SPOOL_PREZERO_IOV (64u << 10)
+/* Only appends up to this size are pre-zeroed: measured, 100 KiB messages
+ * lost a third of their throughput to the doubled copy and writeback
+ * (bench/results/ingest.md, 2026-12-08), 4 KiB ones gain a faster sync. */
+#define SPOOL_PREZERO_APPEND_MAX (16u << 10)
+
 /* Why a segment takes no more records. */
 enum spool_poison {
     SPOOL_SEG_OK = 0,
@@ -31,6 +40,8 @@ struct spool_wseg {
     uint64_t seq;
     uint64_t size;   /* octets written (and not cut back) */
     uint64_t synced; /* octets covered by a successful sync */
+    uint64_t zeroed; /* the file's size: [size, zeroed) is pre-zeroed space */
+    bool no_prezero; /* pre-zeroing failed (no space): plain appends */
     enum spool_poison poison;
     struct spool_sacct *acct; /* its accounting entry (under sp->amu), NULL if untracked */
     char name[SPOOL_SEG_NAME_LEN + 1];

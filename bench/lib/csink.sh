@@ -12,7 +12,8 @@
 #
 # csink_start DIR PORT SESSIONS WANT   sets CS_PID (smtp-sink), CS_CPID
 #                                      (counter), CS_STATUS; 1 on failure
-# csink_read                           sets CS_MESG, CS_DONE_NS, CS_FIRST_NS
+# csink_read                           sets CS_MESG, CS_DONE_NS, CS_FIRST_NS,
+#                                      CS_LAST_NS (when the count last grew)
 #                                      from the status file (NA when none)
 # csink_stop                           stop both, read the final counters
 #
@@ -63,13 +64,14 @@ csink_start() {
 # so all the fields come from the same moment).
 csink_read() {
     local line kv
-    CS_MESG=NA CS_DONE_NS=NA CS_FIRST_NS=NA
+    CS_MESG=NA CS_DONE_NS=NA CS_FIRST_NS=NA CS_LAST_NS=NA
     line=$(cat "$CS_STATUS" 2>/dev/null) || return 0
     for kv in $line; do
         case $kv in
             mesg=*) CS_MESG=${kv#*=} ;;
             done_ns=*) CS_DONE_NS=${kv#*=} ;;
             first_ns=*) CS_FIRST_NS=${kv#*=} ;;
+            last_ns=*) CS_LAST_NS=${kv#*=} ;;
         esac
     done
 }

@@ -9,12 +9,13 @@ QUIT arrives), M being the number of messages received so far.  This helper
 reads that stream (through a pipe, so smtp-sink never waits on a disk),
 keeps the last counters and rewrites FILE (atomically: write + rename) as
 
-    mesg=M sess=S quit=Q first_ns=T done_ns=T now_ns=T
+    mesg=M sess=S quit=Q first_ns=T done_ns=T now_ns=T last_ns=T
 
-at most every --every seconds, at once when M first reaches --want (done_ns,
-the wall clock in ns since the epoch at that moment, same clock as
-`date +%s%N`; 0 until then; first_ns is the time of the first message) and at
-end of input.  It never stops reading before end of input, so smtp-sink
+at most every --every seconds (also when no input came meanwhile but the
+counters changed since the last write), at once when M first reaches --want
+(done_ns, the wall clock in ns since the epoch at that moment, same clock as
+`date +%s%N`; 0 until then; first_ns is the time of the first message;
+last_ns the time M last grew) and at end of input.  It never stops reading before end of input, so smtp-sink
 can go on answering messages beyond N (duplicates then show as M > N).
 Exit status 0 at end of input, 2 on a usage error.
 """
@@ -22,6 +23,7 @@ Exit status 0 at end of input, 2 on a usage error.
 import argparse
 import os
 import re
+import select
 import sys
 import time
 
@@ -38,13 +40,14 @@ def main():
         ap.error("--want must be >= 1")
 
     sess = quit_ = mesg = 0
-    first_ns = done_ns = 0
+    first_ns = done_ns = last_ns = 0
+    dirty = False
     tmp = a.status + ".tmp"
 
     def write():
         with open(tmp, "w") as f:
-            f.write("mesg=%d sess=%d quit=%d first_ns=%d done_ns=%d now_ns=%d\n"
-                    % (mesg, sess, quit_, first_ns, done_ns, time.time_ns()))
+            f.write("mesg=%d sess=%d quit=%d first_ns=%d done_ns=%d now_ns=%d last_ns=%d\n"
+                    % (mesg, sess, quit_, first_ns, done_ns, time.time_ns(), last_ns))
         os.replace(tmp, a.status)
 
     write()
@@ -52,6 +55,12 @@ def main():
     tail = b""
     last = time.monotonic()
     while True:
+        if not select.select([fd], [], [], a.every)[0]:
+            if dirty:  # quiet now: the last counters must not wait for more input
+                write()
+                dirty = False
+                last = time.monotonic()
+            continue
         chunk = os.read(fd, 65536)
         if not chunk:
             break
@@ -66,15 +75,21 @@ def main():
         m = REC.match(data, max(data.rfind(b"sess=", 0, cut), 0), cut)
         if m is None:
             continue
+        old = mesg
         sess, quit_, mesg = (int(x) for x in m.groups())
+        if mesg > old:
+            last_ns = time.time_ns()
+        dirty = True
         if mesg > 0 and first_ns == 0:
             first_ns = time.time_ns()
         if mesg >= a.want and done_ns == 0:
             done_ns = time.time_ns()
             write()
+            dirty = False
             last = time.monotonic()
         elif time.monotonic() - last >= a.every:
             write()
+            dirty = False
             last = time.monotonic()
     write()
     return 0

@@ -207,6 +207,7 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
         free(bs);
         return;
     }
+    /* from here to the release below, bs[i].name stays the binding's */
     metrics_family(b, "sluice_binding_enabled", METRICS_GAUGE,
                    "1 if the binding is enabled, 0 if disabled.");
     for (size_t i = 0; i < n; i++)
@@ -272,6 +273,8 @@ static void render_sinks(struct metrics_buf *b, const struct sink_engine *e)
         metrics_u64(b, "sluice_binding_calls_in_flight",
                     (const char *const[]){"binding", bs[i].name, "event", bs[i].event, NULL},
                     bs[i].in_flight > 0 ? (uint64_t)bs[i].in_flight : 0);
+    for (size_t i = 0; i < n; i++)
+        sink_engine_binding_stats_release(&bs[i]);
     free(bs);
     metrics_family(b, "sluice_sink_counter_total", METRICS_COUNTER,
                    "Counters a sink publishes itself (sink_counter() in sink.h); name is the "

@@ -15,8 +15,9 @@
  *	the io_uring ring, its listeners and connections (net/), the
  *	scheduler worker that ring loop drives (sched/), its spool writer and
  *	the group commit that makes that writer's records durable (one
- *	IORING_OP_FSYNC on the worker's ring per batch, delayed up to
- *	commit_delay_us while sibling sessions are inside a transaction;
+ *	IORING_OP_FSYNC on the worker's ring per batch, at most one in
+ *	flight, delayed while sibling sessions are inside a transaction up to
+ *	commit_delay_us and no longer than a recent fdatasync took;
  *	storage/), its sink worker state (sinks/), and the smtp_server whose
  *	sessions its connections run (core/smtpd/smtp.h).  net/ knows none of
  *	these but the ring and the scheduler: this module plugs the rest in

@@ -24,7 +24,9 @@
  *	them, each applied whole or torn (MODE subset: page-cache writeback
  *	in any order).  A file never made durable in its directory vanishes
  *	with probability one half.  OUT/MANIFEST has a line per file:
- *	"NAME SYNCED_LEN WRITTEN_LEN" or "NAME vanished"; OUT/NAME holds the
+ *	"NAME SYNCED_LEN WRITTEN_LEN" or "NAME vanished" (SYNCED_LEN without
+ *	the synced content's trailing zeros: a spool writer's pre-zeroed
+ *	space holds no records); OUT/NAME holds the
  *	content.  The harness copies the spool and overlays OUT on it.
  *
  *	The daemon's group commits sync through io_uring (IORING_OP_FSYNC),
@@ -281,8 +283,13 @@ static void pc_cut(void)
                 pc_apply(&img, &len, op, (size_t)(pc_rand() % op->len));
         }
         pc_put(out, f->name, img, len);
+        /* zeros at the end of the synced content are a writer's
+         * pre-zeroed space (storage/writer.c), not synced records */
+        size_t synced = f->img_len;
+        while (synced > 0 && f->img[synced - 1] == 0)
+            synced--;
         m += (size_t)snprintf(manifest + m, sizeof(manifest) - m, "%s %zu %zu\n", f->name,
-                              f->img_len, len);
+                              synced, len);
         free(img);
         if (m >= sizeof(manifest))
             _exit(98);

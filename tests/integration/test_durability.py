@@ -230,7 +230,10 @@ def test_garbage_appended(daemon_factory, tmp_path, kind):
         f.write(junk)
     assert sorted(spool_senders(spool)) == sorted(senders)
     rc, out = spool_verify(spool)
-    assert rc != 0, "verify accepted %d octets of garbage: %s" % (len(junk), out)
+    if kind == "zeros":  # what the writer's pre-zeroing leaves: the end
+        assert rc == 0, out
+    else:
+        assert rc != 0, "verify accepted %d octets of garbage: %s" % (len(junk), out)
     d = daemon_factory(spool=spool, workers=1)
     assert sorted(spool_senders(spool)) == sorted(senders)
     code, text = send_raw(d.port, "after-garbage@example.test")

@@ -229,3 +229,90 @@ Test(offload, listed_by_bindings_and_checked)
     free(out);
     sink_engine_destroy(e);
 }
+
+/*
+ * The race of issue 10: an offloaded handler that returns PENDING while its
+ * completion has already arrived.  The handler takes a server-bag value
+ * (which puts a copy on ctx->copies), answers with sink_complete() as a
+ * sink's own thread may do before handle() returns, and then stays in
+ * handle() until the owner has run the completion and the session's done
+ * has destroyed the call, freeing the ctx.  After handle() returns
+ * PENDING, the thief must not touch the ctx any more: reading
+ * ctx->copies there is a heap-use-after-free (ASan) or a race with the
+ * free (TSan).
+ */
+static _Atomic int race_started;  /* the handler is running (on the thief) */
+static _Atomic int race_gone;     /* done ran and destroyed the call */
+static _Atomic int race_returned; /* the handler is about to return PENDING */
+static _Atomic int race_value_ok; /* the server-bag copy read right */
+
+static enum sink_verdict race_handle(void *inst, struct sink_ctx *ctx)
+{
+    (void)inst;
+    atomic_store(&race_started, 1);
+    const char *v = sink_prop_get(ctx, SINK_SCOPE_SERVER, "shared");
+    atomic_store(&race_value_ok, v != NULL && strcmp(v, "a server value") == 0);
+    sink_complete(ctx, SINK_CONTINUE); /* ctx is the owner's now */
+    uint64_t until = sink_now_ms() + 3000;
+    while (atomic_load(&race_gone) == 0 && sink_now_ms() < until)
+        usleep(200);
+    atomic_store(&race_returned, 1);
+    return SINK_PENDING;
+}
+
+static const struct sink_module race_module = {
+    SINK_MODULE_HEAD,
+    .name = "offrace",
+    .events = SINK_EVMASK(SINK_EV_EOD),
+    .handle = race_handle,
+};
+
+static void race_done(void *arg, const struct sink_result *res)
+{
+    struct rig2 *r = arg;
+    cr_assert_eq(res->verdict, SINK_CONTINUE);
+    sink_call_destroy(r->call); /* frees the ctx the handler still "has" */
+    r->call = NULL;
+    atomic_store(&race_gone, 1);
+}
+
+Test(offload, pending_answer_completed_before_handle_returns, .timeout = 30)
+{
+    int rc = sink_builtin_register(&race_module);
+    cr_assert(rc == 0 || rc == -EEXIST);
+    atomic_store(&race_started, 0);
+    atomic_store(&race_gone, 0);
+    atomic_store(&race_returned, 0);
+    atomic_store(&race_value_ok, 0);
+    struct rig2 r;
+    rig2_init(&r, "");
+    /* the same rig, bound to the racing sink instead */
+    sink_call_destroy(r.call);
+    sink_worker_destroy(r.sw);
+    sink_engine_destroy(r.e);
+    r.e = st_engine("binding o { event = eod; sink = \"builtin:offrace\"; offload = true; }\n");
+    cr_assert_eq(sink_bag_set(&r.e->server_bag, "shared", "a server value"), 0);
+    r.sw = sink_worker_create(r.e, r.pool, 0);
+    r.call = sink_call_create(r.sw);
+    struct st_session s = {.body = "Subject: z\r\n\r\n", .piece = 64};
+    struct sink_event_data d = st_data(&s);
+    struct sink_result res;
+    cr_assert_not(sink_dispatch(r.call, SINK_EV_EOD, &d, NULL, NULL, race_done, &r, &res));
+    /* the owner leaves its deque alone until the thief has the handler */
+    uint64_t until = sink_now_ms() + 5000;
+    while (atomic_load(&race_started) == 0 && sink_now_ms() < until)
+        usleep(200);
+    cr_assert_eq(atomic_load(&race_started), 1, "the thief never ran the handler");
+    while (atomic_load(&race_gone) == 0 && sink_now_ms() < until) {
+        sched_worker_run_budget(r.w0, 64);
+        sink_worker_expire(r.sw, sink_now_ms());
+        usleep(200);
+    }
+    cr_assert_eq(atomic_load(&race_gone), 1, "the completion never ran on the owner");
+    cr_assert_eq(atomic_load(&race_value_ok), 1);
+    while (atomic_load(&race_returned) == 0 && sink_now_ms() < until)
+        usleep(200);
+    cr_assert_eq(atomic_load(&race_returned), 1);
+    /* the thief finishes the task (and its use of the ctx) before it stops */
+    rig2_fini(&r);
+}

@@ -259,6 +259,31 @@ Test(damage, a_damaged_end_of_a_sealed_segment_is_kept_aside_then_cut)
     free(kept);
 }
 
+/* A sealed segment was cut to its records before its last sync: zeros at
+ * its end (not the writer's pre-zeroed space, which only the segment
+ * being written has) replaced records and are damage. */
+Test(damage, zeros_at_the_end_of_a_sealed_segment_are_damage)
+{
+    make_spool();
+    char *seg = tu_join(dir, SEG1);
+    char *kept = tu_join(dir, SEG1 ".damaged");
+    off_t size = tu_fsize(seg);
+    uint64_t last = recs[nrecs - 1].off;
+    static unsigned char zero[4096];
+    damage(SEG1, (off_t)last, zero, (size_t)(size - (off_t)last));
+    char msg[1024];
+    cr_assert_eq(spool_verify(dir, msg, sizeof(msg)), -EBADMSG);
+    cr_assert(strstr(msg, "damaged end of a sealed segment") != NULL, "%s", msg);
+    size_t lost;
+    struct spool_scan_report rep = open_and_expect(last, (uint64_t)size, &lost);
+    cr_assert_eq(lost, 1);
+    cr_assert_eq(rep.damaged, 1);
+    cr_assert_eq(tu_fsize(kept), size);
+    cr_assert_eq(tu_fsize(seg), (off_t)last);
+    free(seg);
+    free(kept);
+}
+
 /* A removed message whose body segment was reclaimed before the segment
  * with its COMMIT is normal: recovery says nothing about it.  The same
  * without the REMOVE is a message that does not match: counted and said. */

@@ -115,8 +115,7 @@ Test(failure, failed_append_is_cut_back)
     uint64_t first = tu_put(w, &env, "first\r\n", 7, &d);
     tu_sync(w);
     struct stat st;
-    cr_assert_eq(fstat(w->cur->fd, &st), 0);
-    off_t before = st.st_size;
+    off_t before = (off_t)w->cur->size; /* the file goes on: pre-zeroed space */
 
     /* the file size limit makes the write fail part way: EFBIG */
     signal(SIGXFSZ, SIG_IGN);

@@ -153,9 +153,100 @@ Test(writer, small_message_is_one_write)
     cr_assert_eq(spool_txn_commit(t, &iov, 1, tu_done_cb, &d), 0);
     spool_writer_stats(w, &s1);
     cr_assert_eq(fstat(w->cur->fd, &st1), 0);
-    cr_assert_eq((uint64_t)(st1.st_size - st0.st_size), s1.bytes - s0.bytes);
+    cr_assert_eq(w->cur->size - (uint64_t)st0.st_size, s1.bytes - s0.bytes);
+    cr_assert_eq((uint64_t)st1.st_size, w->cur->zeroed, "the rest is pre-zeroed");
     cr_assert_eq(s1.commits, 1);
     tu_sync(w);
+}
+
+/* The file's size changes once per SPOOL_PREZERO, not per append; the
+ * zeros go at destroy and at rotation, so a sealed segment ends with
+ * its last record. */
+Test(writer, prezeroed_segment_keeps_its_size_and_is_cut_when_sealed)
+{
+    struct spool_env env = tu_env(1);
+    struct tu_done d[3] = {{0}};
+    char body[4096];
+    memset(body, 'p', sizeof(body));
+    tu_put(w, &env, body, sizeof(body), &d[0]);
+    tu_sync(w);
+    struct stat st0, st1;
+    cr_assert_eq(fstat(w->cur->fd, &st0), 0);
+    cr_assert_geq((uint64_t)st0.st_size, w->cur->size + SPOOL_PREZERO / 2);
+    tu_put(w, &env, body, sizeof(body), &d[1]);
+    tu_put(w, &env, body, sizeof(body), &d[2]);
+    tu_sync(w);
+    cr_assert_eq(fstat(w->cur->fd, &st1), 0);
+    cr_assert_eq(st1.st_size, st0.st_size, "appends land in pre-zeroed space");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(d[i].res, 0);
+    struct spool_writer_stats st;
+    spool_writer_stats(w, &st);
+    cr_assert_geq(st.prezeroed, SPOOL_PREZERO / 2);
+    uint64_t end = w->cur->size;
+    char *seg = tu_join(dir, w->cur->name);
+    struct spool_scan_report rep;
+    struct tu_list l = tu_scan(dir, &rep); /* read-only, zeros after the records */
+    cr_assert_eq(l.n, 3);
+    cr_assert_eq(rep.torn + rep.damaged, 0);
+    tu_list_free(&l);
+    char msg[256];
+    cr_assert_eq(spool_verify(dir, msg, sizeof(msg)), 0, "%s", msg);
+    rep = reopen();
+    cr_assert_eq(tu_fsize(seg), (off_t)end, "destroy cut the zeros");
+    cr_assert_eq(rep.live, 3);
+    cr_assert_eq(rep.torn + rep.damaged, 0);
+    free(seg);
+}
+
+/* A crash leaves the pre-zeroed tail: recovery reads it as the end of
+ * the records, not as a torn tail, and gives the space back. */
+Test(writer, crash_leaves_a_zero_tail_that_recovery_cuts)
+{
+    spool_writer_destroy(w);
+    w = NULL;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct spool_writer *cw;
+        if (spool_writer_create(sp, 1, &cw) != 0)
+            _exit(1);
+        struct spool_env env = tu_env(1);
+        struct tu_done d = {0};
+        tu_put(cw, &env, "durable\r\n", 9, &d);
+        tu_sync(cw);
+        struct stat st;
+        if (fstat(cw->cur->fd, &st) != 0 || (uint64_t)st.st_size <= cw->cur->size)
+            _exit(2);
+        _exit(d.res == 0 ? 0 : 1); /* "kill -9" */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    char *seg = tu_join(dir, "seg-01-00000001.sg");
+    cr_assert_gt(tu_fsize(seg), 4096);
+    struct spool_scan_report rep = reopen();
+    cr_assert_eq(rep.live, 1);
+    cr_assert_eq(rep.torn, 0);
+    cr_assert_eq(rep.damaged, 0);
+    cr_assert_lt(tu_fsize(seg), 4096, "the zeros were cut off");
+    char msg[256];
+    cr_assert_eq(spool_verify(dir, msg, sizeof(msg)), 0, "%s", msg);
+    free(seg);
+}
+
+/* A full spool's space is the reserve's: no pre-zeroing. */
+Test(writer, no_prezeroing_while_the_spool_is_full)
+{
+    spool_full_set(sp);
+    struct spool_env env = tu_env(1);
+    struct tu_done d = {0};
+    tu_put(w, &env, "x\r\n", 3, &d);
+    tu_sync(w);
+    cr_assert_eq(d.res, 0);
+    struct stat st;
+    cr_assert_eq(fstat(w->cur->fd, &st), 0);
+    cr_assert_eq((uint64_t)st.st_size, w->cur->size);
 }
 
 Test(writer, uncommitted_message_is_not_live)
@@ -279,6 +370,23 @@ Test(writer, rotation_keeps_everything)
     struct spool_writer_stats st;
     spool_writer_stats(w, &st);
     cr_assert_gt(st.segments, 5);
+    /* sealed segments end with their last record: no zeros */
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    struct spool_seg *segs;
+    size_t nseg;
+    cr_assert_eq(spool_seg_list(dirfd, &segs, &nseg), 0);
+    for (size_t i = 0; i + 1 < nseg; i++) {
+        struct stat fst;
+        cr_assert_eq(fstatat(dirfd, segs[i].name, &fst, 0), 0);
+        cr_assert_leq(fst.st_size, 4096 + 512, "%s", segs[i].name);
+        unsigned char last8[8], z[8] = {0};
+        int fd = openat(dirfd, segs[i].name, O_RDONLY);
+        cr_assert_eq(pread(fd, last8, 8, fst.st_size - 8), 8);
+        cr_assert_neq(memcmp(last8, z, 8), 0, "%s ends with zeros", segs[i].name);
+        close(fd);
+    }
+    free(segs);
+    close(dirfd);
 
     struct spool_scan_report rep = reopen();
     cr_assert_eq(rep.live, N);
