@@ -30,7 +30,8 @@
  *	shot, armed again while curl wants the socket) and when to call it
  *	back (sink_timer_start); both run on the session's worker.  One multi
  *	handle per call; the transfer ends with the call (deadline, client
- *	gone): the first cancelled service's callback frees it.
+ *	gone): the first cancelled service's callback frees it.  Connections
+ *	are kept alive across calls in a share per worker thread.
  *
  *	It includes only the sink header, libc and libcurl.
  */
@@ -198,6 +199,20 @@ static int hp_json_get(const char *json, const char *key, char *out, size_t cap)
 }
 
 /* ---- the transfer ---- */
+
+/* Connections (and resolved names) outlive a call: one share per worker
+ * thread, so the next call on that worker reuses a kept-alive connection
+ * instead of opening one (used by this thread only: no lock needed). */
+static _Thread_local CURLSH *hp_share;
+
+static CURLSH *hp_share_get(void)
+{
+    if (hp_share == NULL && (hp_share = curl_share_init()) != NULL) {
+        curl_share_setopt(hp_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+        curl_share_setopt(hp_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    return hp_share;
+}
 
 static void hp_free(struct hp_call *c)
 {
@@ -400,6 +415,8 @@ static enum sink_verdict hp_handle(void *inst, struct sink_ctx *ctx)
     curl_easy_setopt(c->easy, CURLOPT_WRITEFUNCTION, hp_write_cb);
     curl_easy_setopt(c->easy, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
+    if (hp_share_get() != NULL)
+        curl_easy_setopt(c->easy, CURLOPT_SHARE, hp_share);
     curl_easy_setopt(c->easy, CURLOPT_TIMEOUT_MS, (long)sink_time_left_ms(ctx) + 100);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, hp_socket_cb);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
