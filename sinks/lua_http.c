@@ -71,31 +71,43 @@ void lua_http_free(struct lua_http *h)
     free(h);
 }
 
+struct lh_result {
+    struct lua_http *h;
+    CURLcode rc;
+};
+
+/* Under lua_pcall (lua_push_protected): the result, or nil and why. */
+static int lh_build(lua_State *L)
+{
+    const struct lh_result *r = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    if (r->rc == CURLE_OK) {
+        long status = 0;
+        curl_easy_getinfo(r->h->easy, CURLINFO_RESPONSE_CODE, &status);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, status);
+        lua_setfield(L, -2, "status");
+        lua_pushlstring(L, r->h->body ? r->h->body : "", r->h->nbody);
+        lua_setfield(L, -2, "body");
+        lua_pushboolean(L, r->h->truncated);
+        lua_setfield(L, -2, "truncated");
+        lua_pushnil(L);
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, curl_easy_strerror(r->rc));
+    }
+    return 2;
+}
+
 /* The transfer ended: its result on the coroutine, which goes on. */
 static void lh_finish(struct lua_http *h, CURLcode rc)
 {
     struct lua_call *c = h->c;
-    lua_State *co = c->co;
-    int n;
-    if (rc == CURLE_OK) {
-        long status = 0;
-        curl_easy_getinfo(h->easy, CURLINFO_RESPONSE_CODE, &status);
-        lua_createtable(co, 0, 3);
-        lua_pushinteger(co, status);
-        lua_setfield(co, -2, "status");
-        lua_pushlstring(co, h->body ? h->body : "", h->nbody);
-        lua_setfield(co, -2, "body");
-        lua_pushboolean(co, h->truncated);
-        lua_setfield(co, -2, "truncated");
-        n = 1;
-    } else {
-        lua_pushnil(co);
-        lua_pushstring(co, curl_easy_strerror(rc));
-        n = 2;
-    }
+    struct lh_result r = {h, rc};
+    lua_push_protected(c, lh_build, &r, 2);
     c->http = NULL;
     lua_http_free(h);
-    lua_sink_resume(c, n);
+    lua_sink_resume(c, 2);
 }
 
 static void lh_check(struct lua_http *h)
@@ -292,6 +304,8 @@ int lua_http_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     struct lua_call *c = lua_lib_call(L, "http");
+    if (!lua_checkstack(L, 4)) /* the room its answer is moved into */
+        return luaL_error(L, "sluice.http: out of stack");
     pthread_once(&lh_once, lh_init);
     if (!lh_ready)
         return luaL_error(L, "sluice.http: libcurl did not initialise");

@@ -61,6 +61,12 @@ struct lua_call {
     bool ended;
 };
 
+/* Builds nres values for c's coroutine with build(L) (its argument:
+ * lua_touserdata(L, 1) == arg) under lua_pcall on the state's main thread,
+ * then moves them onto the coroutine: a script at its memory limit gets
+ * nres nils instead of a Lua panic (lua_lib.c). */
+void lua_push_protected(struct lua_call *c, lua_CFunction build, void *arg, int nres);
+
 /* The Lua side of a ctx: valid while ud->ctx is not NULL. */
 struct lua_ctxud {
     struct sink_ctx *ctx;

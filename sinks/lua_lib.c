@@ -120,6 +120,30 @@ static void lua_dns_push(lua_State *co, const struct sink_dns_answer *a)
         lua_pushstring(co, a->error ? a->error : st[a->status]);
 }
 
+void lua_push_protected(struct lua_call *c, lua_CFunction build, void *arg, int nres)
+{
+    lua_State *L = c->st->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, build);
+    lua_pushlightuserdata(L, arg);
+    if (lua_pcall(L, 1, nres, 0) == LUA_OK) {
+        lua_xmove(L, c->co, nres); /* moves, allocates nothing */
+    } else {
+        lua_settop(L, top); /* the error (out of memory): dropped */
+        for (int i = 0; i < nres; i++)
+            lua_pushnil(c->co); /* the stack room was checked when it yielded */
+    }
+    lua_settop(L, top);
+}
+
+static int lua_dns_build(lua_State *L)
+{
+    const struct sink_dns_answer *a = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_dns_push(L, a);
+    return 3;
+}
+
 static void lua_lib_dns_answer(struct sink_ctx *ctx, void *arg, const struct sink_dns_answer *a)
 {
     struct lua_dns_wait *w = arg;
@@ -131,7 +155,7 @@ static void lua_lib_dns_answer(struct sink_ctx *ctx, void *arg, const struct sin
         lua_sink_cancelled(c);
         return;
     }
-    lua_dns_push(c->co, a);
+    lua_push_protected(c, lua_dns_build, (void *)a, 3);
     if (w->starting) { /* inside sluice.dns: it returns them */
         w->answered = true;
         return;

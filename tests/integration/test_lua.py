@@ -359,3 +359,48 @@ def test_example_scripts(daemon_factory, tmp_path):
     assert r[0] == 250, r
     text = spool_cat(d.spool, QUEUED.search(r[1]).group(1))
     assert b"Subject: changed\r\n" in text and b"Subject: lua" not in text, text
+
+
+class Big(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"y" * (1024 * 1024)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_an_answer_that_does_not_fit_the_memory_limit(daemon_factory, tmp_path):
+    """A script near its lua_memory when a 1 MiB HTTP answer arrives: the
+    answer is built under protection, the script gets nil (no Lua panic,
+    the daemon keeps serving)."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Big)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        path = write(tmp_path, "full.lua", """
+local s = { events = { "rcpt" } }
+function s.create(p) s.url = p.url end
+function s.handle(ctx)
+  local ballast = {}
+  for i = 1, 22 do ballast[i] = string.rep("x", 100000) .. i end
+  local r = sluice.http{ url = s.url }
+  if not r then return "tempfail", 451, "4.7.1", "no room for the answer" end
+  return "continue", 250, "2.1.5", "got " .. #r.body .. " " .. #ballast
+end
+return s
+""")
+        d = daemon_factory(conf=write(tmp_path, "f.conf", binding(
+            "full", "rcpt", path, extra='deadline = "3s";',
+            props='url = "http://127.0.0.1:%d/big"; lua_memory = 3000000;'
+            % srv.server_address[1])))
+        for _ in range(2):
+            c = raw_session(d.port)
+            assert_reply(c.cmd("MAIL FROM:<a@example.org>"), 250)
+            assert_reply(c.cmd("RCPT TO:<b@example.test>"), 451, "4.7.1")
+            c.cmd("QUIT")
+        assert d.proc.poll() is None, d.log()
+    finally:
+        srv.shutdown()
