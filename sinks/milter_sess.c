@@ -24,8 +24,8 @@
 static const char *const milter_default_macros[MILTER_M_COUNT] = {
     [MILTER_M_CONNECT] = "j {daemon_name} {daemon_addr} v _ {client_addr} {client_name}",
     [MILTER_M_HELO] = "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
-    [MILTER_M_ENVFROM] = "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} "
-                         "{mail_mailer}",
+    [MILTER_M_ENVFROM] = ("i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} "
+                          "{mail_mailer}"), /* one string: parenthesised for clang */
     [MILTER_M_ENVRCPT] = "i {rcpt_addr} {rcpt_host} {rcpt_mailer}",
     [MILTER_M_DATA] = "i",
     [MILTER_M_EOM] = "i",
