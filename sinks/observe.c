@@ -65,9 +65,12 @@ void sink_log(const struct sink_ctx *ctx, enum sink_log_level level, const char 
     enum log_level l = (unsigned)level <= SINK_LOG_ERROR ? lv[level] : LOG_ERROR;
     char msg[LOG_LINE_MAX];
     va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt ? fmt : "", ap);
-    va_end(ap);
+    msg[0] = '\0';
+    if (fmt != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
     if (ctx == NULL) {
         log_fields(l, (const char *const[]){NULL}, "sink: %s", msg);
         return;

@@ -141,6 +141,7 @@ static void node_run(struct sched_task *t)
     volatile unsigned x = 0;
     for (unsigned k = 0; k < 200; k++)
         x += k;
+    (void)x;
     done_inc();
 }
 

@@ -132,8 +132,8 @@ Test(addr, mailbox_ok)
         "\"a\\\"b\"@example.test",
         "user@[192.0.2.1]",
         "user@[IPv6:2001:db8::1]",
-        "j\xc3\xb6rg@b\xc3\xbc"
-        "cher.example", /* SMTPUTF8 */
+        ("j\xc3\xb6rg@b\xc3\xbc"
+         "cher.example"), /* SMTPUTF8 (split: \xbc would eat the c) */
         "x@localhost",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
